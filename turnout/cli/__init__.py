@@ -1,0 +1,1 @@
+"""The ``turnout`` command line (Typer). Heavy modules are imported inside commands."""

@@ -1,0 +1,145 @@
+"""``turnout`` — serve, check and inspect a Turnout gateway.
+
+Every ``serve`` flag also reads a ``TURNOUT_*`` environment variable. Errors are one
+clear line and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from turnout import __version__
+from turnout.cli.units import duration, size
+
+app = typer.Typer(
+    name="turnout",
+    help="A Python-native API gateway and traffic control plane.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FileOpt = Annotated[
+    list[str] | None,
+    typer.Option("--file", "-f", help="Manifest file or directory (repeatable); '-' is stdin."),
+]
+
+
+@app.command()
+def serve(
+    file: FileOpt = None,
+    workers: Annotated[
+        int, typer.Option(envvar="TURNOUT_WORKERS", help="Worker processes (default: CPU count).")
+    ] = 0,
+    admin_address: Annotated[
+        str, typer.Option(envvar="TURNOUT_ADMIN_ADDRESS", help="Admin API, /metrics, /healthz.")
+    ] = "127.0.0.1:9901",
+    access_log: Annotated[
+        str, typer.Option(envvar="TURNOUT_ACCESS_LOG", help="'-' (stdout), a file path, or 'off'.")
+    ] = "-",
+    access_log_fields: Annotated[
+        str, typer.Option(envvar="TURNOUT_ACCESS_LOG_FIELDS", help="Comma-separated field list.")
+    ] = "",
+    header_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_HEADER_TIMEOUT", help="Time to receive a request head.")
+    ] = "10s",
+    idle_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_IDLE_TIMEOUT", help="Keep-alive idle time between requests.")
+    ] = "60s",
+    request_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_REQUEST_TIMEOUT", help="Default whole-request timeout (0 = none); routes override it.")
+    ] = "0",
+    stream_idle_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_STREAM_IDLE_TIMEOUT", help="Abort a request when no byte moves either way this long.")
+    ] = "5m",
+    drain_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_DRAIN_TIMEOUT", help="Grace period for in-flight requests on SIGTERM.")
+    ] = "10s",
+    max_url_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_URL_BYTES", help="Request target limit (414).")] = "8k",
+    max_header_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_HEADER_BYTES", help="Request header section limit (431).")] = "32k",
+    max_headers: Annotated[int, typer.Option(envvar="TURNOUT_MAX_HEADERS", help="Request header count limit (431).")] = 100,
+    max_body_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_BODY_BYTES", help="Request body limit (413); 0 = unlimited.")] = "0",
+    worker_timeout: Annotated[
+        str, typer.Option(envvar="TURNOUT_WORKER_TIMEOUT", help="Replace a worker that does not answer pings this long.")
+    ] = "10s",
+    watch: Annotated[bool, typer.Option(envvar="TURNOUT_WATCH", help="Reload when manifest files change.")] = True,
+    log_level: Annotated[str, typer.Option(envvar="TURNOUT_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the gateway. Without -f, serve the embedded sample configuration and services."""
+    import logging
+
+    from turnout.cli.serve import run_serve
+    from turnout.observe.accesslog import DEFAULT_FIELDS
+    from turnout.proxy.protocols.http1 import Limits
+    from turnout.proxy.runtime import ProxySettings
+    from turnout.supervisor.main import ServeOptions
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ["TURNOUT_LOG_LEVEL"] = log_level
+    settings = ProxySettings(
+        header_timeout=duration(header_timeout),
+        idle_timeout=duration(idle_timeout),
+        stream_idle_timeout=duration(stream_idle_timeout),
+        request_timeout=duration(request_timeout),
+        drain_timeout=duration(drain_timeout),
+        limits=Limits(
+            max_url=size(max_url_bytes),
+            max_header_bytes=size(max_header_bytes),
+            max_headers=max_headers,
+            max_body=size(max_body_bytes),
+        ),
+    )
+    fields = tuple(f.strip() for f in access_log_fields.split(",") if f.strip()) or DEFAULT_FIELDS
+    options = ServeOptions(
+        workers=workers or os.cpu_count() or 1,
+        admin_address=admin_address,
+        settings=settings,
+        access_log=access_log,
+        access_log_fields=fields,
+        worker_timeout=duration(worker_timeout),
+        watch=watch,
+    )
+    raise typer.Exit(run_serve(file or [], options))
+
+
+@app.command()
+def check(file: FileOpt = None) -> None:
+    """Validate manifests offline; print located problems; exit 1 when there are errors."""
+    from rich.console import Console
+
+    from turnout.config.files import load_files
+
+    if not file:
+        raise typer.BadParameter("give at least one -f FILE|DIR", param_hint="-f")
+    config, problems = load_files(file)
+    err = Console(stderr=True, highlight=False)
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        err.print(f"[{style}]{p}[/{style}]", soft_wrap=True)
+    errors = sum(p.severity == "error" for p in problems)
+    if errors:
+        err.print(f"[red]{errors} error(s)[/red]")
+        raise typer.Exit(1)
+    kinds: dict[str, int] = {}
+    for res in config.resources:
+        kinds[res.kind] = kinds.get(res.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no objects"
+    Console(highlight=False).print(f"OK: {summary}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

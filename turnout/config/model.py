@@ -1,0 +1,455 @@
+"""Typed specs for every object Turnout reads (pydantic v2, strict, unknown fields rejected).
+
+Gateway API objects (``gateway.networking.k8s.io``) follow the upstream field names and
+defaults exactly, so a manifest written for another implementation parses unchanged.
+Fields Turnout recognises but does not implement yet (``retry``, ``CORS`` filters,
+``sessionPersistence``, HTTPS listeners, ...) are parsed here and rejected by
+``validate`` with a located "not supported" problem, which is clearer than "unknown
+field". Scalars are strict (``"80"`` is not a port), containers accept YAML lists.
+
+Durations stay strings in the model (they round-trip through the admin API unchanged)
+and are checked here, converted to seconds when the data plane compiles a snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+)
+from pydantic.alias_generators import to_camel
+
+from turnout.core.durations import DurationError, parse_duration
+from turnout.core.netaddr import AddressError, parse_address
+
+GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
+TURNOUT_GROUP: Final = "turnout.dev"
+GATEWAY_VERSIONS: Final = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
+TURNOUT_VERSION: Final = "turnout.dev/v1alpha1"
+
+
+class Spec(BaseModel):
+    """Base for every spec type: camelCase aliases, frozen, unknown fields are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        serialize_by_alias=True,
+    )
+
+
+# --- validated scalar types -------------------------------------------------------------
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_IPV4 = re.compile(r"[0-9]+(\.[0-9]+){3}")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+_SECTION = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _object_name(v: str) -> str:
+    if len(v) > 253 or not _DNS_SUBDOMAIN.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a valid name: lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters"
+        )
+    return v
+
+
+def _hostname(v: str) -> str:
+    if len(v) > 253 or not _HOSTNAME.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a valid hostname: lowercase DNS labels, optionally prefixed by '*.'"
+        )
+    if _IPV4.fullmatch(v) or ":" in v:
+        raise ValueError(f"{v!r}: hostnames may not be IP addresses")
+    return v
+
+
+def _section_name(v: str) -> str:
+    if len(v) > 253 or not _SECTION.fullmatch(v):
+        raise ValueError(f"{v!r} is not a valid section name (lowercase letters, digits, '-')")
+    return v
+
+
+def _header_name(v: str) -> str:
+    if len(v) > 256 or not _TOKEN.fullmatch(v):
+        raise ValueError(f"{v!r} is not a valid HTTP header name")
+    return v
+
+
+def _header_value(v: str) -> str:
+    if any(c in v for c in "\r\n\0"):
+        raise ValueError("header values may not contain CR, LF or NUL")
+    return v
+
+
+def _duration(v: str) -> str:
+    try:
+        parse_duration(v)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+def _endpoint_address(v: str) -> str:
+    try:
+        # A bare host is allowed here: its port comes from the referencing backendRef.
+        parse_address(v, allow_missing_port=True)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+ObjectName = Annotated[StrictStr, AfterValidator(_object_name)]
+Hostname = Annotated[StrictStr, AfterValidator(_hostname)]
+SectionName = Annotated[StrictStr, AfterValidator(_section_name)]
+HeaderName = Annotated[StrictStr, AfterValidator(_header_name)]
+HeaderValue = Annotated[StrictStr, AfterValidator(_header_value)]
+Duration = Annotated[StrictStr, AfterValidator(_duration)]
+PortNumber = Annotated[StrictInt, Field(ge=1, le=65535)]
+HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+# --- metadata -------------------------------------------------------------------------
+
+
+class ObjectMeta(Spec):
+    name: ObjectName
+    namespace: ObjectName = "default"
+    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    annotations: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # Present in manifests exported from a cluster; accepted, only creationTimestamp is used
+    # (Gateway API route precedence prefers the oldest route).
+    creation_timestamp: StrictStr | None = None
+    resource_version: StrictStr | None = None
+    generation: StrictInt | None = None
+    uid: StrictStr | None = None
+    managed_fields: list[Any] | None = None
+
+
+# --- core/v1 Namespace, GatewayClass ----------------------------------------------------
+
+
+class NamespaceObject(Spec):
+    api_version: Literal["v1"]
+    kind: Literal["Namespace"]
+    metadata: ObjectMeta
+    spec: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None
+
+
+class GatewayClassSpec(Spec):
+    controller_name: StrictStr
+    description: StrictStr | None = None
+    parameters_ref: dict[str, Any] | None = None
+
+
+class GatewayClassObject(Spec):
+    api_version: Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+    kind: Literal["GatewayClass"]
+    metadata: ObjectMeta
+    spec: GatewayClassSpec
+    status: dict[str, Any] | None = None
+
+
+# --- Gateway ----------------------------------------------------------------------------
+
+
+class LabelSelectorRequirement(Spec):
+    key: StrictStr
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[StrictStr, ...] = ()
+
+
+class LabelSelector(Spec):
+    match_labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+
+class RouteNamespaces(Spec):
+    from_: Literal["All", "Same", "Selector"] = Field("Same", alias="from")
+    selector: LabelSelector | None = None
+
+
+class RouteGroupKind(Spec):
+    group: StrictStr = GATEWAY_GROUP
+    kind: StrictStr
+
+
+class AllowedRoutes(Spec):
+    namespaces: RouteNamespaces = RouteNamespaces()
+    kinds: tuple[RouteGroupKind, ...] = ()
+
+
+class Listener(Spec):
+    name: SectionName
+    hostname: Hostname | None = None
+    port: PortNumber
+    protocol: StrictStr
+    tls: dict[str, Any] | None = None
+    allowed_routes: AllowedRoutes = AllowedRoutes()
+
+
+class GatewayAddress(Spec):
+    type: StrictStr = "IPAddress"
+    value: StrictStr
+
+
+class GatewaySpec(Spec):
+    gateway_class_name: StrictStr
+    listeners: tuple[Listener, ...] = Field(min_length=1, max_length=64)
+    addresses: tuple[GatewayAddress, ...] = ()
+    infrastructure: dict[str, Any] | None = None
+
+
+class GatewayObject(Spec):
+    api_version: Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+    kind: Literal["Gateway"]
+    metadata: ObjectMeta
+    spec: GatewaySpec
+    status: dict[str, Any] | None = None
+
+
+# --- HTTPRoute --------------------------------------------------------------------------
+
+
+class ParentReference(Spec):
+    group: StrictStr = GATEWAY_GROUP
+    kind: StrictStr = "Gateway"
+    namespace: ObjectName | None = None
+    name: ObjectName
+    section_name: SectionName | None = None
+    port: PortNumber | None = None
+
+
+class HTTPPathMatch(Spec):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: Annotated[StrictStr, Field(max_length=1024)] = "/"
+
+
+class HTTPHeaderMatch(Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: Annotated[StrictStr, Field(max_length=4096)]
+
+
+class HTTPQueryParamMatch(Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    value: Annotated[StrictStr, Field(max_length=1024)]
+
+
+class HTTPRouteMatch(Spec):
+    path: HTTPPathMatch | None = HTTPPathMatch()
+    headers: tuple[HTTPHeaderMatch, ...] = Field(default=(), max_length=16)
+    query_params: tuple[HTTPQueryParamMatch, ...] = Field(default=(), max_length=16)
+    method: HTTPMethod | None = None
+
+
+class HTTPHeader(Spec):
+    name: HeaderName
+    value: HeaderValue
+
+
+class HTTPHeaderFilter(Spec):
+    set: tuple[HTTPHeader, ...] = Field(default=(), max_length=16)
+    add: tuple[HTTPHeader, ...] = Field(default=(), max_length=16)
+    remove: tuple[HeaderName, ...] = Field(default=(), max_length=16)
+
+
+class HTTPPathModifier(Spec):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    replace_prefix_match: Annotated[StrictStr, Field(max_length=1024)] | None = None
+
+
+class HTTPRequestRedirectFilter(Spec):
+    scheme: Literal["http", "https"] | None = None
+    hostname: Hostname | None = None
+    path: HTTPPathModifier | None = None
+    port: PortNumber | None = None
+    status_code: Literal[301, 302, 303, 307, 308] = 302
+
+
+class HTTPURLRewriteFilter(Spec):
+    hostname: Hostname | None = None
+    path: HTTPPathModifier | None = None
+
+
+class BackendObjectReference(Spec):
+    group: StrictStr = ""
+    kind: StrictStr = "Service"
+    name: ObjectName
+    namespace: ObjectName | None = None
+    port: PortNumber | None = None
+
+
+class Fraction(Spec):
+    numerator: Annotated[StrictInt, Field(ge=0)]
+    denominator: Annotated[StrictInt, Field(ge=1)] = 100
+
+
+class HTTPRequestMirrorFilter(Spec):
+    backend_ref: BackendObjectReference
+    percent: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
+    fraction: Fraction | None = None
+
+
+class LocalObjectReference(Spec):
+    group: StrictStr
+    kind: StrictStr
+    name: ObjectName
+
+
+FilterType = Literal[
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestMirror",
+    "RequestRedirect",
+    "URLRewrite",
+    "ExtensionRef",
+    "CORS",
+    "ExternalAuth",
+]
+
+
+class HTTPRouteFilter(Spec):
+    type: FilterType
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    request_redirect: HTTPRequestRedirectFilter | None = None
+    url_rewrite: HTTPURLRewriteFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+    cors: dict[str, Any] | None = None
+    external_auth: dict[str, Any] | None = None
+
+
+class HTTPBackendRef(Spec):
+    group: StrictStr = ""
+    kind: StrictStr = "Service"
+    name: ObjectName
+    namespace: ObjectName | None = None
+    port: PortNumber | None = None
+    weight: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1
+    filters: tuple[HTTPRouteFilter, ...] = Field(default=(), max_length=16)
+
+
+class HTTPRouteTimeouts(Spec):
+    request: Duration | None = None
+    backend_request: Duration | None = None
+
+
+class HTTPRouteRetry(Spec):
+    codes: tuple[Annotated[StrictInt, Field(ge=400, le=599)], ...] = ()
+    attempts: Annotated[StrictInt, Field(ge=0)] | None = None
+    backoff: Duration | None = None
+
+
+class HTTPRouteRule(Spec):
+    name: SectionName | None = None
+    matches: tuple[HTTPRouteMatch, ...] = Field(default=(HTTPRouteMatch(),), max_length=64)
+    filters: tuple[HTTPRouteFilter, ...] = Field(default=(), max_length=16)
+    backend_refs: tuple[HTTPBackendRef, ...] = Field(default=(), max_length=16)
+    timeouts: HTTPRouteTimeouts | None = None
+    retry: HTTPRouteRetry | None = None
+    session_persistence: dict[str, Any] | None = None
+
+
+class HTTPRouteSpec(Spec):
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    hostnames: tuple[Hostname, ...] = Field(default=(), max_length=16)
+    rules: tuple[HTTPRouteRule, ...] = Field(default=(HTTPRouteRule(),), max_length=64)
+
+
+class HTTPRouteObject(Spec):
+    api_version: Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+    kind: Literal["HTTPRoute"]
+    metadata: ObjectMeta
+    spec: HTTPRouteSpec
+    status: dict[str, Any] | None = None
+
+
+# --- turnout.dev Backend ----------------------------------------------------------------
+
+
+class EndpointSpec(Spec):
+    """One upstream: ``host:port``, ``[v6]:port``, ``unix:/path``, or a bare host whose port
+    comes from the referencing ``backendRef``."""
+
+    address: Annotated[StrictStr, AfterValidator(_endpoint_address)]
+    weight: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1
+
+
+def _lb_shorthand(v: object) -> object:
+    return {"type": v} if isinstance(v, str) else v
+
+
+class LoadBalancerSpec(Spec):
+    type: Literal["round_robin"] = "round_robin"
+
+
+class BackendTimeoutSpec(Spec):
+    connect: Duration = "5s"
+
+
+class ConnectionPoolSpec(Spec):
+    max_idle_per_endpoint: Annotated[StrictInt, Field(ge=0, le=100_000)] = 128
+    idle_timeout: Duration = "60s"
+
+
+class BackendSpec(Spec):
+    endpoints: tuple[EndpointSpec, ...] = Field(default=(), max_length=4096)
+    load_balancer: Annotated[LoadBalancerSpec, BeforeValidator(_lb_shorthand)] = (
+        LoadBalancerSpec()
+    )
+    app_protocol: Literal["http", "kubernetes.io/ws", "h2c", "kubernetes.io/h2c", "grpc"] = "http"
+    timeout: BackendTimeoutSpec = BackendTimeoutSpec()
+    connection_pool: ConnectionPoolSpec = ConnectionPoolSpec()
+
+
+class BackendObject(Spec):
+    api_version: Literal["turnout.dev/v1alpha1"]
+    kind: Literal["Backend"]
+    metadata: ObjectMeta
+    spec: BackendSpec
+    status: dict[str, Any] | None = None
+
+
+ConfigObject = NamespaceObject | GatewayClassObject | GatewayObject | HTTPRouteObject | BackendObject
+
+# (apiVersion group, kind) -> model; the version is checked by each model's Literal.
+KINDS: Final[dict[str, type[Spec]]] = {
+    "Namespace": NamespaceObject,
+    "GatewayClass": GatewayClassObject,
+    "Gateway": GatewayObject,
+    "HTTPRoute": HTTPRouteObject,
+    "Backend": BackendObject,
+}
+
+# Kinds users commonly paste from a cluster, with the advice to give instead.
+FOREIGN_KINDS: Final[dict[str, str]] = {
+    "Service": (
+        "Service is a Kubernetes object; outside a cluster declare a turnout.dev/v1alpha1 "
+        "Backend with the same name and namespace (backendRefs of kind Service resolve to it)"
+    ),
+    "Deployment": "Deployment is a Kubernetes workload, not gateway configuration",
+    "ConfigMap": "ConfigMap is not gateway configuration",
+    "GRPCRoute": "GRPCRoute is not supported yet",
+    "TCPRoute": "TCPRoute is not supported yet",
+    "TLSRoute": "TLSRoute is not supported yet",
+    "UDPRoute": "UDPRoute is not supported",
+    "ReferenceGrant": "ReferenceGrant is not supported yet",
+    "Secret": "Secret is only used by TLS listeners, which are not supported yet",
+}

@@ -1,0 +1,438 @@
+"""Cross-object and semantic checks that the schema alone cannot express.
+
+``validate`` takes parsed resources and returns a ``ConfigSet`` plus problems. Errors
+(severity ``error``) make the whole set unusable: the caller keeps serving the previous
+revision. Warnings describe things the Gateway API treats as runtime conditions rather
+than invalid input (a route whose parent does not exist, a backendRef to a missing
+backend that must answer 500), so they are reported but do not block a reload.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from turnout.config.attach import attach_route
+from turnout.config.model import (
+    GATEWAY_GROUP,
+    TURNOUT_GROUP,
+    BackendObject,
+    GatewayObject,
+    HTTPRouteFilter,
+    HTTPRouteObject,
+    HTTPRouteRule,
+    NamespaceObject,
+)
+from turnout.config.parse import Resource
+from turnout.config.problems import ConfigError, Problem
+from turnout.core.durations import parse_duration
+from turnout.core.netaddr import parse_address
+
+SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP"})
+# Framing and hop-by-hop headers belong to the gateway; a filter may not set them.
+GATEWAY_OWNED_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
+)
+UNSUPPORTED_FILTERS = {
+    "RequestMirror": "the RequestMirror filter is not supported yet",
+    "CORS": "the CORS filter is not supported yet",
+    "ExternalAuth": "the ExternalAuth filter is not supported yet",
+    "ExtensionRef": "ExtensionRef filters are not supported",
+}
+_FILTER_FIELD = {
+    "RequestHeaderModifier": "request_header_modifier",
+    "ResponseHeaderModifier": "response_header_modifier",
+    "RequestMirror": "request_mirror",
+    "RequestRedirect": "request_redirect",
+    "URLRewrite": "url_rewrite",
+    "ExtensionRef": "extension_ref",
+    "CORS": "cors",
+    "ExternalAuth": "external_auth",
+}
+_FILTER_ALIAS = {
+    "request_header_modifier": "requestHeaderModifier",
+    "response_header_modifier": "responseHeaderModifier",
+    "request_mirror": "requestMirror",
+    "request_redirect": "requestRedirect",
+    "url_rewrite": "urlRewrite",
+    "extension_ref": "extensionRef",
+    "cors": "cors",
+    "external_auth": "externalAuth",
+}
+
+
+@dataclass(slots=True)
+class ConfigSet:
+    """A validated, self-consistent set of resources: what one revision serves."""
+
+    resources: list[Resource] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return [r for r in self.resources if r.kind == kind]
+
+    def gateways(self) -> dict[tuple[str, str], GatewayObject]:
+        return {
+            (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+            for r in self.resources
+            if isinstance(r.obj, GatewayObject)
+        }
+
+    def backends(self) -> dict[tuple[str, str], BackendObject]:
+        return {
+            (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+            for r in self.resources
+            if isinstance(r.obj, BackendObject)
+        }
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        return {
+            r.obj.metadata.name: dict(r.obj.metadata.labels)
+            for r in self.resources
+            if isinstance(r.obj, NamespaceObject)
+        }
+
+    def without_documents(self) -> ConfigSet:
+        """A copy safe to send to workers (no YAML node maps)."""
+        return ConfigSet([Resource(r.obj, r.origin) for r in self.resources])
+
+
+def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
+    problems: list[Problem] = []
+    unique: dict[tuple[str, str, str], Resource] = {}
+    for res in resources:
+        if res.key in unique:
+            first = unique[res.key].origin
+            problems.append(
+                res.problem(("metadata", "name"), f"duplicate of the object at {first.source}:{first.line}")
+            )
+            continue
+        unique[res.key] = res
+    cs = ConfigSet(list(unique.values()))
+    gateways = cs.gateways()
+    backends = cs.backends()
+    namespaces = cs.namespace_labels()
+    for res in cs.resources:
+        obj = res.obj
+        if isinstance(obj, GatewayObject):
+            _check_gateway(res, obj, problems)
+        elif isinstance(obj, HTTPRouteObject):
+            _check_route(res, obj, backends, problems)
+            _check_attachment(res, obj, gateways, namespaces, problems)
+        elif isinstance(obj, BackendObject):
+            _check_backend(res, obj, problems)
+    return cs, problems
+
+
+def validate_or_raise(resources: list[Resource], parse_problems: list[Problem]) -> ConfigSet:
+    cs, problems = validate(resources)
+    problems = parse_problems + problems
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    return cs
+
+
+# --- Gateway ------------------------------------------------------------------------------
+
+
+def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) -> None:
+    names: set[str] = set()
+    bindings: dict[tuple[int, str | None], str] = {}
+    for i, lst in enumerate(gw.spec.listeners):
+        base = ("spec", "listeners", i)
+        if lst.name in names:
+            problems.append(res.problem((*base, "name"), f"duplicate listener name {lst.name!r}"))
+        names.add(lst.name)
+        if lst.protocol not in SUPPORTED_LISTENER_PROTOCOLS:
+            problems.append(
+                res.problem(
+                    (*base, "protocol"),
+                    f"listener protocol {lst.protocol!r} is not supported yet (supported: HTTP)",
+                )
+            )
+        if lst.tls is not None and lst.protocol == "HTTP":
+            problems.append(res.problem((*base, "tls"), "tls must not be set on an HTTP listener"))
+        other = bindings.get((lst.port, lst.hostname))
+        if other is not None:
+            problems.append(
+                res.problem(
+                    (*base, "port"),
+                    f"listener conflicts with {other!r}: same port {lst.port} and hostname",
+                )
+            )
+        bindings[(lst.port, lst.hostname)] = lst.name
+        ns_from = lst.allowed_routes.namespaces
+        if ns_from.from_ == "Selector" and ns_from.selector is None:
+            problems.append(
+                res.problem(
+                    (*base, "allowedRoutes", "namespaces", "selector"),
+                    "from: Selector requires a selector",
+                )
+            )
+        for k, kind in enumerate(lst.allowed_routes.kinds):
+            if kind.group != GATEWAY_GROUP or kind.kind != "HTTPRoute":
+                problems.append(
+                    res.problem(
+                        (*base, "allowedRoutes", "kinds", k),
+                        f"route kind {kind.group}/{kind.kind} is not supported on HTTP listeners",
+                    )
+                )
+    for i, addr in enumerate(gw.spec.addresses):
+        path = ("spec", "addresses", i)
+        if addr.type != "IPAddress":
+            problems.append(
+                res.problem((*path, "type"), f"address type {addr.type!r} is not supported (use IPAddress)")
+            )
+            continue
+        try:
+            ipaddress.ip_address(addr.value)
+        except ValueError:
+            problems.append(res.problem((*path, "value"), f"{addr.value!r} is not an IP address"))
+
+
+def _check_attachment(
+    res: Resource,
+    route: HTTPRouteObject,
+    gateways: dict[tuple[str, str], GatewayObject],
+    namespaces: dict[str, dict[str, str]],
+    problems: list[Problem],
+) -> None:
+    for i, ref in enumerate(route.spec.parent_refs):
+        if ref.group != GATEWAY_GROUP or ref.kind != "Gateway":
+            problems.append(
+                res.problem(
+                    ("spec", "parentRefs", i, "kind"),
+                    f"parent kind {ref.group}/{ref.kind} is not supported (use a Gateway)",
+                )
+            )
+    outcome = attach_route(route, gateways, namespaces)
+    for refusal in outcome.refused:
+        problems.append(
+            res.problem(
+                ("spec", "parentRefs", refusal.parent_index),
+                f"not attached ({refusal.reason}): {refusal.message}",
+                "warning",
+            )
+        )
+
+
+# --- HTTPRoute ----------------------------------------------------------------------------
+
+
+def _check_route(
+    res: Resource,
+    route: HTTPRouteObject,
+    backends: dict[tuple[str, str], BackendObject],
+    problems: list[Problem],
+) -> None:
+    for r, rule in enumerate(route.spec.rules):
+        base = ("spec", "rules", r)
+        _check_matches(res, rule, base, problems)
+        _check_filters(res, rule, rule.filters, (*base, "filters"), problems, backend_level=False)
+        for b, ref in enumerate(rule.backend_refs):
+            bpath = (*base, "backendRefs", b)
+            _check_filters(res, rule, ref.filters, (*bpath, "filters"), problems, backend_level=True)
+            _check_backend_ref(res, route, ref.group, ref.kind, ref.name, ref.namespace, ref.port,
+                               backends, bpath, problems)
+        if rule.timeouts is not None:
+            req, backend = rule.timeouts.request, rule.timeouts.backend_request
+            if req and backend and parse_duration(req) != 0 and (
+                parse_duration(backend) > parse_duration(req)
+            ):
+                problems.append(
+                    res.problem(
+                        (*base, "timeouts", "backendRequest"),
+                        "backendRequest must not be longer than request",
+                    )
+                )
+        if rule.retry is not None:
+            problems.append(res.problem((*base, "retry"), "route retries are not supported yet"))
+        if rule.session_persistence is not None:
+            problems.append(
+                res.problem((*base, "sessionPersistence"), "session persistence is not supported yet")
+            )
+
+
+def _check_matches(
+    res: Resource, rule: HTTPRouteRule, base: tuple[str | int, ...], problems: list[Problem]
+) -> None:
+    for m, match in enumerate(rule.matches):
+        mpath = (*base, "matches", m)
+        if match.path is not None:
+            message = path_match_problem(match.path.type, match.path.value)
+            if message:
+                problems.append(res.problem((*mpath, "path", "value"), message))
+        for h, hm in enumerate(match.headers):
+            if hm.type == "RegularExpression":
+                _check_regex(res, hm.value, (*mpath, "headers", h, "value"), problems)
+        for q, qm in enumerate(match.query_params):
+            if qm.type == "RegularExpression":
+                _check_regex(res, qm.value, (*mpath, "queryParams", q, "value"), problems)
+        lowered = [hm.name.lower() for hm in match.headers]
+        if len(set(lowered)) != len(lowered):
+            problems.append(res.problem((*mpath, "headers"), "header names must be unique"))
+        qnames = [qm.name for qm in match.query_params]
+        if len(set(qnames)) != len(qnames):
+            problems.append(res.problem((*mpath, "queryParams"), "query parameter names must be unique"))
+
+
+_BAD_PATH_PARTS = ("//", "/./", "/../", "%2f", "%2F", "#")
+
+
+def path_match_problem(kind: str, value: str) -> str | None:
+    if kind == "RegularExpression":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"invalid regular expression: {exc}"
+        return None
+    if not value.startswith("/"):
+        return "path must start with '/'"
+    if any(part in value for part in _BAD_PATH_PARTS) or value.endswith(("/..", "/.")):
+        return "path must not contain '//', '/./', '/../', '%2f', '#' or end in '/.' or '/..'"
+    return None
+
+
+def _check_regex(
+    res: Resource, pattern: str, path: tuple[str | int, ...], problems: list[Problem]
+) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        problems.append(res.problem(path, f"invalid regular expression: {exc}"))
+
+
+def _check_filters(
+    res: Resource,
+    rule: HTTPRouteRule,
+    filters: tuple[HTTPRouteFilter, ...],
+    base: tuple[str | int, ...],
+    problems: list[Problem],
+    *,
+    backend_level: bool,
+) -> None:
+    kinds = [f.type for f in filters]
+    if "RequestRedirect" in kinds and "URLRewrite" in kinds:
+        problems.append(res.problem(base, "RequestRedirect and URLRewrite cannot be used together"))
+    for kind in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
+        if kinds.count(kind) > 1:
+            problems.append(res.problem(base, f"{kind} may appear at most once"))
+    for i, flt in enumerate(filters):
+        fpath = (*base, i)
+        expected = _FILTER_FIELD[flt.type]
+        for name in _FILTER_FIELD.values():
+            present = getattr(flt, name) is not None
+            if name == expected and not present:
+                problems.append(
+                    res.problem((*fpath, "type"), f"filter type {flt.type} requires {_FILTER_ALIAS[name]}")
+                )
+            elif name != expected and present:
+                problems.append(
+                    res.problem(
+                        (*fpath, _FILTER_ALIAS[name]),
+                        f"{_FILTER_ALIAS[name]} must not be set for filter type {flt.type}",
+                    )
+                )
+        if flt.type in UNSUPPORTED_FILTERS:
+            problems.append(res.problem((*fpath, "type"), UNSUPPORTED_FILTERS[flt.type]))
+        if backend_level and flt.type == "RequestRedirect":
+            problems.append(
+                res.problem((*fpath, "type"), "RequestRedirect is not supported on a backendRef")
+            )
+        for mod_name in ("request_header_modifier", "response_header_modifier"):
+            mod = getattr(flt, mod_name)
+            if mod is not None:
+                _check_header_modifier(res, mod, (*fpath, _FILTER_ALIAS[mod_name]), problems)
+        path_mod = None
+        if flt.request_redirect is not None:
+            path_mod = flt.request_redirect.path
+        elif flt.url_rewrite is not None:
+            path_mod = flt.url_rewrite.path
+        if path_mod is not None:
+            _check_path_modifier(res, rule, path_mod, fpath, problems)
+
+
+def _check_header_modifier(res: Resource, mod: object, path: tuple[str | int, ...], problems: list[Problem]) -> None:
+    for field_name in ("set", "add", "remove"):
+        entries = getattr(mod, field_name)
+        names = [(e if isinstance(e, str) else e.name).lower() for e in entries]
+        if len(set(names)) != len(names):
+            problems.append(res.problem((*path, field_name), "header names must be unique"))
+        for j, name in enumerate(names):
+            if name in GATEWAY_OWNED_HEADERS:
+                problems.append(
+                    res.problem((*path, field_name, j), f"header {name!r} is managed by the gateway")
+                )
+
+
+def _check_path_modifier(
+    res: Resource, rule: HTTPRouteRule, mod: object, fpath: tuple[str | int, ...], problems: list[Problem]
+) -> None:
+    kind = getattr(mod, "type")
+    full, prefix = getattr(mod, "replace_full_path"), getattr(mod, "replace_prefix_match")
+    if kind == "ReplaceFullPath":
+        if full is None or prefix is not None:
+            problems.append(res.problem(fpath, "ReplaceFullPath requires replaceFullPath only"))
+        elif not full.startswith("/"):
+            problems.append(res.problem(fpath, "replaceFullPath must start with '/'"))
+    else:
+        if prefix is None or full is not None:
+            problems.append(res.problem(fpath, "ReplacePrefixMatch requires replacePrefixMatch only"))
+        elif not prefix.startswith("/"):
+            problems.append(res.problem(fpath, "replacePrefixMatch must start with '/'"))
+        if any(m.path is None or m.path.type != "PathPrefix" for m in rule.matches):
+            problems.append(
+                res.problem(fpath, "ReplacePrefixMatch needs every match of the rule to be a PathPrefix")
+            )
+
+
+def _check_backend_ref(
+    res: Resource,
+    route: HTTPRouteObject,
+    group: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    port: int | None,
+    backends: dict[tuple[str, str], BackendObject],
+    path: tuple[str | int, ...],
+    problems: list[Problem],
+) -> None:
+    # Bad references are runtime conditions in the Gateway API (the share of traffic they
+    # would get answers 500), so they are warnings, not errors.
+    if (group, kind) not in (("", "Service"), (TURNOUT_GROUP, "Backend")):
+        problems.append(
+            res.problem((*path, "kind"), f"unsupported backend kind {group or 'core'}/{kind}; requests answer 500", "warning")
+        )
+        return
+    ns = namespace or route.metadata.namespace
+    if ns != route.metadata.namespace:
+        problems.append(
+            res.problem((*path, "namespace"), "cross-namespace backendRefs need a ReferenceGrant, "
+                        "which is not supported yet; requests answer 500", "warning")
+        )
+        return
+    backend = backends.get((ns, name))
+    if backend is None:
+        problems.append(
+            res.problem((*path, "name"), f"Backend {ns}/{name} does not exist; requests answer 500", "warning")
+        )
+        return
+    if port is None:
+        for ep in backend.spec.endpoints:
+            addr = parse_address(ep.address, allow_missing_port=True)
+            if not addr.is_unix and addr.port == 0:
+                problems.append(
+                    res.problem((*path, "port"), f"endpoint {ep.address!r} has no port and the backendRef names none", "warning")
+                )
+                return
+
+
+# --- Backend ------------------------------------------------------------------------------
+
+
+def _check_backend(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:
+    if backend.spec.app_protocol in ("h2c", "kubernetes.io/h2c", "grpc"):
+        problems.append(
+            res.problem(("spec", "appProtocol"), f"appProtocol {backend.spec.app_protocol} is not supported yet")
+        )

@@ -1,0 +1,131 @@
+"""Prometheus exposition of the supervisor's aggregate of all workers' counters.
+
+Workers send cumulative counters once a second; ``Aggregate`` sums the live workers'
+latest reports with the totals of workers that have exited (so counters never go
+backwards when a worker is replaced). ``TurnoutCollector`` renders the aggregate with
+prometheus-client's metric families and exposition format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from turnout.observe.stats import LATENCY_BOUNDS
+
+CODE_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+@dataclass(slots=True)
+class RouteTotals:
+    codes: list[int] = field(default_factory=lambda: [0] * 6)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    sum: float = 0.0
+
+    def add(self, codes: list[int], buckets: list[int], total: float) -> None:
+        for i, v in enumerate(codes):
+            self.codes[i] += v
+        for i, v in enumerate(buckets):
+            self.buckets[i] += v
+        self.sum += total
+
+
+@dataclass(slots=True)
+class Aggregate:
+    routes: dict[tuple[str, str], RouteTotals] = field(default_factory=dict)
+    connect_errors: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    pools: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_worker(self, stats: dict[str, Any], *, include_gauges: bool = True) -> None:
+        for key, (codes, buckets, total) in stats.get("routes", {}).items():
+            self.routes.setdefault(tuple(key), RouteTotals()).add(codes, buckets, total)
+        for backend, n in stats.get("connect_errors", {}).items():
+            self.connect_errors[backend] = self.connect_errors.get(backend, 0) + n
+        for name in ("connections_total", "protocol_errors", "upstream_timeouts", "access_log_dropped"):
+            self.counters[name] = self.counters.get(name, 0) + int(stats.get(name, 0))
+        if include_gauges:
+            self.gauges["active_connections"] = self.gauges.get("active_connections", 0) + stats.get(
+                "active_connections", 0
+            )
+            for endpoint, (idle, open_) in stats.get("pools", {}).items():
+                slot = self.pools.setdefault(endpoint, [0, 0])
+                slot[0] += idle
+                slot[1] += open_
+
+
+class TurnoutCollector(Collector):
+    def __init__(self, source: Any) -> None:
+        self._source = source  # has .aggregate() -> Aggregate and .status() -> dict
+
+    def collect(self) -> Iterator[Metric]:
+        agg: Aggregate = self._source.aggregate()
+        status: dict[str, Any] = self._source.status()
+        requests = CounterMetricFamily(
+            "turnout_requests", "Requests answered, by route, backend and status class",
+            labels=["route", "backend", "code"],
+        )
+        latency = HistogramMetricFamily(
+            "turnout_request_duration_seconds",
+            "Time from request head to the end of the response",
+            labels=["route", "backend"],
+        )
+        for (route, backend), totals in sorted(agg.routes.items()):
+            for i, count in enumerate(totals.codes):
+                if count:
+                    requests.add_metric([route, backend, CODE_CLASSES[i]], count)
+            cumulative = 0
+            buckets = []
+            for bound, count in zip((*LATENCY_BOUNDS, float("inf")), totals.buckets, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([route, backend], buckets, totals.sum)
+        yield requests
+        yield latency
+        connect = CounterMetricFamily(
+            "turnout_upstream_connect_errors", "Failed upstream connection attempts", labels=["backend"]
+        )
+        for backend, n in sorted(agg.connect_errors.items()):
+            connect.add_metric([backend], n)
+        yield connect
+        yield _counter("turnout_upstream_timeouts", "Requests that hit a route or connect timeout", agg.counters.get("upstream_timeouts", 0))
+        yield _counter("turnout_downstream_connections", "Client connections accepted", agg.counters.get("connections_total", 0))
+        yield _counter("turnout_protocol_errors", "Requests refused as malformed (4xx and close)", agg.counters.get("protocol_errors", 0))
+        yield _counter("turnout_access_log_dropped", "Access log lines dropped because the writer fell behind", agg.counters.get("access_log_dropped", 0))
+        yield _gauge("turnout_downstream_connections_active", "Open client connections", agg.gauges.get("active_connections", 0))
+        pools = GaugeMetricFamily(
+            "turnout_upstream_connections", "Upstream connections per endpoint", labels=["endpoint", "state"]
+        )
+        for endpoint, (idle, open_) in sorted(agg.pools.items()):
+            pools.add_metric([endpoint, "idle"], idle)
+            pools.add_metric([endpoint, "open"], open_)
+        yield pools
+        yield _gauge("turnout_config_revision", "Configuration revision being served", status["revision"])
+        reloads = CounterMetricFamily("turnout_config_reloads", "Configuration reloads", labels=["result"])
+        reloads.add_metric(["success"], status["reloads_ok"])
+        reloads.add_metric(["failure"], status["reloads_failed"])
+        yield reloads
+        yield _gauge("turnout_workers", "Live worker processes", status["live_workers"])
+        yield _counter("turnout_worker_restarts", "Workers replaced after a crash or hang", status["worker_restarts"])
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    metric = CounterMetricFamily(name, doc)
+    metric.add_metric([], value)
+    return metric
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    metric = GaugeMetricFamily(name, doc)
+    metric.add_metric([], value)
+    return metric

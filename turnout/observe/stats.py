@@ -1,0 +1,65 @@
+"""Per-worker counters: plain ints at fixed indices, no locks, no label lookups per request.
+
+A ``RouteStats`` cell exists per (route, backend) pair and is handed to the compiled
+route at snapshot build, so recording a request is three index increments. Cells outlive
+snapshots (they are keyed by label), so counters never reset on reload. The worker sends
+``WorkerStats.export()`` to the supervisor once a second; the supervisor sums workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+# Request duration buckets (seconds), Prometheus-style upper bounds.
+LATENCY_BOUNDS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+
+class RouteStats:
+    __slots__ = ("buckets", "codes", "sum")
+
+    def __init__(self) -> None:
+        self.codes = [0, 0, 0, 0, 0, 0]  # index = status // 100
+        self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)  # last = +Inf only
+        self.sum = 0.0
+
+
+class WorkerStats:
+    __slots__ = (
+        "active_connections",
+        "backend_connect_errors",
+        "connections_total",
+        "protocol_errors",
+        "routes",
+        "upstream_timeouts",
+    )
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], RouteStats] = {}
+        self.backend_connect_errors: dict[str, int] = {}
+        self.active_connections = 0
+        self.connections_total = 0
+        self.protocol_errors = 0
+        self.upstream_timeouts = 0
+
+    def cell(self, route: str, backend: str) -> RouteStats:
+        key = (route, backend)
+        cell = self.routes.get(key)
+        if cell is None:
+            cell = self.routes[key] = RouteStats()
+        return cell
+
+    def connect_error(self, backend: str) -> None:
+        self.backend_connect_errors[backend] = self.backend_connect_errors.get(backend, 0) + 1
+
+    def export(self) -> dict[str, Any]:
+        """Plain, picklable cumulative values."""
+        return {
+            "routes": {k: (list(c.codes), list(c.buckets), c.sum) for k, c in self.routes.items()},
+            "connect_errors": dict(self.backend_connect_errors),
+            "active_connections": self.active_connections,
+            "connections_total": self.connections_total,
+            "protocol_errors": self.protocol_errors,
+            "upstream_timeouts": self.upstream_timeouts,
+        }

@@ -1,0 +1,1 @@
+"""Request and response filters, compiled per snapshot into plain objects with ``apply``."""

@@ -1,0 +1,482 @@
+"""HTTP/1.1 codec, sans-IO: bytes in, callbacks out; serialisers return bytes.
+
+``Http1ServerConnection`` parses what a client sends (httptools/llhttp does the framing,
+which already refuses CL+TE, duplicate Content-Length, bad chunk sizes, obs-fold, bare
+CR/LF and ~30 other smuggling vectors). On top it enforces what llhttp accepts but a
+proxy must not (reliability.md): HTTP/0.9 and unknown versions, Transfer-Encoding in
+HTTP/1.0, missing or duplicate Host, invalid Host, fragments and non-origin targets,
+size and count limits (414/431/413), CONNECT, and unsupported ``Upgrade`` tokens, which
+are stripped (never tunnelled: no h2c smuggling). Every refusal is reported once through
+``protocol_error(status, message)`` and the connection accepts nothing more.
+
+Pipelining: requests that arrive while an earlier one is still being answered have
+their events queued here and replayed when the handler calls ``response_finished()``,
+so the handler only ever sees one request at a time. The handler should stop reading
+from the socket while ``backlogged`` is true.
+
+``Http1ClientConnection`` parses upstream responses: interim 1xx responses, HEAD
+responses (no body whatever the headers say), 204/304, chunked, Content-Length and
+close-delimited bodies, trailers, and a ``101`` switch to a tunnel.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Protocol
+
+import httptools
+
+from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.hosts import (
+    InvalidTarget,
+    normalize_path,
+    path_needs_normalizing,
+    split_authority,
+)
+
+# Header names the codec consumes; they never appear in ``RequestHead.headers``.
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"host",
+        b"expect",
+        b"http2-settings",
+    }
+)
+# Headers the gateway sets itself: the client's values are read here (X-Forwarded-For is
+# extended, a sane X-Request-Id kept) or replaced, never forwarded as sent.
+GATEWAY_SET: Final = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
+)
+SPECIAL: Final = HOP_BY_HOP | GATEWAY_SET
+_SANE_ID: Final = re.compile(rb"[\x21-\x7e]{1,128}")
+# Names a client's ``Connection`` header may not remove (Traefik CVE-2024-45410 class).
+PROTECTED: Final = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"authorization",
+        b"cookie",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+        b"forwarded",
+    }
+)
+# Trailer fields that would change framing, routing or auth are dropped.
+FORBIDDEN_TRAILERS: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"connection", b"te", b"trailer",
+     b"authorization", b"content-type", b"content-encoding", b"upgrade", b"keep-alive"}
+)
+ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
+
+
+class Limits:
+    __slots__ = ("max_body", "max_header_bytes", "max_headers", "max_url")
+
+    def __init__(
+        self,
+        max_url: int = 8192,
+        max_header_bytes: int = 32768,
+        max_headers: int = 100,
+        max_body: int = 0,
+    ) -> None:
+        self.max_url = max_url
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body = max_body  # 0 = unlimited
+
+
+class ServerEvents(Protocol):
+    def request_received(self, head: RequestHead) -> None: ...
+    def request_body(self, data: bytes) -> None: ...
+    def request_complete(self, trailers: Headers | None) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
+    def protocol_error(self, status: int, message: str) -> None: ...
+
+
+class _RequestRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# Event kinds queued for pipelined requests.
+_HEAD, _BODY, _END, _ERROR = 0, 1, 2, 3
+
+
+class Http1ServerConnection:
+    """Parses requests from one client connection. See the module docstring."""
+
+    __slots__ = (
+        "_body_seen",
+        "_cl_value",
+        "_conn_tokens",
+        "_expect",
+        "_failed",
+        "_request_id",
+        "_xff",
+        "_handler",
+        "_head",
+        "_header_bytes",
+        "_headers",
+        "_host_count",
+        "_host_value",
+        "_in_trailers",
+        "_limits",
+        "_manual_body",
+        "_parser",
+        "_pending_bytes",
+        "_queue",
+        "_serving",
+        "_te_seen",
+        "_trailers",
+        "_tunnel",
+        "_upgrade_value",
+        "_url",
+        "scheme",
+    )
+
+    def __init__(self, handler: ServerEvents, limits: Limits, scheme: bytes = b"http") -> None:
+        self._handler = handler
+        self._limits = limits
+        self.scheme = scheme
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: list[tuple[int, object]] = []
+        self._serving = False  # a request's response is in progress
+        self._failed = False
+        self._tunnel = False
+        self._manual_body = 0  # body bytes to pass through by hand (stripped upgrade + CL)
+        self._head: RequestHead | None = None
+        self._pending_bytes = 0  # bytes fed since the last head or message completed
+        self._reset_message()
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def backlogged(self) -> bool:
+        """True while pipelined requests wait: stop reading the socket."""
+        return bool(self._queue)
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress and (as far as we can tell) none partially received."""
+        return not self._serving and not self._queue and self._pending_bytes == 0
+
+    def feed(self, data: bytes) -> None:
+        if self._failed:
+            return
+        if self._tunnel:
+            self._handler.tunnel_data(data)
+            return
+        if self._manual_body:
+            data = self._take_manual_body(data)
+            if not data:
+                return
+        self._pending_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._after_upgrade(data, exc.args[0])
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _RequestRejected):
+                self._fail(cause.status, cause.message)
+            else:
+                raise
+        except httptools.HttpParserInvalidURLError:
+            self._fail(400, "invalid request target")
+        except httptools.HttpParserInvalidMethodError:
+            self._fail(400, "invalid method")
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed request: {exc}")
+        else:
+            # llhttp buffers a partial header name/value itself, without bound, so the
+            # bytes received since the last complete head are capped here.
+            if self._head is None and self._pending_bytes > self._head_budget():
+                self._fail(431, "request header section too large")
+
+    def _head_budget(self) -> int:
+        return self._limits.max_url + self._limits.max_header_bytes + 4096
+
+    def response_finished(self) -> None:
+        """The handler has fully answered the current request; replay the next one."""
+        self._serving = False
+        while self._queue and not self._serving:
+            kind, payload = self._queue.pop(0)
+            self._dispatch(kind, payload)
+
+    # -- llhttp callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+
+    def on_url(self, url: bytes) -> None:
+        if self._url:
+            self._url += url
+        else:
+            self._url = url
+        if len(self._url) > self._limits.max_url:
+            raise _RequestRejected(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        lname = name.lower()
+        if self._in_trailers:
+            if lname not in FORBIDDEN_TRAILERS and len(self._trailers) < self._limits.max_headers:
+                self._trailers.append((lname, value))
+            return
+        if len(self._headers) >= self._limits.max_headers:
+            raise _RequestRejected(431, "too many request headers")
+        if self._header_bytes > self._limits.max_header_bytes:
+            raise _RequestRejected(431, "request header section too large")
+        if lname in SPECIAL:
+            self._special_header(lname, value)
+        elif b"_" in lname:
+            # nginx's default: names with '_' are dropped, so "Content_Length" can never
+            # be read as framing by a lenient upstream (Envoy edge rule).
+            return
+        else:
+            self._headers.append((lname, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_trailers = True
+        head = self._build_head()
+        self._head = head
+        self._pending_bytes = 0
+        if self._serving or self._queue:
+            self._queue.append((_HEAD, head))
+        else:
+            self._serving = True
+            self._handler.request_received(head)
+
+    def on_body(self, body: bytes) -> None:
+        head = self._head
+        if head is None:  # pragma: no cover - llhttp calls on_body only after headers
+            return
+        self._body_seen += len(body)
+        limit = self._limits.max_body
+        if limit and self._body_seen > limit:
+            raise _RequestRejected(413, "request body too large")
+        if self._queue:
+            self._queue.append((_BODY, body))
+        else:
+            self._handler.request_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.should_upgrade() and self._head is not None and self._head.upgrade is None:
+            # A stripped upgrade: llhttp stops at the head; ``_after_upgrade`` finishes it.
+            return
+        self._end_message()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: Headers = []
+        self._trailers: Headers = []
+        self._in_trailers = False
+        self._header_bytes = 0
+        self._body_seen = 0
+        self._host_value: bytes | None = None
+        self._host_count = 0
+        self._te_seen = False
+        self._cl_value: bytes | None = None
+        self._xff: bytes | None = None
+        self._request_id: bytes | None = None
+        self._expect: bytes | None = None
+        self._conn_tokens: list[bytes] = []
+        self._upgrade_value: bytes | None = None
+
+    def _end_message(self) -> None:
+        trailers = self._trailers or None
+        self._head = None
+        self._pending_bytes = 0
+        if self._queue:
+            self._queue.append((_END, trailers))
+        else:
+            self._handler.request_complete(trailers)
+
+    def _dispatch(self, kind: int, payload: object) -> None:
+        h = self._handler
+        if kind == _HEAD:
+            self._serving = True
+            h.request_received(payload)  # type: ignore[arg-type]
+        elif kind == _BODY:
+            h.request_body(payload)  # type: ignore[arg-type]
+        elif kind == _END:
+            h.request_complete(payload)  # type: ignore[arg-type]
+        else:
+            status, message = payload  # type: ignore[misc]
+            h.protocol_error(status, message)
+
+    def _fail(self, status: int, message: str) -> None:
+        self._failed = True
+        if self._serving or self._queue:
+            self._queue.append((_ERROR, (status, message)))
+        else:
+            self._handler.protocol_error(status, message)
+
+    def _special_header(self, lname: bytes, value: bytes) -> None:
+        if lname == b"x-forwarded-for":
+            self._xff = value if self._xff is None else self._xff + b", " + value
+        elif lname == b"x-request-id":
+            self._request_id = value
+        elif lname == b"host":
+            self._host_count += 1
+            self._host_value = value
+        elif lname == b"connection":
+            self._conn_tokens.extend(t.strip().lower() for t in value.split(b","))
+        elif lname == b"transfer-encoding":
+            self._te_seen = True
+        elif lname == b"content-length":
+            self._cl_value = value  # llhttp has checked it: digits only, no duplicates
+        elif lname == b"expect":
+            self._expect = value.strip().lower()
+        elif lname == b"upgrade":
+            self._upgrade_value = value.strip().lower()
+        # content-length, keep-alive, te, trailer, proxy-*: framing comes from llhttp, the
+        # rest is hop-by-hop and dropped.
+
+    def _build_head(self) -> RequestHead:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version == "1.1":
+            vbytes = b"1.1"
+        elif version == "1.0":
+            vbytes = b"1.0"
+        elif version == "0.9":
+            raise _RequestRejected(400, "HTTP/0.9 is not supported")
+        else:
+            raise _RequestRejected(505, f"HTTP/{version} is not supported")
+        method = parser.get_method()
+        if method == b"CONNECT":
+            raise _RequestRejected(405, "CONNECT is not supported")
+        path, query, authority = self._split_target(method)
+        host_value = self._host_value
+        if self._host_count > 1:
+            raise _RequestRejected(400, "duplicate Host header")
+        if host_value is None:
+            if vbytes == b"1.1" and not authority:
+                raise _RequestRejected(400, "missing Host header")
+        if not authority:
+            authority = host_value or b""
+        host = ""
+        if authority:
+            try:
+                host, _port = split_authority(authority)
+            except InvalidTarget as exc:
+                raise _RequestRejected(400, str(exc)) from None
+        headers = self._headers
+        tokens = self._conn_tokens
+        if tokens:
+            nominated = {t for t in tokens if t and t not in PROTECTED}
+            if nominated - {b"close", b"keep-alive", b"upgrade"}:
+                headers = [h for h in headers if h[0] not in nominated]
+        head = RequestHead(method, path, query, headers, authority, host, vbytes)
+        head.forwarded_for = self._xff
+        rid = self._request_id
+        if rid is not None and _SANE_ID.fullmatch(rid):
+            head.request_id = rid
+        if self._te_seen:
+            if vbytes == b"1.0":
+                raise _RequestRejected(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+            head.chunked = True
+        else:
+            cl = int(self._cl_value) if self._cl_value is not None else None
+            head.content_length = cl
+            if cl and self._limits.max_body and cl > self._limits.max_body:
+                raise _RequestRejected(413, "request body too large")
+        head.keep_alive = bool(parser.should_keep_alive())
+        if self._expect is not None:
+            if self._expect != b"100-continue":
+                raise _RequestRejected(417, "unsupported Expect value")
+            head.expect_continue = vbytes == b"1.1"
+        if self._upgrade_value is not None and parser.should_upgrade():
+            token = self._upgrade_value.split(b"/", 1)[0]
+            if token in ALLOWED_UPGRADES and b"upgrade" in tokens:
+                if head.has_body:
+                    raise _RequestRejected(400, "an upgrade request cannot carry a body")
+                head.upgrade = token
+        return head
+
+    def _split_target(self, method: bytes) -> tuple[bytes, bytes, bytes]:
+        url = self._url
+        if b"#" in url:
+            raise _RequestRejected(400, "fragment in request target")
+        authority = b""
+        if url[:1] != b"/":
+            if url == b"*" and method == b"OPTIONS":
+                return b"*", b"", b""
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                raise _RequestRejected(400, "invalid request target") from None
+            if parsed.schema not in (b"http", b"https") or not parsed.host:
+                raise _RequestRejected(400, "invalid request target")
+            authority = parsed.host if b":" not in parsed.host else b"[" + parsed.host + b"]"
+            if parsed.port is not None:
+                authority += b":%d" % parsed.port
+            if parsed.userinfo:
+                raise _RequestRejected(400, "userinfo in request target")
+            path = parsed.path or b"/"
+            query = parsed.query or b""
+        else:
+            path, sep, query = url.partition(b"?")
+        if path_needs_normalizing(path):
+            try:
+                path = normalize_path(path)
+            except InvalidTarget as exc:
+                raise _RequestRejected(400, str(exc)) from None
+        return path, query, authority
+
+    def _after_upgrade(self, data: bytes, offset: int) -> None:
+        head = self._head
+        rest = data[offset:]
+        if head is not None and head.upgrade is not None:
+            # Websocket: the bytes after the head belong to the tunnel, which opens only if
+            # the upstream answers 101; until then the handler buffers them.
+            self._tunnel = True
+            if rest:
+                self._handler.tunnel_data(rest)
+            return
+        # A stripped upgrade (h2c, unknown token): continue as plain HTTP.
+        if head is not None:
+            if head.chunked:
+                self._fail(400, "chunked body with an Upgrade header is not supported")
+                return
+            if head.content_length:
+                self._manual_body = head.content_length
+                rest = self._take_manual_body(rest)
+            else:
+                self._end_message()
+        if rest:
+            self.feed(rest)
+
+    def _take_manual_body(self, data: bytes) -> bytes:
+        n = min(self._manual_body, len(data))
+        chunk, rest = data[:n], data[n:]
+        self._manual_body -= n
+        if chunk:
+            if self._queue:
+                self._queue.append((_BODY, chunk))
+            else:
+                self._handler.request_body(chunk)
+        if self._manual_body == 0:
+            self._end_message()
+        return rest

@@ -1,0 +1,141 @@
+"""The per-worker runtime: current snapshot, settings, pools, counters, and the sweeper.
+
+``Runtime.snapshot`` is the one reference a request reads; ``install`` builds a new
+snapshot and swaps it. Pools are keyed by endpoint address and outlive snapshots; pools
+no snapshot uses any more are closed once idle.
+
+Timeouts that need no precision (header read, keep-alive idle, connect, pooled
+connection expiry, stream idle) are checked by one sweeper tick per second over the open
+connections instead of a timer per request: arming and cancelling a ``call_later``
+handle per request costs more than the whole routing step. Route timeouts, which users
+set in milliseconds and conformance checks, use real ``call_later`` handles, armed only for
+routes that have them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from turnout.config.validate import ConfigSet
+from turnout.core.ids import RequestIdGenerator
+from turnout.core.netaddr import Address
+from turnout.observe.accesslog import AccessLog
+from turnout.observe.stats import WorkerStats
+from turnout.proxy.protocols.http1 import Limits
+from turnout.proxy.snapshot import Snapshot, SnapshotBuilder
+from turnout.proxy.upstream.endpoints import Resolver
+from turnout.proxy.upstream.pool import EndpointPool
+
+
+@dataclass(slots=True)
+class ProxySettings:
+    header_timeout: float = 10.0  # receiving a request head
+    idle_timeout: float = 60.0  # keep-alive between requests
+    stream_idle_timeout: float = 300.0  # no byte either way while a request is in flight
+    request_timeout: float = 0.0  # whole request, unless the route sets one; 0 = none
+    drain_timeout: float = 10.0
+    dns_ttl: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+
+
+class Sweepable(Protocol):
+    def sweep(self, now: float) -> None: ...
+    def drain(self) -> None: ...
+
+
+class Runtime:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: ProxySettings,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.loop = loop
+        self.settings = settings
+        self.access_log = access_log
+        self.stats = WorkerStats()
+        self.no_route = self.stats.cell("", "")
+        self.ids = RequestIdGenerator()
+        self.resolver = Resolver(ttl=settings.dns_ttl)
+        self.pools: dict[str, EndpointPool] = {}
+        self.connections: set[Sweepable] = set()
+        self.draining = False
+        self.snapshot = Snapshot(0, {}, {})
+        self.wall_offset = time.time() - time.perf_counter()
+        self._ticker: asyncio.TimerHandle | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    def build(self, config: ConfigSet, revision: int) -> Snapshot:
+        return SnapshotBuilder(config, self.stats, self._pool_for).build(revision)
+
+    def install(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def _pool_for(self, address: Address, max_idle: int, idle_timeout: float) -> EndpointPool:
+        key = str(address)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = EndpointPool(
+                address, self.loop, self.resolver, max_idle, idle_timeout
+            )
+        else:
+            pool.max_idle, pool.idle_timeout = max_idle, idle_timeout
+        return pool
+
+    # -- time ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._ticker = self.loop.call_later(1.0, self._tick)
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        for pool in self.pools.values():
+            pool.close_idle()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def _tick(self) -> None:
+        loop = self.loop
+        now = time.perf_counter()
+        self.wall_offset = time.time() - now
+        for conn in list(self.connections):
+            conn.sweep(now)
+        in_use = self.snapshot.pools
+        for key, pool in list(self.pools.items()):
+            pool.expire(now)
+            if key not in in_use and not pool.idle and pool.open_count <= 0:
+                del self.pools[key]
+            elif key not in in_use:
+                pool.close_idle()
+        if self.access_log is not None:
+            self.access_log.flush()
+        self._ticker = loop.call_later(1.0, self._tick)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Stop keep-alive: idle connections close now, busy ones after their response."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+
+    def all_closed(self) -> asyncio.Future[None]:
+        """A future resolved when the last connection closes (after ``drain``)."""
+        if self._closed_waiter is None:
+            self._closed_waiter = self.loop.create_future()
+            if not self.connections:
+                self._closed_waiter.set_result(None)
+        return self._closed_waiter
+
+    def connection_closed(self, conn: Sweepable) -> None:
+        self.connections.discard(conn)
+        waiter = self._closed_waiter
+        if waiter is not None and not self.connections and not waiter.done():
+            waiter.set_result(None)

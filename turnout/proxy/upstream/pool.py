@@ -1,0 +1,114 @@
+"""Per-worker upstream connection pools, one per endpoint.
+
+Idle connections are kept LIFO (the most recently used is the warmest and least likely
+to have been closed by the upstream), bounded by ``max_idle``, and expired after
+``idle_timeout`` by the runtime's sweeper, oldest first, without scanning the rest.
+A connection the upstream closed while idle is removed the moment asyncio reports it
+(``forget``); one that went bad unnoticed is caught by the single retry in the stream.
+Pools outlive configuration snapshots, so a reload keeps warm connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from turnout.core.netaddr import Address
+from turnout.proxy.upstream.connection import UpstreamConnection
+from turnout.proxy.upstream.endpoints import Resolver
+
+
+class EndpointPool:
+    __slots__ = (
+        "_loop",
+        "_resolver",
+        "address",
+        "connect_errors",
+        "idle",
+        "idle_timeout",
+        "is_ip",
+        "key",
+        "max_idle",
+        "open_count",
+    )
+
+    def __init__(
+        self,
+        address: Address,
+        loop: asyncio.AbstractEventLoop,
+        resolver: Resolver,
+        max_idle: int = 128,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        self.address = address
+        self.key = str(address)
+        self.is_ip = address.is_unix or address.is_ip
+        self._loop = loop
+        self._resolver = resolver
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open_count = 0
+        self.connect_errors = 0
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable:
+                return conn
+            conn.close()
+        return None
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Return a connection after its response completed; keep it if it is healthy."""
+        conn.detach()
+        if conn.usable and len(self.idle) < self.max_idle:
+            conn.idle_since = now
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """Called from ``connection_lost``: the socket is gone."""
+        self.open_count -= 1
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def expire(self, now: float) -> None:
+        idle = self.idle
+        limit = now - self.idle_timeout
+        while idle and idle[0].idle_since < limit:
+            idle.popleft().close()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+    async def open(self) -> UpstreamConnection:
+        """Open a new connection (resolving the name if needed). Raises ``OSError``."""
+        addr = self.address
+        loop = self._loop
+        if addr.is_unix:
+            _, conn = await loop.create_unix_connection(lambda: UpstreamConnection(self), addr.path)
+        else:
+            if self.is_ip:
+                targets = [(addr.host, addr.port)]
+            else:
+                targets = await self._resolver.resolve(addr.host, addr.port)
+            last: OSError | None = None
+            for host, port in targets:
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: UpstreamConnection(self), host, port
+                    )
+                    break
+                except OSError as exc:
+                    last = exc
+            else:
+                assert last is not None
+                raise last
+        self.open_count += 1
+        return conn

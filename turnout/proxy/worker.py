@@ -1,0 +1,78 @@
+"""A data-plane worker: serves listener sockets it is given, applies revisions, drains.
+
+The worker never binds sockets itself: the supervisor binds each listener once and
+passes the descriptor, so every worker accepts from the same kernel queue and a worker
+that dies loses no queued connection. ``apply`` builds the new snapshot first and only
+then swaps it and opens/closes servers, so a revision that fails to build leaves the
+running one untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from turnout.config.validate import ConfigSet
+from turnout.observe.accesslog import AccessLog
+from turnout.proxy.runtime import ProxySettings, Runtime
+from turnout.proxy.transports.http1 import Http1Transport
+
+log = logging.getLogger("turnout.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: ProxySettings,
+        access_log: AccessLog | None,
+    ) -> None:
+        self.loop = loop
+        self.rt = Runtime(loop, settings, access_log)
+        self.servers: dict[str, asyncio.Server] = {}
+        self.sockets: dict[str, socket.socket] = {}
+        self.revision = 0
+        self.rt.start()
+
+    async def apply(self, config: ConfigSet, revision: int, new_sockets: dict[str, socket.socket]) -> None:
+        """Build, then swap. Raises if the snapshot cannot be built (nothing changes then)."""
+        snapshot = self.rt.build(config, revision)
+        self.sockets.update(new_sockets)
+        for key in snapshot.bindings:
+            if key not in self.servers:
+                sock = self.sockets.get(key)
+                if sock is None:
+                    raise RuntimeError(f"no listening socket was passed for {key}")
+                self.servers[key] = await self.loop.create_server(
+                    lambda key=key: Http1Transport(self.rt, key), sock=sock, backlog=4096
+                )
+        self.rt.install(snapshot)
+        self.revision = revision
+        for key in list(self.servers):
+            if key not in snapshot.bindings:
+                self.servers.pop(key).close()
+                sock = self.sockets.pop(key, None)
+                if sock is not None:
+                    sock.close()
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds."""
+        for server in self.servers.values():
+            server.close()
+        self.rt.drain()
+        if self.rt.connections:
+            await asyncio.wait([self.rt.all_closed()], timeout=grace)
+        for conn in list(self.rt.connections):
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
+        self.rt.stop()
+
+    def stats(self) -> dict[str, object]:
+        data = self.rt.stats.export()
+        data["revision"] = self.revision
+        data["pools"] = {key: (len(p.idle), p.open_count) for key, p in self.rt.pools.items()}
+        if self.rt.access_log is not None:
+            data["access_log_dropped"] = self.rt.access_log.dropped
+        return data

@@ -1,0 +1,1 @@
+"""Process model: bind listeners, run workers, fan configuration out, aggregate stats."""

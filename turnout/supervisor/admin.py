@@ -1,0 +1,72 @@
+"""The admin listener (FastAPI on uvicorn, inside the supervisor's loop).
+
+Serves ``/metrics`` (Prometheus text format, aggregated over workers), ``/healthz``
+(the supervisor's loop is alive) and ``/readyz`` (every worker runs the current
+revision and the gateway is not draining). It binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from turnout.observe.metrics import Aggregate, TurnoutCollector
+
+
+class AdminSource(Protocol):
+    def aggregate(self) -> Aggregate: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+def create_app(source: AdminSource) -> FastAPI:
+    app = FastAPI(
+        title="Turnout admin API",
+        version="v1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TurnoutCollector(source))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        status = source.status()
+        return JSONResponse(status, status_code=200 if status["ready"] else 503)
+
+    return app
+
+
+class _AdminServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The supervisor owns signal handling; uvicorn must not install its own.
+        yield
+
+
+def make_server(source: AdminSource, sock: socket.socket) -> _AdminServer:
+    config = uvicorn.Config(
+        create_app(source),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        timeout_graceful_shutdown=2,
+    )
+    return _AdminServer(config)

@@ -1,0 +1,130 @@
+"""Entry point of a worker process: ``python -m turnout.supervisor.child FD``.
+
+The worker speaks to its supervisor over the control channel on ``FD``:
+
+    supervisor → worker: ("init", settings, log_target, log_fields, index)
+                         ("config", revision, ConfigSet, [socket keys])  + descriptors
+                         ("ping", n)   ("drain", grace)
+    worker → supervisor: ("ready", pid)  ("applied", revision, error | None)
+                         ("pong", n)  ("stats", dict)  ("drained",)
+
+Pings are answered from the event loop itself, so a worker whose loop is stuck stops
+answering and is replaced. If the supervisor disappears (the channel closes), the
+worker drains and exits rather than serving unsupervised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+import uvloop
+
+from turnout.observe.accesslog import open_access_log
+from turnout.proxy.worker import Worker
+from turnout.supervisor.channel import ControlChannel, Message
+
+log = logging.getLogger("turnout.worker")
+
+
+class WorkerMain:
+    def __init__(self, sock: socket.socket) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.worker: Worker | None = None
+        self.grace = 10.0
+        self.draining = False
+        self.channel = ControlChannel(sock, self.on_message, self.on_channel_closed)
+        self._stats_handle: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def on_message(self, msg: Message, fds: list[int]) -> None:
+        kind = msg[0]
+        if kind == "ping":
+            self.channel.send(("pong", msg[1]))
+        elif kind == "config":
+            _, revision, config, keys = msg
+            sockets = {key: socket.socket(fileno=fd) for key, fd in zip(keys, fds, strict=True)}
+            self.spawn(self.apply(revision, config, sockets))
+        elif kind == "init":
+            _, settings, log_target, log_fields, _index = msg
+            self.grace = settings.drain_timeout
+            self.worker = Worker(self.loop, settings, open_access_log(log_target, log_fields))
+            self.channel.send(("ready", os.getpid()))
+            self._stats_handle = self.loop.call_later(1.0, self.send_stats)
+        elif kind == "drain":
+            self.grace = msg[1]
+            self.start_drain()
+
+    async def apply(self, revision: int, config: Any, sockets: dict[str, socket.socket]) -> None:
+        assert self.worker is not None
+        try:
+            await self.worker.apply(config, revision, sockets)
+        except Exception as exc:
+            log.error("worker %d cannot apply revision %d: %s", os.getpid(), revision, exc)
+            traceback.print_exc()
+            self.channel.send(("applied", revision, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.channel.send(("applied", revision, None))
+
+    def send_stats(self) -> None:
+        if self.worker is not None and not self.channel.closed:
+            self.channel.send(("stats", self.worker.stats()))
+        self._stats_handle = self.loop.call_later(1.0, self.send_stats)
+
+    def start_drain(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        self.spawn(self.drain())
+
+    async def drain(self) -> None:
+        if self.worker is not None:
+            await self.worker.drain(self.grace)
+            if not self.channel.closed:
+                self.channel.send(("stats", self.worker.stats()))
+        if not self.channel.closed:
+            self.channel.send(("drained",))
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_channel_closed(self) -> None:
+        if not self.draining:
+            self.start_drain()
+
+
+async def _run(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    main = WorkerMain(sock)
+    loop = asyncio.get_running_loop()
+    # Ctrl-C reaches the whole process group; the supervisor coordinates shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    loop.add_signal_handler(signal.SIGTERM, main.start_drain)
+    await main.done
+    # Give the channel a moment to flush the final messages.
+    await asyncio.sleep(0)
+    main.channel.close()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("TURNOUT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    uvloop.run(_run(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

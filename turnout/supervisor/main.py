@@ -1,0 +1,351 @@
+"""The supervisor: one process that binds, spawns, watches, reloads, reports and drains.
+
+Start-up: load and validate the configuration (located errors abort with exit code 2),
+bind the admin listener and every Gateway listener, start the admin server and
+``--workers`` worker processes, each given the revision and the listening sockets.
+
+Running: pings every worker each second and kills one that has not answered for
+``worker_timeout`` (its loop is stuck); restarts workers that exit, with backoff when
+they crash at start-up; reloads on file change (watchfiles) or SIGHUP; aggregates the
+workers' counters for ``/metrics``.
+
+Reload: parse → validate → trial snapshot build → bind new listeners → new revision to
+every worker. Any failure leaves the running revision in place and is logged with its
+file, line and field; ``turnout_config_reloads_total{result="failure"}`` counts it.
+
+Shutdown (SIGTERM/SIGINT): workers stop accepting, finish in-flight requests within
+``--drain-timeout`` and exit; the supervisor exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from turnout.config.problems import Problem
+from turnout.config.sources import ConfigSource
+from turnout.config.validate import ConfigSet
+from turnout.core.netaddr import parse_address
+from turnout.observe.accesslog import DEFAULT_FIELDS
+from turnout.observe.metrics import Aggregate, RouteTotals
+from turnout.observe.stats import WorkerStats
+from turnout.proxy.runtime import ProxySettings
+from turnout.proxy.snapshot import SnapshotBuilder
+from turnout.proxy.upstream.endpoints import Resolver
+from turnout.proxy.upstream.pool import EndpointPool
+from turnout.supervisor.admin import make_server
+from turnout.supervisor.channel import Message
+from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
+from turnout.supervisor.workers import WorkerProcess
+
+log = logging.getLogger("turnout.supervisor")
+
+
+@dataclass(slots=True)
+class ServeOptions:
+    workers: int = 1
+    admin_address: str = "127.0.0.1:9901"
+    settings: ProxySettings = field(default_factory=ProxySettings)
+    access_log: str = "-"
+    access_log_fields: tuple[str, ...] = DEFAULT_FIELDS
+    worker_timeout: float = 10.0
+    watch: bool = True
+
+
+class StartupError(Exception):
+    """Start-up failed in a way the user can fix (bad config, port in use)."""
+
+
+def log_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        (log.error if p.severity == "error" else log.warning)("%s", p)
+
+
+def _fingerprint(config: ConfigSet) -> str:
+    digest = hashlib.sha256()
+    for res in config.resources:
+        digest.update(res.obj.model_dump_json().encode())
+    return digest.hexdigest()
+
+
+class Supervisor:
+    def __init__(self, source: ConfigSource, options: ServeOptions) -> None:
+        self.source = source
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.listeners = ListenerSet()
+        self.workers: dict[int, WorkerProcess] = {}
+        self.config = ConfigSet()
+        self.fingerprint = ""
+        self.revision = 0
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_reload_error = ""
+        self.worker_restarts = 0
+        self.retired = Aggregate()
+        self.stopping = False
+        self.stopped: asyncio.Future[int] = self.loop.create_future()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._admin: Any = None
+        self._admin_sock: socket.socket | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._watch_stop = asyncio.Event()
+
+    # -- start ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config, problems = self.source.load()
+        log_problems(problems)
+        if any(p.severity == "error" for p in problems):
+            raise StartupError(f"the configuration in {self.source.name} has errors")
+        self._trial_build(config, 1)
+        addr = parse_address(self.options.admin_address)
+        try:
+            self._admin_sock = bind_listener(addr.host, addr.port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on admin address {addr}: {exc.strerror}") from None
+        try:
+            self.listeners.bind_missing(self._bindings(config))
+        except BindError as exc:
+            self._admin_sock.close()
+            raise StartupError(str(exc)) from None
+        self.config, self.revision, self.fingerprint = config, 1, _fingerprint(config)
+        self._admin = make_server(self, self._admin_sock)
+        self._spawn(self._admin.serve(sockets=[self._admin_sock]))
+        for index in range(self.options.workers):
+            self._spawn(self._keep_worker(index))
+        self._heartbeat = self.loop.call_later(1.0, self._beat)
+        if self.options.watch and self.source.watch_paths():
+            self._spawn(self._watch())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.request_shutdown)
+        self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        log.info(
+            "serving revision %d on %s; admin on http://%s",
+            self.revision,
+            ", ".join(sorted(self.listeners.sockets)) or "no listeners",
+            addr,
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _bindings(config: ConfigSet) -> dict[str, tuple[str, int]]:
+        from turnout.proxy.snapshot import gateway_bindings, socket_key
+
+        out: dict[str, tuple[str, int]] = {}
+        for gw in config.gateways().values():
+            for ip, port, _ in gateway_bindings(gw):
+                out[socket_key(ip, port)] = (ip, port)
+        return out
+
+    def _trial_build(self, config: ConfigSet, revision: int) -> None:
+        """Compile the snapshot once here, so a bug-triggering config never reaches workers."""
+        resolver = Resolver()
+        SnapshotBuilder(
+            config,
+            WorkerStats(),
+            lambda addr, max_idle, idle: EndpointPool(addr, self.loop, resolver, max_idle, idle),
+        ).build(revision)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _init_message(self, index: int) -> Message:
+        o = self.options
+        return ("init", o.settings, o.access_log, o.access_log_fields, index)
+
+    def _config_message(self, keys: list[str]) -> Message:
+        return ("config", self.revision, self.config.without_documents(), keys)
+
+    async def _keep_worker(self, index: int) -> None:
+        backoff = 0.5
+        while not self.stopping:
+            worker = WorkerProcess(index, self._on_worker_message)
+            self.workers[index] = worker
+            started = self.loop.time()
+            await worker.start(self._init_message(index))
+            keys = sorted(self.listeners.sockets)
+            worker.send(self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys])
+            code = await worker.wait()
+            self.retired.add_worker(worker.stats, include_gauges=False)
+            worker.stats = {}
+            if self.stopping:
+                break
+            self.worker_restarts += 1
+            log.warning("worker %d (pid %d) exited with code %s; starting a new one", index, worker.pid, code)
+            if self.loop.time() - started < 5.0:
+                await asyncio.sleep(backoff)  # crash loop protection, not polling
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.5
+        self.workers.pop(index, None)
+        if self.stopping and not self.workers and not self.stopped.done():
+            self.stopped.set_result(0)
+
+    def _on_worker_message(self, worker: WorkerProcess, message: Message) -> None:
+        if message[0] == "applied" and message[2] is not None:
+            log.error("worker %d failed to apply revision %d: %s", worker.pid, message[1], message[2])
+
+    def _beat(self) -> None:
+        now = self.loop.time()
+        for worker in list(self.workers.values()):
+            if worker.proc is None or worker.proc.returncode is not None:
+                continue
+            if now - worker.last_pong > self.options.worker_timeout and not self.stopping:
+                log.error(
+                    "worker %d (pid %d) has not answered for %.0fs; killing it",
+                    worker.index, worker.pid, now - worker.last_pong,
+                )
+                worker.kill()
+                continue
+            worker.ping()
+        self._heartbeat = self.loop.call_later(1.0, self._beat)
+
+    # -- reload ---------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        if not self.stopping:
+            self._spawn(self.reload("SIGHUP"))
+
+    async def reload(self, reason: str) -> bool:
+        async with self._reload_lock:
+            if self.stopping:
+                return False
+            config, problems = self.source.load()
+            log_problems(problems)
+            errors = [p for p in problems if p.severity == "error"]
+            if errors:
+                return self._reload_failed(f"{len(errors)} error(s) in the configuration")
+            fingerprint = _fingerprint(config)
+            if fingerprint == self.fingerprint:
+                log.info("reload (%s): configuration unchanged", reason)
+                return True
+            try:
+                self._trial_build(config, self.revision + 1)
+            except Exception as exc:  # a compile bug must not take the gateway down
+                log.exception("cannot compile the new configuration")
+                return self._reload_failed(f"compile error: {exc}")
+            bindings = self._bindings(config)
+            try:
+                new = self.listeners.bind_missing(bindings)
+            except BindError as exc:
+                return self._reload_failed(str(exc))
+            self.config, self.fingerprint = config, fingerprint
+            self.revision += 1
+            keys = sorted(new)
+            fds = [new[k].fileno() for k in keys]
+            for worker in self.workers.values():
+                worker.send(self._config_message(keys), fds)
+            self.listeners.close_unused(set(bindings))
+            self.reloads_ok += 1
+            self.last_reload_error = ""
+            log.info("reload (%s): serving revision %d", reason, self.revision)
+            return True
+
+    def _reload_failed(self, message: str) -> bool:
+        self.reloads_failed += 1
+        self.last_reload_error = message
+        log.error("reload rejected (%s); still serving revision %d", message, self.revision)
+        return False
+
+    async def _watch(self) -> None:
+        from pathlib import Path
+
+        from watchfiles import awatch
+
+        paths = self.source.watch_paths()
+        async for changes in awatch(*paths, stop_event=self._watch_stop, recursive=False, debounce=300):
+            if any(self.source.is_relevant(Path(p)) for _, p in changes):
+                await self.reload("file change")
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        if not self.stopping:
+            self._spawn(self.shutdown())
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        grace = self.options.settings.drain_timeout
+        log.info("draining (up to %.0fs for in-flight requests)", grace)
+        self._watch_stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        # Our copies of the listening sockets go now; workers close theirs as they drain.
+        self.listeners.close_all()
+        for worker in self.workers.values():
+            worker.send(("drain", grace))
+        waits = [w.proc.wait() for w in self.workers.values() if w.proc is not None]
+        if waits:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits], timeout=grace + 5.0
+            )
+            if pending:
+                for worker in self.workers.values():
+                    worker.kill()
+        if self._admin is not None:
+            self._admin.should_exit = True
+        if not self.stopped.done():
+            self.stopped.set_result(0)
+
+    async def run(self, on_started: Callable[[], None] | None = None) -> int:
+        """Start, serve until shut down, return the exit code. Raises ``StartupError``."""
+        await self.start()
+        if on_started is not None:
+            on_started()
+        code = await self.stopped
+        # Let the admin server and worker tasks wind down.
+        await asyncio.sleep(0.1)
+        for task in list(self._tasks):
+            task.cancel()
+        log.info("stopped")
+        return code
+
+    # -- reporting (admin) ----------------------------------------------------------------
+
+    def aggregate(self) -> Aggregate:
+        agg = Aggregate()
+        for key, totals in self.retired.routes.items():
+            agg.routes.setdefault(key, RouteTotals()).add(totals.codes, totals.buckets, totals.sum)
+        for backend, n in self.retired.connect_errors.items():
+            agg.connect_errors[backend] = n
+        agg.counters.update(self.retired.counters)
+        for worker in self.workers.values():
+            if worker.stats:
+                agg.add_worker(worker.stats)
+        return agg
+
+    def status(self) -> dict[str, Any]:
+        live = [
+            w for w in self.workers.values()
+            if w.ready and w.proc is not None and w.proc.returncode is None
+        ]
+        ready = (
+            not self.stopping
+            and len(live) == self.options.workers
+            and all(w.revision == self.revision for w in live)
+        )
+        return {
+            "ready": ready,
+            "revision": self.revision,
+            "workers": [
+                {"pid": w.pid, "revision": w.revision, "error": w.apply_error} for w in live
+            ],
+            "live_workers": len(live),
+            "worker_restarts": self.worker_restarts,
+            "reloads_ok": self.reloads_ok,
+            "reloads_failed": self.reloads_failed,
+            "last_reload_error": self.last_reload_error,
+            "listeners": sorted(self.listeners.sockets),
+        }
+

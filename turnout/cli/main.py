@@ -6,8 +6,6 @@ clear line and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import typer
@@ -48,66 +46,80 @@ def serve(
         str, typer.Option(envvar="TURNOUT_HEADER_TIMEOUT", help="Time to receive a request head.")
     ] = "10s",
     idle_timeout: Annotated[
-        str, typer.Option(envvar="TURNOUT_IDLE_TIMEOUT", help="Keep-alive idle time between requests.")
+        str,
+        typer.Option(envvar="TURNOUT_IDLE_TIMEOUT", help="Keep-alive idle time between requests."),
     ] = "60s",
     request_timeout: Annotated[
-        str, typer.Option(envvar="TURNOUT_REQUEST_TIMEOUT", help="Default whole-request timeout (0 = none); routes override it.")
+        str,
+        typer.Option(
+            envvar="TURNOUT_REQUEST_TIMEOUT",
+            help="Default whole-request timeout (0 = none); routes override it.",
+        ),
     ] = "0",
     stream_idle_timeout: Annotated[
-        str, typer.Option(envvar="TURNOUT_STREAM_IDLE_TIMEOUT", help="Abort a request when no byte moves either way this long.")
+        str,
+        typer.Option(
+            envvar="TURNOUT_STREAM_IDLE_TIMEOUT",
+            help="Abort a request when no byte moves either way this long.",
+        ),
     ] = "5m",
     drain_timeout: Annotated[
-        str, typer.Option(envvar="TURNOUT_DRAIN_TIMEOUT", help="Grace period for in-flight requests on SIGTERM.")
+        str,
+        typer.Option(
+            envvar="TURNOUT_DRAIN_TIMEOUT", help="Grace period for in-flight requests on SIGTERM."
+        ),
     ] = "10s",
-    max_url_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_URL_BYTES", help="Request target limit (414).")] = "8k",
-    max_header_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_HEADER_BYTES", help="Request header section limit (431).")] = "32k",
-    max_headers: Annotated[int, typer.Option(envvar="TURNOUT_MAX_HEADERS", help="Request header count limit (431).")] = 100,
-    max_body_bytes: Annotated[str, typer.Option(envvar="TURNOUT_MAX_BODY_BYTES", help="Request body limit (413); 0 = unlimited.")] = "0",
+    max_url_bytes: Annotated[
+        str, typer.Option(envvar="TURNOUT_MAX_URL_BYTES", help="Request target limit (414).")
+    ] = "8k",
+    max_header_bytes: Annotated[
+        str,
+        typer.Option(envvar="TURNOUT_MAX_HEADER_BYTES", help="Request header section limit (431)."),
+    ] = "32k",
+    max_headers: Annotated[
+        int, typer.Option(envvar="TURNOUT_MAX_HEADERS", help="Request header count limit (431).")
+    ] = 100,
+    max_body_bytes: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_MAX_BODY_BYTES", help="Request body limit (413); 0 = unlimited."
+        ),
+    ] = "0",
     worker_timeout: Annotated[
-        str, typer.Option(envvar="TURNOUT_WORKER_TIMEOUT", help="Replace a worker that does not answer pings this long.")
+        str,
+        typer.Option(
+            envvar="TURNOUT_WORKER_TIMEOUT",
+            help="Replace a worker that does not answer pings this long.",
+        ),
     ] = "10s",
-    watch: Annotated[bool, typer.Option(envvar="TURNOUT_WATCH", help="Reload when manifest files change.")] = True,
+    watch: Annotated[
+        bool, typer.Option(envvar="TURNOUT_WATCH", help="Reload when manifest files change.")
+    ] = True,
     log_level: Annotated[str, typer.Option(envvar="TURNOUT_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
-    import logging
+    from turnout.cli.serve import ServeFlags, run_serve
 
-    from turnout.cli.serve import run_serve
-    from turnout.observe.accesslog import DEFAULT_FIELDS
-    from turnout.proxy.protocols.http1 import Limits
-    from turnout.proxy.runtime import ProxySettings
-    from turnout.supervisor.main import ServeOptions
-
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    os.environ["TURNOUT_LOG_LEVEL"] = log_level
-    settings = ProxySettings(
+    flags = ServeFlags(
+        files=file or [],
+        workers=workers,
+        admin_address=admin_address,
+        access_log=access_log,
+        access_log_fields=access_log_fields,
         header_timeout=duration(header_timeout),
         idle_timeout=duration(idle_timeout),
-        stream_idle_timeout=duration(stream_idle_timeout),
         request_timeout=duration(request_timeout),
+        stream_idle_timeout=duration(stream_idle_timeout),
         drain_timeout=duration(drain_timeout),
-        limits=Limits(
-            max_url=size(max_url_bytes),
-            max_header_bytes=size(max_header_bytes),
-            max_headers=max_headers,
-            max_body=size(max_body_bytes),
-        ),
-    )
-    fields = tuple(f.strip() for f in access_log_fields.split(",") if f.strip()) or DEFAULT_FIELDS
-    options = ServeOptions(
-        workers=workers or os.cpu_count() or 1,
-        admin_address=admin_address,
-        settings=settings,
-        access_log=access_log,
-        access_log_fields=fields,
+        max_url_bytes=size(max_url_bytes),
+        max_header_bytes=size(max_header_bytes),
+        max_headers=max_headers,
+        max_body_bytes=size(max_body_bytes),
         worker_timeout=duration(worker_timeout),
         watch=watch,
+        log_level=log_level,
     )
-    raise typer.Exit(run_serve(file or [], options))
+    raise typer.Exit(run_serve(flags))
 
 
 @app.command()

@@ -4,14 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from dataclasses import dataclass
 
 import uvloop
 
 from turnout.config.sources import ConfigSource, FileSource, TextSource
+from turnout.observe.accesslog import DEFAULT_FIELDS, FIELD_RENDERERS
+from turnout.proxy.protocols.http1 import Limits
+from turnout.proxy.runtime import ProxySettings
 from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
 
 log = logging.getLogger("turnout")
+
+
+@dataclass(slots=True)
+class ServeFlags:
+    files: list[str]
+    workers: int
+    admin_address: str
+    access_log: str
+    access_log_fields: str
+    header_timeout: float
+    idle_timeout: float
+    request_timeout: float
+    stream_idle_timeout: float
+    drain_timeout: float
+    max_url_bytes: int
+    max_header_bytes: int
+    max_headers: int
+    max_body_bytes: int
+    worker_timeout: float
+    watch: bool
+    log_level: str
+
+    def options(self) -> ServeOptions:
+        settings = ProxySettings(
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            stream_idle_timeout=self.stream_idle_timeout,
+            request_timeout=self.request_timeout,
+            drain_timeout=self.drain_timeout,
+            limits=Limits(
+                max_url=self.max_url_bytes,
+                max_header_bytes=self.max_header_bytes,
+                max_headers=self.max_headers,
+                max_body=self.max_body_bytes,
+            ),
+        )
+        fields = tuple(f.strip() for f in self.access_log_fields.split(",") if f.strip())
+        unknown = [f for f in fields if f not in FIELD_RENDERERS]
+        if unknown:
+            known = ", ".join(FIELD_RENDERERS)
+            raise ValueError(f"unknown access log field(s) {', '.join(unknown)}; known: {known}")
+        return ServeOptions(
+            workers=self.workers or os.cpu_count() or 1,
+            admin_address=self.admin_address,
+            settings=settings,
+            access_log=self.access_log,
+            access_log_fields=fields or DEFAULT_FIELDS,
+            worker_timeout=self.worker_timeout,
+            watch=self.watch,
+        )
 
 
 async def _serve(files: list[str], options: ServeOptions) -> int:
@@ -25,6 +80,7 @@ async def _serve(files: list[str], options: ServeOptions) -> int:
         samples, text = await start_samples()
         source = TextSource(text, "<embedded defaults>")
         options.watch = False
+
     def greet() -> None:
         if not samples:
             return
@@ -49,5 +105,16 @@ async def _serve(files: list[str], options: ServeOptions) -> int:
             server.close()
 
 
-def run_serve(files: list[str], options: ServeOptions) -> int:
-    return uvloop.run(_serve(files, options))
+def run_serve(flags: ServeFlags) -> int:
+    logging.basicConfig(
+        level=flags.log_level.upper(),
+        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ["TURNOUT_LOG_LEVEL"] = flags.log_level
+    try:
+        options = flags.options()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    return uvloop.run(_serve(flags.files, options))

@@ -122,7 +122,9 @@ def _attach_one(
     namespaces: dict[str, dict[str, str]],
 ) -> list[Attachment] | Refusal:
     if ref.group != GATEWAY_GROUP or ref.kind != "Gateway":
-        return Refusal(index, "NoMatchingParent", f"parent kind {ref.group}/{ref.kind} is not a Gateway")
+        return Refusal(
+            index, "NoMatchingParent", f"parent kind {ref.group}/{ref.kind} is not a Gateway"
+        )
     ns = ref.namespace or route.metadata.namespace
     gateway = gateways.get((ns, ref.name))
     if gateway is None:

@@ -26,9 +26,20 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            found = sorted(
+                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+            )
             if not found:
-                problems.append(Problem(raw, None, None, "", "directory holds no *.yaml/*.yml/*.json files", severity="warning"))
+                problems.append(
+                    Problem(
+                        raw,
+                        None,
+                        None,
+                        "",
+                        "directory holds no *.yaml/*.yml/*.json files",
+                        severity="warning",
+                    )
+                )
             files.extend(found)
         elif path.is_file():
             files.append(path)

@@ -188,7 +188,7 @@ class RouteGroupKind(Spec):
 
 
 class AllowedRoutes(Spec):
-    namespaces: RouteNamespaces = RouteNamespaces()
+    namespaces: RouteNamespaces = Field(default_factory=lambda: RouteNamespaces.model_validate({}))
     kinds: tuple[RouteGroupKind, ...] = ()
 
 
@@ -411,9 +411,7 @@ class ConnectionPoolSpec(Spec):
 
 class BackendSpec(Spec):
     endpoints: tuple[EndpointSpec, ...] = Field(default=(), max_length=4096)
-    load_balancer: Annotated[LoadBalancerSpec, BeforeValidator(_lb_shorthand)] = (
-        LoadBalancerSpec()
-    )
+    load_balancer: Annotated[LoadBalancerSpec, BeforeValidator(_lb_shorthand)] = LoadBalancerSpec()
     app_protocol: Literal["http", "kubernetes.io/ws", "h2c", "kubernetes.io/h2c", "grpc"] = "http"
     timeout: BackendTimeoutSpec = BackendTimeoutSpec()
     connection_pool: ConnectionPoolSpec = ConnectionPoolSpec()
@@ -427,7 +425,9 @@ class BackendObject(Spec):
     status: dict[str, Any] | None = None
 
 
-ConfigObject = NamespaceObject | GatewayClassObject | GatewayObject | HTTPRouteObject | BackendObject
+ConfigObject = (
+    NamespaceObject | GatewayClassObject | GatewayObject | HTTPRouteObject | BackendObject
+)
 
 # (apiVersion group, kind) -> model; the version is checked by each model's Literal.
 KINDS: Final[dict[str, type[Spec]]] = {

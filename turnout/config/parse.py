@@ -57,7 +57,9 @@ class Resource:
         )
 
 
-def parse_text(text: str, source: str, first_order: int = 0) -> tuple[list[Resource], list[Problem]]:
+def parse_text(
+    text: str, source: str, first_order: int = 0
+) -> tuple[list[Resource], list[Problem]]:
     docs, problems = load_documents(text, source)
     resources, more = parse_documents(docs, first_order)
     return resources, problems + more

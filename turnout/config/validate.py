@@ -19,6 +19,7 @@ from turnout.config.model import (
     TURNOUT_GROUP,
     BackendObject,
     GatewayObject,
+    HTTPPathModifier,
     HTTPRouteFilter,
     HTTPRouteObject,
     HTTPRouteRule,
@@ -104,7 +105,9 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
         if res.key in unique:
             first = unique[res.key].origin
             problems.append(
-                res.problem(("metadata", "name"), f"duplicate of the object at {first.source}:{first.line}")
+                res.problem(
+                    ("metadata", "name"), f"duplicate of the object at {first.source}:{first.line}"
+                )
             )
             continue
         unique[res.key] = res
@@ -181,7 +184,9 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
         path = ("spec", "addresses", i)
         if addr.type != "IPAddress":
             problems.append(
-                res.problem((*path, "type"), f"address type {addr.type!r} is not supported (use IPAddress)")
+                res.problem(
+                    (*path, "type"), f"address type {addr.type!r} is not supported (use IPAddress)"
+                )
             )
             continue
         try:
@@ -231,13 +236,28 @@ def _check_route(
         _check_filters(res, rule, rule.filters, (*base, "filters"), problems, backend_level=False)
         for b, ref in enumerate(rule.backend_refs):
             bpath = (*base, "backendRefs", b)
-            _check_filters(res, rule, ref.filters, (*bpath, "filters"), problems, backend_level=True)
-            _check_backend_ref(res, route, ref.group, ref.kind, ref.name, ref.namespace, ref.port,
-                               backends, bpath, problems)
+            _check_filters(
+                res, rule, ref.filters, (*bpath, "filters"), problems, backend_level=True
+            )
+            _check_backend_ref(
+                res,
+                route,
+                ref.group,
+                ref.kind,
+                ref.name,
+                ref.namespace,
+                ref.port,
+                backends,
+                bpath,
+                problems,
+            )
         if rule.timeouts is not None:
             req, backend = rule.timeouts.request, rule.timeouts.backend_request
-            if req and backend and parse_duration(req) != 0 and (
-                parse_duration(backend) > parse_duration(req)
+            if (
+                req
+                and backend
+                and parse_duration(req) != 0
+                and (parse_duration(backend) > parse_duration(req))
             ):
                 problems.append(
                     res.problem(
@@ -249,7 +269,9 @@ def _check_route(
             problems.append(res.problem((*base, "retry"), "route retries are not supported yet"))
         if rule.session_persistence is not None:
             problems.append(
-                res.problem((*base, "sessionPersistence"), "session persistence is not supported yet")
+                res.problem(
+                    (*base, "sessionPersistence"), "session persistence is not supported yet"
+                )
             )
 
 
@@ -273,7 +295,9 @@ def _check_matches(
             problems.append(res.problem((*mpath, "headers"), "header names must be unique"))
         qnames = [qm.name for qm in match.query_params]
         if len(set(qnames)) != len(qnames):
-            problems.append(res.problem((*mpath, "queryParams"), "query parameter names must be unique"))
+            problems.append(
+                res.problem((*mpath, "queryParams"), "query parameter names must be unique")
+            )
 
 
 _BAD_PATH_PARTS = ("//", "/./", "/../", "%2f", "%2F", "#")
@@ -314,7 +338,12 @@ def _check_filters(
     kinds = [f.type for f in filters]
     if "RequestRedirect" in kinds and "URLRewrite" in kinds:
         problems.append(res.problem(base, "RequestRedirect and URLRewrite cannot be used together"))
-    for kind in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
+    for kind in (
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+    ):
         if kinds.count(kind) > 1:
             problems.append(res.problem(base, f"{kind} may appear at most once"))
     for i, flt in enumerate(filters):
@@ -324,7 +353,9 @@ def _check_filters(
             present = getattr(flt, name) is not None
             if name == expected and not present:
                 problems.append(
-                    res.problem((*fpath, "type"), f"filter type {flt.type} requires {_FILTER_ALIAS[name]}")
+                    res.problem(
+                        (*fpath, "type"), f"filter type {flt.type} requires {_FILTER_ALIAS[name]}"
+                    )
                 )
             elif name != expected and present:
                 problems.append(
@@ -352,7 +383,9 @@ def _check_filters(
             _check_path_modifier(res, rule, path_mod, fpath, problems)
 
 
-def _check_header_modifier(res: Resource, mod: object, path: tuple[str | int, ...], problems: list[Problem]) -> None:
+def _check_header_modifier(
+    res: Resource, mod: object, path: tuple[str | int, ...], problems: list[Problem]
+) -> None:
     for field_name in ("set", "add", "remove"):
         entries = getattr(mod, field_name)
         names = [(e if isinstance(e, str) else e.name).lower() for e in entries]
@@ -361,15 +394,21 @@ def _check_header_modifier(res: Resource, mod: object, path: tuple[str | int, ..
         for j, name in enumerate(names):
             if name in GATEWAY_OWNED_HEADERS:
                 problems.append(
-                    res.problem((*path, field_name, j), f"header {name!r} is managed by the gateway")
+                    res.problem(
+                        (*path, field_name, j), f"header {name!r} is managed by the gateway"
+                    )
                 )
 
 
 def _check_path_modifier(
-    res: Resource, rule: HTTPRouteRule, mod: object, fpath: tuple[str | int, ...], problems: list[Problem]
+    res: Resource,
+    rule: HTTPRouteRule,
+    mod: HTTPPathModifier,
+    fpath: tuple[str | int, ...],
+    problems: list[Problem],
 ) -> None:
-    kind = getattr(mod, "type")
-    full, prefix = getattr(mod, "replace_full_path"), getattr(mod, "replace_prefix_match")
+    kind = mod.type
+    full, prefix = mod.replace_full_path, mod.replace_prefix_match
     if kind == "ReplaceFullPath":
         if full is None or prefix is not None:
             problems.append(res.problem(fpath, "ReplaceFullPath requires replaceFullPath only"))
@@ -377,12 +416,16 @@ def _check_path_modifier(
             problems.append(res.problem(fpath, "replaceFullPath must start with '/'"))
     else:
         if prefix is None or full is not None:
-            problems.append(res.problem(fpath, "ReplacePrefixMatch requires replacePrefixMatch only"))
+            problems.append(
+                res.problem(fpath, "ReplacePrefixMatch requires replacePrefixMatch only")
+            )
         elif not prefix.startswith("/"):
             problems.append(res.problem(fpath, "replacePrefixMatch must start with '/'"))
         if any(m.path is None or m.path.type != "PathPrefix" for m in rule.matches):
             problems.append(
-                res.problem(fpath, "ReplacePrefixMatch needs every match of the rule to be a PathPrefix")
+                res.problem(
+                    fpath, "ReplacePrefixMatch needs every match of the rule to be a PathPrefix"
+                )
             )
 
 
@@ -402,20 +445,32 @@ def _check_backend_ref(
     # would get answers 500), so they are warnings, not errors.
     if (group, kind) not in (("", "Service"), (TURNOUT_GROUP, "Backend")):
         problems.append(
-            res.problem((*path, "kind"), f"unsupported backend kind {group or 'core'}/{kind}; requests answer 500", "warning")
+            res.problem(
+                (*path, "kind"),
+                f"unsupported backend kind {group or 'core'}/{kind}; requests answer 500",
+                "warning",
+            )
         )
         return
     ns = namespace or route.metadata.namespace
     if ns != route.metadata.namespace:
         problems.append(
-            res.problem((*path, "namespace"), "cross-namespace backendRefs need a ReferenceGrant, "
-                        "which is not supported yet; requests answer 500", "warning")
+            res.problem(
+                (*path, "namespace"),
+                "cross-namespace backendRefs need a ReferenceGrant, "
+                "which is not supported yet; requests answer 500",
+                "warning",
+            )
         )
         return
     backend = backends.get((ns, name))
     if backend is None:
         problems.append(
-            res.problem((*path, "name"), f"Backend {ns}/{name} does not exist; requests answer 500", "warning")
+            res.problem(
+                (*path, "name"),
+                f"Backend {ns}/{name} does not exist; requests answer 500",
+                "warning",
+            )
         )
         return
     if port is None:
@@ -423,7 +478,11 @@ def _check_backend_ref(
             addr = parse_address(ep.address, allow_missing_port=True)
             if not addr.is_unix and addr.port == 0:
                 problems.append(
-                    res.problem((*path, "port"), f"endpoint {ep.address!r} has no port and the backendRef names none", "warning")
+                    res.problem(
+                        (*path, "port"),
+                        f"endpoint {ep.address!r} has no port and the backendRef names none",
+                        "warning",
+                    )
                 )
                 return
 
@@ -434,5 +493,8 @@ def _check_backend_ref(
 def _check_backend(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:
     if backend.spec.app_protocol in ("h2c", "kubernetes.io/h2c", "grpc"):
         problems.append(
-            res.problem(("spec", "appProtocol"), f"appProtocol {backend.spec.app_protocol} is not supported yet")
+            res.problem(
+                ("spec", "appProtocol"),
+                f"appProtocol {backend.spec.app_protocol} is not supported yet",
+            )
         )

@@ -27,7 +27,16 @@ from typing import Any, Final
 
 # Record layout (indices into the tuple the stream appends).
 R_WALL, R_DURATION, R_METHOD, R_TARGET, R_HOST, R_STATUS = 0, 1, 2, 3, 4, 5
-R_SENT, R_RECEIVED, R_ROUTE, R_BACKEND, R_ENDPOINT, R_ID, R_CLIENT, R_UA = 6, 7, 8, 9, 10, 11, 12, 13
+R_SENT, R_RECEIVED, R_ROUTE, R_BACKEND, R_ENDPOINT, R_ID, R_CLIENT, R_UA = (
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+)
 
 Record = tuple[Any, ...]
 
@@ -44,7 +53,7 @@ def _time(wall: float, cache: dict[int, str]) -> str:
     if prefix is None:
         cache.clear()
         prefix = cache[sec] = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(sec))
-    return f"{prefix}.{int((wall - sec) * 1000):03d}Z\""
+    return f'{prefix}.{int((wall - sec) * 1000):03d}Z"'
 
 
 FIELD_RENDERERS: Final[dict[str, Callable[[Record, dict[int, str]], str]]] = {
@@ -64,8 +73,18 @@ FIELD_RENDERERS: Final[dict[str, Callable[[Record, dict[int, str]], str]]] = {
     "user_agent": lambda r, c: _bstr(r[R_UA]),
 }
 DEFAULT_FIELDS: Final = (
-    "time", "client", "method", "host", "path", "status", "bytes_sent", "duration_ms",
-    "route", "backend", "endpoint", "request_id",
+    "time",
+    "client",
+    "method",
+    "host",
+    "path",
+    "status",
+    "bytes_sent",
+    "duration_ms",
+    "route",
+    "backend",
+    "endpoint",
+    "request_id",
 )
 
 
@@ -113,7 +132,6 @@ class LogWriter:
                 pass  # a closed stdout must not kill the worker
             with self._lock:
                 self._backlog -= len(data)
-
 
     def _pieces(self, data: bytes) -> list[bytes]:
         limit = self._atomic

@@ -52,12 +52,17 @@ class Aggregate:
             self.routes.setdefault(tuple(key), RouteTotals()).add(codes, buckets, total)
         for backend, n in stats.get("connect_errors", {}).items():
             self.connect_errors[backend] = self.connect_errors.get(backend, 0) + n
-        for name in ("connections_total", "protocol_errors", "upstream_timeouts", "access_log_dropped"):
+        for name in (
+            "connections_total",
+            "protocol_errors",
+            "upstream_timeouts",
+            "access_log_dropped",
+        ):
             self.counters[name] = self.counters.get(name, 0) + int(stats.get(name, 0))
         if include_gauges:
-            self.gauges["active_connections"] = self.gauges.get("active_connections", 0) + stats.get(
+            self.gauges["active_connections"] = self.gauges.get(
                 "active_connections", 0
-            )
+            ) + stats.get("active_connections", 0)
             for endpoint, (idle, open_) in stats.get("pools", {}).items():
                 slot = self.pools.setdefault(endpoint, [0, 0])
                 slot[0] += idle
@@ -72,7 +77,8 @@ class TurnoutCollector(Collector):
         agg: Aggregate = self._source.aggregate()
         status: dict[str, Any] = self._source.status()
         requests = CounterMetricFamily(
-            "turnout_requests", "Requests answered, by route, backend and status class",
+            "turnout_requests",
+            "Requests answered, by route, backend and status class",
             labels=["route", "backend", "code"],
         )
         latency = HistogramMetricFamily(
@@ -93,30 +99,62 @@ class TurnoutCollector(Collector):
         yield requests
         yield latency
         connect = CounterMetricFamily(
-            "turnout_upstream_connect_errors", "Failed upstream connection attempts", labels=["backend"]
+            "turnout_upstream_connect_errors",
+            "Failed upstream connection attempts",
+            labels=["backend"],
         )
         for backend, n in sorted(agg.connect_errors.items()):
             connect.add_metric([backend], n)
         yield connect
-        yield _counter("turnout_upstream_timeouts", "Requests that hit a route or connect timeout", agg.counters.get("upstream_timeouts", 0))
-        yield _counter("turnout_downstream_connections", "Client connections accepted", agg.counters.get("connections_total", 0))
-        yield _counter("turnout_protocol_errors", "Requests refused as malformed (4xx and close)", agg.counters.get("protocol_errors", 0))
-        yield _counter("turnout_access_log_dropped", "Access log lines dropped because the writer fell behind", agg.counters.get("access_log_dropped", 0))
-        yield _gauge("turnout_downstream_connections_active", "Open client connections", agg.gauges.get("active_connections", 0))
+        yield _counter(
+            "turnout_upstream_timeouts",
+            "Requests that hit a route or connect timeout",
+            agg.counters.get("upstream_timeouts", 0),
+        )
+        yield _counter(
+            "turnout_downstream_connections",
+            "Client connections accepted",
+            agg.counters.get("connections_total", 0),
+        )
+        yield _counter(
+            "turnout_protocol_errors",
+            "Requests refused as malformed (4xx and close)",
+            agg.counters.get("protocol_errors", 0),
+        )
+        yield _counter(
+            "turnout_access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            agg.counters.get("access_log_dropped", 0),
+        )
+        yield _gauge(
+            "turnout_downstream_connections_active",
+            "Open client connections",
+            agg.gauges.get("active_connections", 0),
+        )
         pools = GaugeMetricFamily(
-            "turnout_upstream_connections", "Upstream connections per endpoint", labels=["endpoint", "state"]
+            "turnout_upstream_connections",
+            "Upstream connections per endpoint",
+            labels=["endpoint", "state"],
         )
         for endpoint, (idle, open_) in sorted(agg.pools.items()):
             pools.add_metric([endpoint, "idle"], idle)
             pools.add_metric([endpoint, "open"], open_)
         yield pools
-        yield _gauge("turnout_config_revision", "Configuration revision being served", status["revision"])
-        reloads = CounterMetricFamily("turnout_config_reloads", "Configuration reloads", labels=["result"])
+        yield _gauge(
+            "turnout_config_revision", "Configuration revision being served", status["revision"]
+        )
+        reloads = CounterMetricFamily(
+            "turnout_config_reloads", "Configuration reloads", labels=["result"]
+        )
         reloads.add_metric(["success"], status["reloads_ok"])
         reloads.add_metric(["failure"], status["reloads_failed"])
         yield reloads
         yield _gauge("turnout_workers", "Live worker processes", status["live_workers"])
-        yield _counter("turnout_worker_restarts", "Workers replaced after a crash or hang", status["worker_restarts"])
+        yield _counter(
+            "turnout_worker_restarts",
+            "Workers replaced after a crash or hang",
+            status["worker_restarts"],
+        )
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -36,8 +36,13 @@ from turnout.observe.stats import RouteStats, WorkerStats
 from turnout.proxy.filters.headers import HeaderModifier
 from turnout.proxy.filters.redirect import Redirect
 from turnout.proxy.filters.rewrite import UrlRewrite
-from turnout.proxy.routing.build import build_host_index, build_vhost, compile_match
-from turnout.proxy.routing.table import Candidate, ListenerTable, PortTable, VirtualHost
+from turnout.proxy.routing.build import (
+    MatchEntry,
+    build_host_index,
+    build_vhost,
+    compile_match,
+)
+from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.upstream.balancer import RoundRobinBalancer
 from turnout.proxy.upstream.endpoints import Endpoint
 from turnout.proxy.upstream.pool import EndpointPool
@@ -152,7 +157,7 @@ class SnapshotBuilder:
         gateways = self.config.gateways()
         namespaces = self.config.namespace_labels()
         # (gateway ns/name, listener name) -> hostname -> match entries
-        entries: dict[tuple[str, str], dict[str | None, list[tuple[str, object, Candidate[RouteAction]]]]] = {}
+        entries: dict[tuple[str, str], dict[str | None, list[MatchEntry[RouteAction]]]] = {}
         routes = sorted(
             (r for r in self.config.resources if isinstance(r.obj, HTTPRouteObject)),
             key=lambda r: (r.obj.metadata.creation_timestamp or "~", r.origin.order),
@@ -168,13 +173,15 @@ class SnapshotBuilder:
             for att in outcome.attached:
                 gw_key = f"{att.gateway.metadata.namespace}/{att.gateway.metadata.name}"
                 by_host = entries.setdefault((gw_key, att.listener.name), {})
-                hosts: tuple[str | None, ...] = att.hostnames if att.hostnames is not None else (None,)
+                hosts: tuple[str | None, ...] = (
+                    att.hostnames if att.hostnames is not None else (None,)
+                )
                 for r_idx, rule in enumerate(route.spec.rules):
                     for m_idx, match in enumerate(rule.matches):
                         for host in hosts:
                             precedence = (age, ns_name, r_idx, m_idx)
                             by_host.setdefault(host, []).append(
-                                compile_match(match, actions[r_idx], precedence)  # type: ignore[arg-type]
+                                compile_match(match, actions[r_idx], precedence)
                             )
         return self._assemble(revision, gateways, entries)
 
@@ -182,7 +189,7 @@ class SnapshotBuilder:
         self,
         revision: int,
         gateways: dict[tuple[str, str], GatewayObject],
-        entries: dict[tuple[str, str], dict[str | None, list[tuple[str, object, Candidate[RouteAction]]]]],
+        entries: dict[tuple[str, str], dict[str | None, list[MatchEntry[RouteAction]]]],
     ) -> Snapshot:
         per_socket: dict[str, dict[str | None, ListenerTable[RouteAction]]] = {}
         bindings: dict[str, tuple[str, int]] = {}
@@ -193,7 +200,7 @@ class SnapshotBuilder:
                 lst = listeners[lname]
                 hosts = entries.get((gw_key, lname), {})
                 vhosts: dict[str | None, VirtualHost[RouteAction]] = {
-                    h: build_vhost(e) for h, e in hosts.items()  # type: ignore[arg-type]
+                    h: build_vhost(e) for h, e in hosts.items()
                 }
                 table = ListenerTable(gw_key, lname, port, build_host_index(vhosts))
                 key = socket_key(ip, port)
@@ -230,7 +237,9 @@ class SnapshotBuilder:
         action.total_weight = sum(weights)
         return action
 
-    def _choice(self, route: HTTPRouteObject, route_label: str, ref: HTTPBackendRef) -> BackendChoice:
+    def _choice(
+        self, route: HTTPRouteObject, route_label: str, ref: HTTPBackendRef
+    ) -> BackendChoice:
         ns = ref.namespace or route.metadata.namespace
         label = f"{ns}/{ref.name}"
         cluster = None
@@ -270,7 +279,9 @@ class SnapshotBuilder:
                 pool = self.pools[str(addr)] = self.pool_for(addr, max_idle, idle_timeout)
             endpoints.append(Endpoint(pool, ep.weight))
         label = f"{backend.metadata.namespace}/{backend.metadata.name}"
-        cluster = Cluster(label, RoundRobinBalancer(endpoints), parse_duration(spec.timeout.connect))
+        cluster = Cluster(
+            label, RoundRobinBalancer(endpoints), parse_duration(spec.timeout.connect)
+        )
         self.clusters[key] = cluster
         return cluster
 

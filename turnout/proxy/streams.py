@@ -302,11 +302,15 @@ class Exchange:
         xff = head.forwarded_for
         client = down.client_ip
         forwarded = b"%s, %s" % (xff, client) if xff else client
-        tail = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nx-request-id: %s\r\n" % (
-            forwarded,
-            down.scheme,
-            head.original_authority,
-            rid,
+        tail = (
+            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
+            b"x-forwarded-host: %s\r\nx-request-id: %s\r\n"
+            % (
+                forwarded,
+                down.scheme,
+                head.original_authority,
+                rid,
+            )
         )
         if head.upgrade is not None:
             tail += b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
@@ -483,15 +487,23 @@ class Exchange:
         if mark != self.progress:
             self.sweep_mark = (self.progress, now)
             since = now
-        if self.connecting is not None and self.choice is not None and self.choice.cluster:
-            if now - self.start_time > self.choice.cluster.connect_timeout:
-                self.connecting.cancel()
-                self.connecting = None
-                if self.choice is not None:
-                    self.rt.stats.connect_error(self.choice.label)
-                self.local_reply(504, b"upstream_connect_timeout", b"connecting to the upstream timed out")
-                self.down.flush()
-                return
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        connecting = self.connecting
+        if (
+            connecting is not None
+            and cluster is not None
+            and choice is not None
+            and (now - self.start_time > cluster.connect_timeout)
+        ):
+            connecting.cancel()
+            self.connecting = None
+            self.rt.stats.connect_error(choice.label)
+            self.local_reply(
+                504, b"upstream_connect_timeout", b"connecting to the upstream timed out"
+            )
+            self.down.flush()
+            return
         if stream_idle and now - since > stream_idle and not self.tunnel:
             self._timed_out(b"stream_idle_timeout", b"no data was exchanged for too long")
 
@@ -591,4 +603,3 @@ class Exchange:
                     head.get(b"user-agent") if log.wants_user_agent else None,
                 )
             )
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from functools import partial
 
 from turnout.config.validate import ConfigSet
 from turnout.observe.accesslog import AccessLog
@@ -35,7 +36,9 @@ class Worker:
         self.revision = 0
         self.rt.start()
 
-    async def apply(self, config: ConfigSet, revision: int, new_sockets: dict[str, socket.socket]) -> None:
+    async def apply(
+        self, config: ConfigSet, revision: int, new_sockets: dict[str, socket.socket]
+    ) -> None:
         """Build, then swap. Raises if the snapshot cannot be built (nothing changes then)."""
         snapshot = self.rt.build(config, revision)
         self.sockets.update(new_sockets)
@@ -45,7 +48,7 @@ class Worker:
                 if sock is None:
                     raise RuntimeError(f"no listening socket was passed for {key}")
                 self.servers[key] = await self.loop.create_server(
-                    lambda key=key: Http1Transport(self.rt, key), sock=sock, backlog=4096
+                    partial(Http1Transport, self.rt, key), sock=sock, backlog=4096
                 )
         self.rt.install(snapshot)
         self.revision = revision

@@ -93,7 +93,7 @@ class EchoProtocol(asyncio.Protocol):
         self.body_bytes += len(body)
 
     def on_message_complete(self) -> None:
-        request = {
+        request: dict[str, Any] = {
             "url": self.url.decode("latin-1"),
             "method": self.parser.get_method().decode(),
             "version": self.parser.get_http_version(),
@@ -194,7 +194,9 @@ class EchoProtocol(asyncio.Protocol):
                 merged[key] = f"{merged[key]},{val.strip()}" if key in merged else val.strip()
         return list(merged.items())
 
-    def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]], length: int | None = None) -> None:
+    def _reply(
+        self, status: int, body: bytes, headers: list[tuple[str, str]], length: int | None = None
+    ) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         lines = [f"HTTP/1.1 {status} {_reason(status)}\r\n"]

@@ -115,9 +115,7 @@ class ControlChannel:
 
     def _readable(self) -> None:
         try:
-            data, anc, _flags, _addr = self._sock.recvmsg(
-                1 << 18, socket.CMSG_SPACE(_MAX_FDS * 4)
-            )
+            data, anc, _flags, _addr = self._sock.recvmsg(1 << 18, socket.CMSG_SPACE(_MAX_FDS * 4))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

@@ -169,20 +169,27 @@ class Supervisor:
 
     async def _keep_worker(self, index: int) -> None:
         backoff = 0.5
-        while not self.stopping:
+        while not self._stopping():
             worker = WorkerProcess(index, self._on_worker_message)
             self.workers[index] = worker
             started = self.loop.time()
             await worker.start(self._init_message(index))
             keys = sorted(self.listeners.sockets)
-            worker.send(self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys])
+            worker.send(
+                self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys]
+            )
             code = await worker.wait()
             self.retired.add_worker(worker.stats, include_gauges=False)
             worker.stats = {}
-            if self.stopping:
+            if self._stopping():
                 break
             self.worker_restarts += 1
-            log.warning("worker %d (pid %d) exited with code %s; starting a new one", index, worker.pid, code)
+            log.warning(
+                "worker %d (pid %d) exited with code %s; starting a new one",
+                index,
+                worker.pid,
+                code,
+            )
             if self.loop.time() - started < 5.0:
                 await asyncio.sleep(backoff)  # crash loop protection, not polling
                 backoff = min(backoff * 2, 10.0)
@@ -192,9 +199,14 @@ class Supervisor:
         if self.stopping and not self.workers and not self.stopped.done():
             self.stopped.set_result(0)
 
+    def _stopping(self) -> bool:
+        return self.stopping
+
     def _on_worker_message(self, worker: WorkerProcess, message: Message) -> None:
         if message[0] == "applied" and message[2] is not None:
-            log.error("worker %d failed to apply revision %d: %s", worker.pid, message[1], message[2])
+            log.error(
+                "worker %d failed to apply revision %d: %s", worker.pid, message[1], message[2]
+            )
 
     def _beat(self) -> None:
         now = self.loop.time()
@@ -204,7 +216,9 @@ class Supervisor:
             if now - worker.last_pong > self.options.worker_timeout and not self.stopping:
                 log.error(
                     "worker %d (pid %d) has not answered for %.0fs; killing it",
-                    worker.index, worker.pid, now - worker.last_pong,
+                    worker.index,
+                    worker.pid,
+                    now - worker.last_pong,
                 )
                 worker.kill()
                 continue
@@ -264,7 +278,9 @@ class Supervisor:
         from watchfiles import awatch
 
         paths = self.source.watch_paths()
-        async for changes in awatch(*paths, stop_event=self._watch_stop, recursive=False, debounce=300):
+        async for changes in awatch(
+            *paths, stop_event=self._watch_stop, recursive=False, debounce=300
+        ):
             if any(self.source.is_relevant(Path(p)) for _, p in changes):
                 await self.reload("file change")
 
@@ -327,7 +343,8 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         live = [
-            w for w in self.workers.values()
+            w
+            for w in self.workers.values()
             if w.ready and w.proc is not None and w.proc.returncode is None
         ]
         ready = (
@@ -348,4 +365,3 @@ class Supervisor:
             "last_reload_error": self.last_reload_error,
             "listeners": sorted(self.listeners.sockets),
         }
-

@@ -25,8 +25,16 @@ class PathRewriter:
     __slots__ = ("full", "prefix")
 
     def __init__(self, spec: HTTPPathModifier) -> None:
-        self.full = spec.replace_full_path.encode() if spec.type == "ReplaceFullPath" and spec.replace_full_path is not None else None
-        self.prefix = spec.replace_prefix_match.encode() if spec.type == "ReplacePrefixMatch" and spec.replace_prefix_match is not None else None
+        self.full = (
+            spec.replace_full_path.encode()
+            if spec.type == "ReplaceFullPath" and spec.replace_full_path is not None
+            else None
+        )
+        self.prefix = (
+            spec.replace_prefix_match.encode()
+            if spec.type == "ReplacePrefixMatch" and spec.replace_prefix_match is not None
+            else None
+        )
 
     def rewrite(self, path: bytes, matched_prefix: bytes | None) -> bytes:
         if self.full is not None:

@@ -85,7 +85,9 @@ class RequestHead:
         return values[0] if len(values) == 1 else b",".join(values)
 
     def __repr__(self) -> str:
-        return f"<RequestHead {self.method.decode()} {self.target.decode('latin-1')} host={self.host}>"
+        return (
+            f"<RequestHead {self.method.decode()} {self.target.decode('latin-1')} host={self.host}>"
+        )
 
 
 class ResponseHead:

@@ -22,11 +22,11 @@ close-delimited bodies, trailers, and a ``101`` switch to a tunnel.
 from __future__ import annotations
 
 import re
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import httptools
 
-from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.heads import Headers, RequestHead
 from turnout.proxy.protocols.hosts import (
     InvalidTarget,
     normalize_path,
@@ -75,8 +75,19 @@ PROTECTED: Final = frozenset(
 )
 # Trailer fields that would change framing, routing or auth are dropped.
 FORBIDDEN_TRAILERS: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"host", b"connection", b"te", b"trailer",
-     b"authorization", b"content-type", b"content-encoding", b"upgrade", b"keep-alive"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"te",
+        b"trailer",
+        b"authorization",
+        b"content-type",
+        b"content-encoding",
+        b"upgrade",
+        b"keep-alive",
+    }
 )
 ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
 
@@ -125,8 +136,6 @@ class Http1ServerConnection:
         "_conn_tokens",
         "_expect",
         "_failed",
-        "_request_id",
-        "_xff",
         "_handler",
         "_head",
         "_header_bytes",
@@ -139,12 +148,14 @@ class Http1ServerConnection:
         "_parser",
         "_pending_bytes",
         "_queue",
+        "_request_id",
         "_serving",
         "_te_seen",
         "_trailers",
         "_tunnel",
         "_upgrade_value",
         "_url",
+        "_xff",
         "scheme",
     )
 
@@ -160,7 +171,21 @@ class Http1ServerConnection:
         self._manual_body = 0  # body bytes to pass through by hand (stripped upgrade + CL)
         self._head: RequestHead | None = None
         self._pending_bytes = 0  # bytes fed since the last head or message completed
-        self._reset_message()
+        self._url = b""
+        self._headers: Headers = []
+        self._trailers: Headers = []
+        self._in_trailers = False
+        self._header_bytes = 0
+        self._body_seen = 0
+        self._host_value: bytes | None = None
+        self._host_count = 0
+        self._te_seen = False
+        self._cl_value: bytes | None = None
+        self._xff: bytes | None = None
+        self._request_id: bytes | None = None
+        self._expect: bytes | None = None
+        self._conn_tokens: list[bytes] = []
+        self._upgrade_value: bytes | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -288,20 +313,20 @@ class Http1ServerConnection:
 
     def _reset_message(self) -> None:
         self._url = b""
-        self._headers: Headers = []
-        self._trailers: Headers = []
+        self._headers = []
+        self._trailers = []
         self._in_trailers = False
         self._header_bytes = 0
         self._body_seen = 0
-        self._host_value: bytes | None = None
+        self._host_value = None
         self._host_count = 0
         self._te_seen = False
-        self._cl_value: bytes | None = None
-        self._xff: bytes | None = None
-        self._request_id: bytes | None = None
-        self._expect: bytes | None = None
-        self._conn_tokens: list[bytes] = []
-        self._upgrade_value: bytes | None = None
+        self._cl_value = None
+        self._xff = None
+        self._request_id = None
+        self._expect = None
+        self._conn_tokens = []
+        self._upgrade_value = None
 
     def _end_message(self) -> None:
         trailers = self._trailers or None
@@ -322,7 +347,7 @@ class Http1ServerConnection:
         elif kind == _END:
             h.request_complete(payload)  # type: ignore[arg-type]
         else:
-            status, message = payload  # type: ignore[misc]
+            status, message = cast(tuple[int, str], payload)
             h.protocol_error(status, message)
 
     def _fail(self, status: int, message: str) -> None:
@@ -371,9 +396,8 @@ class Http1ServerConnection:
         host_value = self._host_value
         if self._host_count > 1:
             raise _RequestRejected(400, "duplicate Host header")
-        if host_value is None:
-            if vbytes == b"1.1" and not authority:
-                raise _RequestRejected(400, "missing Host header")
+        if host_value is None and vbytes == b"1.1" and not authority:
+            raise _RequestRejected(400, "missing Host header")
         if not authority:
             authority = host_value or b""
         host = ""
@@ -437,7 +461,7 @@ class Http1ServerConnection:
             path = parsed.path or b"/"
             query = parsed.query or b""
         else:
-            path, sep, query = url.partition(b"?")
+            path, _, query = url.partition(b"?")
         if path_needs_normalizing(path):
             try:
                 path = normalize_path(path)

@@ -77,7 +77,15 @@ class Http1ClientConnection:
         self.reusable = True
         self.done = True
         self._head: ResponseHead | None = None
-        self._reset()
+        self._headers: Headers = []
+        self._trailers: Headers = []
+        self._in_trailers = False
+        self._seen = 0
+        self._status = 0
+        self._cl_value: bytes | None = None
+        self._te_seen = False
+        self._conn_tokens: list[bytes] = []
+        self._upgrade_value: bytes | None = None
 
     def expect(self, head_request: bool) -> None:
         """A request was sent; the next response answers it."""
@@ -100,7 +108,7 @@ class Http1ClientConnection:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            rest = data[exc.args[0]:]
+            rest = data[exc.args[0] :]
             self._tunnel = True
             if rest:
                 self.handler.tunnel_data(rest)
@@ -187,15 +195,15 @@ class Http1ClientConnection:
     # -- internals ------------------------------------------------------------------------
 
     def _reset(self) -> None:
-        self._headers: Headers = []
-        self._trailers: Headers = []
+        self._headers = []
+        self._trailers = []
         self._in_trailers = False
         self._seen = 0
         self._status = 0
-        self._cl_value: bytes | None = None
+        self._cl_value = None
         self._te_seen = False
-        self._conn_tokens: list[bytes] = []
-        self._upgrade_value: bytes | None = None
+        self._conn_tokens = []
+        self._upgrade_value = None
 
     def _finish_head_response(self) -> None:
         # llhttp would wait for Content-Length bytes that a HEAD response never has.

@@ -31,7 +31,9 @@ def render_headers(headers: Headers) -> bytes:
     return b"".join([b"%s: %s\r\n" % nv for nv in headers])
 
 
-def request_head(method: bytes, target: bytes, authority: bytes, headers: Headers, tail: bytes) -> bytes:
+def request_head(
+    method: bytes, target: bytes, authority: bytes, headers: Headers, tail: bytes
+) -> bytes:
     """A request head; ``tail`` holds pre-rendered framing/forwarding lines."""
     return b"%s %s HTTP/1.1\r\nhost: %s\r\n%s%s\r\n" % (
         method,

@@ -22,6 +22,9 @@ from turnout.proxy.routing.table import (
 A = TypeVar("A")
 V = TypeVar("V")
 
+# (kind, key, candidate): kind is "exact" / "prefix" (key: bytes) or "regex" (key: Pattern)
+MatchEntry = tuple[str, "bytes | re.Pattern[bytes]", Candidate[A]]
+
 
 def normalize_prefix(value: str) -> bytes:
     """``/foo/`` and ``/foo`` are the same prefix; ``/`` stays ``/``."""
@@ -31,7 +34,7 @@ def normalize_prefix(value: str) -> bytes:
 
 def compile_match(
     match: HTTPRouteMatch, action: A, precedence: tuple[object, ...]
-) -> tuple[str, bytes | re.Pattern[bytes], Candidate[A]]:
+) -> MatchEntry[A]:
     """Return ``(kind, key, candidate)`` where kind is exact/regex/prefix."""
     headers: tuple[HeaderPredicate, ...] = tuple(
         (
@@ -50,8 +53,10 @@ def compile_match(
         for q in match.query_params
     )
     path = match.path
-    kind = "prefix" if path is None else {"Exact": "exact", "PathPrefix": "prefix"}.get(
-        path.type, "regex"
+    kind = (
+        "prefix"
+        if path is None
+        else {"Exact": "exact", "PathPrefix": "prefix"}.get(path.type, "regex")
     )
     value = "/" if path is None else path.value
     key: bytes | re.Pattern[bytes]
@@ -74,7 +79,7 @@ def compile_match(
     return kind, key, cand
 
 
-def build_vhost(entries: list[tuple[str, bytes | re.Pattern[bytes], Candidate[A]]]) -> VirtualHost[A]:
+def build_vhost(entries: list[MatchEntry[A]]) -> VirtualHost[A]:
     exact: dict[bytes, list[Candidate[A]]] = {}
     prefix: dict[bytes, list[Candidate[A]]] = {}
     regex: list[tuple[re.Pattern[bytes], Candidate[A]]] = []

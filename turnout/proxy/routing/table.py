@@ -107,7 +107,10 @@ class VirtualHost(Generic[A]):
         root = prefix.get(b"/", [])
         self.single = (
             root[0]
-            if only_root and len(root) == 1 and not root[0].method and not root[0].headers
+            if only_root
+            and len(root) == 1
+            and not root[0].method
+            and not root[0].headers
             and not root[0].queries
             else None
         )
@@ -175,7 +178,9 @@ class ListenerTable(Generic[A]):
 
     __slots__ = ("gateway", "hosts", "name", "port", "scheme")
 
-    def __init__(self, gateway: str, name: str, port: int, hosts: HostIndex[VirtualHost[A]]) -> None:
+    def __init__(
+        self, gateway: str, name: str, port: int, hosts: HostIndex[VirtualHost[A]]
+    ) -> None:
         self.gateway = gateway
         self.name = name
         self.port = port  # the declared port (redirect defaults use it, not the bound one)

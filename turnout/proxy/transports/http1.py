@@ -111,9 +111,8 @@ class Http1Transport(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_eof = True
-        if self.exchange is None or self.tunnel:
-            return False  # nothing in flight: close now
-        return True  # half-close: finish the response, then close
+        # Nothing in flight: close now. Otherwise half-close: finish the response first.
+        return self.exchange is not None and not self.tunnel
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
@@ -197,8 +196,11 @@ class Http1Transport(asyncio.Protocol):
             tail = b""
             self.close_after = True  # HTTP/1.0 and unknown length: the close ends the body
         ex = self.exchange
-        if self.close_after or self.client_eof or self.rt.draining or (
-            ex is not None and not ex.keep_alive
+        if (
+            self.close_after
+            or self.client_eof
+            or self.rt.draining
+            or (ex is not None and not ex.keep_alive)
         ):
             self.close_after = True
             tail += _CLOSE

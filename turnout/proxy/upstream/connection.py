@@ -131,7 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def attach(self, owner: UpstreamOwner, head_request: bool) -> None:
         self.owner = owner
-        self.codec.handler = owner  # type: ignore[assignment]
+        self.codec.handler = owner
         self.codec.expect(head_request)
         self.requests += 1
 

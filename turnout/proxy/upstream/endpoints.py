@@ -15,8 +15,6 @@ import socket
 import time
 from typing import TYPE_CHECKING, Final
 
-from turnout.core.netaddr import Address
-
 if TYPE_CHECKING:
     from turnout.proxy.upstream.pool import EndpointPool
 

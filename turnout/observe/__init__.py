@@ -1,0 +1,1 @@
+"""Counters, metrics exposition and the access log, kept off the request path."""

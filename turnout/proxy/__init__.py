@@ -1,0 +1,1 @@
+"""The data plane: protocol codecs, routing, filters, upstream pools, workers."""

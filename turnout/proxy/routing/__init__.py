@@ -1,0 +1,1 @@
+"""Compiled request routing (Gateway API precedence)."""

@@ -1,0 +1,1 @@
+"""asyncio glue between sockets and the sans-IO codecs."""

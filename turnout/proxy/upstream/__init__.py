@@ -1,0 +1,1 @@
+"""Upstream endpoints, balancers, connections and pools."""

@@ -240,6 +240,12 @@ class Exchange:
             self.response_done = self.request_done = True
             self._account()
 
+    def abandon(self, status: int) -> None:
+        """The request turned out malformed mid-body: stop, count it with ``status``."""
+        if not self.response_started:
+            self.status = status
+        self.downstream_lost()
+
     def status_is_local(self) -> bool:
         return self.upstream is None and self.connecting is None and bool(self.status)
 

@@ -240,11 +240,18 @@ class Http1ServerConnection:
         return self._limits.max_url + self._limits.max_header_bytes + 4096
 
     def response_finished(self) -> None:
-        """The handler has fully answered the current request; replay the next one."""
+        """The handler has fully answered the current request; replay the next one.
+
+        Replays the next request's head and every body/end event queued behind it, and
+        stops before the head (or error) of the request after that.
+        """
         self._serving = False
-        while self._queue and not self._serving:
-            kind, payload = self._queue.pop(0)
-            self._dispatch(kind, payload)
+        queue = self._queue
+        while queue:
+            kind = queue[0][0]
+            if self._serving and kind in (_HEAD, _ERROR):
+                return
+            self._dispatch(*queue.pop(0))
 
     # -- llhttp callbacks -----------------------------------------------------------------
 
@@ -352,9 +359,11 @@ class Http1ServerConnection:
 
     def _fail(self, status: int, message: str) -> None:
         self._failed = True
-        if self._serving or self._queue:
+        if self._queue or (self._serving and self._head is None):
+            # It concerns a request behind the one being answered: report it in turn.
             self._queue.append((_ERROR, (status, message)))
         else:
+            # No request in progress, or the body of the one being answered is bad.
             self._handler.protocol_error(status, message)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:

@@ -120,9 +120,13 @@ class Http1ClientConnection:
             self._finish_head_response()
 
     def feed_eof(self) -> None:
-        """The upstream closed its side."""
+        """The upstream closed its side.
+
+        Nothing is reported when no byte of the response arrived: the caller sees the
+        connection loss itself and may retry the request on another connection.
+        """
         self.reusable = False
-        if self._tunnel or self._failed or self.done:
+        if self._tunnel or self._failed or self.done or not self.received_any:
             return
         head = self._head
         if head is not None and head.content_length is None and not head.chunked:

@@ -165,6 +165,15 @@ class Http1Transport(asyncio.Protocol):
 
     def protocol_error(self, status: int, message: str) -> None:
         self.rt.stats.protocol_errors += 1
+        ex = self.exchange
+        if ex is not None:
+            # The body of the request being answered is malformed or too large.
+            self.exchange = None
+            started = ex.response_started
+            ex.abandon(status)
+            if started:
+                self.abort()
+                return
         body = b'{"error":"bad_request","message":%s}\n' % json.dumps(message).encode()
         tail = b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (len(body), _CLOSE)
         self.out.append(response_head(status, [], tail))

@@ -122,6 +122,11 @@ class TurnoutCollector(Collector):
             agg.counters.get("protocol_errors", 0),
         )
         yield _counter(
+            "turnout_internal_errors",
+            "Requests that hit a gateway bug (answered 500 or closed); should stay 0",
+            agg.counters.get("internal_errors", 0),
+        )
+        yield _counter(
             "turnout_access_log_dropped",
             "Access log lines dropped because the writer fell behind",
             agg.counters.get("access_log_dropped", 0),

@@ -44,6 +44,7 @@ class WorkerStats:
         "active_connections",
         "backend_connect_errors",
         "connections_total",
+        "internal_errors",
         "protocol_errors",
         "routes",
         "upstream_timeouts",
@@ -55,6 +56,7 @@ class WorkerStats:
         self.active_connections = 0
         self.connections_total = 0
         self.protocol_errors = 0
+        self.internal_errors = 0
         self.upstream_timeouts = 0
 
     def cell(self, route: str, backend: str) -> RouteStats:
@@ -75,5 +77,6 @@ class WorkerStats:
             "active_connections": self.active_connections,
             "connections_total": self.connections_total,
             "protocol_errors": self.protocol_errors,
+            "internal_errors": self.internal_errors,
             "upstream_timeouts": self.upstream_timeouts,
         }

@@ -154,6 +154,7 @@ class Http1ServerConnection:
         "_trailers",
         "_tunnel",
         "_upgrade_value",
+        "_upgrading",
         "_url",
         "_xff",
         "scheme",
@@ -170,6 +171,7 @@ class Http1ServerConnection:
         self._tunnel = False
         self._manual_body = 0  # body bytes to pass through by hand (stripped upgrade + CL)
         self._head: RequestHead | None = None
+        self._upgrading: RequestHead | None = None
         self._pending_bytes = 0  # bytes fed since the last head or message completed
         self._url = b""
         self._headers: Headers = []
@@ -311,9 +313,12 @@ class Http1ServerConnection:
             self._handler.request_body(body)
 
     def on_message_complete(self) -> None:
-        if self._parser.should_upgrade() and self._head is not None and self._head.upgrade is None:
-            # A stripped upgrade: llhttp stops at the head; ``_after_upgrade`` finishes it.
-            return
+        if self._parser.should_upgrade():
+            # llhttp stops at the head of an upgrade request and raises; remember which
+            # request it was for ``_after_upgrade``.
+            self._upgrading = self._head
+            if self._head is not None and self._head.upgrade is None:
+                return  # a stripped upgrade: ``_after_upgrade`` finishes the message
         self._end_message()
 
     # -- internals ------------------------------------------------------------------------
@@ -479,7 +484,7 @@ class Http1ServerConnection:
         return path, query, authority
 
     def _after_upgrade(self, data: bytes, offset: int) -> None:
-        head = self._head
+        head, self._upgrading = self._upgrading, None
         rest = data[offset:]
         if head is not None and head.upgrade is not None:
             # Websocket: the bytes after the head belong to the tunnel, which opens only if

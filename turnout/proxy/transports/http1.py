@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
@@ -30,6 +31,8 @@ from turnout.proxy.streams import Exchange
 if TYPE_CHECKING:
     from turnout.proxy.routing.table import PortTable
     from turnout.proxy.snapshot import RouteAction, Snapshot
+
+log = logging.getLogger("turnout.proxy")
 
 PAUSE_PIPELINE: Final = 4
 _CLOSE: Final = b"connection: close\r\n"
@@ -103,11 +106,35 @@ class Http1Transport(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.codec.feed(data)
+        try:
+            self.codec.feed(data)
+        except Exception:
+            self.internal_error()
+            return
         if self.codec.backlogged and not self.paused & PAUSE_PIPELINE:
             self.set_reading(PAUSE_PIPELINE, False)
         if self.out:
             self.flush()
+
+    def internal_error(self) -> None:
+        """A bug surfaced while handling this connection: answer 500 if we still can, log
+        it, and close; never leave the client hanging."""
+        log.exception("internal error on a client connection")
+        self.rt.stats.internal_errors += 1
+        ex, self.exchange = self.exchange, None
+        if ex is not None:
+            started = ex.response_started
+            try:
+                ex.abandon(500)
+            except Exception:
+                log.exception("while abandoning the exchange")
+            if started:
+                self.abort()
+                return
+        body = b'{"error":"internal_error","message":"internal gateway error"}\n'
+        tail = b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (len(body), _CLOSE)
+        self.out = [response_head(500, [], tail), body]
+        self._close()
 
     def eof_received(self) -> bool:
         self.client_eof = True

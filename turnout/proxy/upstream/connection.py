@@ -9,6 +9,7 @@ any unsolicited byte there marks it unusable and it is dropped (stale detection)
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 from turnout.proxy.protocols.heads import Headers, ResponseHead
@@ -16,6 +17,9 @@ from turnout.proxy.protocols.http1_client import Http1ClientConnection
 
 if TYPE_CHECKING:
     from turnout.proxy.upstream.pool import EndpointPool
+
+
+log = logging.getLogger("turnout.proxy")
 
 
 class UpstreamOwner(Protocol):
@@ -89,7 +93,13 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # The owner may release this connection while handling the data, so keep it.
         owner = self.owner
-        self.codec.feed(data)
+        try:
+            self.codec.feed(data)
+        except Exception:
+            log.exception("internal error on an upstream connection")
+            self.abort()
+            if owner is not None:
+                owner.protocol_error("internal gateway error")
         if owner is not None:
             owner.flush()
         elif not self.codec.reusable:

@@ -1,0 +1,80 @@
+"""Static checks are part of the test run: ruff (lint + format), mypy --strict, and the
+import-linter layer contracts of DESIGN §5, plus an AST check that sans-IO modules
+import no I/O modules (import-linter cannot see imports of the standard library reliably).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (pip install -e '.[test]')")
+    return found
+
+
+def _run(*cmd: str) -> None:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_ruff_lint() -> None:
+    _run(_tool("ruff"), "check", "turnout", "tests", "bench")
+
+
+def test_ruff_format() -> None:
+    _run(_tool("ruff"), "format", "--check", "turnout", "tests", "bench")
+
+
+def test_mypy_strict() -> None:
+    _run(_tool("mypy"))
+
+
+def test_import_layers() -> None:
+    _run(_tool("lint-imports"))
+
+
+SANS_IO = [
+    ROOT / "turnout" / "proxy" / "protocols",
+    ROOT / "turnout" / "config",
+    ROOT / "turnout" / "core",
+]
+FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
+
+
+@pytest.mark.parametrize("package", SANS_IO, ids=lambda p: str(p.relative_to(ROOT)))
+def test_sans_io_modules_import_no_io(package: Path) -> None:
+    offenders = []
+    for file in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [
+                f"{file.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN
+            ]
+    assert offenders == []
+
+
+def test_no_dangerous_httptools_leniencies() -> None:
+    """reliability.md S0: llhttp's smuggling defences are never switched off."""
+    hits = [
+        str(f.relative_to(ROOT))
+        for f in (ROOT / "turnout").rglob("*.py")
+        if "set_dangerous_leniencies" in f.read_text()
+    ]
+    assert hits == []

@@ -233,12 +233,10 @@ def _check_route(
     for r, rule in enumerate(route.spec.rules):
         base = ("spec", "rules", r)
         _check_matches(res, rule, base, problems)
-        _check_filters(res, rule, rule.filters, (*base, "filters"), problems, backend_level=False)
+        _check_filters(res, rule, rule.filters, (*base, "filters"), problems)
         for b, ref in enumerate(rule.backend_refs):
             bpath = (*base, "backendRefs", b)
-            _check_filters(
-                res, rule, ref.filters, (*bpath, "filters"), problems, backend_level=True
-            )
+            _check_filters(res, rule, ref.filters, (*bpath, "filters"), problems)
             _check_backend_ref(
                 res,
                 route,
@@ -332,8 +330,6 @@ def _check_filters(
     filters: tuple[HTTPRouteFilter, ...],
     base: tuple[str | int, ...],
     problems: list[Problem],
-    *,
-    backend_level: bool,
 ) -> None:
     kinds = [f.type for f in filters]
     if "RequestRedirect" in kinds and "URLRewrite" in kinds:
@@ -366,10 +362,6 @@ def _check_filters(
                 )
         if flt.type in UNSUPPORTED_FILTERS:
             problems.append(res.problem((*fpath, "type"), UNSUPPORTED_FILTERS[flt.type]))
-        if backend_level and flt.type == "RequestRedirect":
-            problems.append(
-                res.problem((*fpath, "type"), "RequestRedirect is not supported on a backendRef")
-            )
         for mod_name in ("request_header_modifier", "response_header_modifier"):
             mod = getattr(flt, mod_name)
             if mod is not None:

@@ -63,22 +63,27 @@ class Cluster:
 class BackendChoice:
     """One backendRef of a rule."""
 
-    __slots__ = ("cluster", "label", "label_json", "request_mod", "response_mod", "stats")
+    __slots__ = (
+        "cluster",
+        "label",
+        "label_json",
+        "redirect",
+        "request_mod",
+        "response_mod",
+        "rewrite",
+        "stats",
+    )
 
-    def __init__(
-        self,
-        cluster: Cluster | None,
-        label: str,
-        request_mod: HeaderModifier | None,
-        response_mod: HeaderModifier | None,
-        stats: RouteStats,
-    ) -> None:
+    def __init__(self, cluster: Cluster | None, label: str, stats: RouteStats) -> None:
         self.cluster = cluster  # None: invalid reference, answers 500
         self.label = label
         self.label_json = _json_str(label)
-        self.request_mod = request_mod
-        self.response_mod = response_mod
         self.stats = stats
+        # backendRef-level filters (Gateway API extended features)
+        self.request_mod: HeaderModifier | None = None
+        self.response_mod: HeaderModifier | None = None
+        self.rewrite: UrlRewrite | None = None
+        self.redirect: Redirect | None = None
 
 
 class RouteAction:
@@ -248,15 +253,17 @@ class SnapshotBuilder:
             backend = self.backends.get((ns, ref.name))
             if backend is not None:
                 cluster = self._cluster(backend, ref.port)
-        request_mod = response_mod = None
+        choice = BackendChoice(cluster, label, self.stats.cell(route_label, label))
         for flt in ref.filters:
             if flt.request_header_modifier is not None:
-                request_mod = HeaderModifier(flt.request_header_modifier)
+                choice.request_mod = HeaderModifier(flt.request_header_modifier)
             elif flt.response_header_modifier is not None:
-                response_mod = HeaderModifier(flt.response_header_modifier)
-        return BackendChoice(
-            cluster, label, request_mod, response_mod, self.stats.cell(route_label, label)
-        )
+                choice.response_mod = HeaderModifier(flt.response_header_modifier)
+            elif flt.url_rewrite is not None:
+                choice.rewrite = UrlRewrite(flt.url_rewrite)
+            elif flt.request_redirect is not None:
+                choice.redirect = Redirect(flt.request_redirect)
+        return choice
 
     def _cluster(self, backend: BackendObject, port: int | None) -> Cluster | None:
         key = (backend.metadata.namespace, backend.metadata.name, port)

@@ -158,11 +158,21 @@ class Exchange:
         if action.rewrite is not None:
             action.rewrite.apply(head, cand.prefix)
         choice = self.choice = action.choose()
-        if choice is None or choice.cluster is None:
+        if choice is None:
+            self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
+            return
+        if choice.redirect is not None:
+            assert listener is not None
+            location = choice.redirect.location(head, listener.scheme, listener.port, cand.prefix)
+            self.local_reply(choice.redirect.status, b"", b"", [(b"location", location)])
+            return
+        if choice.cluster is None:
             self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
             return
         if choice.request_mod is not None:
             choice.request_mod.apply_request(head)
+        if choice.rewrite is not None:
+            choice.rewrite.apply(head, cand.prefix)
         endpoint = self.endpoint = choice.cluster.balancer.pick()
         if endpoint is None:
             self.local_reply(503, b"no_endpoint", b"the backend has no available endpoint")

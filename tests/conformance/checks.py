@@ -1,0 +1,635 @@
+"""Sending a case's request and comparing the result (README sections 4-6).
+
+Every check returns a list of mismatch strings (empty = the attempt passed), so a failing
+case reports everything that was wrong, not only the first thing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect as ws_connect
+
+from tests.conformance.harness import ConformanceGateway, EchoFleet
+
+TIMEOUT_CODES = frozenset({408, 504})
+REDIRECT_CODES = frozenset({300, 301, 302, 303, 304, 305, 307, 308})
+
+
+@dataclass
+class Timing:
+    window: float = 5.0  # upstream: 30 s; config is applied synchronously here
+    required: int = 3
+    interval: float = 0.1
+    request_timeout: float = 10.0
+
+
+# --- one HTTP exchange ----------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """What was sent and what came back."""
+
+    method: str
+    target: str
+    host: str
+    headers: dict[str, str]
+    connect: str  # "address:port"
+    status: int = 0
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    error: str = ""
+
+    def header(self, name: str) -> str | None:
+        values = [v for n, v in self.response_headers if n.lower() == name.lower()]
+        return ",".join(values) if values else None
+
+    @property
+    def echo(self) -> dict[str, Any]:
+        """The echo body when Content-Type is exactly application/json, else {}."""
+        if self.header("Content-Type") != "application/json":
+            return {}
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def describe_request(self) -> str:
+        extra = "".join(f" {k}: {v};" for k, v in self.headers.items())
+        return f"{self.method} {self.target} Host: {self.host};{extra} -> {self.connect}"
+
+    def describe_response(self) -> str:
+        if self.error:
+            return f"no response ({self.error})"
+        parts = [f"status {self.status}"]
+        echo = self.echo
+        if echo:
+            keys = ("pod", "namespace", "method", "path", "host", "headers")
+            parts.append("echo " + json.dumps({k: echo.get(k) for k in keys}, sort_keys=False))
+        else:
+            body = self.body[:200].decode("latin-1")
+            parts.append(f"body {body!r}")
+        hdrs = "; ".join(
+            f"{n}: {v}"
+            for n, v in self.response_headers
+            if n.lower() not in ("date", "content-length", "server")
+        )
+        parts.append(f"headers [{hdrs}]")
+        return ", ".join(parts)
+
+
+def send(
+    address: str,
+    port: int,
+    method: str,
+    target: str,
+    host: str,
+    headers: dict[str, str],
+    timeout: float,
+) -> Exchange:
+    """One request on a fresh connection (keep-alive off, as upstream), sent verbatim."""
+    ex = Exchange(method, target, host, dict(headers), f"{address}:{port}")
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+        resp = conn.getresponse()
+        ex.status = resp.status
+        ex.response_headers = resp.getheaders()
+        ex.body = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        ex.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    return ex
+
+
+# --- a case ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    index: int
+    label: str
+    ok: bool
+    attempts: int = 0
+    failed_attempts: int = 0
+    request: str = ""
+    expected: str = ""
+    got: str = ""
+    mismatches: list[str] = field(default_factory=list)
+    skipped: str = ""  # not run, and why (the case needs a feature Turnout lacks)
+
+    def report(self) -> str:
+        lines = [f"case {self.index}{f' ({self.label})' if self.label else ''}:"]
+        lines.append(f"    request:  {self.request}")
+        lines.append(f"    expected: {self.expected}")
+        lines.append(f"    got:      {self.got}")
+        lines.extend(f"    - {m}" for m in self.mismatches)
+        lines.append(
+            f"    ({self.failed_attempts} of {self.attempts} attempts failed; last failure shown)"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class Attempt:
+    mismatches: list[str]
+    request: str = ""
+    got: str = ""
+
+
+class CaseRunner:
+    def __init__(
+        self,
+        test: dict[str, Any],
+        gateway: ConformanceGateway,
+        fleet: EchoFleet,
+        defaults: dict[str, Any],
+        timing: Timing,
+        case_skip: Callable[[dict[str, Any]], str] = lambda case: "",
+    ) -> None:
+        self.test = test
+        self.gateway = gateway
+        self.fleet = fleet
+        self.defaults = defaults
+        self.timing = timing
+        self.case_skip = case_skip
+
+    # -- plumbing shared by every kind --
+
+    def target(self, case: dict[str, Any]) -> tuple[str, int]:
+        gw = case.get("gateway") or self.test["gateway"]
+        scheme = case["request"].get("scheme", "http")
+        port = int(case.get("port") or self.defaults["port"][scheme])
+        return self.gateway.address(gw), port
+
+    def build(self, case: dict[str, Any], ids: dict[str, str]) -> tuple[dict[str, Any], str]:
+        """The request to send and the expected backend path, with {uuid} filled."""
+        req = case["request"]
+        address, port = self.target(case)
+        path = req.get("path", "/")
+        expect_req = case["expect"].get("request") or {}
+        expected_path = expect_req.get("path")
+        if case.get("uuid"):
+            value = ids.get("case") or str(uuid.uuid4())
+            path = path.replace("{uuid}", value)
+            if expected_path:
+                expected_path = expected_path.replace("{uuid}", value)
+        headers = {k: str(v) for k, v in (req.get("headers") or {}).items()}
+        setters = req.get("backendSetResponseHeaders") or {}
+        if setters:
+            headers["X-Echo-Set-Header"] = ",".join(f"{k}:{v}" for k, v in setters.items())
+        host = req.get("host") or (address if port == 80 else f"{address}:{port}")
+        sent = {
+            "address": address,
+            "port": port,
+            "method": req.get("method", self.defaults["request"]["method"]),
+            "target": path,
+            "host": host,
+            "headers": headers,
+        }
+        return sent, expected_path or ""
+
+    def send_case(
+        self, case: dict[str, Any], ids: dict[str, str], extra: dict[str, str] | None = None
+    ) -> tuple[Exchange, str]:
+        sent, expected_path = self.build(case, ids)
+        headers = {**sent["headers"], **(extra or {})}
+        ex = send(
+            sent["address"],
+            sent["port"],
+            sent["method"],
+            sent["target"],
+            sent["host"],
+            headers,
+            self.timing.request_timeout,
+        )
+        return ex, expected_path
+
+    def consistently(
+        self, index: int, case: dict[str, Any], attempt: Callable[[], Attempt]
+    ) -> CaseResult:
+        """Repeat until ``required`` passes in a row; give up ``window`` s after the start."""
+        start = time.monotonic()
+        passes = attempts = failed = 0
+        last: Attempt | None = None
+        while True:
+            result = attempt()
+            attempts += 1
+            if not result.mismatches:
+                passes += 1
+                if passes >= self.timing.required:
+                    return CaseResult(
+                        index, case.get("name", ""), True, attempts, failed, request=result.request
+                    )
+                continue
+            passes = 0
+            failed += 1
+            last = result
+            if time.monotonic() - start > self.timing.window:
+                return CaseResult(
+                    index,
+                    case.get("name", ""),
+                    False,
+                    attempts,
+                    failed,
+                    request=last.request,
+                    expected=describe_expect(case),
+                    got=last.got,
+                    mismatches=last.mismatches,
+                )
+            time.sleep(self.timing.interval)
+
+    # -- kinds --
+
+    def run(self, index: int, case: dict[str, Any]) -> CaseResult:
+        kind = case.get("kind")
+        req = case["request"]
+        skipped = self.case_skip(case)
+        if skipped:
+            return CaseResult(index, case.get("name", ""), True, skipped=skipped)
+        unsupported = runner_limitation(case)
+        if unsupported:
+            return CaseResult(
+                index,
+                case.get("name", ""),
+                False,
+                request=json.dumps(req),
+                expected=describe_expect(case),
+                got="not sent",
+                mismatches=[unsupported],
+            )
+        if kind is None:
+            return self.run_plain(index, case)
+        if kind == "websocket":
+            return self.run_websocket(index, case)
+        if kind == "weightedDistribution":
+            return self.run_weighted(index, case)
+        if kind == "backendHeaderConsistency":
+            return self.run_header_consistency(index, case)
+        if kind == "mirrorPercentage":
+            return self.run_mirror_percentage(index, case)
+        raise AssertionError(f"unhandled kind {kind!r} for {req}")
+
+    def plain_attempt(self, case: dict[str, Any], ids: dict[str, str]) -> Attempt:
+        ex, expected_path = self.send_case(case, ids)
+        mismatches = compare(case, ex, expected_path)
+        if not mismatches and case["expect"].get("mirroredTo"):
+            mismatches = self.check_mirrored(case["expect"]["mirroredTo"], expected_path)
+        return Attempt(mismatches, ex.describe_request(), ex.describe_response())
+
+    def run_plain(self, index: int, case: dict[str, Any]) -> CaseResult:
+        ids = {"case": str(uuid.uuid4())} if case.get("uuid") == "perCase" else {}
+        return self.consistently(index, case, lambda: self.plain_attempt(case, ids))
+
+    def check_mirrored(self, targets: list[dict[str, Any]], path: str) -> list[str]:
+        deadline = time.monotonic() + 10.0
+        missing = list(targets)
+        while missing and time.monotonic() < deadline:
+            missing = [
+                t
+                for t in missing
+                if not any(
+                    path in s.received for s in self.fleet.http_instances(t["namespace"], t["name"])
+                )
+            ]
+            if missing:
+                time.sleep(0.05)
+        return [f"mirror {t['namespace']}/{t['name']} never received {path}" for t in missing]
+
+    def run_websocket(self, index: int, case: dict[str, Any]) -> CaseResult:
+        address, port = self.target(case)
+        path = case["request"].get("path", "/ws")
+        origin = case["request"].get("origin", "").replace("<test name>", self.test["name"])
+        url = f"ws://{address}:{port}{path}"
+        messages: list[str | bytes] = [
+            m["data"] if m["type"] == "text" else bytes.fromhex(m["dataHex"])
+            for m in case["messages"]
+        ]
+
+        def attempt() -> Attempt:
+            request = f"WebSocket {url} Origin: {origin}; frames {messages!r}"
+            got: list[str | bytes] = []
+            try:
+                with ws_connect(
+                    url, origin=origin or None, open_timeout=self.timing.request_timeout
+                ) as ws:
+                    for message in messages:
+                        ws.send(message)
+                        got.append(ws.recv(timeout=self.timing.request_timeout))
+            except (OSError, WebSocketException, TimeoutError) as exc:
+                return Attempt(
+                    [f"websocket failed: {type(exc).__name__}: {exc}"], request, repr(got)
+                )
+            bad = [
+                f"frame {i}: sent {m!r}, echoed {g!r}"
+                for i, (m, g) in enumerate(zip(messages, got, strict=True))
+                if m != g
+            ]
+            return Attempt(bad, request, f"echoed {got!r}")
+
+        return self.consistently(index, case, attempt)
+
+    def run_weighted(self, index: int, case: dict[str, Any]) -> CaseResult:
+        first = self.run_plain(index, case)
+        if not first.ok:
+            return first
+        sampling, weights = case["sampling"], case["weights"]
+        attempts: list[str] = []
+        for _ in range(int(sampling["maxAttempts"])):
+
+            def one(_: int) -> tuple[str, list[str], str]:
+                extra = {"X-Jitter": str(random.randint(0, 9999))} if random.random() < 0.5 else {}
+                ex, expected_path = self.send_case(case, {}, extra)
+                pod = str(ex.echo.get("pod", ""))
+                service = "-".join(pod.split("-")[:-2])
+                return service, compare(case, ex, expected_path), ex.describe_response()
+
+            with ThreadPoolExecutor(int(sampling["concurrency"])) as pool:
+                results = list(pool.map(one, range(int(sampling["totalRequests"]))))
+            bad = [f"{got}: {m}" for _, mm, got in results for m in mm]
+            counts: dict[str, int] = {}
+            for service, _, _ in results:
+                counts[service] = counts.get(service, 0) + 1
+            total = len(results)
+            problems = bad[:3]
+            unknown = sorted(s for s in counts if s not in weights)
+            if unknown:
+                problems.append(f"unknown backends answered: {unknown}")
+            for name, weight in weights.items():
+                share = counts.get(name, 0) / total
+                if weight == 0 and counts.get(name, 0):
+                    problems.append(f"{name} has weight 0 but got {counts[name]} requests")
+                elif weight > 0 and not counts.get(name):
+                    problems.append(f"{name} has weight {weight} but got no requests")
+                elif abs(share - weight) > float(sampling["tolerance"]):
+                    problems.append(f"{name}: share {share:.3f}, weight {weight}")
+            if not problems:
+                return first
+            attempts.append(f"counts {counts}: " + "; ".join(problems))
+        first.ok = False
+        first.expected = f"shares {weights} ± {sampling['tolerance']}"
+        first.got = attempts[-1]
+        first.mismatches = [f"attempt {i + 1}: {a}" for i, a in enumerate(attempts)]
+        return first
+
+    def run_header_consistency(self, index: int, case: dict[str, Any]) -> CaseResult:
+        first = self.run_plain(index, case)
+        if not first.ok:
+            return first
+        name = case["headerName"]
+        problems: list[str] = []
+        for _ in range(int(case["repeat"])):
+            ex, expected_path = self.send_case(case, {})
+            mm = compare(case, ex, expected_path)
+            echo = ex.echo
+            values = [
+                v
+                for k, vs in (echo.get("headers") or {}).items()
+                if k.lower() == name.lower()
+                for v in vs
+            ]
+            pod = str(echo.get("pod", ""))
+            if len(values) != 1:
+                mm.append(f"expected exactly one {name} header, got {values}")
+            elif not pod.startswith(values[0]):
+                mm.append(f"pod {pod!r} answered but {name} is {values[0]!r}")
+            if mm:
+                problems.append(f"{ex.describe_response()}: {'; '.join(mm)}")
+        if problems:
+            first.ok = False
+            first.expected = f"each backend request carries one {name} header naming its pod"
+            first.got = f"{len(problems)} of {case['repeat']} requests wrong"
+            first.mismatches = problems[:5]
+        return first
+
+    def run_mirror_percentage(self, index: int, case: dict[str, Any]) -> CaseResult:
+        first = self.run_plain(index, case)
+        if not first.ok:
+            return first
+        sampling = case["sampling"]
+        param = sampling.get("requestIdQueryParam", "gateway-api-conformance-request-id")
+        n = int(sampling["totalRequests"])
+        outcomes: list[str] = []
+        for attempt_no in range(int(sampling["maxAttempts"])):
+            rid = str(uuid.uuid4())
+            variant = _with_request_id(case, param, rid)
+
+            def one(_: int, variant: dict[str, Any] = variant) -> bool:
+                deadline = time.monotonic() + self.timing.window
+                while time.monotonic() < deadline:
+                    ex, expected_path = self.send_case(variant, {})
+                    if not compare(variant, ex, expected_path):
+                        return True
+                    time.sleep(self.timing.interval)
+                return False
+
+            with ThreadPoolExecutor(int(sampling["concurrency"])) as pool:
+                sent_ok = sum(pool.map(one, range(n)))
+            time.sleep(0.5)  # let in-flight mirror copies land
+            target = variant["expect"]["request"]["path"]
+            problems = [] if sent_ok == n else [f"{n - sent_ok} requests never met expect"]
+            for mirror in case["mirroredTo"]:
+                p = float(mirror["percent"]) / 100
+                got = sum(
+                    s.received.count(target)
+                    for s in self.fleet.http_instances(mirror["namespace"], mirror["name"])
+                )
+                spread = float(sampling["toleranceStdDevs"]) * math.sqrt(n * p * (1 - p))
+                if abs(got - n * p) > spread:
+                    problems.append(
+                        f"{mirror['name']}: {got} copies, expected {n * p:.0f} ± {spread:.1f}"
+                    )
+            if not problems:
+                return first
+            outcomes.append("; ".join(problems))
+            if attempt_no + 1 < int(sampling["maxAttempts"]):
+                time.sleep(2.0)
+        first.ok = False
+        first.expected = f"mirror shares {case['mirroredTo']}"
+        first.got = outcomes[-1]
+        first.mismatches = [f"attempt {i + 1}: {o}" for i, o in enumerate(outcomes)]
+        return first
+
+
+def _with_request_id(case: dict[str, Any], param: str, rid: str) -> dict[str, Any]:
+    out = json.loads(json.dumps(case))
+    for holder in (out["request"], out["expect"]["request"]):
+        path = holder["path"]
+        holder["path"] = f"{path}{'&' if '?' in path else '?'}{param}={rid}"
+    return out
+
+
+def runner_limitation(case: dict[str, Any]) -> str:
+    """Cases this runner cannot send: failures, never silently passed (the test module's
+    skip table covers them while Turnout lacks the feature anyway)."""
+    req = case["request"]
+    if req.get("scheme", "http") != "http":
+        return "runner: HTTPS requests are not implemented (no TLS material)"
+    if req.get("protocol", "HTTP/1.1") != "HTTP/1.1":
+        return f"runner: protocol {req['protocol']} is not implemented"
+    if case.get("kind") in ("grpc", "grpcWeightedDistribution"):
+        return "runner: gRPC cases are not implemented (no gRPC echo/client)"
+    return ""
+
+
+# --- comparison (README section 5) ----------------------------------------------------------
+
+
+def joined(headers: dict[str, list[str]] | list[tuple[str, str]], name: str) -> str | None:
+    items = headers.items() if isinstance(headers, dict) else [(n, [v]) for n, v in headers]
+    values = [v for n, vs in items if n.lower() == name.lower() for v in vs]
+    return ",".join(values) if values else None
+
+
+def expected_statuses(expect: dict[str, Any]) -> list[int]:
+    return list(expect.get("statusAnyOf") or [expect.get("status", 200)])
+
+
+def compare(case: dict[str, Any], ex: Exchange, expected_path: str) -> list[str]:
+    expect = case["expect"]
+    if ex.error:
+        return [f"request failed: {ex.error}"]
+    wanted = expected_statuses(expect)
+    out: list[str] = []
+    if ex.status not in wanted and not (ex.status in TIMEOUT_CODES and TIMEOUT_CODES & set(wanted)):
+        out.append(f"status: expected {' or '.join(map(str, wanted))}, got {ex.status}")
+        return out
+    if ex.status in REDIRECT_CODES and expect.get("redirect"):
+        out.extend(compare_redirect(expect["redirect"], ex.header("Location")))
+    if ex.status in (200, 204):
+        out.extend(compare_ok(expect, ex, expected_path))
+    return out
+
+
+def compare_redirect(want: dict[str, Any], location: str | None) -> list[str]:
+    if not location:
+        return ["redirect: no Location header"]
+    parts = urlsplit(location)
+    netloc = parts.netloc.rpartition("@")[2]
+    m = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(?::(.*))?", netloc)
+    host, port = (m.group(1), m.group(2) or "") if m else (netloc, "")
+    out = []
+    if parts.scheme != want["scheme"]:
+        out.append(
+            f"redirect scheme: expected {want['scheme']!r}, got {parts.scheme!r} ({location})"
+        )
+    if "host" in want and host != want["host"]:
+        out.append(f"redirect host: expected {want['host']!r}, got {host!r} ({location})")
+    if unquote(parts.path) != want["path"]:
+        out.append(f"redirect path: expected {want['path']!r}, got {parts.path!r} ({location})")
+    if "port" in want:
+        if port != str(want["port"]):
+            out.append(f"redirect port: expected {want['port']!r}, got {port!r} ({location})")
+    else:
+        allowed = {"", "80"} if want["scheme"] == "http" else {"", "443"}
+        if port not in allowed:
+            out.append(
+                f"redirect port: expected none or {max(allowed)} for {want['scheme']}, "
+                f"got {port!r} ({location})"
+            )
+    return out
+
+
+def compare_ok(expect: dict[str, Any], ex: Exchange, expected_path: str) -> list[str]:
+    out: list[str] = []
+    echo = ex.echo
+    if expect.get("answeredByGateway"):
+        if echo:
+            out.append("expected the gateway to answer, but a backend echoed the request")
+        return out + compare_response(expect.get("response") or {}, ex)
+    if "namespace" in expect and echo.get("namespace", "") != expect["namespace"]:
+        out.append(f"namespace: expected {expect['namespace']!r}, got {echo.get('namespace')!r}")
+    pod = str(echo.get("pod", ""))
+    if expect.get("backend") and not pod.startswith(expect["backend"]):
+        out.append(f"backend: expected a pod of {expect['backend']!r}, got {pod!r}")
+    req = expect.get("request") or {}
+    if req:
+        if echo.get("path", "") != expected_path:
+            out.append(f"backend path: expected {expected_path!r}, got {echo.get('path')!r}")
+        method = echo.get("method") or ex.method
+        if method != req.get("method", "GET"):
+            out.append(f"backend method: expected {req.get('method', 'GET')!r}, got {method!r}")
+        if "host" in req and echo.get("host", "") != req["host"]:
+            out.append(f"backend host: expected {req['host']!r}, got {echo.get('host')!r}")
+        got_headers = echo.get("headers") or {}
+        for name, value in (req.get("headers") or {}).items():
+            actual = joined(got_headers, name)
+            if actual is None:
+                out.append(f"backend header {name}: expected {value!r}, absent")
+            elif actual != str(value):
+                out.append(f"backend header {name}: expected {value!r}, got {actual!r}")
+        for name in req.get("absentHeaders") or []:
+            actual = joined(got_headers, name)
+            if actual is not None:
+                out.append(f"backend header {name}: expected absent, got {actual!r}")
+    return out + compare_response(expect.get("response") or {}, ex)
+
+
+def compare_response(want: dict[str, Any], ex: Exchange) -> list[str]:
+    out: list[str] = []
+
+    def norm(v: str) -> str:
+        return v.replace(" ", "") if want.get("ignoreWhitespace") else v
+
+    for name, value in (want.get("headers") or {}).items():
+        actual = joined(ex.response_headers, name)
+        if actual is None:
+            out.append(f"response header {name}: expected {value!r}, absent")
+        elif norm(actual) != norm(str(value)):
+            out.append(f"response header {name}: expected {value!r}, got {actual!r}")
+    for name, options in (want.get("headersOneOf") or {}).items():
+        actual = joined(ex.response_headers, name)
+        if actual is None or norm(actual) not in {norm(str(o)) for o in options}:
+            out.append(f"response header {name}: expected one of {options!r}, got {actual!r}")
+    for name in want.get("absentHeaders") or []:
+        actual = joined(ex.response_headers, name)
+        if actual is not None:
+            out.append(f"response header {name}: expected absent, got {actual!r}")
+    return out
+
+
+def describe_expect(case: dict[str, Any]) -> str:
+    expect = dict(case["expect"])
+    if case.get("kind"):
+        expect["kind"] = case["kind"]
+    return json.dumps(expect, sort_keys=False)
+
+
+# --- a whole test ---------------------------------------------------------------------------
+
+
+def run_cases(runner: CaseRunner, cases: list[dict[str, Any]]) -> list[CaseResult]:
+    """Cases are independent (README 1.3): run them in parallel, keep their order."""
+    lock = threading.Lock()
+    results: dict[int, CaseResult] = {}
+
+    def one(item: tuple[int, dict[str, Any]]) -> None:
+        index, case = item
+        result = runner.run(index, case)
+        with lock:
+            results[index] = result
+
+    with ThreadPoolExecutor(max(1, min(16, len(cases)))) as pool:
+        list(pool.map(one, enumerate(cases, 1)))
+    return [results[i] for i in sorted(results)]

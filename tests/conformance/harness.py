@@ -1,0 +1,502 @@
+"""The environment of the Gateway API conformance runner: suite data, echo fleet, manifests,
+and one long-lived Turnout process whose configuration is swapped per test.
+
+Semantics follow ``shared/conformance/gateway-api/README.md`` (sections 1-2); the
+choices a local runner has to make are explained here.
+
+**Suite data.** Read from ``$TURNOUT_CONFORMANCE_DIR`` (default
+``/work/shared/conformance/gateway-api``): ``cases.yaml``, ``base-manifests.yaml`` and the
+per-test manifests, used verbatim apart from the rewriting below.
+
+**Services → Backends** (README 2.2). Turnout rejects Kubernetes ``Service`` /
+``Deployment`` / ``ConfigMap`` documents, so they are filtered out of
+``base-manifests.yaml`` and every Service that has a local echo implementation is replaced
+by a ``turnout.dev/v1alpha1`` ``Backend`` of the same name and namespace (backendRefs of
+kind Service resolve to it). A Backend endpoint carries its own ``host:port``, and a
+Service port maps to a *different* local server per port (8080 HTTP echo, 8081 h2c echo,
+8082 WebSocket echo), so one Backend cannot stand for every port of its Service at once.
+Instead the Backends are generated **per test**: for each Service, the runner looks at the
+ports the test's manifests name for it (HTTPRoute ``backendRefs`` and ``RequestMirror``
+targets) and points the Backend's endpoints at the replicas serving that port:
+
+- ``<any Service>:8080`` (no appProtocol) → ``turnout.samples.echo`` HTTP echo; plain
+  Backend.
+- ``infra-backend-v1:8082`` (appProtocol ``kubernetes.io/ws``) → a ``websockets`` echo
+  whose ``/ws`` sends every frame back (other paths answer the JSON echo); Backend with
+  ``appProtocol: kubernetes.io/ws``.
+- ``infra-backend-v1:8081`` (appProtocol ``kubernetes.io/h2c``) → none
+  (HTTPRouteBackendProtocolH2C is skipped).
+
+A Service the test does not reference gets its 8080 (HTTP) endpoints. A test naming two
+ports of one Service, or a port with no local implementation, is a runner error (no
+transcribed, runnable test does either; only HTTPRouteBackendProtocolWebSocket uses 8082).
+Replica counts come from the Deployments (2 each, ``infra-backend-v3`` 1); pod names
+follow the README's rule: ``<service>-local-<i>``. Services that are not echo-basic
+upstream (``tls-backend*``, ``tcp-backend``, ``coredns``, ``grpc-infra-backend-*``) get no
+Backend; no runnable case uses them.
+
+**Gateways** (README 2.3). Every Gateway named in any manifest gets its own loopback
+address ``$TURNOUT_CONFORMANCE_NET.N`` (default ``127.0.1.N``; pytest-xdist worker ``gwK``
+uses ``127.0.(K+1).N``; N in order of first appearance), injected as ``spec.addresses``.
+Declared listener ports (80, 8080, 8090) are kept, so redirects see the declared ports.
+The runner checks at start-up that it can bind every address/port itself before Turnout
+does. ``{GATEWAY_CLASS_NAME}`` becomes ``turnout``. The base Gateway
+``same-namespace-with-https-listener`` is not loaded: Turnout rejects HTTPS listeners and
+only HTTPS cases (all skipped) use it.
+
+**One process, hot reload** (README 1). Turnout runs once per session
+(``--workers 1 --no-watch --access-log off``). Applying a test writes base + Backends +
+the test's manifests into one file (atomic rename), sends SIGHUP and waits until the
+admin ``/readyz`` reports a higher revision and every worker is on it; a rejected reload
+fails the test with Turnout's located errors. A per-apply annotation on the infra
+Namespace guarantees the configuration fingerprint changes, so every apply is a reload.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from turnout.samples.echo import EchoIdentity, EchoState, canonical, start_echo
+from turnout.testing import BackgroundLoop, TurnoutProcess
+
+SUITE_DIR = Path(os.environ.get("TURNOUT_CONFORMANCE_DIR", "/work/shared/conformance/gateway-api"))
+# Under pytest-xdist every worker runs its own Turnout, so each gets its own /24.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+NET = os.environ.get("TURNOUT_CONFORMANCE_NET") or f"127.0.{1 + int(_WORKER or 0)}"
+INFRA_NS = "gateway-conformance-infra"
+GATEWAY_CLASS = "turnout"
+K8S_ONLY_KINDS = frozenset({"Service", "Deployment", "ConfigMap"})
+# Base Gateways Turnout cannot load (and which only skipped tests use).
+UNLOADED_GATEWAYS = {
+    "same-namespace-with-https-listener": "HTTPS listeners are not supported yet",
+}
+# Services whose upstream image is not the HTTP echo (gRPC, TLS, TCP, DNS): no local echo.
+NON_ECHO_SERVICES = frozenset(
+    {
+        "tls-backend",
+        "tls-backend-2",
+        "tcp-backend",
+        "coredns",
+        "grpc-infra-backend-v1",
+        "grpc-infra-backend-v2",
+        "grpc-infra-backend-v3",
+    }
+)
+# Service port appProtocol -> local implementation ("" = plain HTTP echo; None = none).
+PORT_IMPLEMENTATIONS: dict[str, str | None] = {
+    "": "http",
+    "kubernetes.io/ws": "ws",
+    "kubernetes.io/h2c": None,
+}
+
+
+class RunnerError(Exception):
+    """The runner cannot set a test up (not a Turnout failure)."""
+
+
+# --- suite data -----------------------------------------------------------------------------
+
+
+def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@dataclass
+class Suite:
+    directory: Path
+    defaults: dict[str, Any]
+    tests: dict[str, dict[str, Any]]
+    not_transcribed: dict[str, dict[str, Any]]
+    base_docs: list[dict[str, Any]]
+    addresses: dict[str, str]  # Gateway name -> loopback address
+
+    @classmethod
+    def load(cls, directory: Path = SUITE_DIR) -> Suite:
+        data = yaml.safe_load((directory / "cases.yaml").read_text())
+        tests = {t["name"]: t for t in data["tests"]}
+        base = load_yaml_docs(directory / "base-manifests.yaml")
+        names: list[str] = []
+        files = [directory / "base-manifests.yaml"]
+        files += [directory / m for t in data["tests"] for m in t["manifests"]]
+        for f in files:
+            for doc in load_yaml_docs(f):
+                if doc.get("kind") == "Gateway" and doc["metadata"]["name"] not in names:
+                    names.append(doc["metadata"]["name"])
+        if len(names) > 254:
+            raise RunnerError("more Gateways than addresses in a /24")
+        addresses = {n: f"{NET}.{i + 1}" for i, n in enumerate(names)}
+        return cls(
+            directory,
+            data["defaults"],
+            tests,
+            {t["name"]: t for t in data.get("skipped", [])},
+            base,
+            addresses,
+        )
+
+    def manifests(self, test: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for name in test["manifests"]:
+            out.extend(load_yaml_docs(self.directory / name))
+        return out
+
+    def services(self) -> list[ServiceInfo]:
+        replicas = {
+            (d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d["spec"].get(
+                "replicas", 1
+            )
+            for d in self.base_docs
+            if d.get("kind") == "Deployment"
+        }
+        out = []
+        for d in self.base_docs:
+            if d.get("kind") != "Service":
+                continue
+            ns, name = d["metadata"].get("namespace", "default"), d["metadata"]["name"]
+            ports = {p["port"]: p.get("appProtocol", "") for p in d["spec"]["ports"]}
+            out.append(ServiceInfo(ns, name, ports, int(replicas.get((ns, name), 1))))
+        return out
+
+    def gateway_bindings(self, docs: Iterable[dict[str, Any]]) -> set[tuple[str, int]]:
+        return {
+            (self.addresses[d["metadata"]["name"]], int(lst["port"]))
+            for d in docs
+            if d.get("kind") == "Gateway" and d["metadata"]["name"] not in UNLOADED_GATEWAYS
+            for lst in d["spec"]["listeners"]
+        }
+
+
+@dataclass
+class ServiceInfo:
+    namespace: str
+    name: str
+    ports: dict[int, str]  # port -> appProtocol ("" when none)
+    replicas: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    def implementation(self, port: int) -> str | None:
+        if self.name in NON_ECHO_SERVICES or port not in self.ports:
+            return None
+        return PORT_IMPLEMENTATIONS.get(self.ports[port])
+
+
+# --- echo fleet -----------------------------------------------------------------------------
+
+
+class WsEcho:
+    """WebSocket echo (``/ws`` sends every frame back); other paths answer the JSON echo."""
+
+    def __init__(self, identity: EchoIdentity) -> None:
+        self.state = EchoState(identity)
+        self.server: Server | None = None
+
+    async def start(self) -> WsEcho:
+        self.server = await serve(
+            self._handler, "127.0.0.1", 0, process_request=self._process_request
+        )
+        self.state.port = int(next(iter(self.server.sockets)).getsockname()[1])
+        return self
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.state.requests += 1
+        self.state.received.append(request.path)
+        if request.path.partition("?")[0] == "/ws":
+            return None
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.raw_items():
+            if name.lower() != "host":
+                headers.setdefault(canonical(name.lower()), []).append(value)
+        ident = self.state.identity
+        doc = {
+            "path": request.path,
+            "host": request.headers.get("Host", ""),
+            "method": "GET",
+            "proto": "HTTP/1.1",
+            "headers": headers,
+            "namespace": ident.namespace,
+            "ingress": "",
+            "service": ident.service,
+            "pod": ident.pod,
+            "httpPort": str(self.state.port),
+        }
+        body = json.dumps(doc).encode() + b"\n"
+        return Response(
+            200,
+            "OK",
+            Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]),
+            body,
+        )
+
+    @staticmethod
+    async def _handler(ws: ServerConnection) -> None:
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass  # the client (or the gateway) went away; nothing to echo
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@dataclass
+class EchoFleet:
+    """Every local echo instance, by Service and implementation."""
+
+    services: dict[tuple[str, str], ServiceInfo]
+    instances: dict[tuple[str, str, str], list[EchoState]] = field(default_factory=dict)
+    _closers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, bg: BackgroundLoop, services: list[ServiceInfo]) -> EchoFleet:
+        fleet = cls({s.key: s for s in services})
+        for svc in services:
+            impls = {svc.implementation(p) for p in svc.ports} - {None}
+            for impl in sorted(x for x in impls if x):
+                states = []
+                for i in range(svc.replicas):
+                    ident = EchoIdentity(svc.namespace, f"{svc.name}-local-{i}", svc.name)
+                    if impl == "http":
+                        server, state = bg.run(start_echo(identity=ident))
+                        fleet._closers.append(server.close)
+                    else:
+                        ws = bg.run(WsEcho(ident).start())
+                        state = ws.state
+                        fleet._closers.append(ws.close)
+                    states.append(state)
+                fleet.instances[(svc.namespace, svc.name, impl)] = states
+        return fleet
+
+    def close(self, bg: BackgroundLoop) -> None:
+        for closer in self._closers:
+            bg.call(closer)
+
+    def http_instances(self, namespace: str, name: str) -> list[EchoState]:
+        return self.instances.get((namespace, name, "http"), [])
+
+    def backends_for(self, test_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One Backend per locally implemented Service, for the ports this test uses."""
+        used = referenced_service_ports(test_docs)
+        out = []
+        for key, svc in self.services.items():
+            if not any(svc.implementation(p) for p in svc.ports):
+                continue
+            ports = used.get(key) or {8080 if 8080 in svc.ports else min(svc.ports)}
+            if len(ports) > 1:
+                raise RunnerError(
+                    f"Service {key[0]}/{key[1]} is referenced on ports {sorted(ports)}; "
+                    "one Backend can stand for one Service port only"
+                )
+            port = next(iter(ports))
+            impl = svc.implementation(port)
+            if impl is None:
+                raise RunnerError(f"no local endpoint implements Service {key[0]}/{key[1]}:{port}")
+            spec: dict[str, Any] = {
+                "endpoints": [
+                    {"address": f"127.0.0.1:{s.port}", "weight": 1}
+                    for s in self.instances[(*key, impl)]
+                ]
+            }
+            if svc.ports[port]:
+                spec["appProtocol"] = svc.ports[port]
+            out.append(
+                {
+                    "apiVersion": "turnout.dev/v1alpha1",
+                    "kind": "Backend",
+                    "metadata": {"name": svc.name, "namespace": svc.namespace},
+                    "spec": spec,
+                }
+            )
+        return out
+
+
+def referenced_service_ports(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[int]]:
+    """(namespace, name) -> ports named by backendRefs / mirror targets of kind Service."""
+    used: dict[tuple[str, str], set[int]] = {}
+
+    def note(ref: dict[str, Any], route_ns: str) -> None:
+        if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
+            return
+        if "port" in ref:
+            key = (ref.get("namespace", route_ns), ref["name"])
+            used.setdefault(key, set()).add(int(ref["port"]))
+
+    for doc in docs:
+        if doc.get("kind") not in ("HTTPRoute", "GRPCRoute"):
+            continue
+        ns = doc["metadata"].get("namespace", "default")
+        for rule in doc.get("spec", {}).get("rules") or []:
+            filters = list(rule.get("filters") or [])
+            for ref in rule.get("backendRefs") or []:
+                note(ref, ns)
+                filters.extend(ref.get("filters") or [])
+            for flt in filters:
+                if flt.get("type") == "RequestMirror":
+                    note(flt["requestMirror"]["backendRef"], ns)
+    return used
+
+
+# --- manifests ------------------------------------------------------------------------------
+
+
+def gateway_docs(suite: Suite, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kubernetes-only kinds and unloadable Gateways dropped; addresses injected."""
+    out = []
+    for doc in docs:
+        kind = doc.get("kind")
+        if kind in K8S_ONLY_KINDS:
+            continue
+        if kind == "Gateway":
+            if doc["metadata"]["name"] in UNLOADED_GATEWAYS:
+                continue
+            doc = copy.deepcopy(doc)
+            doc["spec"]["gatewayClassName"] = GATEWAY_CLASS
+            doc["spec"]["addresses"] = [
+                {"type": "IPAddress", "value": suite.addresses[doc["metadata"]["name"]]}
+            ]
+        out.append(doc)
+    return out
+
+
+def stamp(docs: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """Annotate the infra Namespace so every apply changes the configuration."""
+    out = copy.deepcopy(docs)
+    for doc in out:
+        if doc.get("kind") == "Namespace" and doc["metadata"]["name"] == INFRA_NS:
+            doc["metadata"].setdefault("annotations", {})["conformance.turnout.dev/apply"] = label
+    return out
+
+
+def check_bindable(bindings: Iterable[tuple[str, int]]) -> None:
+    """Fail early, with a clear message, if any Gateway address/port is taken."""
+    taken = []
+    for host, port in sorted(bindings):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1)
+        except OSError as exc:
+            taken.append(f"{host}:{port} ({exc.strerror})")
+        finally:
+            sock.close()
+    if taken:
+        raise RunnerError(
+            "cannot use the conformance Gateway addresses (set TURNOUT_CONFORMANCE_NET to "
+            "another 127.x.y prefix, or stop what uses them): " + ", ".join(taken)
+        )
+
+
+# --- the gateway under test -----------------------------------------------------------------
+
+
+class ConformanceGateway:
+    """One ``turnout serve`` for the session; ``apply`` swaps the configuration."""
+
+    def __init__(self, suite: Suite, fleet: EchoFleet, conf_dir: Path) -> None:
+        self.suite = suite
+        self.fleet = fleet
+        self.conf_dir = conf_dir
+        self.file = conf_dir / "conformance.yaml"
+        self.base = gateway_docs(suite, suite.base_docs)
+        self.proc: TurnoutProcess | None = None
+        self.applied: str = ""
+        self.reload_log: str = ""
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def _write(self, docs: list[dict[str, Any]], label: str) -> None:
+        self._seq += 1
+        text = yaml.safe_dump_all(stamp(docs, f"{self._seq}-{label}"), sort_keys=False)
+        tmp = self.conf_dir / "conformance.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.file)
+
+    def start(self) -> ConformanceGateway:
+        docs = [*self.base, *self.fleet.backends_for([])]
+        self._write(docs, "base")
+        self.proc = TurnoutProcess(self.conf_dir, workers=1, extra_args=["--no-watch"])
+        self.proc.start(timeout=30)
+        self.applied = "base"
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def address(self, gateway: str) -> str:
+        return self.suite.addresses[gateway]
+
+    def apply(self, test: dict[str, Any], timeout: float = 20.0) -> None:
+        """Load base + Backends + the test's manifests, and wait until they serve."""
+        assert self.proc is not None
+        with self._lock:
+            test_docs = self.suite.manifests(test)
+            docs = [
+                *self.base,
+                *self.fleet.backends_for(test_docs),
+                *gateway_docs(self.suite, test_docs),
+            ]
+            before = self.proc.status()
+            log_offset = len(self.proc.stderr())
+            self._write(docs, test["name"])
+            self.proc.reload()
+            deadline = time.monotonic() + timeout
+            while True:
+                status = self.proc.status()
+                if status["reloads_failed"] > before["reloads_failed"]:
+                    self.reload_log = _relevant_log(self.proc.stderr()[log_offset:])
+                    raise RunnerError(
+                        f"Turnout rejected the manifests of {test['name']}: "
+                        f"{status['last_reload_error']}\n{self.reload_log}"
+                    )
+                if status["revision"] > before["revision"] and status["ready"]:
+                    break
+                if time.monotonic() > deadline:
+                    raise RunnerError(
+                        f"Turnout did not serve the manifests of {test['name']} within "
+                        f"{timeout}s (status {status})\n{self.proc.stderr()[log_offset:]}"
+                    )
+                time.sleep(0.02)
+            self.reload_log = _relevant_log(self.proc.stderr()[log_offset:])
+            self.applied = test["name"]
+
+
+_LOG_NOISE = re.compile(r"reload \(SIGHUP\)|worker \d+ (started|ready)")
+
+
+def _relevant_log(text: str) -> str:
+    """Problems Turnout logged for a reload (warnings/errors), without routine lines."""
+    lines = [
+        ln
+        for ln in text.splitlines()
+        if (" WARNING " in ln or " ERROR " in ln) and not _LOG_NOISE.search(ln)
+    ]
+    return "\n".join(lines)
+
+
+def load_suite() -> Suite | None:
+    """The suite, or None when its data directory is missing (every item then skips)."""
+    if not (SUITE_DIR / "cases.yaml").is_file():
+        return None
+    return Suite.load(SUITE_DIR)

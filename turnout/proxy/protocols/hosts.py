@@ -13,6 +13,7 @@ never create a new path segment. Paths that escape above the root are rejected.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final
 
@@ -37,7 +38,12 @@ def split_authority(value: bytes) -> tuple[str, int | None]:
             raise InvalidTarget("invalid host")
         host = name.rstrip(b".").decode("ascii").lower()
     else:
-        host = m.group("v6").decode("ascii").lower()
+        literal = m.group("v6")
+        try:
+            ipaddress.IPv6Address(literal[1:-1].decode("ascii"))
+        except ValueError:
+            raise InvalidTarget("invalid IPv6 host") from None
+        host = literal.decode("ascii").lower()
     port_bytes = m.group("port")
     port = int(port_bytes) if port_bytes is not None else None
     if port is not None and port > 65535:
@@ -53,13 +59,16 @@ _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 
 def path_needs_normalizing(path: bytes) -> bool:
     """Cheap pre-check; most real paths skip normalisation entirely."""
-    return b"%" in path or b"/." in path or b"//" in path
+    return b"%" in path or b"/." in path or b"//" in path or b"\\" in path
 
 
 def normalize_path(path: bytes) -> bytes:
     """Canonical form of an origin-form path (no query). Raises ``InvalidTarget``."""
     if not path.startswith(b"/"):
         raise InvalidTarget("path must start with '/'")
+    if b"\\" in path:
+        # Some upstreams treat '\\' as '/': it could reach a path the gateway never routed.
+        raise InvalidTarget("backslash in path")
     if b"%" in path:
         path = _normalize_escapes(path)
     segments = path.split(b"/")[1:]

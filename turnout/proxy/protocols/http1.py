@@ -139,6 +139,7 @@ class Http1ServerConnection:
         "_handler",
         "_head",
         "_header_bytes",
+        "_header_count",
         "_headers",
         "_host_count",
         "_host_value",
@@ -150,7 +151,7 @@ class Http1ServerConnection:
         "_queue",
         "_request_id",
         "_serving",
-        "_te_seen",
+        "_te_values",
         "_trailers",
         "_tunnel",
         "_upgrade_value",
@@ -178,10 +179,11 @@ class Http1ServerConnection:
         self._trailers: Headers = []
         self._in_trailers = False
         self._header_bytes = 0
+        self._header_count = 0
         self._body_seen = 0
         self._host_value: bytes | None = None
         self._host_count = 0
-        self._te_seen = False
+        self._te_values: list[bytes] = []
         self._cl_value: bytes | None = None
         self._xff: bytes | None = None
         self._request_id: bytes | None = None
@@ -275,7 +277,8 @@ class Http1ServerConnection:
             if lname not in FORBIDDEN_TRAILERS and len(self._trailers) < self._limits.max_headers:
                 self._trailers.append((lname, value))
             return
-        if len(self._headers) >= self._limits.max_headers:
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
             raise _RequestRejected(431, "too many request headers")
         if self._header_bytes > self._limits.max_header_bytes:
             raise _RequestRejected(431, "request header section too large")
@@ -329,10 +332,11 @@ class Http1ServerConnection:
         self._trailers = []
         self._in_trailers = False
         self._header_bytes = 0
+        self._header_count = 0
         self._body_seen = 0
         self._host_value = None
         self._host_count = 0
-        self._te_seen = False
+        self._te_values = []
         self._cl_value = None
         self._xff = None
         self._request_id = None
@@ -382,7 +386,7 @@ class Http1ServerConnection:
         elif lname == b"connection":
             self._conn_tokens.extend(t.strip().lower() for t in value.split(b","))
         elif lname == b"transfer-encoding":
-            self._te_seen = True
+            self._te_values.append(value)
         elif lname == b"content-length":
             self._cl_value = value  # llhttp has checked it: digits only, no duplicates
         elif lname == b"expect":
@@ -410,8 +414,11 @@ class Http1ServerConnection:
         host_value = self._host_value
         if self._host_count > 1:
             raise _RequestRejected(400, "duplicate Host header")
-        if host_value is None and vbytes == b"1.1" and not authority:
-            raise _RequestRejected(400, "missing Host header")
+        if host_value is None:
+            if vbytes == b"1.1":  # even with an absolute-form target (RFC 9112 §3.2)
+                raise _RequestRejected(400, "missing Host header")
+        elif not host_value:
+            raise _RequestRejected(400, "empty Host header")
         if not authority:
             authority = host_value or b""
         host = ""
@@ -431,9 +438,19 @@ class Http1ServerConnection:
         rid = self._request_id
         if rid is not None and _SANE_ID.fullmatch(rid):
             head.request_id = rid
-        if self._te_seen:
+        if self._te_values:
             if vbytes == b"1.0":
                 raise _RequestRejected(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+            codings = [
+                c for v in self._te_values for c in (x.strip().lower() for x in v.split(b",")) if c
+            ]
+            if not codings or codings[-1] != b"chunked":
+                # The body length cannot be determined (RFC 9112 §6.1: 400 and close).
+                raise _RequestRejected(400, "chunked must be the final transfer coding")
+            if len(codings) > 1:
+                # llhttp accepts e.g. "gzip, chunked"; relaying it as plain chunked would
+                # hand the upstream still-encoded bytes (RFC 9112 §6.1: 501).
+                raise _RequestRejected(501, "unsupported transfer coding")
             head.chunked = True
         else:
             cl = int(self._cl_value) if self._cl_value is not None else None

@@ -138,8 +138,13 @@ class Http1Transport(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_eof = True
+        ex = self.exchange
+        if ex is not None and not ex.request_done and not self.tunnel:
+            # The request body can never complete: abort instead of holding the upstream.
+            self.protocol_error(400, "the client closed the connection mid-request")
+            return False
         # Nothing in flight: close now. Otherwise half-close: finish the response first.
-        return self.exchange is not None and not self.tunnel
+        return ex is not None and not self.tunnel
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True

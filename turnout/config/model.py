@@ -14,6 +14,7 @@ and are checked here, converted to seconds when the data plane compiles a snapsh
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -42,7 +43,8 @@ class Spec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=to_camel,
-        populate_by_name=True,
+        validate_by_alias=True,
+        validate_by_name=False,  # manifests use camelCase only: 'backend_refs' is unknown
         frozen=True,
         serialize_by_alias=True,
     )
@@ -94,6 +96,14 @@ def _header_value(v: str) -> str:
     return v
 
 
+def _timestamp(v: str) -> str:
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not an RFC 3339 timestamp") from None
+    return v
+
+
 def _duration(v: str) -> str:
     try:
         parse_duration(v)
@@ -131,7 +141,7 @@ class ObjectMeta(Spec):
     annotations: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     # Present in manifests exported from a cluster; accepted, only creationTimestamp is used
     # (Gateway API route precedence prefers the oldest route).
-    creation_timestamp: StrictStr | None = None
+    creation_timestamp: Annotated[StrictStr, AfterValidator(_timestamp)] | None = None
     resource_version: StrictStr | None = None
     generation: StrictInt | None = None
     uid: StrictStr | None = None

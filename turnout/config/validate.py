@@ -299,6 +299,8 @@ def _check_matches(
 
 
 _BAD_PATH_PARTS = ("//", "/./", "/../", "%2f", "%2F", "#")
+# The Gateway API's pattern for Exact and PathPrefix values.
+_PATH_CHARS = re.compile(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+")
 
 
 def path_match_problem(kind: str, value: str) -> str | None:
@@ -310,6 +312,8 @@ def path_match_problem(kind: str, value: str) -> str | None:
         return None
     if not value.startswith("/"):
         return "path must start with '/'"
+    if not _PATH_CHARS.fullmatch(value):
+        return "path has characters a path match cannot contain (query, space, '%' not escaping)"
     if any(part in value for part in _BAD_PATH_PARTS) or value.endswith(("/..", "/.")):
         return "path must not contain '//', '/./', '/../', '%2f', '#' or end in '/.' or '/..'"
     return None

@@ -55,9 +55,11 @@ def load_documents(text: str, source: str) -> tuple[list[Document], list[Problem
             node = loader.get_node()
             if node is None:  # pragma: no cover - check_node guarantees a node
                 break
-            data = loader.construct_document(node)
-            doc = Document(source, index, data, node.start_mark.line + 1)
+            doc = Document(source, index, None, node.start_mark.line + 1)
+            # Walk before constructing: construction flattens '<<' merges into the node,
+            # which would look like duplicate keys.
             _record(node, (), doc, problems)
+            data = doc.data = loader.construct_document(node)
             if data is not None:
                 docs.append(doc)
             index += 1
@@ -83,6 +85,8 @@ def _record(node: yaml.Node, path: PathKey, doc: Document, problems: list[Proble
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' brings keys in; an explicit key overrides them
             key = key_node.value
             mark = key_node.start_mark
             child = (*path, key)

@@ -8,6 +8,7 @@ accepts a fractional seconds value written as a plain number in its own CLI flag
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Final
 
@@ -29,8 +30,8 @@ def parse_duration(text: str, *, allow_number: bool = False) -> float:
         except ValueError:
             pass
         else:
-            if value < 0:
-                raise DurationError(f"duration {text!r} is negative")
+            if not math.isfinite(value) or value < 0:
+                raise DurationError(f"duration {text!r} must be a finite, non-negative number")
             return value
     if not _WHOLE.fullmatch(text):
         raise DurationError(
@@ -42,12 +43,9 @@ def parse_duration(text: str, *, allow_number: bool = False) -> float:
 def format_duration(seconds: float) -> str:
     """Render seconds as the shortest GEP-2257 string (used in docs and status)."""
     ms = round(seconds * 1000)
-    if ms % 1000:
-        return f"{ms}ms"
-    s = ms // 1000
     parts = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
     return "".join(parts) or "0s"

@@ -92,6 +92,10 @@ def _split_host_port(text: str) -> tuple[str, str | None]:
         if end < 0:
             raise AddressError(f"address {text!r} has an unterminated IPv6 bracket")
         host, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise AddressError(f"address {text!r}: brackets must hold an IPv6 address") from None
         if not rest:
             return host, None
         if not rest.startswith(":"):

@@ -118,6 +118,33 @@ class Runtime:
             self.access_log.flush()
         self._ticker = loop.call_later(1.0, self._tick)
 
+    def refused(self, status: int, client_json: str) -> None:
+        """Count and log a request refused before it could be parsed (no route known)."""
+        cell = self.no_route
+        cell.codes[status // 100] += 1
+        cell.buckets[0] += 1
+        log = self.access_log
+        if log is not None:
+            wall = time.time()
+            log.record(
+                (
+                    wall,
+                    0.0,
+                    None,
+                    None,
+                    None,
+                    status,
+                    0,
+                    0,
+                    "null",
+                    "null",
+                    "",
+                    None,
+                    client_json,
+                    None,
+                )
+            )
+
     # -- shutdown ------------------------------------------------------------------------
 
     def drain(self) -> None:

@@ -18,6 +18,7 @@ import random
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import accumulate
 
 from turnout.config.attach import attach_route
@@ -136,6 +137,17 @@ class Snapshot:
     pools: dict[str, EndpointPool] = field(default_factory=dict)  # the endpoints it uses
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def creation_time(stamp: str | None) -> datetime:
+    """A ``creationTimestamp`` as an aware datetime (validated at parse time)."""
+    if not stamp:
+        return _EPOCH
+    parsed = datetime.fromisoformat(stamp)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def socket_key(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -163,9 +175,15 @@ class SnapshotBuilder:
         namespaces = self.config.namespace_labels()
         # (gateway ns/name, listener name) -> hostname -> match entries
         entries: dict[tuple[str, str], dict[str | None, list[MatchEntry[RouteAction]]]] = {}
+        # Gateway API tie-breaks: the oldest route, then "{namespace}/{name}". Objects read
+        # from files carry no timestamp: they were all created together, so names decide.
         routes = sorted(
             (r for r in self.config.resources if isinstance(r.obj, HTTPRouteObject)),
-            key=lambda r: (r.obj.metadata.creation_timestamp or "~", r.origin.order),
+            key=lambda r: (
+                creation_time(r.obj.metadata.creation_timestamp),
+                r.obj.metadata.namespace,
+                r.obj.metadata.name,
+            ),
         )
         for age, res in enumerate(routes):
             route = res.obj

@@ -29,6 +29,10 @@ class Redirect:
     ) -> bytes:
         out_scheme = self.scheme or scheme
         host = self.hostname or head.host.encode()
+        if not host:
+            # HTTP/1.0 without Host: a relative reference is a valid Location (RFC 9110).
+            path = self.path.rewrite(head.path, matched_prefix) if self.path else head.path
+            return path + b"?" + head.query if head.query else path
         if self.port is not None:
             port = self.port
         elif self.scheme is not None:

@@ -90,6 +90,7 @@ FORBIDDEN_TRAILERS: Final = frozenset(
     }
 )
 ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
+_OWS: Final = frozenset(b" \t")
 
 
 class Limits:
@@ -131,7 +132,9 @@ class Http1ServerConnection:
     """Parses requests from one client connection. See the module docstring."""
 
     __slots__ = (
+        "_body_fed",
         "_body_seen",
+        "_chunks",
         "_cl_value",
         "_conn_tokens",
         "_expect",
@@ -143,6 +146,7 @@ class Http1ServerConnection:
         "_headers",
         "_host_count",
         "_host_value",
+        "_in_head",
         "_in_trailers",
         "_limits",
         "_manual_body",
@@ -174,6 +178,9 @@ class Http1ServerConnection:
         self._head: RequestHead | None = None
         self._upgrading: RequestHead | None = None
         self._pending_bytes = 0  # bytes fed since the last head or message completed
+        self._in_head = False  # a request head has begun and is not complete yet
+        self._body_fed = 0  # bytes fed while inside a body (framing and trailers included)
+        self._chunks = 0
         self._url = b""
         self._headers: Headers = []
         self._trailers: Headers = []
@@ -205,11 +212,13 @@ class Http1ServerConnection:
     @property
     def idle(self) -> bool:
         """No request in progress and (as far as we can tell) none partially received."""
-        return not self._serving and not self._queue and self._pending_bytes == 0
+        return not self._serving and not self._queue and not self._in_head
 
     def feed(self, data: bytes) -> None:
         if self._failed:
             return
+        if self._head is not None:
+            self._body_fed += len(data)
         if self._tunnel:
             self._handler.tunnel_data(data)
             return
@@ -237,11 +246,19 @@ class Http1ServerConnection:
         else:
             # llhttp buffers a partial header name/value itself, without bound, so the
             # bytes received since the last complete head are capped here.
-            if self._head is None and self._pending_bytes > self._head_budget():
-                self._fail(431, "request header section too large")
+            if self._head is None:
+                if self._pending_bytes > self._head_budget():
+                    self._fail(431, "request header section too large")
+            elif self._body_fed - self._body_seen > self._framing_budget():
+                # Chunk framing and trailers are buffered by llhttp too (a trailer value
+                # is accumulated whole): cap what is not body.
+                self._fail(431, "chunk framing or trailer section too large")
 
     def _head_budget(self) -> int:
         return self._limits.max_url + self._limits.max_header_bytes + 4096
+
+    def _framing_budget(self) -> int:
+        return self._limits.max_header_bytes + 4096 + 64 * self._chunks
 
     def response_finished(self) -> None:
         """The handler has fully answered the current request; replay the next one.
@@ -261,6 +278,10 @@ class Http1ServerConnection:
 
     def on_message_begin(self) -> None:
         self._reset_message()
+        self._in_head = True
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_url(self, url: bytes) -> None:
         if self._url:
@@ -272,16 +293,20 @@ class Http1ServerConnection:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        lname = name.lower()
-        if self._in_trailers:
-            if lname not in FORBIDDEN_TRAILERS and len(self._trailers) < self._limits.max_headers:
-                self._trailers.append((lname, value))
-            return
         self._header_count += 1
         if self._header_count > self._limits.max_headers:
-            raise _RequestRejected(431, "too many request headers")
+            what = "trailer fields" if self._in_trailers else "request headers"
+            raise _RequestRejected(431, f"too many {what}")
         if self._header_bytes > self._limits.max_header_bytes:
-            raise _RequestRejected(431, "request header section too large")
+            what = "trailer" if self._in_trailers else "request header"
+            raise _RequestRejected(431, f"{what} section too large")
+        if value and value[-1] in _OWS:
+            value = value.rstrip(b" \t")  # RFC 9110 §5.5: not part of the field value
+        lname = name.lower()
+        if self._in_trailers:
+            if lname not in FORBIDDEN_TRAILERS:
+                self._trailers.append((lname, value))
+            return
         if lname in SPECIAL:
             self._special_header(lname, value)
         elif b"_" in lname:
@@ -293,9 +318,11 @@ class Http1ServerConnection:
 
     def on_headers_complete(self) -> None:
         self._in_trailers = True
+        self._in_head = False
         head = self._build_head()
         self._head = head
         self._pending_bytes = 0
+        self._header_bytes = self._header_count = 0  # trailers get a budget of their own
         if self._serving or self._queue:
             self._queue.append((_HEAD, head))
         else:
@@ -334,6 +361,8 @@ class Http1ServerConnection:
         self._header_bytes = 0
         self._header_count = 0
         self._body_seen = 0
+        self._body_fed = 0
+        self._chunks = 0
         self._host_value = None
         self._host_count = 0
         self._te_values = []

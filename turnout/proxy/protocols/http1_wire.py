@@ -50,7 +50,8 @@ def response_head(status: int, headers: Headers, tail: bytes) -> bytes:
 
 
 def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+    """One chunk; empty data gives nothing (an empty chunk would end the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 def last_chunk(trailers: Headers | None) -> bytes:

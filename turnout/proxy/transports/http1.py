@@ -206,6 +206,8 @@ class Http1Transport(asyncio.Protocol):
             if started:
                 self.abort()
                 return
+        else:
+            self.rt.refused(status, self.client_json)
         body = b'{"error":"bad_request","message":%s}\n' % json.dumps(message).encode()
         tail = b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (len(body), _CLOSE)
         self.out.append(response_head(status, [], tail))

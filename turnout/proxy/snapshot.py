@@ -52,13 +52,16 @@ from turnout.proxy.upstream.pool import EndpointPool
 class Cluster:
     """A ``Backend`` as reached through one port: what a backendRef resolves to."""
 
-    __slots__ = ("balancer", "connect_timeout", "label", "label_json")
+    __slots__ = ("balancer", "connect_timeout", "label", "label_json", "single")
 
     def __init__(self, label: str, balancer: RoundRobinBalancer, connect_timeout: float) -> None:
         self.label = label
         self.label_json = _json_str(label)
         self.balancer = balancer
         self.connect_timeout = connect_timeout
+        # The one endpoint when there is exactly one: no balancing to do.
+        eps = balancer.endpoints
+        self.single = eps[0] if len(eps) == 1 else None
 
 
 class BackendChoice:
@@ -71,6 +74,7 @@ class BackendChoice:
         "redirect",
         "request_mod",
         "response_mod",
+        "response_mods",
         "rewrite",
         "stats",
     )
@@ -85,6 +89,8 @@ class BackendChoice:
         self.response_mod: HeaderModifier | None = None
         self.rewrite: UrlRewrite | None = None
         self.redirect: Redirect | None = None
+        # the route's then this backendRef's ResponseHeaderModifier, in order
+        self.response_mods: tuple[HeaderModifier, ...] = ()
 
 
 class RouteAction:
@@ -101,6 +107,7 @@ class RouteAction:
         "rewrite",
         "route_json",
         "route_label",
+        "single",
         "stats",
         "total_weight",
     )
@@ -118,6 +125,7 @@ class RouteAction:
         self.total_weight = 0
         self.request_timeout = 0.0  # 0 = none
         self.backend_timeout = 0.0
+        self.single: BackendChoice | None = None  # the only backendRef with weight > 0
 
     def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
         choices = self.choices
@@ -255,9 +263,12 @@ class SnapshotBuilder:
                 action.backend_timeout = parse_duration(rule.timeouts.backend_request)
         choices = [self._choice(route, label, ref) for ref in rule.backend_refs]
         action.choices = tuple(choices)
+        self._link_response_mods(action)
         weights = [ref.weight for ref in rule.backend_refs]
         action.cumulative = list(accumulate(weights))
         action.total_weight = sum(weights)
+        weighted = [c for c, w in zip(choices, weights, strict=True) if w > 0]
+        action.single = weighted[0] if len(weighted) == 1 else None
         return action
 
     def _choice(
@@ -282,6 +293,12 @@ class SnapshotBuilder:
             elif flt.request_redirect is not None:
                 choice.redirect = Redirect(flt.request_redirect)
         return choice
+
+    @staticmethod
+    def _link_response_mods(action: RouteAction) -> None:
+        for choice in action.choices:
+            mods = [m for m in (action.response_mod, choice.response_mod) if m is not None]
+            choice.response_mods = tuple(mods)
 
     def _cluster(self, backend: BackendObject, port: int | None) -> Cluster | None:
         key = (backend.metadata.namespace, backend.metadata.name, port)

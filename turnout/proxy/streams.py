@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from turnout.observe.stats import LATENCY_BOUNDS
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
-from turnout.proxy.protocols.http1_wire import chunk, last_chunk, request_head
+from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.upstream.endpoints import ResolutionError
 from turnout.proxy.upstream.pool import EndpointPool
@@ -70,6 +70,11 @@ class Downstream(Protocol):
 
 
 _ERROR_TEMPLATE: Final = b'{"error":"%s","message":"%s","request_id":"%s"}\n'
+# method, target, host, headers, x-forwarded-for, -proto, -host, x-request-id, framing
+_REQUEST_HEAD: Final = (
+    b"%s %s HTTP/1.1\r\nhost: %s\r\n%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
+    b"x-forwarded-host: %s\r\nx-request-id: %s\r\n%s\r\n"
+)
 
 
 class Exchange:
@@ -157,7 +162,7 @@ class Exchange:
             action.request_mod.apply_request(head)
         if action.rewrite is not None:
             action.rewrite.apply(head, cand.prefix)
-        choice = self.choice = action.choose()
+        choice = self.choice = action.single or action.choose()
         if choice is None:
             self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
             return
@@ -173,7 +178,8 @@ class Exchange:
             choice.request_mod.apply_request(head)
         if choice.rewrite is not None:
             choice.rewrite.apply(head, cand.prefix)
-        endpoint = self.endpoint = choice.cluster.balancer.pick()
+        cluster = choice.cluster
+        endpoint = self.endpoint = cluster.single or cluster.balancer.pick()
         if endpoint is None:
             self.local_reply(503, b"no_endpoint", b"the backend has no available endpoint")
             return
@@ -316,25 +322,26 @@ class Exchange:
     def _render_head(self, head: RequestHead, rid: bytes) -> bytes:
         down = self.down
         xff = head.forwarded_for
-        client = down.client_ip
-        forwarded = b"%s, %s" % (xff, client) if xff else client
-        tail = (
-            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
-            b"x-forwarded-host: %s\r\nx-request-id: %s\r\n"
-            % (
-                forwarded,
-                down.scheme,
-                head.original_authority,
-                rid,
-            )
-        )
         if head.upgrade is not None:
-            tail += b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
+            framing = b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
         elif head.chunked:
-            tail += b"transfer-encoding: chunked\r\n"
+            framing = b"transfer-encoding: chunked\r\n"
         elif head.content_length is not None:
-            tail += b"content-length: %d\r\n" % head.content_length
-        return request_head(head.method, head.target, head.authority, head.headers, tail)
+            framing = b"content-length: %d\r\n" % head.content_length
+        else:
+            framing = b""
+        headers = head.headers
+        return _REQUEST_HEAD % (
+            head.method,
+            head.path + b"?" + head.query if head.query else head.path,
+            head.authority,
+            b"".join([b"%s: %s\r\n" % h for h in headers]) if headers else b"",
+            xff + b", " + down.client_ip if xff else down.client_ip,
+            down.scheme,
+            head.original_authority,
+            rid,
+            framing,
+        )
 
     # -- response side (events from the upstream codec) -------------------------------
 
@@ -346,16 +353,17 @@ class Exchange:
 
     def response_head(self, head: ResponseHead) -> None:
         self.progress += 1
-        self._cancel_backend_timer()
+        if self.backend_timer is not None:
+            self._cancel_backend_timer()
         if head.status == 101:
             self._switch_protocols(head)
             return
-        action = self.action
-        if action is not None and action.response_mod is not None:
-            head.headers = action.response_mod.apply(head.headers)
         choice = self.choice
-        if choice is not None and choice.response_mod is not None:
-            head.headers = choice.response_mod.apply(head.headers)
+        if choice is not None and choice.response_mods:
+            headers = head.headers
+            for mod in choice.response_mods:
+                headers = mod.apply(headers)
+            head.headers = headers
         if self.head.upgrade is not None:
             # The upstream refused the upgrade: answer normally, then close, because the
             # client may already have sent bytes for the protocol it asked for.
@@ -371,13 +379,14 @@ class Exchange:
 
     def response_complete(self, trailers: Headers | None) -> None:
         self.response_done = True
-        self._cancel_timers()
+        if self.request_timer is not None or self.backend_timer is not None:
+            self._cancel_timers()
         self.down.end_response(trailers)
         conn = self.upstream
         if conn is not None:
             self.upstream = None
             if self.request_done:
-                conn.pool.release(conn, perf_counter())
+                conn.pool.release(conn)
             else:
                 conn.detach()
                 conn.close()  # the request was not fully sent; the socket is out of step

@@ -15,6 +15,14 @@ from typing import Final
 Headers = list[tuple[bytes, bytes]]
 
 
+def index_headers(headers: Headers) -> dict[bytes, bytes]:
+    """``name -> value``, repeated names joined with "," (RFC 9110 list semantics)."""
+    index: dict[bytes, bytes] = {}
+    for name, value in headers:
+        index[name] = index[name] + b"," + value if name in index else value
+    return index
+
+
 class RequestHead:
     """A request as the gateway understood it."""
 
@@ -31,6 +39,7 @@ class RequestHead:
         "original_authority",
         "path",
         "query",
+        "received",
         "request_id",
         "upgrade",
         "version",
@@ -45,11 +54,16 @@ class RequestHead:
         authority: bytes = b"",
         host: str = "",
         version: bytes = b"1.1",
+        received: dict[bytes, bytes] | None = None,
     ) -> None:
         self.method = method
         self.path = path  # normalised path, no query
         self.query = query  # raw query string without '?', b"" when absent
         self.headers = headers
+        # Headers as received, each name once with repeated values joined by ",": routing
+        # and logging read it; filters change ``headers`` only. Framing, Host and the
+        # gateway-set X-Forwarded-*/X-Request-Id are in neither.
+        self.received = received if received is not None else index_headers(headers)
         self.authority = authority  # upstream Host (filters may rewrite it)
         self.original_authority = authority  # Host / :authority as the client sent it
         self.host = host  # lowercase host name without port, for routing
@@ -71,18 +85,8 @@ class RequestHead:
         return self.path + b"?" + self.query if self.query else self.path
 
     def get(self, name: bytes) -> bytes | None:
-        """First value of lowercase header ``name``."""
-        for n, v in self.headers:
-            if n == name:
-                return v
-        return None
-
-    def get_joined(self, name: bytes) -> bytes | None:
-        """All values of ``name`` joined with ``,`` (RFC 9110 list semantics)."""
-        values = [v for n, v in self.headers if n == name]
-        if not values:
-            return None
-        return values[0] if len(values) == 1 else b",".join(values)
+        """Value of lowercase header ``name`` as received (repeats joined by ",")."""
+        return self.received.get(name)
 
     def __repr__(self) -> str:
         return (
@@ -101,7 +105,6 @@ class ResponseHead:
         "reason",
         "status",
         "upgrade",
-        "version",
     )
 
     def __init__(self, status: int, headers: Headers, reason: bytes = b"") -> None:
@@ -112,7 +115,6 @@ class ResponseHead:
         self.chunked = False
         self.keep_alive = True
         self.upgrade: bytes | None = None
-        self.version = b"1.1"
 
     def get(self, name: bytes) -> bytes | None:
         for n, v in self.headers:

@@ -22,7 +22,7 @@ close-delimited bodies, trailers, and a ``101`` switch to a tunnel.
 from __future__ import annotations
 
 import re
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import httptools
 
@@ -93,6 +93,21 @@ ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
 _OWS: Final = frozenset(b" \t")
 
 
+# Host / :authority values seen recently → routing host; most traffic uses a handful.
+_AUTHORITIES: dict[bytes, str] = {}
+
+
+def _parse_authority(authority: bytes) -> str:
+    try:
+        host, _port = split_authority(authority)
+    except InvalidTarget as exc:
+        raise _RequestRejected(400, str(exc)) from None
+    if len(_AUTHORITIES) >= 1024:
+        _AUTHORITIES.clear()
+    _AUTHORITIES[authority] = host
+    return host
+
+
 class Limits:
     __slots__ = ("max_body", "max_header_bytes", "max_headers", "max_url")
 
@@ -135,33 +150,26 @@ class Http1ServerConnection:
         "_body_fed",
         "_body_seen",
         "_chunks",
-        "_cl_value",
-        "_conn_tokens",
-        "_expect",
         "_failed",
         "_handler",
         "_head",
         "_header_bytes",
         "_header_count",
         "_headers",
-        "_host_count",
-        "_host_value",
         "_in_head",
         "_in_trailers",
+        "_index",
         "_limits",
         "_manual_body",
         "_parser",
         "_pending_bytes",
         "_queue",
-        "_request_id",
         "_serving",
-        "_te_values",
+        "_specials",
         "_trailers",
         "_tunnel",
-        "_upgrade_value",
         "_upgrading",
         "_url",
-        "_xff",
         "scheme",
     )
 
@@ -188,15 +196,9 @@ class Http1ServerConnection:
         self._header_bytes = 0
         self._header_count = 0
         self._body_seen = 0
-        self._host_value: bytes | None = None
-        self._host_count = 0
-        self._te_values: list[bytes] = []
-        self._cl_value: bytes | None = None
-        self._xff: bytes | None = None
-        self._request_id: bytes | None = None
-        self._expect: bytes | None = None
-        self._conn_tokens: list[bytes] = []
-        self._upgrade_value: bytes | None = None
+        # (name, value) of headers the codec interprets itself (Host, framing, ...)
+        self._specials: Headers = []
+        self._index: dict[bytes, bytes] = {}
 
     # -- public API ---------------------------------------------------------------------
 
@@ -308,13 +310,15 @@ class Http1ServerConnection:
                 self._trailers.append((lname, value))
             return
         if lname in SPECIAL:
-            self._special_header(lname, value)
-        elif b"_" in lname:
+            self._specials.append((lname, value))
+        elif 0x5F in lname:  # "_" (an int needle: see hosts.path_needs_normalizing)
             # nginx's default: names with '_' are dropped, so "Content_Length" can never
             # be read as framing by a lenient upstream (Envoy edge rule).
             return
         else:
             self._headers.append((lname, value))
+            index = self._index
+            index[lname] = index[lname] + b"," + value if lname in index else value
 
     def on_headers_complete(self) -> None:
         self._in_trailers = True
@@ -356,6 +360,8 @@ class Http1ServerConnection:
     def _reset_message(self) -> None:
         self._url = b""
         self._headers = []
+        self._index = {}
+        self._specials = []
         self._trailers = []
         self._in_trailers = False
         self._header_bytes = 0
@@ -363,15 +369,6 @@ class Http1ServerConnection:
         self._body_seen = 0
         self._body_fed = 0
         self._chunks = 0
-        self._host_value = None
-        self._host_count = 0
-        self._te_values = []
-        self._cl_value = None
-        self._xff = None
-        self._request_id = None
-        self._expect = None
-        self._conn_tokens = []
-        self._upgrade_value = None
 
     def _end_message(self) -> None:
         trailers = self._trailers or None
@@ -404,27 +401,6 @@ class Http1ServerConnection:
             # No request in progress, or the body of the one being answered is bad.
             self._handler.protocol_error(status, message)
 
-    def _special_header(self, lname: bytes, value: bytes) -> None:
-        if lname == b"x-forwarded-for":
-            self._xff = value if self._xff is None else self._xff + b", " + value
-        elif lname == b"x-request-id":
-            self._request_id = value
-        elif lname == b"host":
-            self._host_count += 1
-            self._host_value = value
-        elif lname == b"connection":
-            self._conn_tokens.extend(t.strip().lower() for t in value.split(b","))
-        elif lname == b"transfer-encoding":
-            self._te_values.append(value)
-        elif lname == b"content-length":
-            self._cl_value = value  # llhttp has checked it: digits only, no duplicates
-        elif lname == b"expect":
-            self._expect = value.strip().lower()
-        elif lname == b"upgrade":
-            self._upgrade_value = value.strip().lower()
-        # content-length, keep-alive, te, trailer, proxy-*: framing comes from llhttp, the
-        # rest is hop-by-hop and dropped.
-
     def _build_head(self) -> RequestHead:
         parser = self._parser
         version = parser.get_http_version()
@@ -440,8 +416,31 @@ class Http1ServerConnection:
         if method == b"CONNECT":
             raise _RequestRejected(405, "CONNECT is not supported")
         path, query, authority = self._split_target(method)
-        host_value = self._host_value
-        if self._host_count > 1:
+        host_value: bytes | None = None
+        host_count = 0
+        xff = rid = cl_value = expect = upgrade = None
+        tokens: list[bytes] = []
+        te_values: list[bytes] = []
+        for lname, value in self._specials:
+            if lname == b"host":
+                host_count += 1
+                host_value = value
+            elif lname == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+            elif lname == b"x-request-id":
+                rid = value
+            elif lname == b"connection":
+                tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif lname == b"transfer-encoding":
+                te_values.append(value)
+            elif lname == b"content-length":
+                cl_value = value  # llhttp has checked it: digits only, no duplicates
+            elif lname == b"expect":
+                expect = value.strip().lower()
+            elif lname == b"upgrade":
+                upgrade = value.strip().lower()
+            # keep-alive, te, trailer, proxy-*: hop-by-hop, dropped.
+        if host_count > 1:
             raise _RequestRejected(400, "duplicate Host header")
         if host_value is None:
             if vbytes == b"1.1":  # even with an absolute-form target (RFC 9112 §3.2)
@@ -452,26 +451,25 @@ class Http1ServerConnection:
             authority = host_value or b""
         host = ""
         if authority:
-            try:
-                host, _port = split_authority(authority)
-            except InvalidTarget as exc:
-                raise _RequestRejected(400, str(exc)) from None
+            host = _AUTHORITIES.get(authority, "")
+            if not host:
+                host = _parse_authority(authority)
         headers = self._headers
-        tokens = self._conn_tokens
         if tokens:
             nominated = {t for t in tokens if t and t not in PROTECTED}
             if nominated - {b"close", b"keep-alive", b"upgrade"}:
                 headers = [h for h in headers if h[0] not in nominated]
-        head = RequestHead(method, path, query, headers, authority, host, vbytes)
-        head.forwarded_for = self._xff
-        rid = self._request_id
+                for name in nominated:
+                    self._index.pop(name, None)
+        head = RequestHead(method, path, query, headers, authority, host, vbytes, self._index)
+        head.forwarded_for = xff
         if rid is not None and _SANE_ID.fullmatch(rid):
             head.request_id = rid
-        if self._te_values:
+        if te_values:
             if vbytes == b"1.0":
                 raise _RequestRejected(400, "Transfer-Encoding is not allowed in HTTP/1.0")
             codings = [
-                c for v in self._te_values for c in (x.strip().lower() for x in v.split(b",")) if c
+                c for v in te_values for c in (x.strip().lower() for x in v.split(b",")) if c
             ]
             if not codings or codings[-1] != b"chunked":
                 # The body length cannot be determined (RFC 9112 §6.1: 400 and close).
@@ -482,17 +480,17 @@ class Http1ServerConnection:
                 raise _RequestRejected(501, "unsupported transfer coding")
             head.chunked = True
         else:
-            cl = int(self._cl_value) if self._cl_value is not None else None
+            cl = int(cl_value) if cl_value is not None else None
             head.content_length = cl
             if cl and self._limits.max_body and cl > self._limits.max_body:
                 raise _RequestRejected(413, "request body too large")
         head.keep_alive = bool(parser.should_keep_alive())
-        if self._expect is not None:
-            if self._expect != b"100-continue":
+        if expect is not None:
+            if expect != b"100-continue":
                 raise _RequestRejected(417, "unsupported Expect value")
             head.expect_continue = vbytes == b"1.1"
-        if self._upgrade_value is not None and parser.should_upgrade():
-            token = self._upgrade_value.split(b"/", 1)[0]
+        if upgrade is not None and parser.should_upgrade():
+            token = upgrade.split(b"/", 1)[0]
             if token in ALLOWED_UPGRADES and b"upgrade" in tokens:
                 if head.has_body:
                     raise _RequestRejected(400, "an upgrade request cannot carry a body")
@@ -501,7 +499,7 @@ class Http1ServerConnection:
 
     def _split_target(self, method: bytes) -> tuple[bytes, bytes, bytes]:
         url = self._url
-        if b"#" in url:
+        if 0x23 in url:  # "#"
             raise _RequestRejected(400, "fragment in request target")
         authority = b""
         if url[:1] != b"/":
@@ -511,15 +509,24 @@ class Http1ServerConnection:
                 parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
                 raise _RequestRejected(400, "invalid request target") from None
-            if parsed.schema not in (b"http", b"https") or not parsed.host:
+            # httptools' stubs say bytes/int, but absent URL parts are None; compiled code
+            # checks the stub types at runtime, so go through Any and say Optional.
+            parts: Any = parsed
+            schema: bytes | None = parts.schema
+            host: bytes | None = parts.host
+            port: int | None = parts.port
+            userinfo: bytes | None = parts.userinfo
+            if schema not in (b"http", b"https") or not host:
                 raise _RequestRejected(400, "invalid request target")
-            authority = parsed.host if b":" not in parsed.host else b"[" + parsed.host + b"]"
-            if parsed.port is not None:
-                authority += b":%d" % parsed.port
-            if parsed.userinfo:
+            authority = host if 0x3A not in host else b"[" + host + b"]"
+            if port is not None:
+                authority += b":%d" % port
+            if userinfo:
                 raise _RequestRejected(400, "userinfo in request target")
-            path = parsed.path or b"/"
-            query = parsed.query or b""
+            target_path: bytes | None = parts.path
+            target_query: bytes | None = parts.query
+            path = target_path or b"/"
+            query = target_query or b""
         else:
             path, _, query = url.partition(b"?")
         if path_needs_normalizing(path):

@@ -48,6 +48,7 @@ class Http1ClientConnection:
         "_cl_value",
         "_conn_tokens",
         "_failed",
+        "_fed",
         "_head",
         "_head_request",
         "_headers",
@@ -93,6 +94,8 @@ class Http1ClientConnection:
         self.received_any = False
         self.done = False
         self._head = None
+        self._fed = 0
+        self._seen = 0
 
     def feed(self, data: bytes) -> None:
         if self._tunnel:
@@ -116,6 +119,12 @@ class Http1ClientConnection:
             self._error(str(exc.__context__ or exc))
         except httptools.HttpParserError as exc:
             self._error(f"malformed response: {exc}")
+        else:
+            if self._head is None and not self.done:
+                # The head is still incomplete and llhttp buffers partial fields itself.
+                self._fed += len(data)
+                if self._fed > self._max_header_bytes:
+                    self._error("upstream response header section too large")
         if self._head_request and self._head is not None and not self.done:
             self._finish_head_response()
 
@@ -136,14 +145,12 @@ class Http1ClientConnection:
 
     # -- llhttp callbacks -----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._reset()
-
     def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
         self._seen += len(name) + len(value)
         if self._seen > self._max_header_bytes:
-            raise ValueError("upstream response header section too large")
-        lname = name.lower()
+            what = "trailer" if self._in_trailers else "response header"
+            raise ValueError(f"upstream {what} section too large")
         if self._in_trailers:
             if lname not in FORBIDDEN_TRAILERS:
                 self._trailers.append((lname, value))
@@ -170,12 +177,14 @@ class Http1ClientConnection:
             if nominated:
                 headers = [h for h in headers if h[0] not in nominated]
         head = ResponseHead(status, headers)
-        head.version = b"1.1" if parser.get_http_version() == "1.1" else b"1.0"
         if status < 200 and status != 101:
+            self._reset()  # the final response follows on the same connection
             if status != 100:
                 self.handler.response_informational(head)
             return
         self._in_trailers = True
+        self._trailers = []
+        self._seen = 0  # trailers get a budget of their own
         head.chunked = self._te_seen
         if self._cl_value is not None and not self._te_seen:
             head.content_length = int(self._cl_value)
@@ -183,6 +192,11 @@ class Http1ClientConnection:
         if status == 101:
             head.upgrade = self._upgrade_value
         self._head = head
+        self._headers = []  # a fresh list for the next response; the head keeps this one
+        self._cl_value = self._upgrade_value = None
+        self._te_seen = False
+        if self._conn_tokens:
+            self._conn_tokens = []
         self.handler.response_head(head)
 
     def on_body(self, body: bytes) -> None:
@@ -217,6 +231,7 @@ class Http1ClientConnection:
     def _complete(self, trailers: Headers | None) -> None:
         head = self._head
         self.done = True
+        self._in_trailers = False
         if head is None or not head.keep_alive:
             self.reusable = False
         self.handler.response_complete(trailers)

@@ -34,7 +34,7 @@ QueryPredicate = tuple[str, str | None, "re.Pattern[str] | None"]
 class Candidate(Generic[A]):
     """One ``HTTPRouteMatch`` of one rule, compiled."""
 
-    __slots__ = ("action", "headers", "method", "prefix", "queries", "sort_key")
+    __slots__ = ("action", "headers", "method", "plain", "prefix", "queries", "sort_key")
 
     def __init__(
         self,
@@ -51,12 +51,14 @@ class Candidate(Generic[A]):
         self.queries = queries
         self.prefix = prefix  # the matched PathPrefix (for ReplacePrefixMatch), else None
         self.sort_key = sort_key
+        self.plain = method is None and not headers and not queries
 
     def predicates_hold(self, head: RequestHead, query: dict[str, str] | None) -> bool:
         if self.method is not None and head.method != self.method:
             return False
+        received = head.received
         for name, exact, pattern in self.headers:
-            value = head.get_joined(name)
+            value = received.get(name)
             if value is None:
                 return False
             if exact is not None:
@@ -126,10 +128,12 @@ class VirtualHost(Generic[A]):
         bucket = self.exact.get(path)
         if bucket is not None:
             for cand in bucket:
-                if cand.predicates_hold(head, query):
+                if cand.plain or cand.predicates_hold(head, query):
                     return cand
         for pattern, cand in self.regex:
-            if pattern.fullmatch(path) is not None and cand.predicates_hold(head, query):
+            if pattern.fullmatch(path) is not None and (
+                cand.plain or cand.predicates_hold(head, query)
+            ):
                 return cand
         prefixes = self.prefix
         if not prefixes:
@@ -139,7 +143,7 @@ class VirtualHost(Generic[A]):
             bucket = prefixes.get(key)
             if bucket is not None:
                 for cand in bucket:
-                    if cand.predicates_hold(head, query):
+                    if cand.plain or cand.predicates_hold(head, query):
                         return cand
             if key == b"/":
                 return None
@@ -150,7 +154,7 @@ class VirtualHost(Generic[A]):
 class HostIndex(Generic[A]):
     """Maps a request host to the most specific entry: exact, longest wildcard, default."""
 
-    __slots__ = ("default", "exact", "wildcards")
+    __slots__ = ("default", "exact", "single", "wildcards")
 
     def __init__(
         self,
@@ -162,6 +166,8 @@ class HostIndex(Generic[A]):
         # (".suffix", value), longest suffix first
         self.wildcards = sorted(wildcards, key=lambda kv: -len(kv[0]))
         self.default = default
+        # Only a default entry: every host gets it, no lookup needed.
+        self.single = default if not exact and not wildcards else None
 
     def lookup(self, host: str) -> A | None:
         hit = self.exact.get(host)
@@ -197,10 +203,11 @@ class PortTable(Generic[A]):
         self.listeners = listeners
 
     def route(self, head: RequestHead) -> tuple[ListenerTable[A] | None, Candidate[A] | None]:
-        listener = self.listeners.lookup(head.host)
+        listener = self.listeners.single or self.listeners.lookup(head.host)
         if listener is None:
             return None, None
-        vhost = listener.hosts.lookup(head.host)
+        hosts = listener.hosts
+        vhost = hosts.single or hosts.lookup(head.host)
         if vhost is None:
             return listener, None
         return listener, vhost.match(head)

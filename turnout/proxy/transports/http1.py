@@ -21,6 +21,7 @@ from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, RequestHead
 from turnout.proxy.protocols.http1 import Http1ServerConnection
 from turnout.proxy.protocols.http1_wire import (
     CONTINUE_100,
+    STATUS_LINES,
     chunk,
     last_chunk,
     response_head,
@@ -218,13 +219,14 @@ class Http1Transport(asyncio.Protocol):
     # -- Downstream interface (used by Exchange) -----------------------------------------
 
     def send_response(self, head: ResponseHead, request: RequestHead) -> None:
+        headers = head.headers
         status = head.status
         if status < 200 and status != 101:
             if request.version == b"1.1":
-                self.out.append(response_head(status, head.headers, b""))
+                self.out.append(response_head(status, headers, b""))
             return
         if status == 101:
-            self.out.append(response_head(status, head.headers, b""))
+            self.out.append(response_head(status, headers, b""))
             return
         if request.method == b"HEAD" or status in NO_BODY_STATUSES:
             self.body_allowed = False
@@ -249,7 +251,9 @@ class Http1Transport(asyncio.Protocol):
             tail += _CLOSE
         elif request.version == b"1.0":
             tail += _KEEP_ALIVE
-        self.out.append(response_head(status, head.headers, tail))
+        line = STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
+        rendered = b"".join([b"%s: %s\r\n" % h for h in headers]) if headers else b""
+        self.out.append(b"%s%s%s\r\n" % (line, rendered, tail))
 
     def send_body(self, data: bytes) -> None:
         if not self.body_allowed or not data:
@@ -308,13 +312,10 @@ class Http1Transport(asyncio.Protocol):
         out = self.out
         if not out:
             return
+        self.out = []
         t = self.transport
         if t is not None and not self.closed and not t.is_closing():
-            if len(out) == 1:
-                t.write(out[0])
-            else:
-                t.writelines(out)
-        self.out = []
+            t.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- housekeeping ---------------------------------------------------------------------
 

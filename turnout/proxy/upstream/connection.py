@@ -136,8 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def usable(self) -> bool:
-        t = self.transport
-        return not self.closed and self.codec.reusable and t is not None and not t.is_closing()
+        # close() and abort() clear ``reusable`` and connection_lost sets ``closed``.
+        return self.codec.reusable and not self.closed
 
     def attach(self, owner: UpstreamOwner, head_request: bool) -> None:
         self.owner = owner
@@ -152,9 +152,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.set_reading(True)
 
     def write(self, data: bytes) -> None:
-        t = self.transport
-        if t is not None:
-            t.write(data)
+        if not self.closed:
+            self.transport.write(data)  # type: ignore[union-attr]  # set before attach
 
     def set_reading(self, on: bool) -> None:
         t = self.transport

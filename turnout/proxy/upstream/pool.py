@@ -55,16 +55,20 @@ class EndpointPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable:
+            if conn.codec.reusable and not conn.closed:
                 return conn
             conn.close()
         return None
 
-    def release(self, conn: UpstreamConnection, now: float) -> None:
-        """Return a connection after its response completed; keep it if it is healthy."""
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection after its response completed; keep it if it is healthy.
+
+        Its idle time is counted from the sweeper tick that first sees it idle (cheaper
+        than a clock read per request, and expiry only needs second precision).
+        """
         conn.detach()
-        if conn.usable and len(self.idle) < self.max_idle:
-            conn.idle_since = now
+        if conn.codec.reusable and not conn.closed and len(self.idle) < self.max_idle:
+            conn.idle_since = 0.0
             self.idle.append(conn)
         else:
             conn.close()
@@ -79,6 +83,9 @@ class EndpointPool:
 
     def expire(self, now: float) -> None:
         idle = self.idle
+        for conn in idle:
+            if not conn.idle_since:
+                conn.idle_since = now  # first seen idle by this tick
         limit = now - self.idle_timeout
         while idle and idle[0].idle_since < limit:
             idle.popleft().close()

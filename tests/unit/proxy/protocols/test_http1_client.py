@@ -37,7 +37,6 @@ def test_content_length_response() -> None:
         True,
     )
     assert head.headers == [(b"x-app", b"1")]
-    assert head.version == b"1.1"
     assert rec.body == b"hello"
     assert rec.events[-1] == ("end", None)
     assert conn.done and conn.reusable and conn.received_any
@@ -246,7 +245,7 @@ def test_connection_close_is_not_reusable(head: str) -> None:
 def test_http_1_0_keep_alive_is_reusable() -> None:
     rec, conn = upstream(resp("HTTP/1.0 200 OK\nContent-Length: 1\nConnection: keep-alive", b"x"))
 
-    assert rec.heads[0].version == b"1.0"
+    assert rec.heads[0].keep_alive
     assert conn.reusable
 
 
@@ -282,4 +281,22 @@ def test_an_oversized_response_head_is_a_protocol_error() -> None:
 
     assert rec.kinds == ["error"]
     assert "too large" in rec.events[0][1]
+    assert not conn.reusable
+
+
+def test_a_first_read_with_much_body_is_not_an_oversized_head() -> None:
+    # Regression: the head-size cap once counted every byte of the first read, so a
+    # fast upstream that sent head and 256 KiB of body together looked like a huge head.
+    body = b"b" * (256 * 1024)
+    rec, conn = upstream(resp(f"HTTP/1.1 200 OK\nContent-Length: {len(body)}", body))
+
+    assert rec.kinds[0] == "head" and rec.kinds[-1] == "end"
+    assert rec.body == body
+    assert conn.reusable
+
+
+def test_a_head_that_never_ends_is_refused() -> None:
+    rec, conn = upstream(b"HTTP/1.1 200 OK\r\nX-Big: ", *([b"a" * 16384] * 8))
+
+    assert rec.kinds == ["error"]
     assert not conn.reusable

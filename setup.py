@@ -16,43 +16,43 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Modules on the per-request path. Not here: anything that runs once per reload or per
-# connection setup (config, snapshot building, supervisor) and modules mypyc cannot
-# compile (classes deriving from builtin exceptions, e.g. upstream/endpoints.py).
-HOT_MODULES = [
-    "turnout/core/ids.py",
-    "turnout/observe/stats.py",
-    "turnout/proxy/protocols/heads.py",
-    "turnout/proxy/protocols/hosts.py",
-    "turnout/proxy/protocols/http1.py",
-    "turnout/proxy/protocols/http1_client.py",
-    "turnout/proxy/protocols/http1_wire.py",
-    "turnout/proxy/routing/table.py",
-    "turnout/proxy/filters/headers.py",
-    "turnout/proxy/filters/redirect.py",
-    "turnout/proxy/filters/rewrite.py",
-    "turnout/proxy/upstream/balancer.py",
-    "turnout/proxy/upstream/connection.py",
-    "turnout/proxy/upstream/pool.py",
-    "turnout/proxy/streams.py",
-    "turnout/proxy/transports/http1.py",
-]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from turnout.core.accel import HOT_MODULES  # the one list of compiled modules
 
 
 class OptionalBuildExt(build_ext):
-    """Fall back to pure Python when the extensions cannot be built."""
+    """Fall back to pure Python when the extensions cannot all be built.
+
+    The compiled modules share one runtime library, so it is all or nothing: after any
+    failure every extension already built is removed again.
+    """
 
     def run(self) -> None:
+        self._failed = False
         try:
             super().run()
         except Exception as exc:  # compiler missing, headers missing, ...
-            _warn(f"compiling the hot path failed ({exc}); installing pure Python")
+            self._failed = True
+            _warn(f"compiling the hot path failed ({exc})")
+        if self._failed:
+            for ext in self.extensions:
+                for path in (self.get_ext_fullpath(ext.name), self._inplace_path(ext.name)):
+                    if path and os.path.exists(path):
+                        os.remove(path)
+            _warn("installing pure Python (slower, same behaviour)")
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
             super().build_extension(ext)
         except Exception as exc:
-            _warn(f"compiling {ext.name} failed ({exc}); that module stays pure Python")
+            self._failed = True
+            _warn(f"compiling {ext.name} failed ({exc})")
+
+    def _inplace_path(self, name: str) -> str:
+        build_py = self.get_finalized_command("build_py")
+        package = ".".join(name.split(".")[:-1])
+        filename = self.get_ext_filename(name).split(os.sep)[-1]
+        return os.path.join(build_py.get_package_dir(package) or ".", filename)
 
 
 def _warn(message: str) -> None:
@@ -67,7 +67,8 @@ def _extensions() -> list[object]:
     except ImportError:
         _warn("mypyc is not available; installing pure Python")
         return []
-    return list(mypycify(HOT_MODULES, opt_level="3", debug_level="0", group_name="turnout"))
+    paths = [m.replace(".", "/") + ".py" for m in HOT_MODULES]
+    return list(mypycify(paths, opt_level="3", debug_level="0", group_name="turnout"))
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -78,3 +78,10 @@ def test_no_dangerous_httptools_leniencies() -> None:
         if "set_dangerous_leniencies" in f.read_text()
     ]
     assert hits == []
+
+
+def test_compiled_modules_are_not_stale() -> None:
+    """An edited hot module must not be shadowed by its older compiled copy."""
+    from turnout.core import accel
+
+    assert accel.stale() == [], "rebuild the compiled data plane: pip install -e ."

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import uvloop
 
 from turnout.config.sources import ConfigSource, FileSource, TextSource
-from turnout.observe.accesslog import DEFAULT_FIELDS, FIELD_RENDERERS
+from turnout.observe.accesslog import DEFAULT_FIELDS, FIELDS
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.runtime import ProxySettings
 from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
@@ -54,9 +54,9 @@ class ServeFlags:
             ),
         )
         fields = tuple(f.strip() for f in self.access_log_fields.split(",") if f.strip())
-        unknown = [f for f in fields if f not in FIELD_RENDERERS]
+        unknown = [f for f in fields if f not in FIELDS]
         if unknown:
-            known = ", ".join(FIELD_RENDERERS)
+            known = ", ".join(FIELDS)
             raise ValueError(f"unknown access log field(s) {', '.join(unknown)}; known: {known}")
         return ServeOptions(
             workers=self.workers or os.cpu_count() or 1,

@@ -31,6 +31,7 @@ from typing import Any
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
 from turnout.config.validate import ConfigSet
+from turnout.core import accel
 from turnout.core.netaddr import parse_address
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.metrics import Aggregate, RouteTotals
@@ -127,6 +128,12 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        log.info("data plane: %s", accel.describe())
+        for module in accel.stale():
+            log.warning(
+                "%s is older than its source and shadows it; rebuild with `pip install -e .`",
+                accel.compiled_path(module),
+            )
         log.info(
             "serving revision %d on %s; admin on http://%s",
             self.revision,

@@ -1,0 +1,78 @@
+"""Which modules are compiled with mypyc, and whether a compiled copy is out of date.
+
+``setup.py`` compiles ``HOT_MODULES`` (the per-request code) into C extensions placed
+beside their sources; Python then imports the extension instead of the ``.py`` file.
+In a source checkout that makes an edited ``.py`` silently lose to its older compiled
+copy, so ``stale()`` compares modification times and the supervisor and the test suite
+report stale copies (rebuild with ``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+from pathlib import Path
+from typing import Final
+
+# Per-request modules. Not here: code that runs once per reload or connection set-up,
+# and modules mypyc cannot compile (classes deriving from builtin exceptions).
+HOT_MODULES: Final = (
+    "turnout.core.ids",
+    "turnout.observe.accesslog",
+    "turnout.observe.stats",
+    "turnout.proxy.protocols.heads",
+    "turnout.proxy.protocols.hosts",
+    "turnout.proxy.protocols.http1",
+    "turnout.proxy.protocols.http1_client",
+    "turnout.proxy.protocols.http1_wire",
+    "turnout.proxy.routing.table",
+    "turnout.proxy.filters.headers",
+    "turnout.proxy.filters.redirect",
+    "turnout.proxy.filters.rewrite",
+    "turnout.proxy.upstream.balancer",
+    "turnout.proxy.upstream.connection",
+    "turnout.proxy.upstream.pool",
+    "turnout.proxy.streams",
+    "turnout.proxy.transports.http1",
+)
+
+_PACKAGE_ROOT: Final = Path(__file__).resolve().parent.parent.parent
+
+
+def source_path(module: str) -> Path:
+    return _PACKAGE_ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def compiled_path(module: str) -> Path | None:
+    source = source_path(module)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = source.with_name(source.stem + suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def compiled() -> list[str]:
+    """Hot modules that have a compiled copy beside their source."""
+    return [m for m in HOT_MODULES if compiled_path(m) is not None]
+
+
+def stale() -> list[str]:
+    """Hot modules whose source changed after their compiled copy was built."""
+    out = []
+    for module in HOT_MODULES:
+        binary = compiled_path(module)
+        source = source_path(module)
+        if binary is None or not source.exists():
+            continue
+        if source.stat().st_mtime > binary.stat().st_mtime:
+            out.append(module)
+    return out
+
+
+def describe() -> str:
+    done = compiled()
+    if not done:
+        return "pure Python (no compiled data plane found)"
+    if len(done) < len(HOT_MODULES):
+        return f"partly compiled ({len(done)} of {len(HOT_MODULES)} hot modules)"
+    return "compiled with mypyc"

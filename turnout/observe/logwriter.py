@@ -1,0 +1,85 @@
+"""Where formatted access-log lines go: a file written in place, or a pipe via a thread.
+
+Appending a few kilobytes to a regular file lands in the page cache in microseconds,
+so a batch for a file is written straight from the event loop (one ``write`` per batch,
+no thread hand-off on the same core). Pipes and terminals (``--access-log -``) can
+block when their reader is slow, so batches for them go to a daemon thread; if it
+falls more than ``max_backlog`` bytes behind, lines are dropped and counted rather
+than let memory grow. Several workers share stdout, and a pipe write is atomic only up
+to PIPE_BUF, so writes to pipes hold whole lines and at most 4 KiB.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import stat
+import threading
+
+
+class LogWriter:
+    def __init__(self, fd: int, max_backlog: int = 64 << 20) -> None:
+        self._fd = fd
+        mode = os.fstat(fd).st_mode
+        self._regular = stat.S_ISREG(mode)
+        self._atomic = 4096 if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) else 0
+        self._backlog = 0
+        self._max_backlog = max_backlog
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if not self._regular:
+            self._thread = threading.Thread(
+                target=self._run, name="turnout-access-log", daemon=True
+            )
+            self._thread.start()
+
+    def write(self, data: bytes, lines: int) -> None:
+        if self._regular:
+            self._write_all(data)
+            return
+        with self._lock:
+            if self._backlog + len(data) > self._max_backlog:
+                self.dropped += lines
+                return
+            self._backlog += len(data)
+        self._queue.put(data)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            self._write_all(data)
+            with self._lock:
+                self._backlog -= len(data)
+
+    def _write_all(self, data: bytes) -> None:
+        try:
+            for piece in self._pieces(data):
+                view = memoryview(piece)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+        except OSError:
+            pass  # a closed stdout or a full disk must not kill the worker
+
+    def _pieces(self, data: bytes) -> list[bytes]:
+        limit = self._atomic
+        if not limit or len(data) <= limit:
+            return [data]
+        out: list[bytes] = []
+        start = 0
+        while start < len(data):
+            end = data.rfind(b"\n", start, start + limit) + 1
+            if end <= start:  # one line longer than the limit: write it alone
+                end = data.find(b"\n", start) + 1 or len(data)
+            out.append(data[start:end])
+            start = end
+        return out

@@ -13,8 +13,9 @@ import importlib.machinery
 from pathlib import Path
 from typing import Final
 
-# Per-request modules. Not here: code that runs once per reload or connection set-up,
-# and modules mypyc cannot compile (classes deriving from builtin exceptions).
+# Modules whose code or objects are touched per request. Not here: the supervisor, the
+# config model (pydantic) and modules mypyc cannot compile (classes deriving from
+# builtin exceptions, hence upstream/errors.py).
 HOT_MODULES: Final = (
     "turnout.core.ids",
     "turnout.observe.accesslog",
@@ -29,8 +30,11 @@ HOT_MODULES: Final = (
     "turnout.proxy.filters.redirect",
     "turnout.proxy.filters.rewrite",
     "turnout.proxy.upstream.balancer",
+    "turnout.proxy.upstream.endpoints",
     "turnout.proxy.upstream.connection",
     "turnout.proxy.upstream.pool",
+    "turnout.proxy.snapshot",
+    "turnout.proxy.runtime",
     "turnout.proxy.streams",
     "turnout.proxy.transports.http1",
 )

@@ -34,7 +34,7 @@ from turnout.observe.stats import LATENCY_BOUNDS
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.runtime import Runtime
-from turnout.proxy.upstream.endpoints import ResolutionError
+from turnout.proxy.upstream.errors import ResolutionError
 from turnout.proxy.upstream.pool import EndpointPool
 
 if TYPE_CHECKING:

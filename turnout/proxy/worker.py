@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from functools import partial
+from typing import cast
 
 from turnout.config.validate import ConfigSet
 from turnout.observe.accesslog import AccessLog
@@ -47,9 +49,11 @@ class Worker:
                 sock = self.sockets.get(key)
                 if sock is None:
                     raise RuntimeError(f"no listening socket was passed for {key}")
-                self.servers[key] = await self.loop.create_server(
-                    partial(Http1Transport, self.rt, key), sock=sock, backlog=4096
+                # Http1Transport is a protocol by duck typing (see its docstring).
+                factory = cast(
+                    "Callable[[], asyncio.Protocol]", partial(Http1Transport, self.rt, key)
                 )
+                self.servers[key] = await self.loop.create_server(factory, sock=sock, backlog=4096)
         self.rt.install(snapshot)
         self.revision = revision
         for key in list(self.servers):

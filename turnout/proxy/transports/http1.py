@@ -41,7 +41,10 @@ _KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
 _CHUNKED: Final = b"transfer-encoding: chunked\r\n"
 
 
-class Http1Transport(asyncio.Protocol):
+class Http1Transport:
+    """An asyncio protocol by duck typing (asyncio and uvloop need only the methods):
+    not deriving from ``asyncio.Protocol`` lets mypyc compile it as a native class."""
+
     __slots__ = (
         "_snapshot",
         "_table",
@@ -89,7 +92,7 @@ class Http1Transport(asyncio.Protocol):
         self._snapshot: Snapshot | None = None
         self._table: PortTable[RouteAction] | None = None
 
-    # -- asyncio.Protocol -----------------------------------------------------------------
+    # -- the asyncio protocol interface ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

@@ -61,7 +61,9 @@ class _Orphan:
         self.conn.codec.reusable = False
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    """An asyncio protocol by duck typing, like ``Http1Transport`` (native when compiled)."""
+
     __slots__ = (
         "_orphan",
         "closed",
@@ -85,7 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests = 0  # requests sent on this connection; > 1 means it was reused
         self.reading_paused = False
 
-    # -- asyncio.Protocol -----------------------------------------------------------------
+    # -- the asyncio protocol interface ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

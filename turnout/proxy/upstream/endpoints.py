@@ -15,12 +15,10 @@ import socket
 import time
 from typing import TYPE_CHECKING, Final
 
+from turnout.proxy.upstream.errors import ResolutionError
+
 if TYPE_CHECKING:
     from turnout.proxy.upstream.pool import EndpointPool
-
-
-class ResolutionError(OSError):
-    """A name that did not resolve (NXDOMAIN, SERVFAIL or timeout)."""
 
 
 class Endpoint:

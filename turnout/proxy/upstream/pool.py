@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import cast
 
 from turnout.core.netaddr import Address
 from turnout.proxy.upstream.connection import UpstreamConnection
@@ -98,8 +101,11 @@ class EndpointPool:
         """Open a new connection (resolving the name if needed). Raises ``OSError``."""
         addr = self.address
         loop = self._loop
+        # UpstreamConnection is a protocol by duck typing (see its docstring).
+        factory = cast("Callable[[], asyncio.Protocol]", partial(UpstreamConnection, self))
+        proto: asyncio.Protocol
         if addr.is_unix:
-            _, conn = await loop.create_unix_connection(lambda: UpstreamConnection(self), addr.path)
+            _, proto = await loop.create_unix_connection(factory, addr.path)
         else:
             if self.is_ip:
                 targets = [(addr.host, addr.port)]
@@ -108,14 +114,13 @@ class EndpointPool:
             last: OSError | None = None
             for host, port in targets:
                 try:
-                    _, conn = await loop.create_connection(
-                        lambda: UpstreamConnection(self), host, port
-                    )
+                    _, proto = await loop.create_connection(factory, host, port)
                     break
                 except OSError as exc:
                     last = exc
             else:
                 assert last is not None
                 raise last
+        conn = cast(UpstreamConnection, proto)
         self.open_count += 1
         return conn

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
 import asyncio
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnout.proxy.upstream.balancer import RoundRobinBalancer
 from turnout.core.netaddr import Address
+from turnout.proxy.upstream.balancer import RoundRobinBalancer
 from turnout.proxy.upstream.endpoints import Endpoint, Resolver
 from turnout.proxy.upstream.pool import EndpointPool
-
 
 _LOOP = asyncio.new_event_loop()  # pools need one; nothing runs on it here
 

@@ -79,6 +79,7 @@ class LineSink(Protocol):
     dropped: int
 
     def write(self, data: bytes, lines: int) -> None: ...
+    def flush(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -182,6 +183,11 @@ class AccessLog:
             self._second = sec
             self._second_text = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(sec))
         return f'{self._second_text}.{int((wall - sec) * 1000):03d}Z"'
+
+    def tick(self) -> None:
+        """Once a second: format what is waiting and push buffered lines out."""
+        self.flush()
+        self._writer.flush()
 
     def close(self) -> None:
         self.flush()

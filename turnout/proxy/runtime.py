@@ -115,7 +115,7 @@ class Runtime:
             elif key not in in_use:
                 pool.close_idle()
         if self.access_log is not None:
-            self.access_log.flush()
+            self.access_log.tick()
         self._ticker = loop.call_later(1.0, self._tick)
 
     def refused(self, status: int, client_json: str) -> None:

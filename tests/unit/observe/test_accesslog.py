@@ -20,6 +20,9 @@ class CollectingWriter:
     def write(self, data: bytes, lines: int) -> None:
         self.batches.append((data, lines))
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -32,11 +32,11 @@ R_HOST: Final = 4  # bytes | None
 R_STATUS: Final = 5  # int
 R_SENT: Final = 6  # int
 R_RECEIVED: Final = 7  # int
-R_ROUTE: Final = 8  # str, already JSON
-R_BACKEND: Final = 9  # str, already JSON
-R_ENDPOINT: Final = 10  # str, "" or None when none
+R_ROUTE: Final = 8  # bytes, already JSON (b"null" when none)
+R_BACKEND: Final = 9  # bytes, already JSON
+R_ENDPOINT: Final = 10  # bytes, already JSON
 R_ID: Final = 11  # bytes | None
-R_CLIENT: Final = 12  # str, already JSON
+R_CLIENT: Final = 12  # bytes, already JSON
 R_UA: Final = 13  # bytes | None
 
 Record = tuple[Any, ...]
@@ -57,6 +57,8 @@ FIELDS: Final = (
     "client",
     "user_agent",
 )
+# Field code -> record index, for fields the record already holds as JSON.
+_PRE_ESCAPED: Final = {8: R_ROUTE, 9: R_BACKEND, 10: R_ENDPOINT, 12: R_CLIENT}
 DEFAULT_FIELDS: Final = (
     "time",
     "client",
@@ -83,12 +85,32 @@ class LineSink(Protocol):
     def close(self) -> None: ...
 
 
-def json_bytes(value: bytes | None) -> str:
-    """A JSON string for raw bytes (invalid UTF-8 shows as ``\\\\xNN``), or ``null``."""
+def json_string(value: str) -> bytes:
+    """A JSON string literal, as bytes (for labels escaped once, ahead of time)."""
+    escaped: str = encode_basestring_ascii(value)
+    return escaped.encode()
+
+
+def json_bytes(value: bytes | None) -> bytes:
+    """A JSON string for raw bytes (invalid UTF-8 shows as ``\\\\xNN``), or ``null``.
+
+    Request targets, hosts and ids are printable ASCII without quotes or backslashes
+    almost always (llhttp and the Host check see to most of it), so they are quoted as
+    they are; anything else goes through the C JSON encoder.
+    """
     if value is None:
-        return "null"
-    text: str = encode_basestring_ascii(value.decode("utf-8", "backslashreplace"))
-    return text
+        return b"null"
+    if _plain(value):
+        return b'"' + value + b'"'
+    return json_string(value.decode("utf-8", "backslashreplace"))
+
+
+def _plain(value: bytes) -> bool:
+    # Printable ASCII (0x20-0x7e) without '"' (34) and '\\' (92) needs no escaping.
+    return 34 not in value and 92 not in value and value.translate(None, _PRINTABLE) == b""
+
+
+_PRINTABLE: Final = bytes(range(0x20, 0x7F))
 
 
 class AccessLog:
@@ -104,11 +126,11 @@ class AccessLog:
         self.fields = fields
         self.wants_user_agent = "user_agent" in fields
         self._codes = [FIELDS.index(f) for f in fields]
-        self._keys = [f'"{f}":' for f in fields]
+        self._keys = [f'"{f}":'.encode() for f in fields]
         self._writer = writer
         self._batch = batch
         self._second = -1
-        self._second_text = ""
+        self._second_text = b""
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.records: list[Record] = []
@@ -138,20 +160,22 @@ class AccessLog:
             return
         self.records = []
         lines = [self.format(rec) for rec in records]
-        self._writer.write("".join(lines).encode(), len(lines))
+        self._writer.write(b"".join(lines), len(lines))
 
-    def format(self, rec: Record) -> str:
+    def format(self, rec: Record) -> bytes:
+        """One JSON object and a newline."""
         keys = self._keys
-        parts: list[str] = []
+        parts: list[bytes] = []
         for i, code in enumerate(self._codes):
             parts.append(keys[i] + self._field(code, rec))
-        return "{" + ",".join(parts) + "}\n"
+        return b"{" + b",".join(parts) + b"}\n"
 
-    def _field(self, code: int, rec: Record) -> str:
+    def _field(self, code: int, rec: Record) -> bytes:
         if code == 0:
             return self._time(rec[R_WALL])
         if code == 1:
-            return f"{rec[R_DURATION] * 1000:.3f}"
+            micros = int(rec[R_DURATION] * 1_000_000)
+            return b"%d.%03d" % (micros // 1000, micros % 1000)
         if code == 2:
             return json_bytes(rec[R_METHOD])
         if code == 3:
@@ -159,30 +183,24 @@ class AccessLog:
         if code == 4:
             return json_bytes(rec[R_HOST])
         if code == 5:
-            return str(rec[R_STATUS])
+            return b"%d" % rec[R_STATUS]
         if code == 6:
-            return str(rec[R_SENT])
+            return b"%d" % rec[R_SENT]
         if code == 7:
-            return str(rec[R_RECEIVED])
-        if code == 8:
-            return str(rec[R_ROUTE])
-        if code == 9:
-            return str(rec[R_BACKEND])
-        if code == 10:
-            endpoint: str | None = rec[R_ENDPOINT]
-            return encode_basestring_ascii(endpoint) if endpoint else "null"
+            return b"%d" % rec[R_RECEIVED]
         if code == 11:
             return json_bytes(rec[R_ID])
-        if code == 12:
-            return str(rec[R_CLIENT])
-        return json_bytes(rec[R_UA])
+        if code == 13:
+            return json_bytes(rec[R_UA])
+        value: bytes = rec[_PRE_ESCAPED[code]]  # route, backend, endpoint, client
+        return value
 
-    def _time(self, wall: float) -> str:
+    def _time(self, wall: float) -> bytes:
         sec = int(wall)
         if sec != self._second:
             self._second = sec
-            self._second_text = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(sec))
-        return f'{self._second_text}.{int((wall - sec) * 1000):03d}Z"'
+            self._second_text = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(sec)).encode()
+        return b'%s.%03dZ"' % (self._second_text, int((wall - sec) * 1000))
 
     def tick(self) -> None:
         """Once a second: format what is waiting and push buffered lines out."""

@@ -118,7 +118,7 @@ class Runtime:
             self.access_log.tick()
         self._ticker = loop.call_later(1.0, self._tick)
 
-    def refused(self, status: int, client_json: str) -> None:
+    def refused(self, status: int, client_json: bytes) -> None:
         """Count and log a request refused before it could be parsed (no route known)."""
         cell = self.no_route
         cell.codes[status // 100] += 1
@@ -136,9 +136,9 @@ class Runtime:
                     status,
                     0,
                     0,
-                    "null",
-                    "null",
-                    "",
+                    b"null",
+                    b"null",
+                    b"null",
                     None,
                     client_json,
                     None,

@@ -13,7 +13,6 @@ share of traffic answers 500; a rule with no backendRefs and no redirect answers
 
 from __future__ import annotations
 
-import json
 import random
 from bisect import bisect_right
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from turnout.config.model import (
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
+from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats, WorkerStats
 from turnout.proxy.filters.headers import HeaderModifier
 from turnout.proxy.filters.redirect import Redirect
@@ -328,5 +328,5 @@ class SnapshotBuilder:
         return cluster
 
 
-def _json_str(text: str) -> str:
-    return json.dumps(text)
+def _json_str(text: str) -> bytes:
+    return json_string(text)

@@ -55,7 +55,7 @@ PAUSE_BUFFER: Final = 2
 class Downstream(Protocol):
     scheme: bytes
     client_ip: bytes
-    client_json: str
+    client_json: bytes
 
     def send_response(self, head: ResponseHead, request: RequestHead) -> None: ...
     def send_body(self, data: bytes) -> None: ...
@@ -620,9 +620,9 @@ class Exchange:
                     status,
                     self.bytes_out,
                     self.bytes_in,
-                    action.route_json if action is not None else "null",
-                    choice.label_json if choice is not None else "null",
-                    endpoint.key if endpoint is not None else "",
+                    action.route_json if action is not None else b"null",
+                    choice.label_json if choice is not None else b"null",
+                    endpoint.pool.key_json if endpoint is not None else b"null",
                     head.request_id,
                     self.down.client_json,
                     head.get(b"user-agent") if log.wants_user_agent else None,

@@ -37,11 +37,11 @@ def record(**overrides: Any) -> Record:
         "status": 200,
         "sent": 1234,
         "received": 56,
-        "route": json.dumps("default/shop"),
-        "backend": json.dumps("default/orders"),
-        "endpoint": "127.0.0.1:9000",
+        "route": json.dumps("default/shop").encode(),
+        "backend": json.dumps("default/orders").encode(),
+        "endpoint": json.dumps("127.0.0.1:9000").encode(),
         "request_id": b"f81d4fae-7dec-41d0-a765-00a0c91e6bf6",
-        "client": json.dumps("10.0.0.7"),
+        "client": json.dumps("10.0.0.7").encode(),
         "user_agent": b"curl/8.5.0",
     }
     fields.update(overrides)
@@ -111,7 +111,7 @@ def test_unknown_fields_are_rejected() -> None:
 
 def test_missing_values_are_null() -> None:
     (line,) = log_lines(
-        record(route="null", backend="null", endpoint=None, user_agent=None),
+        record(route=b"null", backend=b"null", endpoint=b"null", user_agent=None),
         fields=("route", "backend", "endpoint", "user_agent", "status"),
     )
 

@@ -17,6 +17,7 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
+from turnout.observe.accesslog import json_string
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1 import Http1ServerConnection
 from turnout.proxy.protocols.http1_wire import (
@@ -86,7 +87,7 @@ class Http1Transport:
         self.closed = False
         self.tunnel = False
         self.client_ip = b"-"
-        self.client_json = '"-"'
+        self.client_json = b'"-"'
         self.deadline = 0.0
         self.header_started: float | None = None
         self._snapshot: Snapshot | None = None
@@ -100,7 +101,7 @@ class Http1Transport:
         if isinstance(peer, tuple) and peer:
             ip = str(peer[0])
             self.client_ip = ip.encode()
-            self.client_json = json.dumps(ip)
+            self.client_json = json_string(ip)
         rt = self.rt
         rt.connections.add(self)
         rt.stats.active_connections += 1

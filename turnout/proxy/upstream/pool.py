@@ -17,6 +17,7 @@ from functools import partial
 from typing import cast
 
 from turnout.core.netaddr import Address
+from turnout.observe.accesslog import json_string
 from turnout.proxy.upstream.connection import UpstreamConnection
 from turnout.proxy.upstream.endpoints import Resolver
 
@@ -31,6 +32,7 @@ class EndpointPool:
         "idle_timeout",
         "is_ip",
         "key",
+        "key_json",
         "max_idle",
         "open_count",
     )
@@ -45,6 +47,7 @@ class EndpointPool:
     ) -> None:
         self.address = address
         self.key = str(address)
+        self.key_json = json_string(self.key)  # for access-log lines
         self.is_ip = address.is_unix or address.is_ip
         self._loop = loop
         self._resolver = resolver

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Python-side cost of one proxied request, without sockets: a stable optimisation gauge.
+
+Drives a real ``Http1Transport`` (client side) and a pooled ``UpstreamConnection``
+(upstream side) with fake transports, through the same route table as bench/run.py,
+and reports the best of several timed loops. No kernel, no event-loop wake-ups, so it
+varies by a few percent where wrk runs on a shared VM vary by 20 %; it measures only
+Turnout's own work (codecs, routing, filters, the exchange, counters, access log).
+
+    python bench/inproc.py              # 50 000 requests per loop, log off and on
+    python bench/inproc.py --profile    # cProfile: calls and own time per request
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import time
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import uvloop
+
+from turnout.config.parse import parse_text
+from turnout.config.validate import validate
+from turnout.core import accel
+from turnout.observe.accesslog import AccessLog
+from turnout.observe.logwriter import LogWriter
+from turnout.proxy.runtime import ProxySettings, Runtime
+from turnout.proxy.transports.http1 import Http1Transport
+from turnout.proxy.upstream.connection import UpstreamConnection
+
+CONFIG = Path(__file__).with_name("turnout-gateway.yaml")
+REQUEST = b"GET /api/items/42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 22 Nov 2026 01:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n"
+    + b"x"
+    * 100
+)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        for data in chunks:
+            self.written += len(data)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555) if key == "peername" else default
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+async def measure(requests: int, access_log: bool, profile: bool) -> float:
+    loop = asyncio.get_running_loop()
+    text = Template(CONFIG.read_text()).safe_substitute(
+        gateway_port=18999, upstream="127.0.0.1:18998"
+    )
+    resources, _ = parse_text(text, str(CONFIG))
+    config, _ = validate(resources)
+    log = AccessLog(LogWriter(os.open(os.devnull, os.O_WRONLY))) if access_log else None
+    rt = Runtime(loop, ProxySettings(), log)
+    snapshot = rt.build(config, 1)
+    rt.install(snapshot)
+    down = Http1Transport(rt, next(iter(snapshot.sockets)))
+    down.connection_made(FakeTransport())  # type: ignore[arg-type]
+    pool = next(iter(rt.pools.values()))
+    up = UpstreamConnection(pool)
+    up.connection_made(FakeTransport())  # type: ignore[arg-type]
+    pool.open_count += 1
+    pool.idle.append(up)
+
+    def run(n: int) -> None:
+        for i in range(n):
+            down.data_received(REQUEST)
+            up.data_received(RESPONSE)
+            if log is not None and i % 32 == 31:
+                log.flush()  # what the loop's call_soon(flush) does between events
+
+    run(1000)  # warm up
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        run(requests)
+        prof.disable()
+        stats = pstats.Stats(prof)
+        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:30]  # type: ignore[attr-defined]
+        calls = sum(v[1] for v in stats.stats.values()) / requests  # type: ignore[attr-defined]
+        print(f"calls per request (profiled): {calls:.1f}")
+        for (file, line, func), (_, ncalls, own, cum, _) in rows:
+            print(
+                f"{ncalls / requests:6.2f}/req {own / requests * 1e6:6.2f} us own "
+                f"{cum / requests * 1e6:7.2f} us cum  {func}  {Path(file).name}:{line}"
+            )
+    best = float("inf")
+    for _ in range(7):
+        started = time.perf_counter()
+        run(requests)
+        best = min(best, time.perf_counter() - started)
+        if log is not None:
+            log.flush()
+    return best / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    print(f"data plane: {accel.describe()}")
+    for access_log in (False, True):
+        us = uvloop.run(measure(args.requests, access_log, args.profile))
+        print(f"access log {'on ' if access_log else 'off'}: {us:.2f} us per request")
+
+
+if __name__ == "__main__":
+    main()

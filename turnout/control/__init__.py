@@ -1,0 +1,1 @@
+"""Turnout's control plane: the store, the admin API and the reconcilers."""

@@ -1,0 +1,46 @@
+"""The control plane's persistent store: objects, revisions, audit, tokens.
+
+``open_store(store_url(...))`` gives a ``Store`` (SQLite or PostgreSQL, schema migrated);
+``RevisionFeed`` reports revisions committed by any replica; ``LeaderLock`` elects one
+replica to run the reconcilers. See ``engine``, ``repository``, ``feed`` and ``leader``.
+"""
+
+from turnout.control.store.engine import display_url, open_store, store_url
+from turnout.control.store.errors import Conflict, Invalid, NotFound, StoreError, StoreUnavailable
+from turnout.control.store.feed import RevisionFeed
+from turnout.control.store.leader import LeaderLock
+from turnout.control.store.repository import (
+    AuditEntry,
+    Change,
+    ChangeResult,
+    CommitResult,
+    ObjectKey,
+    RevisionInfo,
+    Store,
+    StoredObject,
+    TokenRecord,
+    changes_to_reach,
+)
+
+__all__ = [
+    "AuditEntry",
+    "Change",
+    "ChangeResult",
+    "CommitResult",
+    "Conflict",
+    "Invalid",
+    "LeaderLock",
+    "NotFound",
+    "ObjectKey",
+    "RevisionFeed",
+    "RevisionInfo",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredObject",
+    "TokenRecord",
+    "changes_to_reach",
+    "display_url",
+    "open_store",
+    "store_url",
+]

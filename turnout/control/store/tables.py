@@ -1,0 +1,146 @@
+"""The store's tables as SQLAlchemy Core ``Table`` objects (one ``MetaData``).
+
+- ``objects``: the current desired state, one row per (kind, namespace, name); cluster-scoped
+  kinds use the namespace ``""``. ``resource_version`` is the revision that last changed
+  the row, ``generation`` counts spec changes.
+- ``revisions``: one immutable row per commit that changed something, with a snapshot of
+  every manifest after the commit (what a rollback restores) and a summary of the changes.
+- ``audit``: who did what, when, with which result (also failed and denied requests).
+- ``tokens``: API tokens; only a hash of the secret is kept. A partial unique index keeps
+  the names of non-revoked tokens unique.
+
+JSON columns are ``JSON`` with a ``JSONB`` variant on PostgreSQL. Timestamps are
+``UTCDateTime``: stored in UTC, always returned timezone-aware (SQLite keeps no offset, so
+naive values read back are UTC by construction). The schema itself is created by the
+Alembic migrations in ``migrations/versions``; these definitions must match them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def json_type() -> TypeEngine[Any]:
+    """``JSON``, stored as ``JSONB`` on PostgreSQL."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware ``DateTime`` that always binds and returns UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store only takes timezone-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAME = 253  # DNS subdomain length, the longest Kubernetes object name
+KIND = 63
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("kind", String(KIND), primary_key=True),
+    Column("namespace", String(NAME), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("api_version", String(NAME), nullable=False),
+    Column("labels", json_type(), nullable=False),
+    Column("annotations", json_type(), nullable=False),
+    Column("spec", json_type(), nullable=True),
+    Column("status", json_type(), nullable=True),
+    Column("resource_version", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("actor", String(NAME), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("changes", json_type(), nullable=False),
+    Column("snapshot", json_type(), nullable=False),
+    Column("rollback_of", Integer, nullable=True),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("actor", String(NAME), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("result", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("revision", Integer, nullable=True),
+    Column("message", Text, nullable=False),
+    Column("diff", Text, nullable=False),
+    Column("remote", String(NAME), nullable=False),
+    Index("ix_audit_time", "time"),
+    Index("ix_audit_actor", "actor"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("namespaces", json_type(), nullable=False),
+    Column("secret_hash", String(512), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(NAME), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Index(
+        "uq_tokens_active_name",
+        "name",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)

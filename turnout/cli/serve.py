@@ -7,10 +7,12 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvloop
 
 from turnout.config.sources import ConfigSource, FileSource, TextSource
+from turnout.core.paths import default_data_dir
 from turnout.observe.accesslog import DEFAULT_FIELDS, FIELDS
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.runtime import ProxySettings
@@ -38,6 +40,8 @@ class ServeFlags:
     worker_timeout: float
     watch: bool
     log_level: str
+    data_dir: str = ""
+    store: str = ""
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -66,6 +70,8 @@ class ServeFlags:
             access_log_fields=fields or DEFAULT_FIELDS,
             worker_timeout=self.worker_timeout,
             watch=self.watch,
+            data_dir=Path(self.data_dir).expanduser() if self.data_dir else default_data_dir(),
+            store=self.store,
         )
 
 
@@ -89,8 +95,9 @@ async def _serve(files: list[str], options: ServeOptions) -> int:
         lines = "\n".join(f"  {line}" for line in sample_curls(admin=options.admin_address))
         print(
             "\nTurnout is serving its embedded sample configuration with three sample "
-            f"services.\nTry:\n{lines}\n\nStop with Ctrl-C. Serve your own manifests with "
-            "`turnout serve -f FILE|DIR`.\n",
+            f"services.\nTry:\n{lines}\n\nManage it from another shell: `turnout get routes`, "
+            "`turnout apply -f FILE`, `turnout history`.\nStop with Ctrl-C. Serve your own "
+            "manifests with `turnout serve -f FILE|DIR`.\n",
             file=sys.stderr,
             flush=True,
         )

@@ -2,7 +2,9 @@
 
 Serves ``/metrics`` (Prometheus text format, aggregated over workers), ``/healthz``
 (the supervisor's loop is alive) and ``/readyz`` (every worker runs the current
-revision and the gateway is not draining). It binds 127.0.0.1 unless told otherwise.
+revision and the gateway is not draining), unauthenticated; and the control plane's
+token-protected REST API under ``/api/v1`` (``turnout.control.api``), whose OpenAPI
+document is ``/api/v1/openapi.json``. It binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from turnout.control.api import mount_api
+from turnout.control.service import ControlPlane
 from turnout.observe.metrics import Aggregate, TurnoutCollector
 
 
@@ -26,7 +30,7 @@ class AdminSource(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-def create_app(source: AdminSource) -> FastAPI:
+def create_app(source: AdminSource, control: ControlPlane | None = None) -> FastAPI:
     app = FastAPI(
         title="Turnout admin API",
         version="v1",
@@ -50,6 +54,8 @@ def create_app(source: AdminSource) -> FastAPI:
         status = source.status()
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
+    if control is not None:
+        mount_api(app, control)
     return app
 
 
@@ -60,9 +66,11 @@ class _AdminServer(uvicorn.Server):
         yield
 
 
-def make_server(source: AdminSource, sock: socket.socket) -> _AdminServer:
+def make_server(
+    source: AdminSource, sock: socket.socket, control: ControlPlane | None = None
+) -> _AdminServer:
     config = uvicorn.Config(
-        create_app(source),
+        create_app(source, control),
         log_level="warning",
         access_log=False,
         lifespan="off",

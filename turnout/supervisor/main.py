@@ -26,7 +26,8 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
@@ -45,6 +46,9 @@ from turnout.supervisor.channel import Message
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
 from turnout.supervisor.workers import WorkerProcess
 
+if TYPE_CHECKING:
+    from turnout.control.service import ControlPlane
+
 log = logging.getLogger("turnout.supervisor")
 
 
@@ -57,6 +61,9 @@ class ServeOptions:
     access_log_fields: tuple[str, ...] = DEFAULT_FIELDS
     worker_timeout: float = 10.0
     watch: bool = True
+    data_dir: Path | None = None  # None: no store (tests of the bare data plane only)
+    store: str = ""  # "" = SQLite in data_dir; or postgresql://...
+    store_timeout: float = 2.0
 
 
 class StartupError(Exception):
@@ -98,6 +105,8 @@ class Supervisor:
         self._admin_sock: socket.socket | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._watch_stop = asyncio.Event()
+        self.control: ControlPlane | None = None
+        self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
 
     # -- start ----------------------------------------------------------------------------
 
@@ -106,6 +115,16 @@ class Supervisor:
         log_problems(problems)
         if any(p.severity == "error" for p in problems):
             raise StartupError(f"the configuration in {self.source.name} has errors")
+        if self.options.data_dir is not None:
+            self.control = await self._open_control()
+            self.control.set_files(config.resources)
+            config, more = self.control.desired()
+            _log_new(more, problems)
+            if any(p.severity == "error" for p in more):
+                await self.control.close()
+                raise StartupError(
+                    f"the stored objects and {self.source.name} do not validate together"
+                )
         self._trial_build(config, 1)
         addr = parse_address(self.options.admin_address)
         try:
@@ -118,7 +137,10 @@ class Supervisor:
             self._admin_sock.close()
             raise StartupError(str(exc)) from None
         self.config, self.revision, self.fingerprint = config, 1, _fingerprint(config)
-        self._admin = make_server(self, self._admin_sock)
+        self._note_store_revision()
+        self._admin = make_server(self, self._admin_sock, self.control)
+        if self.control is not None:
+            self.control.start_background()
         self._spawn(self._admin.serve(sockets=[self._admin_sock]))
         for index in range(self.options.workers):
             self._spawn(self._keep_worker(index))
@@ -140,6 +162,43 @@ class Supervisor:
             ", ".join(sorted(self.listeners.sockets)) or "no listeners",
             addr,
         )
+
+    async def _open_control(self) -> ControlPlane:
+        from turnout.control.service import ControlPlane
+        from turnout.control.store.engine import open_store, store_url
+        from turnout.control.store.errors import StoreUnavailable
+
+        data_dir = self.options.data_dir
+        assert data_dir is not None
+        # Alembic reports every step at INFO; only its problems belong in our log.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        try:
+            url = store_url(self.options.store or None, data_dir)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            store = await open_store(url, timeout=self.options.store_timeout)
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        control = ControlPlane(
+            store, data_dir=data_dir, on_change=self._on_store_change, runtime=self.runtime
+        )
+        try:
+            await control.start()
+        except StoreUnavailable as exc:
+            await store.close()
+            raise StartupError(str(exc)) from None
+        log.info("store: %s (revision %d)", store.url, control.store_revision)
+        return control
+
+    def _note_store_revision(self) -> None:
+        if self.control is not None:
+            self.store_revision_of[self.revision] = self.control.store_revision
+            for old in [r for r in self.store_revision_of if r < self.revision - 64]:
+                del self.store_revision_of[old]
+
+    async def _on_store_change(self, reason: str) -> bool:
+        return await self.reload(reason, files=False)
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -238,15 +297,30 @@ class Supervisor:
         if not self.stopping:
             self._spawn(self.reload("SIGHUP"))
 
-    async def reload(self, reason: str) -> bool:
+    async def reload(self, reason: str, files: bool = True) -> bool:
         async with self._reload_lock:
             if self.stopping:
                 return False
-            config, problems = self.source.load()
-            log_problems(problems)
-            errors = [p for p in problems if p.severity == "error"]
-            if errors:
-                return self._reload_failed(f"{len(errors)} error(s) in the configuration")
+            problems: list[Problem] = []
+            if files or self.control is None:
+                config, problems = self.source.load()
+                log_problems(problems)
+                errors = [p for p in problems if p.severity == "error"]
+                if errors:
+                    return self._reload_failed(f"{len(errors)} error(s) in the configuration")
+            if self.control is not None:
+                old_files = self.control.files
+                if files:
+                    self.control.set_files(config.resources)
+                config, more = self.control.desired()
+                _log_new(more, problems)
+                errors = [p for p in more if p.severity == "error"]
+                if errors:
+                    self.control.files = old_files
+                    self.control.desired()
+                    return self._reload_failed(
+                        f"{len(errors)} error(s) validating files and stored objects together"
+                    )
             fingerprint = _fingerprint(config)
             if fingerprint == self.fingerprint:
                 log.info("reload (%s): configuration unchanged", reason)
@@ -263,6 +337,7 @@ class Supervisor:
                 return self._reload_failed(str(exc))
             self.config, self.fingerprint = config, fingerprint
             self.revision += 1
+            self._note_store_revision()
             keys = sorted(new)
             fds = [new[k].fileno() for k in keys]
             for worker in self.workers.values():
@@ -318,6 +393,8 @@ class Supervisor:
                     worker.kill()
         if self._admin is not None:
             self._admin.should_exit = True
+        if self.control is not None:
+            await self.control.close()
         if not self.stopped.done():
             self.stopped.set_result(0)
 
@@ -348,6 +425,25 @@ class Supervisor:
                 agg.add_worker(worker.stats)
         return agg
 
+    def runtime(self) -> dict[str, Any]:
+        """What the data plane runs, for the control plane's object status."""
+        live = [
+            w
+            for w in self.workers.values()
+            if w.ready and w.proc is not None and w.proc.returncode is None
+        ]
+        return {
+            "revision": self.revision,
+            "workers": [
+                {
+                    "pid": w.pid,
+                    "revision": w.revision,
+                    "storeRevision": self.store_revision_of.get(w.revision, 0),
+                }
+                for w in live
+            ],
+        }
+
     def status(self) -> dict[str, Any]:
         live = [
             w
@@ -371,4 +467,11 @@ class Supervisor:
             "reloads_failed": self.reloads_failed,
             "last_reload_error": self.last_reload_error,
             "listeners": sorted(self.listeners.sockets),
+            "storeRevision": self.control.store_revision if self.control is not None else None,
         }
+
+
+def _log_new(problems: list[Problem], already: list[Problem]) -> None:
+    """Log the problems of the combined validation that the file-only one did not show."""
+    seen = {str(p) for p in already}
+    log_problems([p for p in problems if str(p) not in seen])

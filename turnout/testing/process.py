@@ -33,6 +33,8 @@ class TurnoutProcess:
         extra_args: list[str] | None = None,
         access_log: str = "off",
         env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        store: str = "",
     ) -> None:
         self.config = config
         self.workers = workers
@@ -42,6 +44,9 @@ class TurnoutProcess:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_path = config.parent / f"turnout-{self.admin_port}.stderr"
+        # Every test server gets its own store and bootstrap token unless told otherwise.
+        self.data_dir = data_dir or config.parent / f"data-{self.admin_port}"
+        self.store = store
 
     @property
     def admin(self) -> str:
@@ -61,6 +66,9 @@ class TurnoutProcess:
             f"127.0.0.1:{self.admin_port}",
             "--access-log",
             self.access_log,
+            "--data-dir",
+            str(self.data_dir),
+            *(["--store", self.store] if self.store else []),
             *self.extra_args,
         ]
         env = {**os.environ, "TURNOUT_LOG_LEVEL": "info", **self.env}
@@ -111,6 +119,36 @@ class TurnoutProcess:
             if all(f'{k}="{v}"' in rest for k, v in labels.items()):
                 total += float(value)
         return total
+
+    @property
+    def token(self) -> str:
+        """The bootstrap admin token the server wrote into its data dir."""
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        content_type: str = "application/json",
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        """Call the admin API: ``(status, decoded JSON body)``; never raises on HTTP errors."""
+        data = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.admin}{path}", data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token if token is None else token}")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                code = resp.status
+        except urllib.error.HTTPError as exc:
+            raw, code = exc.read(), exc.code
+        return code, (json.loads(raw) if raw else None)
 
     def reload(self) -> None:
         assert self.proc is not None

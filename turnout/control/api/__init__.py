@@ -1,0 +1,17 @@
+"""The admin REST API under ``/api/v1`` (FastAPI routers over a ``ControlPlane``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from turnout.control.api.errors import install_error_handlers
+from turnout.control.service import ControlPlane
+
+
+def mount_api(app: FastAPI, control: ControlPlane) -> None:
+    from turnout.control.api import apply, objects, revisions, tokens, watch
+
+    app.state.control = control
+    install_error_handlers(app)
+    for module in (tokens, revisions, apply, watch, objects):  # objects last: its paths are generic
+        app.include_router(module.router, prefix="/api/v1")

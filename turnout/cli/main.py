@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from turnout import __version__
+from turnout.cli.commands import register as register_client_commands
 from turnout.cli.units import duration, size
 
 app = typer.Typer(
@@ -96,6 +97,23 @@ def serve(
         bool, typer.Option(envvar="TURNOUT_WATCH", help="Reload when manifest files change.")
     ] = True,
     log_level: Annotated[str, typer.Option(envvar="TURNOUT_LOG_LEVEL")] = "info",
+    data_dir: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_DATA_DIR",
+            help="SQLite store and bootstrap admin token [default: ~/.local/share/turnout].",
+            show_default=False,
+        ),
+    ] = "",
+    store: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_STORE",
+            help="postgresql://user@host/db to share one store between replicas "
+            "[default: SQLite in the data dir].",
+            show_default=False,
+        ),
+    ] = "",
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -118,6 +136,8 @@ def serve(
         worker_timeout=duration(worker_timeout),
         watch=watch,
         log_level=log_level,
+        data_dir=data_dir,
+        store=store,
     )
     raise typer.Exit(run_serve(flags))
 
@@ -151,6 +171,10 @@ def check(file: FileOpt = None) -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+# apply, diff, get, describe, delete, history, rollback, token, audit, status, whoami
+register_client_commands(app)
 
 
 def main() -> None:

@@ -1,0 +1,185 @@
+"""A small synchronous client of the admin API (httpx), with every failure as one line.
+
+``Client.call`` sends one request and returns the decoded JSON body. Transport failures
+(refused, unresolvable, timed out) and error statuses become ``CliError`` messages that
+say what to do next: a 401 names the token's source (flag, env var, context, bootstrap
+file); 403/404/409/503 carry the server's own one-line ``message``; 422 becomes
+``ValidationFailed`` with the server's located problems. Imported lazily by the commands,
+never by ``turnout --help``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+
+from turnout import __version__
+from turnout.cli.contexts import Target, is_loopback, resolve
+from turnout.cli.errors import CliError, ServerProblem, ValidationFailed
+from turnout.cli.options import Connection
+
+DRY_RUN = {"dryRun": "All"}
+
+
+class Client:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        headers = {"Accept": "application/json", "User-Agent": f"turnout-cli/{__version__}"}
+        if target.token:
+            headers["Authorization"] = f"Bearer {target.token}"
+        # Building the default TLS context costs ~80 ms; a plain-http URL never uses it
+        # (redirects are not followed), so only https:// gets one. https is always verified.
+        tls = target.server.startswith("https://")
+        self._http = httpx.Client(
+            base_url=target.server,
+            headers=headers,
+            timeout=target.timeout,
+            # proxies (HTTPS_PROXY...) apply to remote servers, never to a local one
+            trust_env=not is_loopback(target.server),
+            verify=tls,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- requests -------------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: str | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        headers = {"Content-Type": content_type} if content_type else None
+        try:
+            resp = self._http.request(
+                method,
+                path,
+                params=clean,
+                json=json,
+                content=content.encode() if content is not None else None,
+                headers=headers,
+            )
+        except httpx.TimeoutException:
+            raise CliError(
+                f"the Turnout admin API at {self.target.server} did not answer within "
+                f"{self.target.timeout:g} s (--timeout)"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise CliError(self._unreachable(exc)) from None
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"lost the connection to the Turnout admin API at {self.target.server}: "
+                f"{_first_line(exc) or type(exc).__name__}"
+            ) from None
+        if resp.status_code >= 400:
+            raise self._error(method, path, resp)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise CliError(
+                f"the server at {self.target.server} sent a non-JSON answer to {method} {path}"
+                " (is it a Turnout admin API?)"
+            ) from None
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.call("GET", path, params=params)
+
+    # -- error mapping ----------------------------------------------------------------
+
+    def _unreachable(self, exc: httpx.ConnectError) -> str:
+        cause: BaseException | None = exc
+        reason = _first_line(exc) or "connect failed"
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError):
+                reason = "connection refused"
+                break
+            if isinstance(cause, socket.gaierror):
+                reason = f"cannot resolve the host name: {cause.strerror or cause}"
+                break
+            cause = cause.__cause__ or cause.__context__
+        if "refused" in reason.lower():
+            reason = "connection refused"
+        hint = "; is `turnout serve` running?" if reason == "connection refused" else ""
+        return f"cannot reach the Turnout admin API at {self.target.server} ({reason}){hint}"
+
+    def _error(self, method: str, path: str, resp: httpx.Response) -> CliError:
+        body: Any = None
+        try:
+            body = resp.json()
+        except ValueError:
+            pass
+        message = ""
+        if isinstance(body, dict):
+            raw = body.get("message") or body.get("detail")
+            if isinstance(raw, str):
+                message = raw
+            elif raw is not None:
+                message = str(raw)
+        message = _one_line(message)
+        code = resp.status_code
+        if code == 401:
+            return CliError(self._unauthorized(message), status=401)
+        if code == 422 and isinstance(body, dict):
+            problems = [ServerProblem.from_json(p) for p in body.get("problems") or []]
+            return ValidationFailed(message or "the server found problems", problems)
+        if not message:
+            reason = resp.reason_phrase or "error"
+            if code == 404:
+                return CliError(
+                    f"{method} {path}: 404 {reason} from {self.target.server}"
+                    " (is it a Turnout admin API of this version?)",
+                    status=404,
+                )
+            text = _one_line(resp.text)[:200]
+            message = f"{method} {path}: {code} {reason}" + (f": {text}" if text else "")
+        return CliError(message, status=code)
+
+    def _unauthorized(self, message: str) -> str:
+        t = self.target
+        detail = f" ({message})" if message else ""
+        if not t.token:
+            looked = ", ".join(t.looked_for_token) or "--token, TURNOUT_TOKEN, a context"
+            return (
+                f"the Turnout admin API at {t.server} needs a token and none was found "
+                f"(looked at {looked}); pass --token, set TURNOUT_TOKEN, or add a context"
+            )
+        if t.token_source.startswith("bootstrap token"):
+            fix = (
+                "it belongs to a different data dir or server; pass --token or set "
+                "TURNOUT_TOKEN (or TURNOUT_DATA_DIR to the server's --data-dir)"
+            )
+        elif t.token_source in ("--token", "TURNOUT_TOKEN"):
+            fix = "check it, or create a new one with `turnout token create`"
+        else:
+            fix = "update the context, or override it with --token / TURNOUT_TOKEN"
+        return f"the server at {t.server} rejected the token from {t.token_source}{detail}; {fix}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return _one_line(str(exc))
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def connect(conn: Connection) -> Client:
+    """Resolve server and token (flags, env, contexts file, defaults) and open a client."""
+    return Client(resolve(conn))

@@ -1,0 +1,228 @@
+"""Table columns per kind for ``turnout get`` (pure functions of a manifest).
+
+Every table has NAME (after NAMESPACE with ``-A``) and AGE; each kind adds what an
+operator looks for first — Gateway listeners and addresses, HTTPRoute hostnames, parents
+and backends, Backend endpoints — and ``-o wide`` adds the rest: status conditions in one
+cell (``Accepted,ResolvedRefs=False(BackendNotFound)``), the owner (``api`` or the file
+that defines the object) and the resourceVersion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from turnout.cli.output import age
+
+OWNER_ANNOTATION = "turnout.dev/owner"
+
+Getter = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    get: Getter
+    wide_only: bool = False
+
+
+def _d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def meta(m: dict[str, Any]) -> dict[str, Any]:
+    return _d(m.get("metadata"))
+
+
+def spec(m: dict[str, Any]) -> dict[str, Any]:
+    return _d(m.get("spec"))
+
+
+def conditions(m: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in _l(_d(m.get("status")).get("conditions")) if isinstance(c, dict)]
+
+
+def condition_status(m: dict[str, Any], type_: str) -> str:
+    for c in conditions(m):
+        if c.get("type") == type_:
+            return str(c.get("status", "Unknown"))
+    return "-"
+
+
+def conditions_summary(m: dict[str, Any]) -> str:
+    parts = []
+    for c in conditions(m):
+        if c.get("status") == "True":
+            parts.append(str(c.get("type")))
+        else:
+            reason = f"({c.get('reason')})" if c.get("reason") else ""
+            parts.append(f"{c.get('type')}={c.get('status', 'Unknown')}{reason}")
+    return ",".join(parts) or "-"
+
+
+def _join(values: list[str], limit: int = 0) -> str:
+    values = [v for v in values if v]
+    if not values:
+        return "-"
+    if limit and len(values) > limit:
+        return ",".join(values[:limit]) + f",+{len(values) - limit} more"
+    return ",".join(values)
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def owner(m: dict[str, Any]) -> str:
+    return str(_d(meta(m).get("annotations")).get(OWNER_ANNOTATION, "-"))
+
+
+def _age(m: dict[str, Any]) -> str:
+    ts = meta(m).get("creationTimestamp")
+    return age(ts) if ts else "-"
+
+
+def _rv(m: dict[str, Any]) -> str:
+    return str(meta(m).get("resourceVersion") or "-")
+
+
+def _labels(m: dict[str, Any]) -> str:
+    labels = _d(meta(m).get("labels"))
+    return ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>"
+
+
+# -- Gateway ---------------------------------------------------------------------------
+
+
+def _gw_addresses(m: dict[str, Any]) -> str:
+    status_addrs = _l(_d(m.get("status")).get("addresses"))
+    addrs = status_addrs or _l(spec(m).get("addresses"))
+    return _join([str(_d(a).get("value", "")) for a in addrs])
+
+
+def _gw_listeners(m: dict[str, Any]) -> str:
+    out = []
+    for lst in _l(spec(m).get("listeners")):
+        lst = _d(lst)
+        host = f"{lst['hostname']}:" if lst.get("hostname") else ""
+        out.append(f"{lst.get('name')}={host}{lst.get('port')}/{lst.get('protocol')}")
+    return _join(out)
+
+
+# -- HTTPRoute -------------------------------------------------------------------------
+
+
+def _route_hostnames(m: dict[str, Any]) -> str:
+    return (
+        _join([str(h) for h in _l(spec(m).get("hostnames"))]) if spec(m).get("hostnames") else "*"
+    )
+
+
+def _ref_name(ref: dict[str, Any], own_ns: str) -> str:
+    ns = ref.get("namespace")
+    name = f"{ns}/{ref.get('name')}" if ns and ns != own_ns else str(ref.get("name"))
+    return name
+
+
+def _route_parents(m: dict[str, Any]) -> str:
+    own = str(meta(m).get("namespace") or "default")
+    out = []
+    for ref in _l(spec(m).get("parentRefs")):
+        ref = _d(ref)
+        section = f"/{ref['sectionName']}" if ref.get("sectionName") else ""
+        port = f":{ref['port']}" if ref.get("port") else ""
+        out.append(_ref_name(ref, own) + section + port)
+    return _join(_unique(out))
+
+
+def _route_backends(m: dict[str, Any], limit: int) -> str:
+    own = str(meta(m).get("namespace") or "default")
+    out = []
+    for rule in _l(spec(m).get("rules")):
+        for ref in _l(_d(rule).get("backendRefs")):
+            ref = _d(ref)
+            port = f":{ref['port']}" if ref.get("port") else ""
+            out.append(_ref_name(ref, own) + port)
+    return _join(_unique(out), limit)
+
+
+def _route_rules(m: dict[str, Any]) -> str:
+    return str(len(_l(spec(m).get("rules"))))
+
+
+# -- Backend ---------------------------------------------------------------------------
+
+
+def _endpoints(m: dict[str, Any], limit: int) -> str:
+    return _join([str(_d(e).get("address", "")) for e in _l(spec(m).get("endpoints"))], limit)
+
+
+def _app_protocol(m: dict[str, Any]) -> str:
+    return str(spec(m).get("appProtocol") or "http")
+
+
+# -- tables ------------------------------------------------------------------------------
+
+_TAIL = [
+    Column("AGE", _age),
+    Column("CONDITIONS", conditions_summary, wide_only=True),
+    Column("OWNER", owner, wide_only=True),
+    Column("REVISION", _rv, wide_only=True),
+]
+
+COLUMNS: dict[str, list[Column]] = {
+    "Namespace": [Column("LABELS", _labels, wide_only=True)],
+    "GatewayClass": [
+        Column("CONTROLLER", lambda m: str(spec(m).get("controllerName") or "-")),
+        Column("ACCEPTED", lambda m: condition_status(m, "Accepted")),
+        Column("DESCRIPTION", lambda m: str(spec(m).get("description") or "-"), wide_only=True),
+    ],
+    "Gateway": [
+        Column("CLASS", lambda m: str(spec(m).get("gatewayClassName") or "-")),
+        Column("ADDRESS", _gw_addresses),
+        Column("LISTENERS", _gw_listeners),
+        Column("PROGRAMMED", lambda m: condition_status(m, "Programmed")),
+    ],
+    "HTTPRoute": [
+        Column("HOSTNAMES", _route_hostnames),
+        Column("PARENTS", _route_parents),
+        Column("BACKENDS", lambda m: _route_backends(m, 3), wide_only=False),
+        Column("RULES", _route_rules, wide_only=True),
+    ],
+    "Backend": [
+        Column("ENDPOINTS", lambda m: _endpoints(m, 3)),
+        Column("PROTOCOL", _app_protocol, wide_only=True),
+    ],
+}
+
+# In wide output these replace their shortened forms.
+_WIDE_REPLACE: dict[tuple[str, str], Getter] = {
+    ("HTTPRoute", "BACKENDS"): lambda m: _route_backends(m, 0),
+    ("Backend", "ENDPOINTS"): lambda m: _endpoints(m, 0),
+}
+
+
+def table(
+    kind: str,
+    items: list[dict[str, Any]],
+    *,
+    wide: bool,
+    namespaced_column: bool,
+    name_prefix: str = "",
+) -> tuple[list[str], list[list[str]]]:
+    cols = [c for c in [*COLUMNS.get(kind, []), *_TAIL] if wide or not c.wide_only]
+    headers = (["NAMESPACE"] if namespaced_column else []) + ["NAME"] + [c.header for c in cols]
+    rows = []
+    for m in items:
+        row = [str(meta(m).get("namespace") or "-")] if namespaced_column else []
+        row.append(name_prefix + str(meta(m).get("name")))
+        for c in cols:
+            get = _WIDE_REPLACE.get((kind, c.header), c.get) if wide else c.get
+            row.append(get(m))
+        rows.append(row)
+    return headers, rows

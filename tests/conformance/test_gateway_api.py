@@ -59,25 +59,23 @@ SUPPORTED_FEATURES = frozenset(
         "HTTPRouteBackendProtocolWebSocket",
         "HTTPRouteBackendRequestRedirect",
         "HTTPRouteBackendURLRewrite",
+        "HTTPRouteRetry",
+        "HTTPRouteRetryConnectionError",
+        "HTTPRouteRetryBackendTimeout",
+        "HTTPRouteRequestMirror",
+        "HTTPRouteRequestMultipleMirrors",
+        "HTTPRouteRequestPercentageMirror",
     }
 )
 
 _HTTPS = "HTTPS listeners are not supported yet (Turnout serves HTTP listeners only)"
 _GRPC = "GRPCRoute is not supported yet (the runner has no gRPC echo/client either)"
-_RETRY = "HTTPRoute retries (rules[].retry) are not supported yet"
-_MIRROR = "the RequestMirror filter is not supported yet"
 
 SKIPPED: dict[str, str] = {
     "HTTPRouteHTTPSListener": _HTTPS,
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests": _HTTPS + "; needs HTTP/2 over TLS too",
     "HTTPRouteBackendProtocolH2C": "h2c backends (appProtocol kubernetes.io/h2c) are not "
     "supported yet",
-    "HTTPRouteRetry": _RETRY,
-    "HTTPRouteRetryConnectionError": _RETRY,
-    "HTTPRouteRetryWithTimeouts": _RETRY,
-    "HTTPRouteRequestMirror": _MIRROR,
-    "HTTPRouteRequestMultipleMirrors": _MIRROR,
-    "HTTPRouteRequestPercentageMirror": _MIRROR,
     "HTTPRouteCORS": "the CORS filter is not supported yet",
     "GRPCExactMethodMatching": _GRPC,
     "GRPCRouteHeaderMatching": _GRPC,

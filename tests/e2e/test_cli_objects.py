@@ -170,6 +170,8 @@ def test_get_output_formats(cli: Cli, tmp_path: Path) -> None:
     assert wide[0].split() == [
         "NAME",
         "ENDPOINTS",
+        "HEALTH",
+        "BALANCER",
         "PROTOCOL",
         "AGE",
         "CONDITIONS",
@@ -177,9 +179,9 @@ def test_get_output_formats(cli: Cli, tmp_path: Path) -> None:
         "REVISION",
     ]
     row = wide[1].split()
-    assert row[:3] == ["fmt-a", "127.0.0.1:9", "http"]
-    assert row[4] == "Accepted,ResolvedRefs,Programmed" and row[5] == "api"
-    assert row[6] == one["metadata"]["resourceVersion"]
+    assert row[:5] == ["fmt-a", "127.0.0.1:9", "-", "RoundRobin", "http"]
+    assert row[6] == "Accepted,ResolvedRefs,Programmed" and row[7] == "api"
+    assert row[8] == one["metadata"]["resourceVersion"]
     every = cli.ok("get", "backends.turnout.dev", "-A").splitlines()
     assert every[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert next(r.split()[:2] for r in every if "fmt-b" in r) == ["formats", "fmt-b"]
@@ -321,7 +323,7 @@ def test_unknown_kinds_and_bad_arguments(cli: Cli) -> None:
     assert run.code == 1
     assert run.err == (
         "error: the server doesn't have a resource type 'widgets' "
-        "(known: namespaces, gatewayclasses, gateways, httproutes, backends)\n"
+        "(known: namespaces, gatewayclasses, gateways, httproutes, backends, trafficpolicies)\n"
     )
     run = cli("get")
     assert run.code == 2 and "say which kind" in run.err

@@ -162,8 +162,42 @@ def _endpoints(m: dict[str, Any], limit: int) -> str:
     return _join([str(_d(e).get("address", "")) for e in _l(spec(m).get("endpoints"))], limit)
 
 
+def _health(m: dict[str, Any]) -> str:
+    """``2/3 healthy`` from the active checks in the status; ``-`` when none run."""
+    status = m.get("status")
+    items = _l(status.get("endpoints")) if isinstance(status, dict) else []
+    checked = [_d(e) for e in items if _d(e).get("health") in ("Healthy", "Unhealthy")]
+    if not checked:
+        return "-"
+    healthy = sum(1 for e in checked if e.get("health") == "Healthy")
+    return f"{healthy}/{len(checked)} healthy"
+
+
+def _lb(m: dict[str, Any]) -> str:
+    lb = spec(m).get("loadBalancer")
+    kind = _d(lb).get("type") if isinstance(lb, dict) else lb
+    return str(kind or "RoundRobin")
+
+
 def _app_protocol(m: dict[str, Any]) -> str:
     return str(spec(m).get("appProtocol") or "http")
+
+
+# -- TrafficPolicy -----------------------------------------------------------------------
+
+
+def _targets(m: dict[str, Any]) -> str:
+    out = []
+    for ref in _l(spec(m).get("targetRefs")):
+        r = _d(ref)
+        section = f"/{r['sectionName']}" if r.get("sectionName") else ""
+        out.append(f"{r.get('kind', '?')}/{r.get('name', '?')}{section}")
+    return _join(out, 3)
+
+
+def _features(m: dict[str, Any]) -> str:
+    names = [k for k in ("rateLimit", "faultInjection", "retry") if spec(m).get(k) is not None]
+    return ",".join(names) or "-"
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -196,7 +230,13 @@ COLUMNS: dict[str, list[Column]] = {
     ],
     "Backend": [
         Column("ENDPOINTS", lambda m: _endpoints(m, 3)),
+        Column("HEALTH", _health, wide_only=True),
+        Column("BALANCER", _lb, wide_only=True),
         Column("PROTOCOL", _app_protocol, wide_only=True),
+    ],
+    "TrafficPolicy": [
+        Column("TARGETS", _targets),
+        Column("FEATURES", _features),
     ],
 }
 

@@ -73,6 +73,7 @@ BUILTIN: tuple[KindInfo, ...] = (
     KindInfo("Gateway", "gateways", GATEWAY_API, True, ("gtw", "gw")),
     KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),
     KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
+    KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
 )
 
 

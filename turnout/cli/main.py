@@ -105,6 +105,14 @@ def serve(
             show_default=False,
         ),
     ] = "",
+    redis: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_REDIS",
+            help="redis://host:port/db for Global rate limits shared by replicas.",
+            show_default=False,
+        ),
+    ] = "",
     store: Annotated[
         str,
         typer.Option(
@@ -138,6 +146,7 @@ def serve(
         log_level=log_level,
         data_dir=data_dir,
         store=store,
+        redis=redis,
     )
     raise typer.Exit(run_serve(flags))
 

@@ -42,6 +42,7 @@ class ServeFlags:
     log_level: str
     data_dir: str = ""
     store: str = ""
+    redis: str = ""
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -72,6 +73,7 @@ class ServeFlags:
             watch=self.watch,
             data_dir=Path(self.data_dir).expanduser() if self.data_dir else default_data_dir(),
             store=self.store,
+            redis=self.redis,
         )
 
 

@@ -406,8 +406,154 @@ def _lb_shorthand(v: object) -> object:
     return {"type": v} if isinstance(v, str) else v
 
 
+def _lb_type(v: str) -> str:
+    return "RoundRobin" if v == "round_robin" else v  # the spelling of the first release
+
+
+Percent = Annotated[StrictInt, Field(ge=0, le=100)]
+Count = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+
+class ConsistentHashHeader(Spec):
+    name: HeaderName
+
+
+class ConsistentHashCookie(Spec):
+    name: Annotated[
+        StrictStr, Field(min_length=1, max_length=128, pattern=r"^[!#-+\--:<-\[\]-~]+$")
+    ]
+    ttl: Duration | None = None  # set by the gateway when absent from the request
+
+
+class ConsistentHashQuery(Spec):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class ConsistentHashSpec(Spec):
+    """Envoy Gateway's ``consistentHash``: Maglev over the chosen request attribute."""
+
+    type: Literal["SourceIP", "Header", "Cookie", "QueryParameter"]
+    header: ConsistentHashHeader | None = None
+    cookie: ConsistentHashCookie | None = None
+    query_parameter: ConsistentHashQuery | None = None
+    table_size: Annotated[StrictInt, Field(ge=7, le=1_000_003)] = 65537
+
+
+class SlowStartSpec(Spec):
+    window: Duration
+
+
 class LoadBalancerSpec(Spec):
-    type: Literal["round_robin"] = "round_robin"
+    type: Annotated[
+        Literal["RoundRobin", "LeastRequest", "Random", "ConsistentHash", "round_robin"],
+        AfterValidator(_lb_type),
+    ] = "RoundRobin"
+    consistent_hash: ConsistentHashSpec | None = None
+    slow_start: SlowStartSpec | None = None
+
+
+class CookieConfig(Spec):
+    lifetime_type: Literal["Session", "Permanent"] = "Session"
+
+
+class SessionPersistenceSpec(Spec):
+    """Gateway API ``sessionPersistence``: a cookie the gateway sets naming the endpoint."""
+
+    session_name: Annotated[StrictStr, Field(min_length=1, max_length=128)] = "turnout-session"
+    type: Literal["Cookie"] = "Cookie"
+    absolute_timeout: Duration | None = None
+    cookie_config: CookieConfig = CookieConfig()
+
+
+class HTTPHealthCheckSpec(Spec):
+    path: Annotated[StrictStr, Field(pattern=r"^/[^\s]*$", max_length=1024)] = "/"
+    method: Literal["GET", "HEAD"] = "GET"
+    hostname: Hostname | None = None
+    expected_statuses: tuple[Annotated[StrictInt, Field(ge=100, le=599)], ...] = Field(
+        default=(200,), min_length=1, max_length=64
+    )
+
+
+class ActiveHealthCheckSpec(Spec):
+    type: Literal["HTTP", "TCP"] = "HTTP"
+    http: HTTPHealthCheckSpec = HTTPHealthCheckSpec()
+    interval: Duration = "5s"
+    timeout: Duration = "1s"
+    healthy_threshold: Count = 1
+    unhealthy_threshold: Count = 3
+    jitter: Percent = 10  # ± percent of the interval
+
+
+class PassiveHealthCheckSpec(Spec):
+    """Outlier detection (Envoy): eject endpoints that keep failing, for growing periods."""
+
+    consecutive_5xx_errors: Annotated[
+        StrictInt, Field(ge=0, le=1000, alias="consecutive5XxErrors")
+    ] = 5
+    consecutive_gateway_errors: Annotated[StrictInt, Field(ge=0, le=1000)] = 0
+    base_ejection_time: Duration = "30s"
+    max_ejection_time: Duration = "300s"
+    interval: Duration = "10s"  # each interval back in service forgives one past ejection
+    max_ejection_percent: Percent = 10
+
+
+class HealthCheckSpec(Spec):
+    active: ActiveHealthCheckSpec | None = None
+    passive: PassiveHealthCheckSpec | None = None
+
+
+class ErrorRateBreakerSpec(Spec):
+    """closed → open when the error share crosses the threshold → half-open probes."""
+
+    threshold: Annotated[StrictInt, Field(ge=1, le=100)] = 50  # percent of responses
+    minimum_requests: Count = 20
+    window: Duration = "10s"
+    open_duration: Duration = "5s"
+    half_open_requests: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+
+
+class CircuitBreakerSpec(Spec):
+    """Envoy Gateway's ``circuitBreaker`` limits (per worker process) plus an error-rate breaker."""
+
+    max_connections: Count = 1024
+    max_pending_requests: Count = 1024
+    max_parallel_requests: Count = 1024
+    max_parallel_retries: Count = 1024
+    error_rate: ErrorRateBreakerSpec | None = None
+
+
+RetryTrigger = Literal[
+    "connect-failure", "reset", "5xx", "gateway-error", "retriable-status-codes", "refused-stream"
+]
+
+
+class BackOffSpec(Spec):
+    base_interval: Duration = "25ms"
+    max_interval: Duration | None = None  # default: 10 × base
+
+
+class PerRetrySpec(Spec):
+    timeout: Duration | None = None
+    back_off: BackOffSpec = BackOffSpec()
+
+
+class RetryOnSpec(Spec):
+    triggers: tuple[RetryTrigger, ...] = ("connect-failure", "reset", "gateway-error")
+    http_status_codes: tuple[Annotated[StrictInt, Field(ge=400, le=599)], ...] = ()
+
+
+class RetryBudgetSpec(Spec):
+    percent: Annotated[StrictInt, Field(ge=0, le=100)] = 20  # of active requests
+    min_retry_concurrency: Annotated[StrictInt, Field(ge=0, le=100_000)] = 3
+
+
+class RetrySpec(Spec):
+    """Envoy Gateway's ``retry``; attempts beyond the first, never for unreplayable bodies."""
+
+    num_retries: Annotated[StrictInt, Field(ge=0, le=10)] = 2
+    retry_on: RetryOnSpec = RetryOnSpec()
+    per_retry: PerRetrySpec = PerRetrySpec()
+    budget: RetryBudgetSpec = RetryBudgetSpec()
 
 
 class BackendTimeoutSpec(Spec):
@@ -425,6 +571,10 @@ class BackendSpec(Spec):
     app_protocol: Literal["http", "kubernetes.io/ws", "h2c", "kubernetes.io/h2c", "grpc"] = "http"
     timeout: BackendTimeoutSpec = BackendTimeoutSpec()
     connection_pool: ConnectionPoolSpec = ConnectionPoolSpec()
+    session_persistence: SessionPersistenceSpec | None = None
+    health_check: HealthCheckSpec | None = None
+    circuit_breaker: CircuitBreakerSpec | None = None
+    retry: RetrySpec | None = None
 
 
 class BackendObject(Spec):
@@ -435,8 +585,88 @@ class BackendObject(Spec):
     status: dict[str, Any] | None = None
 
 
+# --- turnout.dev TrafficPolicy -------------------------------------------------------------
+
+
+class PolicyTargetRef(Spec):
+    """What a policy attaches to: a Gateway (optionally one listener) or an HTTPRoute
+    (optionally one named rule), in the policy's namespace."""
+
+    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
+    kind: Literal["Gateway", "HTTPRoute"]
+    name: ObjectName
+    section_name: SectionName | None = None
+
+
+class RateLimitValue(Spec):
+    requests: Count
+    unit: Literal["Second", "Minute", "Hour", "Day"]
+
+
+class RateLimitKey(Spec):
+    """What one bucket counts: each client address, each value of a header, or the route."""
+
+    type: Literal["ClientIP", "Header", "Route", "Consumer", "JWTClaim"] = "ClientIP"
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+
+
+class RateLimitRule(Spec):
+    key: RateLimitKey = RateLimitKey()
+    algorithm: Literal["TokenBucket", "SlidingWindow"] = "TokenBucket"
+    limit: RateLimitValue
+    burst: Count | None = None  # token bucket capacity; default: limit.requests
+
+
+class RateLimitSpec(Spec):
+    type: Literal["Local", "Global"] = "Local"
+    rules: tuple[RateLimitRule, ...] = Field(min_length=1, max_length=16)
+    failure_mode: Literal["Open", "Closed"] = "Open"  # Global: when Redis cannot answer
+    timeout: Duration = "50ms"  # Global: per Redis call
+
+
+class FaultDelay(Spec):
+    fixed_delay: Duration
+    percentage: Annotated[float, Field(ge=0, le=100, strict=False)] = 100.0
+
+
+class FaultAbort(Spec):
+    http_status: Annotated[StrictInt, Field(ge=200, le=599)]
+    percentage: Annotated[float, Field(ge=0, le=100, strict=False)] = 100.0
+
+
+class FaultHeader(Spec):
+    name: HeaderName
+    value: HeaderValue
+
+
+class FaultInjectionSpec(Spec):
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+    headers: tuple[FaultHeader, ...] = Field(default=(), max_length=16)  # all must match
+
+
+class TrafficPolicySpec(Spec):
+    target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
+    rate_limit: RateLimitSpec | None = None
+    fault_injection: FaultInjectionSpec | None = None
+    retry: RetrySpec | None = None
+
+
+class TrafficPolicyObject(Spec):
+    api_version: Literal["turnout.dev/v1alpha1"]
+    kind: Literal["TrafficPolicy"]
+    metadata: ObjectMeta
+    spec: TrafficPolicySpec
+    status: dict[str, Any] | None = None
+
+
 ConfigObject = (
-    NamespaceObject | GatewayClassObject | GatewayObject | HTTPRouteObject | BackendObject
+    NamespaceObject
+    | GatewayClassObject
+    | GatewayObject
+    | HTTPRouteObject
+    | BackendObject
+    | TrafficPolicyObject
 )
 
 # (apiVersion group, kind) -> model; the version is checked by each model's Literal.
@@ -446,6 +676,7 @@ KINDS: Final[dict[str, type[Spec]]] = {
     "Gateway": GatewayObject,
     "HTTPRoute": HTTPRouteObject,
     "Backend": BackendObject,
+    "TrafficPolicy": TrafficPolicyObject,
 }
 
 # Kinds users commonly paste from a cluster, with the advice to give instead.

@@ -24,6 +24,7 @@ from turnout.config.model import (
     HTTPRouteObject,
     HTTPRouteRule,
     NamespaceObject,
+    TrafficPolicyObject,
 )
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
@@ -36,7 +37,6 @@ GATEWAY_OWNED_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
 )
 UNSUPPORTED_FILTERS = {
-    "RequestMirror": "the RequestMirror filter is not supported yet",
     "CORS": "the CORS filter is not supported yet",
     "ExternalAuth": "the ExternalAuth filter is not supported yet",
     "ExtensionRef": "ExtensionRef filters are not supported",
@@ -124,6 +124,8 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             _check_attachment(res, obj, gateways, namespaces, problems)
         elif isinstance(obj, BackendObject):
             _check_backend(res, obj, problems)
+        elif isinstance(obj, TrafficPolicyObject):
+            _check_policy(res, obj, cs, problems)
     return cs, problems
 
 
@@ -234,6 +236,37 @@ def _check_route(
         base = ("spec", "rules", r)
         _check_matches(res, rule, base, problems)
         _check_filters(res, rule, rule.filters, (*base, "filters"), problems)
+        for f, flt in enumerate(rule.filters):
+            mirror = flt.request_mirror
+            if mirror is not None:
+                mref = mirror.backend_ref
+                _check_backend_ref(
+                    res,
+                    route,
+                    mref.group,
+                    mref.kind,
+                    mref.name,
+                    mref.namespace,
+                    mref.port,
+                    backends,
+                    (*base, "filters", f, "requestMirror", "backendRef"),
+                    problems,
+                )
+                if mirror.percent is not None and mirror.fraction is not None:
+                    problems.append(
+                        res.problem(
+                            (*base, "filters", f, "requestMirror"),
+                            "give percent or fraction, not both",
+                        )
+                    )
+                fraction = mirror.fraction
+                if fraction is not None and fraction.numerator > fraction.denominator:
+                    problems.append(
+                        res.problem(
+                            (*base, "filters", f, "requestMirror", "fraction"),
+                            "the numerator may not exceed the denominator",
+                        )
+                    )
         for b, ref in enumerate(rule.backend_refs):
             bpath = (*base, "backendRefs", b)
             _check_filters(res, rule, ref.filters, (*bpath, "filters"), problems)
@@ -263,12 +296,16 @@ def _check_route(
                         "backendRequest must not be longer than request",
                     )
                 )
-        if rule.retry is not None:
-            problems.append(res.problem((*base, "retry"), "route retries are not supported yet"))
+        if rule.retry is not None and rule.retry.attempts is not None and rule.retry.attempts > 10:
+            problems.append(
+                res.problem((*base, "retry", "attempts"), "at most 10 retries per request")
+            )
         if rule.session_persistence is not None:
             problems.append(
                 res.problem(
-                    (*base, "sessionPersistence"), "session persistence is not supported yet"
+                    (*base, "sessionPersistence"),
+                    "session persistence on route rules is not supported yet; set "
+                    "sessionPersistence on the Backend",
                 )
             )
 
@@ -486,11 +523,203 @@ def _check_backend_ref(
 # --- Backend ------------------------------------------------------------------------------
 
 
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    f = 2
+    while f * f <= n:
+        if n % f == 0:
+            return False
+        f += 1
+    return True
+
+
+_HASH_FIELD = {"Header": "header", "Cookie": "cookie", "QueryParameter": "queryParameter"}
+
+
+def _check_resilience(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:
+    spec = backend.spec
+    lb = spec.load_balancer
+    base = ("spec", "loadBalancer")
+    ch = lb.consistent_hash
+    if lb.type == "ConsistentHash":
+        if ch is None:
+            problems.append(
+                res.problem((*base, "consistentHash"), "type ConsistentHash needs consistentHash")
+            )
+        else:
+            wanted = _HASH_FIELD.get(ch.type)
+            given = {"header": ch.header, "cookie": ch.cookie, "queryParameter": ch.query_parameter}
+            if wanted is not None and given[wanted] is None:
+                problems.append(
+                    res.problem(
+                        (*base, "consistentHash", wanted),
+                        f"consistentHash type {ch.type} needs {wanted}",
+                    )
+                )
+            for name, value in given.items():
+                if value is not None and name != wanted:
+                    problems.append(
+                        res.problem(
+                            (*base, "consistentHash", name),
+                            f"{name} does not apply to consistentHash type {ch.type}",
+                        )
+                    )
+            if not _is_prime(ch.table_size):
+                problems.append(
+                    res.problem(
+                        (*base, "consistentHash", "tableSize"),
+                        f"tableSize {ch.table_size} must be a prime number (e.g. 65537)",
+                    )
+                )
+    elif ch is not None:
+        problems.append(
+            res.problem(
+                (*base, "consistentHash"), f"consistentHash does not apply to type {lb.type}"
+            )
+        )
+    hc = spec.health_check
+    if hc is not None and hc.active is not None:
+        if parse_duration(hc.active.timeout) >= parse_duration(hc.active.interval):
+            problems.append(
+                res.problem(
+                    ("spec", "healthCheck", "active", "timeout"),
+                    "the check timeout must be shorter than its interval",
+                )
+            )
+        if parse_duration(hc.active.interval) < 0.05:
+            problems.append(
+                res.problem(
+                    ("spec", "healthCheck", "active", "interval"), "the interval must be ≥ 50ms"
+                )
+            )
+    if hc is not None and hc.passive is not None:
+        p = hc.passive
+        if p.consecutive_5xx_errors == 0 and p.consecutive_gateway_errors == 0:
+            problems.append(
+                res.problem(
+                    ("spec", "healthCheck", "passive"),
+                    "both consecutive5XxErrors and consecutiveGatewayErrors are 0: "
+                    "nothing will ever be ejected",
+                    "warning",
+                )
+            )
+        if parse_duration(p.max_ejection_time) < parse_duration(p.base_ejection_time):
+            problems.append(
+                res.problem(
+                    ("spec", "healthCheck", "passive", "maxEjectionTime"),
+                    "maxEjectionTime must not be shorter than baseEjectionTime",
+                )
+            )
+    retry = spec.retry
+    if retry is not None:
+        triggers = retry.retry_on.triggers
+        if retry.retry_on.http_status_codes and "retriable-status-codes" not in triggers:
+            problems.append(
+                res.problem(
+                    ("spec", "retry", "retryOn", "triggers"),
+                    "httpStatusCodes are only used with the 'retriable-status-codes' trigger",
+                    "warning",
+                )
+            )
+        if "refused-stream" in triggers:
+            problems.append(
+                res.problem(
+                    ("spec", "retry", "retryOn", "triggers"),
+                    "'refused-stream' applies to HTTP/2 upstreams, which are not supported yet",
+                    "warning",
+                )
+            )
+
+
 def _check_backend(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:
     if backend.spec.app_protocol in ("h2c", "kubernetes.io/h2c", "grpc"):
         problems.append(
             res.problem(
                 ("spec", "appProtocol"),
                 f"appProtocol {backend.spec.app_protocol} is not supported yet",
+            )
+        )
+    _check_resilience(res, backend, problems)
+
+
+# --- TrafficPolicy ------------------------------------------------------------------------
+
+
+def _check_policy(
+    res: Resource, policy: TrafficPolicyObject, cs: ConfigSet, problems: list[Problem]
+) -> None:
+    ns = policy.metadata.namespace
+    gateways = cs.gateways()
+    routes = {
+        (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+        for r in cs.resources
+        if isinstance(r.obj, HTTPRouteObject)
+    }
+    for i, ref in enumerate(policy.spec.target_refs):
+        path = ("spec", "targetRefs", i)
+        if ref.kind == "Gateway":
+            gw = gateways.get((ns, ref.name))
+            if gw is None:
+                problems.append(
+                    res.problem(
+                        (*path, "name"), f"Gateway {ns}/{ref.name} does not exist", "warning"
+                    )
+                )
+            elif ref.section_name and ref.section_name not in {
+                lst.name for lst in gw.spec.listeners
+            }:
+                problems.append(
+                    res.problem(
+                        (*path, "sectionName"),
+                        f"Gateway {ns}/{ref.name} has no listener {ref.section_name!r}",
+                        "warning",
+                    )
+                )
+        else:
+            route = routes.get((ns, ref.name))
+            if route is None:
+                problems.append(
+                    res.problem(
+                        (*path, "name"), f"HTTPRoute {ns}/{ref.name} does not exist", "warning"
+                    )
+                )
+            elif ref.section_name and ref.section_name not in {
+                r.name for r in route.spec.rules if r.name
+            }:
+                problems.append(
+                    res.problem(
+                        (*path, "sectionName"),
+                        f"HTTPRoute {ns}/{ref.name} has no rule named {ref.section_name!r}",
+                        "warning",
+                    )
+                )
+    rl = policy.spec.rate_limit
+    if rl is not None:
+        for i, rule in enumerate(rl.rules):
+            key_path: tuple[str | int, ...] = ("spec", "rateLimit", "rules", i, "key")
+            if rule.key.type in ("Consumer", "JWTClaim"):
+                problems.append(
+                    res.problem(
+                        (*key_path, "type"),
+                        f"rate-limit keys of type {rule.key.type} need authentication, "
+                        "which is not supported yet",
+                    )
+                )
+            elif rule.key.type == "Header" and not rule.key.name:
+                problems.append(
+                    res.problem((*key_path, "name"), "a Header key needs the header name")
+                )
+            elif rule.key.type in ("ClientIP", "Route") and rule.key.name:
+                problems.append(
+                    res.problem((*key_path, "name"), f"a {rule.key.type} key takes no name")
+                )
+    fault = policy.spec.fault_injection
+    if fault is not None and fault.delay is None and fault.abort is None:
+        problems.append(res.problem(("spec", "faultInjection"), "give a delay, an abort, or both"))
+    if rl is None and fault is None and policy.spec.retry is None:
+        problems.append(
+            res.problem(
+                ("spec",), "the policy sets nothing (rateLimit, faultInjection or retry)", "warning"
             )
         )

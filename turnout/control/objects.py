@@ -62,6 +62,7 @@ KIND_INFO: Final[dict[str, KindInfo]] = {
             "HTTPRoute", "httproutes", "gateway.networking.k8s.io/v1", True, ("route", "routes")
         ),
         KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
+        KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
     )
 }
 BY_PLURAL: Final[dict[str, KindInfo]] = {k.plural: k for k in KIND_INFO.values()}

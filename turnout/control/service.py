@@ -58,6 +58,7 @@ from turnout.control.store.repository import (
     TokenRecord,
     rfc3339,
 )
+from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.paths import ADMIN_TOKEN_FILE
 
 log = logging.getLogger("turnout.control")
@@ -463,8 +464,11 @@ class ControlPlane:
                 f"{len(done)}/{len(workers)} workers run {target}",
             ),
         ]
+        status: dict[str, Any] = {"conditions": conditions}
+        if entry.key[0] == "Backend":
+            status["endpoints"] = _endpoint_status(entry.manifest, runtime.get("health", {}))
         return {
-            "conditions": conditions,
+            **status,
             "workers": [
                 {
                     "pid": w.get("pid"),
@@ -576,6 +580,28 @@ class ControlPlane:
             message=f"bootstrap admin token written to {path}",
         )
         log.info("bootstrap admin token written to %s (mode 0600)", path)
+
+
+def _endpoint_status(manifest: dict[str, Any], health: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each endpoint of a Backend with the verdict of its active health checks, if any."""
+    out = []
+    spec = manifest.get("spec") or {}
+    for ep in spec.get("endpoints") or ():
+        address = str(ep.get("address", ""))
+        try:
+            key = str(parse_address(address, allow_missing_port=True))
+        except AddressError:
+            key = address
+        st = health.get(key)
+        item: dict[str, Any] = {"address": address}
+        if st is None:
+            item["health"] = "Unchecked"
+        else:
+            item["health"] = "Healthy" if st.get("healthy") else "Unhealthy"
+            item["lastError"] = st.get("lastError", "")
+            item["consecutive"] = st.get("consecutive", 0)
+        out.append(item)
+    return out
 
 
 def write_secret(path: Path, text: str) -> None:

@@ -46,12 +46,18 @@ class Aggregate:
     counters: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=dict)
     pools: dict[str, list[int]] = field(default_factory=dict)
+    backend_events: dict[tuple[str, str], int] = field(default_factory=dict)
+    # endpoint -> {"healthy", "checks", "failures", "backend", ...} from active checks
+    endpoint_health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add_worker(self, stats: dict[str, Any], *, include_gauges: bool = True) -> None:
         for key, (codes, buckets, total) in stats.get("routes", {}).items():
             self.routes.setdefault(tuple(key), RouteTotals()).add(codes, buckets, total)
         for backend, n in stats.get("connect_errors", {}).items():
             self.connect_errors[backend] = self.connect_errors.get(backend, 0) + n
+        for key, n in stats.get("backend_events", {}).items():
+            key = tuple(key)
+            self.backend_events[key] = self.backend_events.get(key, 0) + n
         for name in (
             "connections_total",
             "protocol_errors",
@@ -106,6 +112,8 @@ class TurnoutCollector(Collector):
         for backend, n in sorted(agg.connect_errors.items()):
             connect.add_metric([backend], n)
         yield connect
+        yield from _backend_events(agg.backend_events)
+        yield from _endpoint_health(agg.endpoint_health)
         yield _counter(
             "turnout_upstream_timeouts",
             "Requests that hit a route or connect timeout",
@@ -172,3 +180,59 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     metric = GaugeMetricFamily(name, doc)
     metric.add_metric([], value)
     return metric
+
+
+def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
+    retries = CounterMetricFamily(
+        "turnout_upstream_retries", "Retried upstream attempts", labels=["backend"]
+    )
+    overflow = CounterMetricFamily(
+        "turnout_upstream_overflow",
+        "Requests refused with 503 by a circuit-breaker limit or an open breaker",
+        labels=["backend", "reason"],
+    )
+    ejections = CounterMetricFamily(
+        "turnout_outlier_ejections",
+        "Endpoints ejected by passive health checking (outlier detection)",
+        labels=["backend"],
+    )
+    transitions = CounterMetricFamily(
+        "turnout_circuit_breaker_transitions",
+        "Error-rate breaker state changes, by the state entered",
+        labels=["backend", "state"],
+    )
+    for (backend, event), n in sorted(events.items()):
+        kind, _, detail = event.partition(":")
+        if kind == "retry":
+            retries.add_metric([backend], n)
+        elif kind == "overflow":
+            overflow.add_metric([backend, detail], n)
+        elif kind == "ejection":
+            ejections.add_metric([backend], n)
+        elif kind == "breaker":
+            transitions.add_metric([backend, detail], n)
+    yield retries
+    yield overflow
+    yield ejections
+    yield transitions
+
+
+def _endpoint_health(health: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    healthy = GaugeMetricFamily(
+        "turnout_endpoint_healthy",
+        "Verdict of the active health checks (1 healthy, 0 unhealthy)",
+        labels=["backend", "endpoint"],
+    )
+    checks = CounterMetricFamily(
+        "turnout_health_checks",
+        "Active health checks run, by result",
+        labels=["backend", "endpoint", "result"],
+    )
+    for endpoint, st in sorted(health.items()):
+        backend = str(st.get("backend", ""))
+        healthy.add_metric([backend, endpoint], 1.0 if st.get("healthy") else 0.0)
+        failures = int(st.get("failures", 0))
+        checks.add_metric([backend, endpoint, "success"], int(st.get("checks", 0)) - failures)
+        checks.add_metric([backend, endpoint, "failure"], failures)
+    yield healthy
+    yield checks

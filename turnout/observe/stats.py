@@ -43,6 +43,7 @@ class WorkerStats:
     __slots__ = (
         "active_connections",
         "backend_connect_errors",
+        "backend_events",
         "connections_total",
         "internal_errors",
         "protocol_errors",
@@ -53,6 +54,9 @@ class WorkerStats:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], RouteStats] = {}
         self.backend_connect_errors: dict[str, int] = {}
+        # (backend, event) -> count; events: "retry", "overflow:<reason>", "ejection",
+        # "breaker:<state>" (see observe.metrics for the metric each becomes)
+        self.backend_events: dict[tuple[str, str], int] = {}
         self.active_connections = 0
         self.connections_total = 0
         self.protocol_errors = 0
@@ -69,11 +73,16 @@ class WorkerStats:
     def connect_error(self, backend: str) -> None:
         self.backend_connect_errors[backend] = self.backend_connect_errors.get(backend, 0) + 1
 
+    def event(self, backend: str, event: str) -> None:
+        key = (backend, event)
+        self.backend_events[key] = self.backend_events.get(key, 0) + 1
+
     def export(self) -> dict[str, Any]:
         """Plain, picklable cumulative values."""
         return {
             "routes": {k: (list(c.codes), list(c.buckets), c.sum) for k, c in self.routes.items()},
             "connect_errors": dict(self.backend_connect_errors),
+            "backend_events": dict(self.backend_events),
             "active_connections": self.active_connections,
             "connections_total": self.connections_total,
             "protocol_errors": self.protocol_errors,

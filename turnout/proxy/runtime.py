@@ -25,7 +25,9 @@ from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.protocols.http1 import Limits
-from turnout.proxy.snapshot import Snapshot, SnapshotBuilder
+from turnout.proxy.ratelimit.local import LocalStore
+from turnout.proxy.ratelimit.redis_store import RedisStore
+from turnout.proxy.snapshot import BackendState, LimitStores, Snapshot, SnapshotBuilder
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
 
@@ -61,6 +63,13 @@ class Runtime:
         self.ids = RequestIdGenerator()
         self.resolver = Resolver(ttl=settings.dns_ttl)
         self.pools: dict[str, EndpointPool] = {}
+        # Circuit breakers and outlier detectors by backend, kept across snapshots.
+        self.backend_state = BackendState(self.stats)
+        # Rate-limit stores: the host-wide table (shared with the other workers) and Redis
+        self.limits = LimitStores(None, None)
+        # Verdicts of the supervisor's active health checks, by endpoint key; pools
+        # created later start from them.
+        self.active_health: dict[str, bool] = {}
         self.connections: set[Sweepable] = set()
         self.draining = False
         self.snapshot = Snapshot(0, {}, {})
@@ -71,7 +80,23 @@ class Runtime:
     # -- configuration -------------------------------------------------------------------
 
     def build(self, config: ConfigSet, revision: int) -> Snapshot:
-        return SnapshotBuilder(config, self.stats, self._pool_for).build(revision)
+        return SnapshotBuilder(
+            config, self.stats, self._pool_for, self.backend_state, limits=self.limits
+        ).build(revision)
+
+    def open_limit_stores(self, table_path: str, redis_url: str) -> None:
+        """The host-wide rate-limit table (shared with the other workers) and Redis."""
+        local = LocalStore.open(table_path) if table_path else LocalStore.private()
+        redis = RedisStore(redis_url) if redis_url else None
+        self.limits = LimitStores(local, redis)
+
+    async def close_limit_stores(self) -> None:
+        local, redis = self.limits.local, self.limits.redis
+        self.limits = LimitStores(None, None)
+        if redis is not None:
+            await redis.aclose()
+        if local is not None:
+            local.close()
 
     def install(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -83,9 +108,20 @@ class Runtime:
             pool = self.pools[key] = EndpointPool(
                 address, self.loop, self.resolver, max_idle, idle_timeout
             )
+            verdict = self.active_health.get(key)
+            if verdict is not None:
+                pool.health.set_active(verdict, time.perf_counter())
         else:
             pool.max_idle, pool.idle_timeout = max_idle, idle_timeout
         return pool
+
+    def set_active_health(self, verdicts: dict[str, bool]) -> None:
+        now = time.perf_counter()
+        self.active_health.update(verdicts)
+        for key, ok in verdicts.items():
+            pool = self.pools.get(key)
+            if pool is not None:
+                pool.health.set_active(ok, now)
 
     # -- time ----------------------------------------------------------------------------
 

@@ -19,24 +19,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
+from typing import Final
 
 from turnout.config.attach import attach_route
 from turnout.config.model import (
     TURNOUT_GROUP,
     BackendObject,
+    CircuitBreakerSpec,
     GatewayObject,
     HTTPBackendRef,
+    HTTPRequestMirrorFilter,
     HTTPRouteObject,
     HTTPRouteRule,
+    PassiveHealthCheckSpec,
+    RateLimitSpec,
 )
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats, WorkerStats
+from turnout.proxy.filters.fault import FaultInjector
 from turnout.proxy.filters.headers import HeaderModifier
+from turnout.proxy.filters.mirror import MirrorCounters
+from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.redirect import Redirect
 from turnout.proxy.filters.rewrite import UrlRewrite
+from turnout.proxy.ratelimit.algorithms import SlidingWindow, TokenBucket
+from turnout.proxy.ratelimit.limiter import RateLimiter
+from turnout.proxy.ratelimit.local import LocalStore
+from turnout.proxy.ratelimit.redis_store import RedisStore
+from turnout.proxy.ratelimit.rules import KeyBy, KeySpec, RateLimitRule
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -44,21 +57,192 @@ from turnout.proxy.routing.build import (
     compile_match,
 )
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
-from turnout.proxy.upstream.balancer import RoundRobinBalancer
+from turnout.proxy.upstream.affinity import endpoint_token
+from turnout.proxy.upstream.balancer import Balancer, build_balancer
+from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
 from turnout.proxy.upstream.endpoints import Endpoint
+from turnout.proxy.upstream.health import OutlierDetector
 from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.upstream.retry import RetryPolicy, backend_policy, route_policy
+
+HASH_NONE: Final = 0
+HASH_SOURCE_IP: Final = 1
+HASH_HEADER: Final = 2
+HASH_COOKIE: Final = 3
+HASH_QUERY: Final = 4
+_HASH_SOURCES: Final = {
+    "SourceIP": HASH_SOURCE_IP,
+    "Header": HASH_HEADER,
+    "Cookie": HASH_COOKIE,
+    "QueryParameter": HASH_QUERY,
+}
+
+
+class LimitStores:
+    """Where rate-limit counters live: the worker's view of the host-wide table and its
+    Redis client (None in tests and trial builds: a private table / no global rules)."""
+
+    __slots__ = ("local", "redis")
+
+    def __init__(self, local: LocalStore | None, redis: RedisStore | None) -> None:
+        self.local = local
+        self.redis = redis
+
+
+_UNIT_SECONDS: Final = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0, "Day": 86400.0}
+_KEY_BY: Final = {
+    "ClientIP": KeyBy.CLIENT_IP,
+    "Header": KeyBy.HEADER,
+    "Route": KeyBy.ROUTE,
+    "Consumer": KeyBy.CONSUMER,
+    "JWTClaim": KeyBy.JWT_CLAIM,
+}
+
+
+def compile_rate_limits(spec: RateLimitSpec, policy: str) -> list[RateLimitRule]:
+    """A TrafficPolicy ``rateLimit`` as limiter rules named ``policy#index`` (the names
+    key the counters, so they survive reloads that keep the policy)."""
+    rules = []
+    for i, rule in enumerate(spec.rules):
+        period = _UNIT_SECONDS[rule.limit.unit]
+        requests = rule.limit.requests
+        algorithm: TokenBucket | SlidingWindow
+        if rule.algorithm == "TokenBucket":
+            algorithm = TokenBucket(requests, period, rule.burst or requests)
+        else:
+            algorithm = SlidingWindow(requests, period)
+        rules.append(
+            RateLimitRule(
+                f"{policy}#{i}",
+                algorithm,
+                KeySpec(_KEY_BY[rule.key.type], rule.key.name or ""),
+                scope=spec.type.lower(),
+                failure_mode=spec.failure_mode.lower(),
+                timeout=parse_duration(spec.timeout),
+            )
+        )
+    return rules
+
+
+class BackendState:
+    """Per-worker state of each backend that must survive reloads: its ``BackendGuard``
+    (concurrency counters, error-rate breaker) and its ``OutlierDetector``."""
+
+    def __init__(self, stats: WorkerStats | None = None) -> None:
+        self.stats = stats
+        self.guards: dict[str, BackendGuard] = {}
+        self.detectors: dict[str, tuple[tuple[float, ...], OutlierDetector]] = {}
+
+    def guard(self, label: str, spec: CircuitBreakerSpec | None) -> BackendGuard:
+        guard = self.guards.get(label)
+        if guard is None:
+            guard = self.guards[label] = BackendGuard()
+        if spec is None:
+            guard.max_connections = guard.max_pending = 1 << 30
+            guard.max_requests = guard.max_retries = 1 << 30
+            guard.breaker = None
+            return guard
+        guard.max_connections = spec.max_connections
+        guard.max_pending = spec.max_pending_requests
+        guard.max_requests = spec.max_parallel_requests
+        guard.max_retries = spec.max_parallel_retries
+        rate = spec.error_rate
+        if rate is None:
+            guard.breaker = None
+        else:
+            settings = (
+                rate.threshold,
+                rate.minimum_requests,
+                parse_duration(rate.window),
+                parse_duration(rate.open_duration),
+                rate.half_open_requests,
+            )
+            if guard.breaker is None:
+                guard.breaker = ErrorRateBreaker(*settings, on_transition=self._reporter(label))
+            else:
+                guard.breaker.configure(*settings)
+        return guard
+
+    def _reporter(self, label: str) -> Callable[[int], None]:
+        stats = self.stats
+
+        def report(state: int) -> None:
+            if stats is not None:
+                stats.event(label, "breaker:" + STATE_NAMES[state])
+
+        return report
+
+    def detector(self, label: str, spec: PassiveHealthCheckSpec | None) -> OutlierDetector | None:
+        if spec is None:
+            self.detectors.pop(label, None)
+            return None
+        settings = (
+            float(spec.consecutive_5xx_errors),
+            float(spec.consecutive_gateway_errors),
+            parse_duration(spec.base_ejection_time),
+            float(spec.max_ejection_percent),
+            parse_duration(spec.max_ejection_time),
+            parse_duration(spec.interval),
+        )
+        known = self.detectors.get(label)
+        if known is not None and known[0] == settings:
+            return known[1]
+        detector = OutlierDetector(
+            consecutive_5xx=spec.consecutive_5xx_errors,
+            consecutive_gateway_errors=spec.consecutive_gateway_errors,
+            base_ejection_time=settings[2],
+            max_ejection_percent=spec.max_ejection_percent,
+            max_ejection_time=settings[4],
+            interval=settings[5],
+        )
+        self.detectors[label] = (settings, detector)
+        return detector
 
 
 class Cluster:
     """A ``Backend`` as reached through one port: what a backendRef resolves to."""
 
-    __slots__ = ("balancer", "connect_timeout", "label", "label_json", "single")
+    __slots__ = (
+        "balancer",
+        "connect_timeout",
+        "endpoints",
+        "guard",
+        "hash_cookie_max_age",
+        "hash_name",
+        "hash_source",
+        "label",
+        "label_json",
+        "outlier",
+        "retry",
+        "single",
+        "sticky_max_age",
+        "sticky_name",
+        "sticky_tokens",
+    )
 
-    def __init__(self, label: str, balancer: RoundRobinBalancer, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        label: str,
+        balancer: Balancer,
+        connect_timeout: float,
+        guard: BackendGuard | None = None,
+    ) -> None:
         self.label = label
         self.label_json = _json_str(label)
         self.balancer = balancer
         self.connect_timeout = connect_timeout
+        self.endpoints: list[Endpoint] = balancer.endpoints
+        self.guard = guard if guard is not None else BackendGuard()
+        self.outlier: OutlierDetector | None = None
+        self.retry: RetryPolicy | None = None
+        # Consistent hashing input (HASH_*) and the header/cookie/parameter it names
+        self.hash_source = HASH_NONE
+        self.hash_name = b""
+        self.hash_cookie_max_age = -1  # >= 0: the gateway sets the cookie when absent
+        # Sticky sessions: cookie name, Max-Age (-1 = session cookie), token -> endpoint
+        self.sticky_name = b""
+        self.sticky_max_age = -1
+        self.sticky_tokens: dict[bytes, Endpoint] = {}
         # The one endpoint when there is exactly one: no balancing to do.
         eps = balancer.endpoints
         self.single = eps[0] if len(eps) == 1 else None
@@ -75,6 +259,7 @@ class BackendChoice:
         "request_mod",
         "response_mod",
         "response_mods",
+        "retry",
         "rewrite",
         "stats",
     )
@@ -91,6 +276,20 @@ class BackendChoice:
         self.redirect: Redirect | None = None
         # the route's then this backendRef's ResponseHeaderModifier, in order
         self.response_mods: tuple[HeaderModifier, ...] = ()
+        # the rule's retry (Gateway API) over the backend's, or the backend's alone
+        self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
+
+
+class MirrorTarget:
+    """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
+
+    __slots__ = ("cluster", "counters", "denominator", "numerator")
+
+    def __init__(self, cluster: Cluster, numerator: int, denominator: int) -> None:
+        self.cluster = cluster
+        self.numerator = numerator
+        self.denominator = denominator
+        self.counters = MirrorCounters()
 
 
 class RouteAction:
@@ -100,6 +299,12 @@ class RouteAction:
         "backend_timeout",
         "choices",
         "cumulative",
+        "fault",
+        "limiter",
+        "limits",
+        "mirrors",
+        "rate_limit",
+        "rate_limit_name",
         "redirect",
         "request_mod",
         "request_timeout",
@@ -126,6 +331,14 @@ class RouteAction:
         self.request_timeout = 0.0  # 0 = none
         self.backend_timeout = 0.0
         self.single: BackendChoice | None = None  # the only backendRef with weight > 0
+        self.fault: FaultInjector | None = None  # TrafficPolicy faultInjection
+        self.mirrors: tuple[MirrorTarget, ...] = ()  # RequestMirror filters
+        # TrafficPolicy rateLimit (compiled into the worker's limiter) and the policy's name
+        self.rate_limit: RateLimitSpec | None = None
+        self.rate_limit_name = ""
+        # compiled: the snapshot's limiter and (rule index, key) of each of this rule's limits
+        self.limiter: RateLimiter | None = None
+        self.limits: tuple[tuple[int, KeySpec], ...] = ()
 
     def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
         choices = self.choices
@@ -170,10 +383,21 @@ PoolFactory = Callable[[Address, int, float], EndpointPool]
 
 
 class SnapshotBuilder:
-    def __init__(self, config: ConfigSet, stats: WorkerStats, pool_for: PoolFactory) -> None:
+    def __init__(
+        self,
+        config: ConfigSet,
+        stats: WorkerStats,
+        pool_for: PoolFactory,
+        state: BackendState | None = None,
+        limits: LimitStores | None = None,
+    ) -> None:
         self.config = config
         self.stats = stats
         self.pool_for = pool_for
+        self.state = state if state is not None else BackendState()
+        self.limit_stores = limits if limits is not None else LimitStores(None, None)
+        self.policies = PolicyIndex(config)
+        self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.pools: dict[str, EndpointPool] = {}
@@ -200,9 +424,19 @@ class SnapshotBuilder:
             if not outcome.attached:
                 continue
             ns_name = f"{route.metadata.namespace}/{route.metadata.name}"
-            actions = [self._action(route, rule) for rule in route.spec.rules]
+            plain: list[RouteAction] | None = None
             for att in outcome.attached:
-                gw_key = f"{att.gateway.metadata.namespace}/{att.gateway.metadata.name}"
+                gw_id = (att.gateway.metadata.namespace, att.gateway.metadata.name)
+                gw_key = f"{gw_id[0]}/{gw_id[1]}"
+                # Rules get their own actions per listener only when a TrafficPolicy
+                # targets the Gateway; otherwise all attachments share one set.
+                if gw_id in self.policies.gateway:
+                    ctx = (gw_id, att.listener.name)
+                    actions = [self._action(route, rule, ctx) for rule in route.spec.rules]
+                else:
+                    if plain is None:
+                        plain = [self._action(route, rule, None) for rule in route.spec.rules]
+                    actions = plain
                 by_host = entries.setdefault((gw_key, att.listener.name), {})
                 hosts: tuple[str | None, ...] = (
                     att.hostnames if att.hostnames is not None else (None,)
@@ -214,7 +448,35 @@ class SnapshotBuilder:
                             by_host.setdefault(host, []).append(
                                 compile_match(match, actions[r_idx], precedence)
                             )
+        self._compile_limits()
         return self._assemble(revision, gateways, entries)
+
+    def _compile_limits(self) -> None:
+        """One limiter for the snapshot, over every policy's rules; each action keeps the
+        indices of its own. Raises (failing the build) for global rules without Redis."""
+        if not self.limited:
+            return
+        rules: list[RateLimitRule] = []
+        first: dict[str, int] = {}
+        for action in self.limited:
+            assert action.rate_limit is not None
+            name = action.rate_limit_name
+            if name not in first:
+                first[name] = len(rules)
+                rules.extend(compile_rate_limits(action.rate_limit, name))
+        stores = self.limit_stores
+        if stores.redis is None and any(r.scope == "global" for r in rules):
+            raise ValueError(
+                "a TrafficPolicy has Global rate limits but Turnout runs without Redis "
+                "(start it with --redis redis://HOST:PORT)"
+            )
+        limiter = RateLimiter(rules, local=stores.local, redis=stores.redis)
+        for action in self.limited:
+            assert action.rate_limit is not None
+            base = first[action.rate_limit_name]
+            n = len(action.rate_limit.rules)
+            action.limiter = limiter
+            action.limits = tuple((base + i, rules[base + i].key) for i in range(n))
 
     def _assemble(
         self,
@@ -244,9 +506,15 @@ class SnapshotBuilder:
 
     # -- rules -----------------------------------------------------------------------------
 
-    def _action(self, route: HTTPRouteObject, rule: HTTPRouteRule) -> RouteAction:
+    def _action(
+        self,
+        route: HTTPRouteObject,
+        rule: HTTPRouteRule,
+        gateway: tuple[tuple[str, str], str] | None,
+    ) -> RouteAction:
         label = f"{route.metadata.namespace}/{route.metadata.name}"
         action = RouteAction(label, self.stats.cell(label, ""))
+        policy = self.policies.effective(route, rule, gateway)
         for flt in rule.filters:
             if flt.request_redirect is not None:
                 action.redirect = Redirect(flt.request_redirect)
@@ -256,12 +524,31 @@ class SnapshotBuilder:
                 action.request_mod = HeaderModifier(flt.request_header_modifier)
             elif flt.response_header_modifier is not None:
                 action.response_mod = HeaderModifier(flt.response_header_modifier)
+            elif flt.request_mirror is not None:
+                target = self._mirror(route, flt.request_mirror)
+                if target is not None:
+                    action.mirrors = (*action.mirrors, target)
         if rule.timeouts is not None:
             if rule.timeouts.request:
                 action.request_timeout = parse_duration(rule.timeouts.request)
             if rule.timeouts.backend_request:
                 action.backend_timeout = parse_duration(rule.timeouts.backend_request)
         choices = [self._choice(route, label, ref) for ref in rule.backend_refs]
+        if rule.retry is not None:
+            for choice in choices:
+                backend = choice.cluster.retry if choice.cluster is not None else None
+                choice.retry = route_policy(rule.retry, backend)
+        elif policy.retry is not None:
+            compiled = backend_policy(policy.retry)
+            for choice in choices:
+                choice.retry = compiled
+        fault = policy.fault_injection
+        if fault is not None:
+            action.fault = fault_injector(fault)
+        if policy.rate_limit is not None:
+            action.rate_limit = policy.rate_limit
+            action.rate_limit_name = policy.rate_limit_name
+            self.limited.append(action)
         action.choices = tuple(choices)
         self._link_response_mods(action)
         weights = [ref.weight for ref in rule.backend_refs]
@@ -294,6 +581,23 @@ class SnapshotBuilder:
                 choice.redirect = Redirect(flt.request_redirect)
         return choice
 
+    def _mirror(self, route: HTTPRouteObject, spec: HTTPRequestMirrorFilter) -> MirrorTarget | None:
+        ref = spec.backend_ref
+        ns = ref.namespace or route.metadata.namespace
+        if (ref.group, ref.kind) not in (("", "Service"), (TURNOUT_GROUP, "Backend")):
+            return None
+        if ns != route.metadata.namespace:
+            return None  # cross-namespace needs a ReferenceGrant (validate warns)
+        backend = self.backends.get((ns, ref.name))
+        cluster = self._cluster(backend, ref.port) if backend is not None else None
+        if cluster is None:
+            return None
+        if spec.fraction is not None:
+            return MirrorTarget(cluster, spec.fraction.numerator, spec.fraction.denominator)
+        if spec.percent is not None:
+            return MirrorTarget(cluster, spec.percent, 100)
+        return MirrorTarget(cluster, 1, 1)
+
     @staticmethod
     def _link_response_mods(action: RouteAction) -> None:
         for choice in action.choices:
@@ -321,9 +625,42 @@ class SnapshotBuilder:
                 pool = self.pools[str(addr)] = self.pool_for(addr, max_idle, idle_timeout)
             endpoints.append(Endpoint(pool, ep.weight))
         label = f"{backend.metadata.namespace}/{backend.metadata.name}"
-        cluster = Cluster(
-            label, RoundRobinBalancer(endpoints), parse_duration(spec.timeout.connect)
+        lb = spec.load_balancer
+        ch = lb.consistent_hash
+        balancer = build_balancer(
+            lb.type,
+            endpoints,
+            slow_start_window=parse_duration(lb.slow_start.window) if lb.slow_start else 0.0,
+            table_size=ch.table_size if ch is not None else 65537,
         )
+        cluster = Cluster(
+            label,
+            balancer,
+            parse_duration(spec.timeout.connect),
+            self.state.guard(label, spec.circuit_breaker),
+        )
+        hc = spec.health_check
+        cluster.outlier = self.state.detector(label, hc.passive if hc is not None else None)
+        if spec.retry is not None:
+            cluster.retry = backend_policy(spec.retry)
+        if lb.type == "ConsistentHash" and ch is not None:
+            cluster.hash_source = _HASH_SOURCES[ch.type]
+            if ch.header is not None:
+                cluster.hash_name = ch.header.name.lower().encode()
+            elif ch.cookie is not None:
+                cluster.hash_name = ch.cookie.name.encode()
+                if ch.cookie.ttl is not None:
+                    cluster.hash_cookie_max_age = int(parse_duration(ch.cookie.ttl))
+            elif ch.query_parameter is not None:
+                cluster.hash_name = ch.query_parameter.name.encode()
+        sp = spec.session_persistence
+        if sp is not None:
+            cluster.sticky_name = sp.session_name.encode()
+            if sp.cookie_config.lifetime_type == "Permanent":
+                cluster.sticky_max_age = (
+                    int(parse_duration(sp.absolute_timeout)) if sp.absolute_timeout else 86400
+                )
+            cluster.sticky_tokens = {endpoint_token(e.key): e for e in balancer.endpoints}
         self.clusters[key] = cluster
         return cluster
 

@@ -27,25 +27,45 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
+from collections.abc import Awaitable
+from random import random
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, Protocol
 
 from turnout.observe.stats import LATENCY_BOUNDS
+from turnout.proxy.filters.mirror import Mirror, sample
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
+from turnout.proxy.ratelimit.algorithms import Decision
+from turnout.proxy.ratelimit.limiter import RateLimiter
+from turnout.proxy.ratelimit.rules import extract_key
 from turnout.proxy.runtime import Runtime
+from turnout.proxy.snapshot import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
+from turnout.proxy.upstream.affinity import (
+    NO_KEY,
+    cookie_value,
+    endpoint_token,
+    key_of,
+    new_cookie_value,
+    query_value,
+    set_cookie,
+)
+from turnout.proxy.upstream.breaker import MAX_CONNECTIONS, MAX_PENDING
 from turnout.proxy.upstream.errors import ResolutionError
 from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.upstream.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from turnout.observe.stats import RouteStats
-    from turnout.proxy.routing.table import PortTable
-    from turnout.proxy.snapshot import BackendChoice, RouteAction
+    from turnout.proxy.routing.table import Candidate, ListenerTable, PortTable
+    from turnout.proxy.snapshot import BackendChoice, Cluster, RouteAction
     from turnout.proxy.upstream.connection import UpstreamConnection
     from turnout.proxy.upstream.endpoints import Endpoint
 
 IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 BUFFER_LIMIT: Final = 256 * 1024
+# Request bodies up to this size are kept for retries; a larger one is not retried.
+REPLAY_LIMIT: Final = 64 * 1024
 
 # Reasons a downstream stops reading (a bitmask, so independent causes do not collide).
 PAUSE_UPSTREAM: Final = 1
@@ -77,35 +97,61 @@ _REQUEST_HEAD: Final = (
 )
 
 
+# A request held by a fault-injected delay: (listener, route candidate, abort status).
+Deferred = tuple["ListenerTable[RouteAction] | None", "Candidate[RouteAction]", int]
+
+
+async def _decisions(waits: list[tuple[int, Awaitable[Decision]]]) -> list[tuple[int, Decision]]:
+    return [(index, await pending) for index, pending in waits]
+
+
 class Exchange:
     __slots__ = (
         "action",
+        "attempt",
         "backend_timer",
         "bytes_in",
         "bytes_out",
         "choice",
+        "connect_started",
         "connecting",
+        "deferred",
         "down",
         "endpoint",
         "finished",
+        "gateway_error",
+        "guarded",
         "head",
         "head_bytes",
+        "in_retry",
         "keep_alive",
+        "last_failed",
+        "limit_headers",
+        "limit_remaining",
+        "limit_task",
+        "mirrors",
         "pending",
+        "pending_counted",
         "pending_size",
+        "policy",
         "progress",
+        "replay",
+        "replay_size",
         "request_done",
         "request_timer",
         "response_done",
         "response_started",
         "retried",
+        "retry_timer",
         "rt",
+        "set_cookie",
         "start_time",
         "status",
         "sweep_mark",
         "tunnel",
         "tunnel_buffer",
         "upstream",
+        "upstream_status",
     )
 
     def __init__(self, rt: Runtime, down: Downstream, head: RequestHead, now: float) -> None:
@@ -136,6 +182,25 @@ class Exchange:
         self.backend_timer: asyncio.TimerHandle | None = None
         self.progress = 0  # bumped on activity; the sweeper detects a stalled stream
         self.sweep_mark = (-1, now)
+        self.guarded = False  # counted in the backend's and endpoint's in-flight requests
+        self.pending_counted = False  # counted in the backend's pending (connecting) requests
+        self.upstream_status = 0  # the status the upstream answered (0: none)
+        self.gateway_error = False  # connect failure, reset or timeout (outlier detection)
+        self.set_cookie: bytes | None = None  # affinity cookie to set on the response
+        self.policy: RetryPolicy | None = None  # retries beyond the stale-connection one
+        self.attempt = 0  # retries made under the policy
+        self.in_retry = False  # counted in the backend's retries in flight
+        self.replay: list[bytes] | None = None  # the framed body sent so far, for retries
+        self.replay_size = 0
+        self.retry_timer: asyncio.TimerHandle | None = None
+        self.last_failed: Endpoint | None = None  # a retry avoids it when it can
+        # a request held by a fault-injected delay: (listener, route candidate, abort status)
+        self.deferred: Deferred | None = None
+        self.mirrors: list[Mirror] | None = None  # copies of this request in flight
+        self.limit_task: asyncio.Task[list[tuple[int, Decision]]] | None = None  # Redis
+        self.limit_headers: Headers | None = None  # RateLimit-* of the tightest limit
+        self.limit_remaining = -1
+        self.connect_started = now
 
     # -- request side (called by the downstream transport) --------------------------------
 
@@ -152,12 +217,131 @@ class Exchange:
         timeout = action.request_timeout or self.rt.settings.request_timeout
         if timeout:
             self.request_timer = self.rt.loop.call_later(timeout, self._request_timed_out)
+        if action.limits and self._check_limits(action, listener, cand):
+            return
+        self._routed(listener, cand)
+
+    def _routed(
+        self, listener: ListenerTable[RouteAction] | None, cand: Candidate[RouteAction]
+    ) -> None:
+        """Past the rate limits: redirect, fault injection, then forward."""
+        head = self.head
+        action = cand.action
         redirect = action.redirect
         if redirect is not None:
             assert listener is not None
             location = redirect.location(head, listener.scheme, listener.port, cand.prefix)
             self.local_reply(redirect.status, b"", b"", [(b"location", location)])
             return
+        fault = action.fault
+        if fault is not None:
+            delay, abort = fault.decide(head, random(), random())
+            if delay:
+                self.deferred = (listener, cand, abort)
+                self.retry_timer = self.rt.loop.call_later(delay, self._fault_delayed)
+                return
+            if abort:
+                self._fault_abort(abort)
+                return
+        self._forward(listener, cand)
+
+    # -- rate limits -----------------------------------------------------------------------
+
+    def _check_limits(
+        self,
+        action: RouteAction,
+        listener: ListenerTable[RouteAction] | None,
+        cand: Candidate[RouteAction],
+    ) -> bool:
+        """Count the request against the rule's limits. True when the exchange must stop
+        here: refused, or waiting for Redis (it resumes in ``_limits_decided``)."""
+        limiter = action.limiter
+        assert limiter is not None
+        head = self.head
+        waits: list[tuple[int, Awaitable[Decision]]] | None = None
+        for index, spec in action.limits:
+            key = extract_key(
+                spec, client_ip=self.down.client_ip, headers=head.received, route=action.route_json
+            )
+            if key is None:
+                continue
+            decision = limiter.decide(key, index)
+            if isinstance(decision, Decision):
+                if not decision.allowed:
+                    self._rate_limited(limiter, index, decision)
+                    return True
+                self._note_limit(limiter, index, decision)
+            elif waits is None:
+                waits = [(index, decision)]
+            else:
+                waits.append((index, decision))
+        if waits is None:
+            return False
+        self.deferred = (listener, cand, 0)
+        task = self.rt.loop.create_task(_decisions(waits))
+        self.limit_task = task
+        task.add_done_callback(self._limits_decided)
+        return True
+
+    def _limits_decided(self, task: asyncio.Task[list[tuple[int, Decision]]]) -> None:
+        if task is not self.limit_task:
+            return
+        self.limit_task = None
+        deferred = self.deferred
+        self.deferred = None
+        if task.cancelled() or deferred is None or self.finished or self.response_done:
+            return
+        action = self.action
+        assert action is not None and action.limiter is not None
+        limiter = action.limiter
+        for index, decision in task.result():
+            if not decision.allowed:
+                self._rate_limited(limiter, index, decision)
+                self.down.flush()
+                return
+            self._note_limit(limiter, index, decision)
+        listener, cand, _ = deferred
+        self._routed(listener, cand)
+        self.down.flush()
+
+    def _note_limit(self, limiter: RateLimiter, index: int, decision: Decision) -> None:
+        """Keep the RateLimit-* fields of the tightest limit for the response."""
+        remaining = decision.remaining
+        if remaining is None:
+            return
+        if self.limit_remaining < 0 or remaining < self.limit_remaining:
+            self.limit_remaining = remaining
+            self.limit_headers = limiter.headers(index, decision)
+
+    def _rate_limited(self, limiter: RateLimiter, index: int, decision: Decision) -> None:
+        rejection = limiter.rejection(index, decision)
+        self.local_reply(
+            rejection.status, rejection.code, rejection.message, list(rejection.headers)
+        )
+
+    def _fault_delayed(self) -> None:
+        self.retry_timer = None
+        deferred = self.deferred
+        self.deferred = None
+        if deferred is None or self.finished or self.response_done:
+            return
+        listener, cand, abort = deferred
+        if abort:
+            self._fault_abort(abort)
+        else:
+            self._forward(listener, cand)
+        self.down.flush()
+
+    def _fault_abort(self, status: int) -> None:
+        self.local_reply(status, b"fault_abort", b"aborted by fault injection")
+
+    def _forward(
+        self, listener: ListenerTable[RouteAction] | None, cand: Candidate[RouteAction]
+    ) -> None:
+        """Filters, backend choice, endpoint, upstream connection: the rest of ``start``."""
+        head = self.head
+        action = cand.action
+        rid = head.request_id
         if action.request_mod is not None:
             action.request_mod.apply_request(head)
         if action.rewrite is not None:
@@ -179,22 +363,119 @@ class Exchange:
         if choice.rewrite is not None:
             choice.rewrite.apply(head, cand.prefix)
         cluster = choice.cluster
-        endpoint = self.endpoint = cluster.single or cluster.balancer.pick()
+        guard = cluster.guard
+        now = self.start_time
+        refused = guard.admit(now)
+        if refused:
+            self._overflow(cluster.label, refused)
+            return
+        endpoint = cluster.single
+        if endpoint is None:
+            endpoint = self._pick(cluster, head, now)
+        self.endpoint = endpoint
         if endpoint is None:
             self.local_reply(503, b"no_endpoint", b"the backend has no available endpoint")
             return
+        guard.active += 1
+        endpoint.health.inflight += 1
+        self.guarded = True
+        policy = choice.retry
+        if policy is not None and policy.retries > 0 and head.upgrade is None:
+            self.policy = policy
+            self.replay = []
         self.head_bytes = self._render_head(head, rid)
+        if action.mirrors and head.upgrade is None:
+            self._start_mirrors(action, now)
         conn = endpoint.pool.take_idle()
         if conn is not None:
             self._attach(conn)
         else:
             self._connect(endpoint.pool)
 
+    def _start_mirrors(self, action: RouteAction, now: float) -> None:
+        """Copies of this request to the rule's RequestMirror backends (fire and forget)."""
+        mirrors: list[Mirror] = []
+        for target in action.mirrors:
+            if target.numerator < target.denominator and not sample(
+                target.numerator, target.denominator, random()
+            ):
+                continue
+            cluster = target.cluster
+            ep = cluster.single or cluster.balancer.pick(NO_KEY, now)
+            if ep is None:
+                continue
+            mirror = Mirror(ep.pool, self.rt.loop, self.head_bytes, counters=target.counters)
+            pending = self.pending
+            if pending:  # body that arrived while the request waited (a fault delay)
+                for data in pending:
+                    mirror.body(data)
+            if self.request_done:
+                mirror.end()
+            mirrors.append(mirror)
+        if mirrors:
+            self.mirrors = mirrors
+
+    def _drop_mirrors(self) -> None:
+        mirrors = self.mirrors
+        if mirrors is not None:
+            self.mirrors = None
+            if not self.request_done:
+                for mirror in mirrors:
+                    mirror.abort()
+
+    def _pick(self, cluster: Cluster, head: RequestHead, now: float) -> Endpoint | None:
+        """Sticky cookie, then the balancer (with a hash key when it hashes)."""
+        if cluster.sticky_name:
+            token = cookie_value(head, cluster.sticky_name)
+            if token is not None:
+                ep = cluster.sticky_tokens.get(token)
+                if ep is not None and ep.health.available(now):
+                    return ep
+        source = cluster.hash_source
+        key = NO_KEY
+        if source:
+            if source == HASH_SOURCE_IP:
+                key = key_of(self.down.client_ip)
+            elif source == HASH_HEADER:
+                key = key_of(head.get(cluster.hash_name))
+            elif source == HASH_COOKIE:
+                value = cookie_value(head, cluster.hash_name)
+                if value is None and cluster.hash_cookie_max_age >= 0:
+                    value = new_cookie_value()
+                    self.set_cookie = set_cookie(
+                        cluster.hash_name, value, cluster.hash_cookie_max_age
+                    )
+                key = key_of(value)
+            else:
+                key = key_of(query_value(head.query, cluster.hash_name))
+        ep = cluster.balancer.pick(key, now)
+        if ep is not None and cluster.sticky_name:
+            self.set_cookie = set_cookie(
+                cluster.sticky_name, endpoint_token(ep.key), cluster.sticky_max_age
+            )
+        return ep
+
+    def _overflow(self, backend: str, reason: bytes) -> None:
+        """A circuit-breaker limit or an open breaker: refuse fast, say why."""
+        self.rt.stats.event(backend, "overflow:" + reason.decode())
+        self.local_reply(
+            503,
+            b"upstream_overflow",
+            b"the backend is protected by a circuit breaker (" + reason + b")",
+            [(b"x-turnout-circuit", reason)],
+        )
+
     def request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.progress += 1
         if self.head.chunked:
             data = chunk(data)
+        mirrors = self.mirrors
+        if mirrors is not None:
+            for mirror in mirrors:
+                mirror.body(data)
+        if self.replay is not None:
+            self._capture(data)
         conn = self.upstream
         if conn is not None and self.pending is None:
             conn.write(data)
@@ -214,8 +495,14 @@ class Exchange:
         self.progress += 1
         if self.finished:
             return
+        mirrors = self.mirrors
         if self.head.chunked and not self.status_is_local():
             data = last_chunk(trailers)
+            if mirrors is not None:
+                for mirror in mirrors:
+                    mirror.body(data)
+            if self.replay is not None:
+                self._capture(data)
             conn = self.upstream
             if conn is not None and self.pending is None:
                 conn.write(data)
@@ -223,8 +510,21 @@ class Exchange:
                 if self.pending is None:
                     self.pending = []
                 self.pending.append(data)
+        if mirrors is not None:
+            for mirror in mirrors:
+                mirror.end()
         if self.response_done:
             self._finish()
+
+    def _capture(self, data: bytes) -> None:
+        """Keep the body for a retry, up to REPLAY_LIMIT; beyond it, no more retries."""
+        size = self.replay_size + len(data)
+        if size > REPLAY_LIMIT:
+            self.replay = None
+            return
+        assert self.replay is not None
+        self.replay.append(data)
+        self.replay_size = size
 
     def client_tunnel_data(self, data: bytes) -> None:
         self.progress += 1
@@ -241,7 +541,12 @@ class Exchange:
 
     def downstream_lost(self) -> None:
         """The client went away: drop everything for this request."""
+        self._drop_mirrors()
+        if self.limit_task is not None:
+            self.limit_task.cancel()
+            self.limit_task = None
         self._cancel_timers()
+        self.replay = None
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -268,11 +573,33 @@ class Exchange:
     # -- upstream connection ------------------------------------------------------------
 
     def _connect(self, pool: EndpointPool) -> None:
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        if cluster is not None:
+            guard = cluster.guard
+            if guard.pending >= guard.max_pending:
+                self._overflow(cluster.label, MAX_PENDING)
+                return
+            if guard.max_connections < 1 << 30:
+                open_now = 0
+                for ep in cluster.endpoints:
+                    open_now += ep.pool.open_count
+                if open_now >= guard.max_connections:
+                    self._overflow(cluster.label, MAX_CONNECTIONS)
+                    return
+            guard.pending += 1
+            self.pending_counted = True
+        self.connect_started = perf_counter()  # after a fault delay or a back-off
         task = self.rt.loop.create_task(pool.open())
         self.connecting = task
         task.add_done_callback(self._connected)
 
     def _connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if self.pending_counted:
+            self.pending_counted = False
+            choice = self.choice
+            if choice is not None and choice.cluster is not None:
+                choice.cluster.guard.pending -= 1
         if task is not self.connecting:
             if not task.cancelled() and task.exception() is None:
                 task.result().close()  # we gave up on this attempt (timeout / client gone)
@@ -288,10 +615,17 @@ class Exchange:
         self.down.flush()
 
     def _connect_failed(self, exc: BaseException) -> None:
+        self.gateway_error = True
         choice = self.choice
         if choice is not None:
             self.rt.stats.connect_error(choice.label)
-        if isinstance(exc, ResolutionError):
+        policy = self.policy
+        if policy is not None and policy.on_connect and self._may_retry():
+            self._retry(0)
+            return
+        if self.attempt:
+            self._exhausted(b"cannot connect to the upstream")
+        elif isinstance(exc, ResolutionError):
             self.local_reply(503, b"upstream_unresolvable", str(exc).encode("utf-8", "replace"))
         else:
             self.local_reply(502, b"upstream_connect_failed", b"cannot connect to the upstream")
@@ -300,7 +634,7 @@ class Exchange:
         self.upstream = conn
         head = self.head
         conn.attach(self, head.method == b"HEAD")
-        if head.expect_continue and not self.request_done:
+        if head.expect_continue and not self.request_done and not self.attempt:
             self.down.send_continue()
         pending = self.pending
         if pending:
@@ -312,12 +646,14 @@ class Exchange:
             self.pending = None
             conn.write(self.head_bytes)
         action = self.action
-        if action is not None and action.backend_timeout:
+        timeout = action.backend_timeout if action is not None else 0.0
+        policy = self.policy
+        if policy is not None and policy.per_try_timeout:
+            timeout = policy.per_try_timeout
+        if timeout:
             if self.backend_timer is not None:
                 self.backend_timer.cancel()
-            self.backend_timer = self.rt.loop.call_later(
-                action.backend_timeout, self._backend_timed_out
-            )
+            self.backend_timer = self.rt.loop.call_later(timeout, self._backend_timed_out)
 
     def _render_head(self, head: RequestHead, rid: bytes) -> bytes:
         down = self.down
@@ -355,9 +691,18 @@ class Exchange:
         self.progress += 1
         if self.backend_timer is not None:
             self._cancel_backend_timer()
+        self.upstream_status = head.status
+        policy = self.policy
+        if policy is not None and policy.retry_status(head.status) and self._may_retry():
+            self._retry(head.status)
+            return
         if head.status == 101:
             self._switch_protocols(head)
             return
+        if self.set_cookie is not None:
+            head.headers.append((b"set-cookie", self.set_cookie))
+        if self.limit_headers is not None:
+            head.headers.extend(self.limit_headers)
         choice = self.choice
         if choice is not None and choice.response_mods:
             headers = head.headers
@@ -427,9 +772,13 @@ class Exchange:
         self.down.flush()
 
     def _can_retry(self, conn: UpstreamConnection) -> bool:
+        """The free retry of a request that met a stale pooled connection (when no retry
+        policy covers resets: then the policy's attempts count it, as Envoy does)."""
         head = self.head
+        policy = self.policy
         return (
             not self.retried
+            and (policy is None or not policy.on_reset)
             and conn.requests > 1
             and not conn.codec.received_any
             and not self.response_started
@@ -439,6 +788,16 @@ class Exchange:
         )
 
     def _upstream_failed(self, reason: bytes) -> None:
+        self.gateway_error = True
+        policy = self.policy
+        if (
+            not self.response_started
+            and policy is not None
+            and policy.on_reset
+            and self._may_retry()
+        ):
+            self._retry(0)
+            return
         conn = self.upstream
         if conn is not None:
             self.upstream = None
@@ -449,6 +808,8 @@ class Exchange:
             self._cancel_timers()
             self.down.abort()
             self._account()
+        elif self.attempt:
+            self._exhausted(reason)
         else:
             self.local_reply(502, b"upstream_error", reason)
 
@@ -481,11 +842,22 @@ class Exchange:
 
     def _backend_timed_out(self) -> None:
         self.backend_timer = None
+        policy = self.policy
+        if (
+            not self.response_started
+            and policy is not None
+            and (policy.on_reset or policy.on_gateway or policy.on_5xx)
+            and self._may_retry()
+        ):
+            self.rt.stats.upstream_timeouts += 1
+            self._retry(0)
+            return
         self._timed_out(b"backend_timeout", b"the backend did not answer in time")
 
     def _timed_out(self, code: bytes, message: bytes) -> None:
         if self.response_done:
             return
+        self.gateway_error = True
         self.rt.stats.upstream_timeouts += 1
         if self.connecting is not None:
             self.connecting.cancel()
@@ -519,10 +891,11 @@ class Exchange:
             connecting is not None
             and cluster is not None
             and choice is not None
-            and (now - self.start_time > cluster.connect_timeout)
+            and (now - self.connect_started > cluster.connect_timeout)
         ):
             connecting.cancel()
             self.connecting = None
+            self.gateway_error = True
             self.rt.stats.connect_error(choice.label)
             self.local_reply(
                 504, b"upstream_connect_timeout", b"connecting to the upstream timed out"
@@ -541,6 +914,9 @@ class Exchange:
         if self.request_timer is not None:
             self.request_timer.cancel()
             self.request_timer = None
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
         self._cancel_backend_timer()
 
     # -- completion -----------------------------------------------------------------------
@@ -586,9 +962,148 @@ class Exchange:
         self._account()
         self.down.exchange_finished(self, self.keep_alive and not self.rt.draining)
 
+    def _release_guard(self, now: float) -> None:
+        """Leave the in-flight counts; feed the outcome to the breaker and outlier detector."""
+        self.guarded = False
+        endpoint = self.endpoint
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        if cluster is None:
+            return
+        guard = cluster.guard
+        guard.active -= 1
+        if self.in_retry:
+            self.in_retry = False
+            guard.retries -= 1
+        if endpoint is None:
+            return  # between two attempts: the last one was counted already
+        if self.upstream_status:
+            outcome = self.upstream_status
+        elif self.gateway_error:
+            outcome = 0
+        else:
+            # the client left or the request was refused: says nothing of the backend
+            endpoint.health.inflight -= 1
+            return
+        self._attempt_outcome(endpoint, cluster, outcome, now)
+
+    def _attempt_outcome(
+        self, endpoint: Endpoint, cluster: Cluster, outcome: int, now: float
+    ) -> None:
+        """One attempt on ``endpoint`` ended with ``outcome`` (a status, 0 = gateway error)."""
+        endpoint.health.inflight -= 1
+        cluster.guard.record(0 < outcome < 500, now)
+        detector = cluster.outlier
+        if detector is not None and detector.on_response(
+            endpoint.health, outcome, now, len(cluster.endpoints)
+        ):
+            self.rt.stats.event(cluster.label, "ejection")
+
+    # -- retries --------------------------------------------------------------------------
+
+    def _may_retry(self) -> bool:
+        policy = self.policy
+        if (
+            policy is None
+            or self.replay is None
+            or self.attempt >= policy.retries
+            or self.response_started
+            or self.finished
+            or self.tunnel
+        ):
+            return False
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        if cluster is None:
+            return False
+        guard = cluster.guard
+        if not self.in_retry and (
+            guard.retries >= guard.max_retries or guard.retries >= policy.budget(guard.active)
+        ):
+            self.rt.stats.event(cluster.label, "overflow:retry-budget")
+            return False
+        return True
+
+    def _retry(self, status: int) -> None:
+        """Give up the current attempt (``status``: what it answered, 0 = failed) and try
+        again after the back-off, on another endpoint when there is one."""
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        endpoint = self.endpoint
+        policy = self.policy
+        assert cluster is not None and endpoint is not None and policy is not None
+        now = perf_counter()
+        self._attempt_outcome(endpoint, cluster, status, now)
+        self.last_failed = endpoint
+        self.endpoint = None
+        self.attempt += 1
+        self.rt.stats.event(cluster.label, "retry")
+        if not self.in_retry:
+            self.in_retry = True
+            cluster.guard.retries += 1
+        self.upstream_status = 0
+        self.gateway_error = False
+        self.pending = None
+        self.pending_size = 0
+        conn = self.upstream
+        if conn is not None:
+            self.upstream = None
+            conn.detach()
+            conn.abort()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        self._cancel_backend_timer()
+        delay = policy.backoff(self.attempt, random())
+        self.retry_timer = self.rt.loop.call_later(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self.retry_timer = None
+        if self.finished or self.response_done:
+            return
+        choice = self.choice
+        cluster = choice.cluster if choice is not None else None
+        assert cluster is not None
+        now = perf_counter()
+        failed = self.last_failed
+        endpoint = cluster.single
+        if endpoint is None:
+            endpoint = cluster.balancer.pick(NO_KEY, now)
+            # A different endpoint when the balancer has one to offer.
+            for _ in range(2):
+                if endpoint is None or endpoint is not failed:
+                    break
+                endpoint = cluster.balancer.pick(NO_KEY, now)
+        if endpoint is None:
+            self.endpoint = None
+            self.local_reply(503, b"no_endpoint", b"the backend has no available endpoint")
+            self.down.flush()
+            return
+        self.endpoint = endpoint
+        endpoint.health.inflight += 1
+        replay = self.replay
+        if replay:
+            self.pending = list(replay)
+            self.pending_size = self.replay_size
+        conn = endpoint.pool.take_idle()
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self._connect(endpoint.pool)
+        self.down.flush()
+
+    def _exhausted(self, reason: bytes) -> None:
+        self.local_reply(
+            503,
+            b"upstream_unavailable",
+            b"all %d attempts failed; the last: %s" % (self.attempt + 1, reason),
+        )
+
     def _account(self) -> None:
         if self.finished:
             return
+        if self.mirrors is not None:
+            self._drop_mirrors()
         self.finished = True
         rt = self.rt
         now = perf_counter()
@@ -605,6 +1120,8 @@ class Exchange:
         cell.codes[status // 100 if status < 600 else 5] += 1
         cell.buckets[bisect_left(LATENCY_BOUNDS, duration)] += 1
         cell.sum += duration
+        if self.guarded:
+            self._release_guard(now)
         log = rt.access_log
         if log is not None:
             head = self.head

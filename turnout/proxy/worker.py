@@ -31,9 +31,13 @@ class Worker:
         loop: asyncio.AbstractEventLoop,
         settings: ProxySettings,
         access_log: AccessLog | None,
+        *,
+        limits_path: str = "",
+        redis_url: str = "",
     ) -> None:
         self.loop = loop
         self.rt = Runtime(loop, settings, access_log)
+        self.rt.open_limit_stores(limits_path, redis_url)
         self.servers: dict[str, asyncio.Server] = {}
         self.sockets: dict[str, socket.socket] = {}
         self.revision = 0
@@ -77,6 +81,7 @@ class Worker:
             if transport is not None:
                 transport.abort()
         self.rt.stop()
+        await self.rt.close_limit_stores()
 
     def stats(self) -> dict[str, object]:
         data = self.rt.stats.export()

@@ -52,6 +52,8 @@ class EchoState:
     received: list[str] = field(default_factory=list)  # request-targets, for mirror checks
     attempts: dict[str, int] = field(default_factory=dict)  # retry counters per uuid
     requests: int = 0
+    force_status: int = 0  # tests: answer every request (/health too) with this status
+    force_delay: float = 0.0  # tests: wait this long (seconds) before every answer
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -119,11 +121,15 @@ class EchoProtocol(asyncio.Protocol):
         delay = params.get("delay")
         if delay:
             await asyncio.sleep(_go_duration(delay))
-        if path.startswith("/retry/") and not self._retry_passes(params):
+        if self.state.force_delay:
+            await asyncio.sleep(self.state.force_delay)
+        if path.startswith("/retry/") and not await self._retry_passes(params):
             return
         status = 200
         if path.startswith("/status/") and path[8:].isdigit():
             status = int(path[8:])
+        if self.state.force_status:
+            status = self.state.force_status
         extra: list[tuple[str, str]] = []
         for name, value in request["headers"]:
             if name.lower() == "x-echo-set-header" and value:
@@ -142,7 +148,7 @@ class EchoProtocol(asyncio.Protocol):
         if self.queue:
             self._start(self.queue.pop(0))
 
-    def _retry_passes(self, params: dict[str, str]) -> bool:
+    async def _retry_passes(self, params: dict[str, str]) -> bool:
         uuid, succeed_after = params.get("uuid"), params.get("succeedAfter")
         if not uuid or not succeed_after or not succeed_after.isdigit():
             self._reply(400, b"uuid and succeedAfter are required\n", [])
@@ -152,6 +158,11 @@ class EchoProtocol(asyncio.Protocol):
         if count >= int(succeed_after):
             return True
         self.state.attempts[uuid] = count + 1
+        delay = params.get("delayRetry")
+        if delay:  # a failing attempt that is also slow (backend-timeout conformance cases)
+            await asyncio.sleep(_go_duration(delay))
+            if self.transport is None or self.transport.is_closing():
+                return False
         code = params.get("responseCode")
         if code and code.isdigit():
             self._reply(int(code), b"failing on purpose\n", [])

@@ -2,9 +2,10 @@
 
 The worker speaks to its supervisor over the control channel on ``FD``:
 
-    supervisor → worker: ("init", settings, log_target, log_fields, index)
+    supervisor → worker: ("init", settings, log_target, log_fields, index,
+                          (rate-limit table path, redis URL))
                          ("config", revision, ConfigSet, [socket keys])  + descriptors
-                         ("ping", n)   ("drain", grace)
+                         ("ping", n)   ("drain", grace)   ("health", {key: healthy})
     worker → supervisor: ("ready", pid)  ("applied", revision, error | None)
                          ("pong", n)  ("stats", dict)  ("drained",)
 
@@ -58,11 +59,21 @@ class WorkerMain:
             sockets = {key: socket.socket(fileno=fd) for key, fd in zip(keys, fds, strict=True)}
             self.spawn(self.apply(revision, config, sockets))
         elif kind == "init":
-            _, settings, log_target, log_fields, _index = msg
+            _, settings, log_target, log_fields, _index, (limits_path, redis_url) = msg
             self.grace = settings.drain_timeout
-            self.worker = Worker(self.loop, settings, open_access_log(log_target, log_fields))
+            self.worker = Worker(
+                self.loop,
+                settings,
+                open_access_log(log_target, log_fields),
+                limits_path=limits_path,
+                redis_url=redis_url,
+            )
             self.channel.send(("ready", os.getpid()))
             self._stats_handle = self.loop.call_later(1.0, self.send_stats)
+        elif kind == "health":
+            # {endpoint key: healthy} from the supervisor's active health checks
+            if self.worker is not None:
+                self.worker.rt.set_active_health(msg[1])
         elif kind == "drain":
             self.grace = msg[1]
             self.start_drain()

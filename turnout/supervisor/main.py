@@ -37,12 +37,15 @@ from turnout.core.netaddr import parse_address
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings
-from turnout.proxy.snapshot import SnapshotBuilder
+from turnout.proxy.snapshot import LimitStores, SnapshotBuilder
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.supervisor.admin import make_server
 from turnout.supervisor.channel import Message
+from turnout.supervisor.health import HealthFanout
+from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
 from turnout.supervisor.workers import WorkerProcess
 
@@ -64,6 +67,7 @@ class ServeOptions:
     data_dir: Path | None = None  # None: no store (tests of the bare data plane only)
     store: str = ""  # "" = SQLite in data_dir; or postgresql://...
     store_timeout: float = 2.0
+    redis: str = ""  # redis:// URL for Global rate limits; "" = none
 
 
 class StartupError(Exception):
@@ -106,6 +110,11 @@ class Supervisor:
         self._heartbeat: asyncio.TimerHandle | None = None
         self._watch_stop = asyncio.Event()
         self.control: ControlPlane | None = None
+        self.health = HealthFanout(self._send_health)
+        self.limits_path = ""  # the host-wide rate-limit table the workers share
+        # Trial builds need a Redis client object to accept Global rate limits (it never
+        # connects: the supervisor makes no decisions).
+        self.trial_limits = LimitStores(None, RedisStore(options.redis) if options.redis else None)
         self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
 
     # -- start ----------------------------------------------------------------------------
@@ -126,6 +135,7 @@ class Supervisor:
                     f"the stored objects and {self.source.name} do not validate together"
                 )
         self._trial_build(config, 1)
+        self.limits_path = create_limit_table(self.options.data_dir)
         addr = parse_address(self.options.admin_address)
         try:
             self._admin_sock = bind_listener(addr.host, addr.port)
@@ -138,6 +148,7 @@ class Supervisor:
             raise StartupError(str(exc)) from None
         self.config, self.revision, self.fingerprint = config, 1, _fingerprint(config)
         self._note_store_revision()
+        self.health.configure(config)
         self._admin = make_server(self, self._admin_sock, self.control)
         if self.control is not None:
             self.control.start_background()
@@ -222,13 +233,15 @@ class Supervisor:
             config,
             WorkerStats(),
             lambda addr, max_idle, idle: EndpointPool(addr, self.loop, resolver, max_idle, idle),
+            limits=self.trial_limits,
         ).build(revision)
 
     # -- workers ----------------------------------------------------------------------------
 
     def _init_message(self, index: int) -> Message:
         o = self.options
-        return ("init", o.settings, o.access_log, o.access_log_fields, index)
+        limits = (self.limits_path, o.redis)
+        return ("init", o.settings, o.access_log, o.access_log_fields, index, limits)
 
     def _config_message(self, keys: list[str]) -> Message:
         return ("config", self.revision, self.config.without_documents(), keys)
@@ -244,6 +257,8 @@ class Supervisor:
             worker.send(
                 self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys]
             )
+            if self.health.verdicts:
+                worker.send(("health", dict(self.health.verdicts)))
             code = await worker.wait()
             self.retired.add_worker(worker.stats, include_gauges=False)
             worker.stats = {}
@@ -264,6 +279,11 @@ class Supervisor:
         self.workers.pop(index, None)
         if self.stopping and not self.workers and not self.stopped.done():
             self.stopped.set_result(0)
+
+    def _send_health(self, verdicts: dict[str, bool]) -> None:
+        for worker in self.workers.values():
+            if worker.channel is not None:
+                worker.send(("health", verdicts))
 
     def _stopping(self) -> bool:
         return self.stopping
@@ -338,6 +358,7 @@ class Supervisor:
             self.config, self.fingerprint = config, fingerprint
             self.revision += 1
             self._note_store_revision()
+            self.health.configure(config)
             keys = sorted(new)
             fds = [new[k].fileno() for k in keys]
             for worker in self.workers.values():
@@ -393,6 +414,8 @@ class Supervisor:
                     worker.kill()
         if self._admin is not None:
             self._admin.should_exit = True
+        await self.health.close()
+        remove_limit_table(self.limits_path)
         if self.control is not None:
             await self.control.close()
         if not self.stopped.done():
@@ -419,6 +442,8 @@ class Supervisor:
             agg.routes.setdefault(key, RouteTotals()).add(totals.codes, totals.buckets, totals.sum)
         for backend, n in self.retired.connect_errors.items():
             agg.connect_errors[backend] = n
+        agg.backend_events.update(self.retired.backend_events)
+        agg.endpoint_health = self.health.snapshot()
         agg.counters.update(self.retired.counters)
         for worker in self.workers.values():
             if worker.stats:
@@ -434,6 +459,7 @@ class Supervisor:
         ]
         return {
             "revision": self.revision,
+            "health": self.health.snapshot(),
             "workers": [
                 {
                     "pid": w.pid,

@@ -271,7 +271,7 @@ def test_gateway_and_backend_defaults() -> None:
     assert listener.allowed_routes.kinds == ()
     assert gw.spec.addresses == ()
     assert isinstance(backend, BackendObject)
-    assert backend.spec.load_balancer.type == "round_robin"
+    assert backend.spec.load_balancer.type == "RoundRobin"  # the old spelling is accepted
     assert backend.spec.app_protocol == "http"
     assert backend.spec.timeout.connect == "5s"
     assert backend.spec.connection_pool.max_idle_per_endpoint == 128

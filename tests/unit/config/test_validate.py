@@ -160,8 +160,25 @@ def test_gateway_addresses_must_be_ip_addresses() -> None:
 
 FILTER_CASES = [
     (
-        rule(filters=[{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "b"}}}]),
-        [("spec.rules[0].filters[0].type", "the RequestMirror filter is not supported yet")],
+        rule(
+            filters=[
+                {
+                    "type": "RequestMirror",
+                    "requestMirror": {
+                        "backendRef": {"name": "b"},
+                        "percent": 5,
+                        "fraction": {"numerator": 3, "denominator": 2},
+                    },
+                }
+            ]
+        ),
+        [
+            ("spec.rules[0].filters[0].requestMirror", "give percent or fraction, not both"),
+            (
+                "spec.rules[0].filters[0].requestMirror.fraction",
+                "the numerator may not exceed the denominator",
+            ),
+        ],
     ),
     (
         rule(filters=[{"type": "CORS", "cors": {}}]),
@@ -555,12 +572,17 @@ def test_warnings_do_not_block_a_revision_but_errors_do() -> None:
 
 
 def test_unsupported_rule_features_are_errors() -> None:
-    the_rule = rule(retry={"attempts": 2}, sessionPersistence={"type": "Cookie"})
+    the_rule = rule(retry={"attempts": 11}, sessionPersistence={"type": "Cookie"})
 
     assert [(p.path, p.message) for p in check(*OK, http_route(the_rule))] == [
-        ("spec.rules[0].retry", "route retries are not supported yet"),
-        ("spec.rules[0].sessionPersistence", "session persistence is not supported yet"),
+        ("spec.rules[0].retry.attempts", "at most 10 retries per request"),
+        (
+            "spec.rules[0].sessionPersistence",
+            "session persistence on route rules is not supported yet; "
+            "set sessionPersistence on the Backend",
+        ),
     ]
+    assert check(*OK, http_route(rule(retry={"attempts": 2, "codes": [503]}))) == []
 
 
 def test_unsupported_backend_protocols_are_errors() -> None:

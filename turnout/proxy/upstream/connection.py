@@ -91,6 +91,9 @@ class UpstreamConnection:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Counted here, not when open() returns: a cancelled open() still gets
+        # connection_lost (which uncounts it) for a socket that was connected.
+        self.pool.open_count += 1
 
     def data_received(self, data: bytes) -> None:
         # The owner may release this connection while handling the data, so keep it.

@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING, Final
 from turnout.proxy.upstream.errors import ResolutionError
 
 if TYPE_CHECKING:
+    from turnout.proxy.upstream.health import EndpointHealth
     from turnout.proxy.upstream.pool import EndpointPool
 
 
 class Endpoint:
     """One upstream address; the key under which its connection pool is kept."""
 
-    __slots__ = ("address", "key", "pool", "weight")
+    __slots__ = ("address", "health", "key", "pool", "weight")
 
     def __init__(self, pool: EndpointPool, weight: int = 1) -> None:
         self.pool = pool
         self.address = pool.address
         self.key = pool.key
         self.weight = weight
+        self.health: EndpointHealth = pool.health
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.key} w={self.weight}>"

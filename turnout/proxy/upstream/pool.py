@@ -20,6 +20,7 @@ from turnout.core.netaddr import Address
 from turnout.observe.accesslog import json_string
 from turnout.proxy.upstream.connection import UpstreamConnection
 from turnout.proxy.upstream.endpoints import Resolver
+from turnout.proxy.upstream.health import EndpointHealth
 
 
 class EndpointPool:
@@ -28,6 +29,7 @@ class EndpointPool:
         "_resolver",
         "address",
         "connect_errors",
+        "health",
         "idle",
         "idle_timeout",
         "is_ip",
@@ -56,6 +58,9 @@ class EndpointPool:
         self.idle: deque[UpstreamConnection] = deque()
         self.open_count = 0
         self.connect_errors = 0
+        # Active-check verdicts, outlier ejections and in-flight requests of this address;
+        # like the pool, it outlives snapshots.
+        self.health = EndpointHealth(self.key)
 
     def take_idle(self) -> UpstreamConnection | None:
         idle = self.idle
@@ -124,6 +129,4 @@ class EndpointPool:
             else:
                 assert last is not None
                 raise last
-        conn = cast(UpstreamConnection, proto)
-        self.open_count += 1
-        return conn
+        return cast(UpstreamConnection, proto)

@@ -68,7 +68,11 @@ def _extensions() -> list[object]:
         _warn("mypyc is not available; installing pure Python")
         return []
     paths = [m.replace(".", "/") + ".py" for m in HOT_MODULES]
-    return list(mypycify(paths, opt_level="3", debug_level="0", group_name="turnout"))
+    try:
+        return list(mypycify(paths, opt_level="3", debug_level="0", group_name="turnout"))
+    except (Exception, SystemExit) as exc:  # mypy reports type errors by exiting
+        _warn(f"type-checking the hot path for mypyc failed ({exc}); installing pure Python")
+        return []
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

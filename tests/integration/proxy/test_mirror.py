@@ -313,7 +313,9 @@ def test_stuck_target_never_blocks_the_caller() -> None:
 
 def test_slow_target_within_the_limit_still_gets_every_byte() -> None:
     """Blocked, the mirror buffers (up to ``limit``) and flushes when writable again."""
-    size = 3 * 1024 * 1024
+    # More than the kernel can hold in flight on loopback (tcp_wmem's maximum, 4 MiB by
+    # default, plus the target's 4 KiB receive buffer), so the mirror must block.
+    size = 12 * 1024 * 1024
     piece = 64 * 1024
 
     async def scenario(loop: asyncio.AbstractEventLoop) -> None:
@@ -321,7 +323,7 @@ def test_slow_target_within_the_limit_still_gets_every_byte() -> None:
         pool = make_pool(loop, target.port)
         counters = MirrorCounters()
         head = post_head(size)
-        mirror = Mirror(pool, loop, head, limit=8 << 20, counters=counters)
+        mirror = Mirror(pool, loop, head, limit=16 << 20, counters=counters)
         await until(lambda: mirror.conn is not None)
         for i in range(size // piece):
             mirror.body(bytes([65 + i % 26]) * piece)

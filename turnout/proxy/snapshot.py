@@ -57,7 +57,7 @@ from turnout.proxy.routing.build import (
     compile_match,
 )
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
-from turnout.proxy.upstream.affinity import endpoint_token
+from turnout.proxy.upstream.affinity import endpoint_token, set_cookie
 from turnout.proxy.upstream.balancer import Balancer, build_balancer
 from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
 from turnout.proxy.upstream.endpoints import Endpoint
@@ -215,6 +215,7 @@ class Cluster:
         "outlier",
         "retry",
         "single",
+        "sticky_cookies",
         "sticky_max_age",
         "sticky_name",
         "sticky_tokens",
@@ -243,6 +244,7 @@ class Cluster:
         self.sticky_name = b""
         self.sticky_max_age = -1
         self.sticky_tokens: dict[bytes, Endpoint] = {}
+        self.sticky_cookies: dict[str, bytes] = {}  # endpoint key -> its Set-Cookie value
         # The one endpoint when there is exactly one: no balancing to do.
         eps = balancer.endpoints
         self.single = eps[0] if len(eps) == 1 else None
@@ -661,6 +663,11 @@ class SnapshotBuilder:
                     int(parse_duration(sp.absolute_timeout)) if sp.absolute_timeout else 86400
                 )
             cluster.sticky_tokens = {endpoint_token(e.key): e for e in balancer.endpoints}
+            # Rendered once here, not hashed and formatted on every response.
+            cluster.sticky_cookies = {
+                e.key: set_cookie(cluster.sticky_name, token, cluster.sticky_max_age)
+                for token, e in cluster.sticky_tokens.items()
+            }
         self.clusters[key] = cluster
         return cluster
 

@@ -44,7 +44,6 @@ from turnout.proxy.snapshot import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
 from turnout.proxy.upstream.affinity import (
     NO_KEY,
     cookie_value,
-    endpoint_token,
     key_of,
     new_cookie_value,
     query_value,
@@ -450,9 +449,7 @@ class Exchange:
                 key = key_of(query_value(head.query, cluster.hash_name))
         ep = cluster.balancer.pick(key, now)
         if ep is not None and cluster.sticky_name:
-            self.set_cookie = set_cookie(
-                cluster.sticky_name, endpoint_token(ep.key), cluster.sticky_max_age
-            )
+            self.set_cookie = cluster.sticky_cookies.get(ep.key)
         return ep
 
     def _overflow(self, backend: str, reason: bytes) -> None:

@@ -1,6 +1,6 @@
 """Kind names as users type them: ``HTTPRoute``, ``httproutes``, ``route``, ``gw``...
 
-The server's ``GET /api/v1/kinds`` is authoritative, but the five built-in kinds are
+The server's ``GET /api/v1/kinds`` is authoritative, but the built-in kinds are
 also known here, so the common case (``turnout get routes``) needs no extra round trip;
 only a name not found in the built-in table makes the CLI ask the server. Nothing is
 cached on disk. Matching is case-insensitive on the kind, its plural, its short names
@@ -74,6 +74,8 @@ BUILTIN: tuple[KindInfo, ...] = (
     KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),
     KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
     KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
+    KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
+    KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
 )
 
 

@@ -28,6 +28,7 @@ from turnout.config.model import (
 )
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
+from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
@@ -126,6 +127,7 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             _check_backend(res, obj, problems)
         elif isinstance(obj, TrafficPolicyObject):
             _check_policy(res, obj, cs, problems)
+    problems.extend(resolve_sandboxes(cs.resources, set(backends))[1])
     return cs, problems
 
 

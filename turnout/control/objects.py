@@ -63,6 +63,8 @@ KIND_INFO: Final[dict[str, KindInfo]] = {
         ),
         KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
         KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
+        KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
+        KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
     )
 }
 BY_PLURAL: Final[dict[str, KindInfo]] = {k.plural: k for k in KIND_INFO.values()}

@@ -41,6 +41,7 @@ class ProxySettings:
     drain_timeout: float = 10.0
     dns_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    tunnel_dir: str = ""  # where `turnout connect` sockets live (config.sandboxes)
 
 
 class Sweepable(Protocol):
@@ -81,7 +82,12 @@ class Runtime:
 
     def build(self, config: ConfigSet, revision: int) -> Snapshot:
         return SnapshotBuilder(
-            config, self.stats, self._pool_for, self.backend_state, limits=self.limits
+            config,
+            self.stats,
+            self._pool_for,
+            self.backend_state,
+            limits=self.limits,
+            tunnel_dir=self.settings.tunnel_dir,
         ).build(revision)
 
     def open_limit_stores(self, table_path: str, redis_url: str) -> None:

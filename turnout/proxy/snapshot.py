@@ -26,6 +26,7 @@ from turnout.config.model import (
     TURNOUT_GROUP,
     BackendObject,
     CircuitBreakerSpec,
+    EndpointSpec,
     GatewayObject,
     HTTPBackendRef,
     HTTPRequestMirrorFilter,
@@ -34,6 +35,8 @@ from turnout.config.model import (
     PassiveHealthCheckSpec,
     RateLimitSpec,
 )
+from turnout.config.sandboxes import Override, tunnel_socket
+from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
@@ -257,6 +260,7 @@ class BackendChoice:
         "cluster",
         "label",
         "label_json",
+        "overrides",
         "redirect",
         "request_mod",
         "response_mod",
@@ -280,6 +284,19 @@ class BackendChoice:
         self.response_mods: tuple[HeaderModifier, ...] = ()
         # the rule's retry (Gateway API) over the backend's, or the backend's alone
         self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
+        # routing key -> this choice with a Sandbox's endpoints instead of the baseline's
+        self.overrides: dict[bytes, BackendChoice] | None = None
+
+    def overridden(self, cluster: Cluster) -> BackendChoice:
+        """This choice, filters and all, with ``cluster`` in place of the baseline."""
+        twin = BackendChoice(cluster, self.label, self.stats)
+        twin.request_mod = self.request_mod
+        twin.response_mod = self.response_mod
+        twin.rewrite = self.rewrite
+        twin.redirect = self.redirect
+        twin.response_mods = self.response_mods
+        twin.retry = self.retry
+        return twin
 
 
 class MirrorTarget:
@@ -358,6 +375,8 @@ class Snapshot:
     # (ip, port) of every socket the snapshot serves, keyed like ``sockets``
     bindings: dict[str, tuple[str, int]]
     pools: dict[str, EndpointPool] = field(default_factory=dict)  # the endpoints it uses
+    # routing key -> "Sandbox ns/name" / "RouteGroup ns/name" for every key in force
+    keys: dict[bytes, str] = field(default_factory=dict)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -392,8 +411,10 @@ class SnapshotBuilder:
         pool_for: PoolFactory,
         state: BackendState | None = None,
         limits: LimitStores | None = None,
+        tunnel_dir: str = "",
     ) -> None:
         self.config = config
+        self.tunnel_dir = tunnel_dir
         self.stats = stats
         self.pool_for = pool_for
         self.state = state if state is not None else BackendState()
@@ -402,6 +423,12 @@ class SnapshotBuilder:
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
+        # (namespace, backend) -> [(routing key, override)]
+        self.key_table = resolve_sandboxes(config.resources, set(self.backends))[0]
+        self.overridden: dict[tuple[str, str], list[tuple[bytes, Override]]] = {}
+        for entry in self.key_table.values():
+            for backend, override in entry.overrides.items():
+                self.overridden.setdefault(backend, []).append((entry.key.encode(), override))
         self.pools: dict[str, EndpointPool] = {}
 
     def build(self, revision: int) -> Snapshot:
@@ -503,8 +530,9 @@ class SnapshotBuilder:
                 # Listeners of several Gateways on one socket share it, split by hostname;
                 # the first declared wins a clash (validate reports same-Gateway clashes).
                 per_socket.setdefault(key, {}).setdefault(lst.hostname, table)
-        sockets = {k: PortTable(build_host_index(v)) for k, v in per_socket.items()}
-        return Snapshot(revision, sockets, bindings, self.pools)
+        keys = {e.key.encode(): f"{e.kind} {e.namespace}/{e.name}" for e in self.key_table.values()}
+        sockets = {k: PortTable(build_host_index(v), keys) for k, v in per_socket.items()}
+        return Snapshot(revision, sockets, bindings, self.pools, keys)
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -553,6 +581,9 @@ class SnapshotBuilder:
             self.limited.append(action)
         action.choices = tuple(choices)
         self._link_response_mods(action)
+        if self.overridden:
+            for choice, ref in zip(choices, rule.backend_refs, strict=True):
+                self._add_overrides(choice, route, ref)
         weights = [ref.weight for ref in rule.backend_refs]
         action.cumulative = list(accumulate(weights))
         action.total_weight = sum(weights)
@@ -606,17 +637,65 @@ class SnapshotBuilder:
             mods = [m for m in (action.response_mod, choice.response_mod) if m is not None]
             choice.response_mods = tuple(mods)
 
+    def _add_overrides(
+        self, choice: BackendChoice, route: HTTPRouteObject, ref: HTTPBackendRef
+    ) -> None:
+        """Give a backendRef to an overridden Backend one twin per routing key."""
+        if choice.cluster is None:
+            return
+        ns = ref.namespace or route.metadata.namespace
+        keyed = self.overridden.get((ns, ref.name))
+        backend = self.backends.get((ns, ref.name))
+        if not keyed or backend is None:
+            return
+        overrides: dict[bytes, BackendChoice] = {}
+        for key, override in keyed:
+            cluster = self._override_cluster(backend, ref.port, key, override)
+            overrides[key] = choice.overridden(cluster)
+        choice.overrides = overrides
+
+    def _override_cluster(
+        self, backend: BackendObject, port: int | None, key: bytes, override: Override
+    ) -> Cluster:
+        """The Backend's policies over the override's endpoints, under its own label (so
+        a broken sandbox never trips the baseline's breaker or outlier detection)."""
+        ckey = (backend.metadata.namespace, backend.metadata.name + "@" + key.decode(), port)
+        cluster = self.clusters.get(ckey)
+        if cluster is not None:
+            return cluster
+        if override.local:
+            path = tunnel_socket(self.tunnel_dir, override.sandbox, backend.metadata.name)
+            endpoints: tuple[EndpointSpec, ...] = (EndpointSpec(address="unix:" + path),)
+        else:
+            endpoints = override.endpoints
+        label = f"{backend.metadata.namespace}/{backend.metadata.name}@{key.decode()}"
+        cluster = self._make_cluster(backend, port, endpoints, label)
+        self.clusters[ckey] = cluster
+        return cluster
+
     def _cluster(self, backend: BackendObject, port: int | None) -> Cluster | None:
         key = (backend.metadata.namespace, backend.metadata.name, port)
         cluster = self.clusters.get(key)
         if cluster is not None:
             return cluster
+        label = f"{backend.metadata.namespace}/{backend.metadata.name}"
+        cluster = self._make_cluster(backend, port, backend.spec.endpoints, label)
+        self.clusters[key] = cluster
+        return cluster
+
+    def _make_cluster(
+        self,
+        backend: BackendObject,
+        port: int | None,
+        endpoint_specs: tuple[EndpointSpec, ...],
+        label: str,
+    ) -> Cluster:
         spec = backend.spec
         endpoints: list[Endpoint] = []
         pool_spec = spec.connection_pool
         max_idle = pool_spec.max_idle_per_endpoint
         idle_timeout = parse_duration(pool_spec.idle_timeout)
-        for ep in spec.endpoints:
+        for ep in endpoint_specs:
             addr = parse_address(ep.address, allow_missing_port=True)
             if not addr.is_unix and addr.port == 0:
                 if port is None:
@@ -626,7 +705,6 @@ class SnapshotBuilder:
             if pool is None:
                 pool = self.pools[str(addr)] = self.pool_for(addr, max_idle, idle_timeout)
             endpoints.append(Endpoint(pool, ep.weight))
-        label = f"{backend.metadata.namespace}/{backend.metadata.name}"
         lb = spec.load_balancer
         ch = lb.consistent_hash
         balancer = build_balancer(
@@ -668,7 +746,6 @@ class SnapshotBuilder:
                 e.key: set_cookie(cluster.sticky_name, token, cluster.sticky_max_age)
                 for token, e in cluster.sticky_tokens.items()
             }
-        self.clusters[key] = cluster
         return cluster
 
 

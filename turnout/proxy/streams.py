@@ -39,6 +39,7 @@ from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.ratelimit.algorithms import Decision
 from turnout.proxy.ratelimit.limiter import RateLimiter
 from turnout.proxy.ratelimit.rules import extract_key
+from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.snapshot import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
 from turnout.proxy.upstream.affinity import (
@@ -124,6 +125,7 @@ class Exchange:
         "head_bytes",
         "in_retry",
         "keep_alive",
+        "key_source",
         "last_failed",
         "limit_headers",
         "limit_remaining",
@@ -142,6 +144,7 @@ class Exchange:
         "response_started",
         "retried",
         "retry_timer",
+        "routing_key",
         "rt",
         "set_cookie",
         "start_time",
@@ -200,6 +203,8 @@ class Exchange:
         self.limit_headers: Headers | None = None  # RateLimit-* of the tightest limit
         self.limit_remaining = -1
         self.connect_started = now
+        self.routing_key = b""  # a Sandbox / RouteGroup key in force, found in the request
+        self.key_source = 0  # where it was found (routing.keys.FROM_*)
 
     # -- request side (called by the downstream transport) --------------------------------
 
@@ -209,6 +214,11 @@ class Exchange:
         if not rid:
             rid = head.request_id = self.rt.ids.next()
         listener, cand = table.route(head) if table is not None else (None, None)
+        if table is not None and table.keys:
+            key, source = find_key(head)
+            if key in table.keys:
+                self.routing_key = key
+                self.key_source = source
         if cand is None:
             self.local_reply(404, b"no_route", b"no route matches this request")
             return
@@ -354,9 +364,16 @@ class Exchange:
             location = choice.redirect.location(head, listener.scheme, listener.port, cand.prefix)
             self.local_reply(choice.redirect.status, b"", b"", [(b"location", location)])
             return
+        key = self.routing_key
+        if key and choice.overrides is not None:
+            choice = self.choice = choice.overrides.get(key, choice)
         if choice.cluster is None:
             self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
             return
+        if key and self.key_source >= FROM_COOKIE:
+            # Found where services do not look: pass it on where they do.
+            head.headers.append((b"baggage", b"turnout-routing-key=" + key))
+            head.headers.append((b"x-turnout-routing-key", key))
         if choice.request_mod is not None:
             choice.request_mod.apply_request(head)
         if choice.rewrite is not None:
@@ -698,6 +715,8 @@ class Exchange:
             return
         if self.set_cookie is not None:
             head.headers.append((b"set-cookie", self.set_cookie))
+        if self.key_source == FROM_QUERY:
+            head.headers.append((b"set-cookie", preview_cookie(self.routing_key)))
         if self.limit_headers is not None:
             head.headers.extend(self.limit_headers)
         choice = self.choice
@@ -1096,6 +1115,27 @@ class Exchange:
             b"all %d attempts failed; the last: %s" % (self.attempt + 1, reason),
         )
 
+    def _remember(self, duration: float) -> None:
+        """Keep this request in its routing key's history (shipped with the stats)."""
+        head = self.head
+        action = self.action
+        choice = self.choice
+        endpoint = self.endpoint
+        self.rt.stats.remember(
+            (
+                self.routing_key.decode("ascii"),
+                self.rt.wall_offset + self.start_time,
+                round(duration * 1000.0, 3),
+                head.method.decode("latin-1"),
+                head.target.decode("latin-1"),
+                action.route_label if action is not None else "",
+                choice.cluster.label if choice is not None and choice.cluster is not None else "",
+                endpoint.key if endpoint is not None else "",
+                self.status,
+                head.request_id.decode("latin-1"),
+            )
+        )
+
     def _account(self) -> None:
         if self.finished:
             return
@@ -1119,6 +1159,8 @@ class Exchange:
         cell.sum += duration
         if self.guarded:
             self._release_guard(now)
+        if self.routing_key:
+            self._remember(duration)
         log = rt.access_log
         if log is not None:
             head = self.head

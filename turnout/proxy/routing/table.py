@@ -197,10 +197,14 @@ class ListenerTable(Generic[A]):
 class PortTable(Generic[A]):
     """Everything served on one bound socket."""
 
-    __slots__ = ("listeners",)
+    __slots__ = ("keys", "listeners")
 
-    def __init__(self, listeners: HostIndex[ListenerTable[A]]) -> None:
+    def __init__(
+        self, listeners: HostIndex[ListenerTable[A]], keys: dict[bytes, str] | None = None
+    ) -> None:
         self.listeners = listeners
+        # the sandbox routing keys in force (empty: requests are not searched for one)
+        self.keys: dict[bytes, str] = keys or {}
 
     def route(self, head: RequestHead) -> tuple[ListenerTable[A] | None, Candidate[A] | None]:
         listener = self.listeners.single or self.listeners.lookup(head.host)

@@ -89,10 +89,11 @@ class Principal:
     name: str
     role: Role
     namespaces: tuple[str, ...]  # empty: every namespace
+    via: str = "token"  # "system" for the control plane's own changes (TTL expiry)
 
     @property
     def actor(self) -> str:
-        return f"token:{self.name}"
+        return f"{self.via}:{self.name}"
 
     @property
     def scoped(self) -> bool:

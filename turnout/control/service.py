@@ -24,13 +24,14 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
+from turnout.config.sandboxes import derived_key, new_routing_key
 from turnout.config.validate import ConfigSet, validate
 from turnout.control.auth import (
     Principal,
@@ -58,8 +59,10 @@ from turnout.control.store.repository import (
     TokenRecord,
     rfc3339,
 )
+from turnout.core.durations import DurationError, parse_duration
 from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.paths import ADMIN_TOKEN_FILE
+from turnout.observe.history import RequestHistory
 
 log = logging.getLogger("turnout.control")
 
@@ -124,6 +127,20 @@ class Watcher:
 
 
 RuntimeStatus = Callable[[], dict[str, Any]]
+KEYED_KINDS: Final = frozenset({"Sandbox", "RouteGroup"})
+SANDBOX_SWEEP_SECONDS: Final = 1.0
+
+
+def expiry(obj: StoredObject) -> datetime | None:
+    """When a stored Sandbox's ``ttl`` runs out, counted from its creation."""
+    spec = obj.spec if isinstance(obj.spec, dict) else {}
+    ttl = spec.get("ttl")
+    if not isinstance(ttl, str):
+        return None
+    try:
+        return obj.created_at + timedelta(seconds=parse_duration(ttl))
+    except DurationError:
+        return None
 
 
 class ControlPlane:
@@ -156,6 +173,8 @@ class ControlPlane:
         self.leader: Any = None
         # (object, condition type) -> (status, when it last changed), for lastTransitionTime
         self._transitions: dict[tuple[ObjectKey, str], tuple[str, str]] = {}
+        self.tunnel_dir = ""  # where `turnout connect` sockets live (set by the supervisor)
+        self.history: RequestHistory | None = None  # keyed requests (set by the supervisor)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -177,6 +196,7 @@ class ControlPlane:
         self._spawn(self.feed.run())
         self._spawn(self.leader.run(self._on_leader_change))
         self._spawn(self._refresh_tokens())
+        self._spawn(self._expire_sandboxes())
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -269,6 +289,7 @@ class ControlPlane:
         remote: str = "",
         rollback_of: int | None = None,
     ) -> CommitResult:
+        changes = [self._with_routing_key(ch) for ch in changes]
         for ch in changes:
             key = (ch.kind, ch.namespace, ch.name)
             owner = self.file_owner(key)
@@ -290,6 +311,25 @@ class ControlPlane:
         if result.changed and not dry_run:
             await self.adopt(result.revision, result.objects, f"{action} by {principal.actor}")
         return result
+
+    def _with_routing_key(self, change: Change) -> Change:
+        """A Sandbox or RouteGroup written without ``spec.routingKey`` keeps the key it
+        has, or gets a new random one (written into the spec, so every replica and every
+        later revision agrees on it)."""
+        manifest = change.manifest
+        if change.op != "put" or change.kind not in KEYED_KINDS or manifest is None:
+            return change
+        spec = manifest.get("spec")
+        if not isinstance(spec, dict) or spec.get("routingKey"):
+            return change
+        known = self.stored.get(change.key)
+        old = (
+            known.spec.get("routingKey")
+            if known is not None and isinstance(known.spec, dict)
+            else None
+        )
+        key = old if isinstance(old, str) and old else new_routing_key()
+        return replace(change, manifest={**manifest, "spec": {**spec, "routingKey": key}})
 
     async def audit(
         self,
@@ -433,7 +473,7 @@ class ControlPlane:
             }
 
         attach = [p for p in problems if p.path.startswith("spec.parentRefs")]
-        refs = [p for p in problems if "backendRefs" in p.path]
+        refs = [p for p in problems if "backendRefs" in p.path or "overrides" in p.path]
         runtime = self.runtime()
         workers = runtime.get("workers", [])
         if entry.owner == API_SOURCE:
@@ -467,6 +507,8 @@ class ControlPlane:
         status: dict[str, Any] = {"conditions": conditions}
         if entry.key[0] == "Backend":
             status["endpoints"] = _endpoint_status(entry.manifest, runtime.get("health", {}))
+        elif entry.key[0] in KEYED_KINDS:
+            status.update(self._keyed_status(entry, workers))
         return {
             **status,
             "workers": [
@@ -478,6 +520,34 @@ class ControlPlane:
                 for w in workers
             ],
         }
+
+    def _keyed_status(self, entry: Entry, workers: list[dict[str, Any]]) -> dict[str, Any]:
+        """A Sandbox's or RouteGroup's key, expiry, and when each worker began routing it:
+        the time the worker applied the first store revision that holds this version."""
+        kind, ns, name = entry.key
+        spec = entry.manifest.get("spec") or {}
+        key = spec.get("routingKey") or derived_key(kind, ns, name)
+        out: dict[str, Any] = {"routingKey": key}
+        stored = self.stored.get(entry.key)
+        at = expiry(stored) if stored is not None else None
+        if at is not None:
+            out["expiresAt"] = rfc3339(at)
+        if entry.owner != API_SOURCE:
+            return out
+        since = []
+        for w in workers:
+            first = next(
+                (t for rev, t in w.get("applied", ()) if rev >= entry.resource_version), None
+            )
+            since.append({"pid": w.get("pid"), "since": None if first is None else _iso(first)})
+        times = [s["since"] for s in since]
+        done = [t for t in times if t is not None]
+        out["routable"] = {
+            "workers": since,
+            # ISO times with one layout sort as strings
+            "allWorkersSince": max(done) if done and len(done) == len(times) else None,
+        }
+        return out
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -527,6 +597,34 @@ class ControlPlane:
             self._tokens.clear()
         self._tokens[token_id] = (rec, loop.time())
         return rec
+
+    async def _expire_sandboxes(self) -> None:
+        """Delete Sandboxes whose ``ttl`` has run out (the leader does it, once)."""
+        system = Principal("system", "sandbox-ttl", Role.ADMIN, (), via="system")
+        while True:
+            await asyncio.sleep(SANDBOX_SWEEP_SECONDS)
+            if not self.is_leader:
+                continue
+            now = datetime.now(UTC)
+            expired = [
+                Change(
+                    "delete",
+                    obj.kind,
+                    obj.namespace,
+                    obj.name,
+                    None,
+                    expect_version=obj.resource_version,
+                )
+                for obj in self.stored.values()
+                if obj.kind == "Sandbox" and (at := expiry(obj)) is not None and at <= now
+            ]
+            for change in expired:
+                try:
+                    await self.write([change], system, message="ttl expired", action="expire")
+                except Exception as exc:  # a concurrent change, or the store is away
+                    log.debug("expiring %s: %s", describe_key(*change.key), exc)
+                else:
+                    log.info("deleted %s: its ttl expired", describe_key(*change.key))
 
     async def _refresh_tokens(self) -> None:
         # Every token (a handful) is kept in memory and refreshed, so that reads keep
@@ -580,6 +678,11 @@ class ControlPlane:
             message=f"bootstrap admin token written to {path}",
         )
         log.info("bootstrap admin token written to %s (mode 0600)", path)
+
+
+def _iso(timestamp: float) -> str:
+    """A wall-clock time with milliseconds (routability is measured in them)."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 def _endpoint_status(manifest: dict[str, Any], health: dict[str, Any]) -> list[dict[str, Any]]:

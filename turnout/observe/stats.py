@@ -30,6 +30,10 @@ LATENCY_BOUNDS: Final = (
 )
 
 
+# Keyed requests a worker keeps between two exports (one a second); beyond, it counts.
+HISTORY_PER_EXPORT: Final = 2000
+
+
 class RouteStats:
     __slots__ = ("buckets", "codes", "sum")
 
@@ -45,6 +49,8 @@ class WorkerStats:
         "backend_connect_errors",
         "backend_events",
         "connections_total",
+        "history",
+        "history_dropped",
         "internal_errors",
         "protocol_errors",
         "routes",
@@ -62,6 +68,16 @@ class WorkerStats:
         self.protocol_errors = 0
         self.internal_errors = 0
         self.upstream_timeouts = 0
+        # requests that carried a sandbox routing key, since the last export
+        self.history: list[tuple[Any, ...]] = []
+        self.history_dropped = 0
+
+    def remember(self, record: tuple[Any, ...]) -> None:
+        """Keep one keyed request for ``observe.history`` (bounded between exports)."""
+        if len(self.history) < HISTORY_PER_EXPORT:
+            self.history.append(record)
+        else:
+            self.history_dropped += 1
 
     def cell(self, route: str, backend: str) -> RouteStats:
         key = (route, backend)
@@ -78,8 +94,13 @@ class WorkerStats:
         self.backend_events[key] = self.backend_events.get(key, 0) + 1
 
     def export(self) -> dict[str, Any]:
-        """Plain, picklable cumulative values."""
+        """Plain, picklable cumulative values, plus the keyed requests since the last
+        export (handed over, not repeated)."""
+        history = self.history
+        self.history = []
         return {
+            "history": history,
+            "history_dropped": self.history_dropped,
             "routes": {k: (list(c.codes), list(c.buckets), c.sum) for k, c in self.routes.items()},
             "connect_errors": dict(self.backend_connect_errors),
             "backend_events": dict(self.backend_events),

@@ -24,6 +24,8 @@ import hashlib
 import logging
 import signal
 import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from turnout.config.validate import ConfigSet
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
 from turnout.observe.accesslog import DEFAULT_FIELDS
+from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.ratelimit.redis_store import RedisStore
@@ -47,6 +50,7 @@ from turnout.supervisor.channel import Message
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
+from turnout.supervisor.tunnels import create_tunnel_dir, remove_tunnel_dir
 from turnout.supervisor.workers import WorkerProcess
 
 if TYPE_CHECKING:
@@ -112,10 +116,14 @@ class Supervisor:
         self.control: ControlPlane | None = None
         self.health = HealthFanout(self._send_health)
         self.limits_path = ""  # the host-wide rate-limit table the workers share
+        self.tunnel_dir = ""
         # Trial builds need a Redis client object to accept Global rate limits (it never
         # connects: the supervisor makes no decisions).
         self.trial_limits = LimitStores(None, RedisStore(options.redis) if options.redis else None)
         self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
+        self.history = RequestHistory()  # keyed requests, from the workers' stats
+        # worker pid -> (store revision, wall time) of each revision it applied, newest last
+        self.applied: dict[int, deque[tuple[int, float]]] = {}
 
     # -- start ----------------------------------------------------------------------------
 
@@ -136,6 +144,10 @@ class Supervisor:
                 )
         self._trial_build(config, 1)
         self.limits_path = create_limit_table(self.options.data_dir)
+        self.options.settings.tunnel_dir = self.tunnel_dir = create_tunnel_dir()
+        if self.control is not None:
+            self.control.tunnel_dir = self.tunnel_dir
+            self.control.history = self.history
         addr = parse_address(self.options.admin_address)
         try:
             self._admin_sock = bind_listener(addr.host, addr.port)
@@ -289,10 +301,26 @@ class Supervisor:
         return self.stopping
 
     def _on_worker_message(self, worker: WorkerProcess, message: Message) -> None:
-        if message[0] == "applied" and message[2] is not None:
-            log.error(
-                "worker %d failed to apply revision %d: %s", worker.pid, message[1], message[2]
-            )
+        kind = message[0]
+        if kind == "stats":
+            records = message[1].get("history")
+            if records:
+                self.history.add(records)
+        elif kind == "applied":
+            if message[2] is not None:
+                log.error(
+                    "worker %d failed to apply revision %d: %s",
+                    worker.pid,
+                    message[1],
+                    message[2],
+                )
+            else:
+                log_ = self.applied.setdefault(worker.pid, deque(maxlen=256))
+                log_.append((self.store_revision_of.get(message[1], 0), time.time()))
+                if len(self.applied) > 4 * max(self.options.workers, 1):
+                    live = {w.pid for w in self.workers.values()}
+                    for pid in [p for p in self.applied if p not in live]:
+                        del self.applied[pid]
 
     def _beat(self) -> None:
         now = self.loop.time()
@@ -416,6 +444,7 @@ class Supervisor:
             self._admin.should_exit = True
         await self.health.close()
         remove_limit_table(self.limits_path)
+        remove_tunnel_dir(self.tunnel_dir)
         if self.control is not None:
             await self.control.close()
         if not self.stopped.done():
@@ -465,6 +494,7 @@ class Supervisor:
                     "pid": w.pid,
                     "revision": w.revision,
                     "storeRevision": self.store_revision_of.get(w.revision, 0),
+                    "applied": list(self.applied.get(w.pid, ())),
                 }
                 for w in live
             ],

@@ -9,9 +9,16 @@ from turnout.control.service import ControlPlane
 
 
 def mount_api(app: FastAPI, control: ControlPlane) -> None:
-    from turnout.control.api import apply, objects, revisions, tokens, watch
+    from turnout.control.api import apply, objects, revisions, tokens, trace, watch
 
     app.state.control = control
     install_error_handlers(app)
-    for module in (tokens, revisions, apply, watch, objects):  # objects last: its paths are generic
+    for module in (
+        tokens,
+        revisions,
+        apply,
+        watch,
+        trace,
+        objects,
+    ):  # objects last: its paths are generic
         app.include_router(module.router, prefix="/api/v1")

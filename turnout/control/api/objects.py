@@ -38,9 +38,18 @@ router = APIRouter(tags=["objects"], responses=FAILURES)
 # Path parameters are enumerated so the OpenAPI document says which types exist; an
 # unknown one still answers 404 (see errors.bad_request).
 AnyPlural = Literal[
-    "namespaces", "gatewayclasses", "gateways", "httproutes", "backends", "trafficpolicies"
+    "namespaces",
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "backends",
+    "trafficpolicies",
+    "sandboxes",
+    "routegroups",
 ]
-NamespacedPlural = Literal["gateways", "httproutes", "backends", "trafficpolicies"]
+NamespacedPlural = Literal[
+    "gateways", "httproutes", "backends", "trafficpolicies", "sandboxes", "routegroups"
+]
 ClusterPlural = Literal["namespaces", "gatewayclasses"]
 
 DryRun = Annotated[str | None, Query(alias="dryRun", description="'All': validate only")]

@@ -1,0 +1,64 @@
+"""Recent requests per sandbox routing key, gathered from every worker of a replica.
+
+Workers keep each request that carried a routing key in force (``WorkerStats.remember``)
+and hand the records over with their once-a-second stats. The supervisor files them
+here: a ring of the latest ``per_key`` requests for each key, and at most ``max_keys``
+keys (the least recently active is forgotten first), so memory stays bounded whatever
+clients send. Every record gets a sequence number, which is how ``turnout trace
+--follow`` asks for "what came after what I have seen".
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Any, Final
+
+FIELDS: Final = (
+    "key",
+    "time",
+    "durationMs",
+    "method",
+    "target",
+    "route",
+    "backend",
+    "endpoint",
+    "status",
+    "requestId",
+)
+
+
+class RequestHistory:
+    def __init__(self, per_key: int = 200, max_keys: int = 1024) -> None:
+        self.per_key = per_key
+        self.max_keys = max_keys
+        self.seq = 0
+        self._keys: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+        self.dropped = 0  # records the workers could not keep (summed from their stats)
+
+    def add(self, records: list[tuple[Any, ...]] | tuple[Any, ...]) -> None:
+        keys = self._keys
+        for record in sorted(records, key=lambda r: r[1]):  # by start time across workers
+            key = record[0]
+            ring = keys.get(key)
+            if ring is None:
+                ring = keys[key] = deque(maxlen=self.per_key)
+                while len(keys) > self.max_keys:
+                    keys.popitem(last=False)
+            else:
+                keys.move_to_end(key)
+            self.seq += 1
+            entry = dict(zip(FIELDS, record, strict=True))
+            entry["seq"] = self.seq
+            ring.append(entry)
+
+    def recent(self, key: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """The requests of ``key`` with a sequence number above ``after``, oldest first,
+        at most the last ``limit`` of them."""
+        ring = self._keys.get(key)
+        if ring is None:
+            return []
+        out = [e for e in ring if e["seq"] > after]
+        return out[-limit:] if limit > 0 else out
+
+    def keys(self) -> list[str]:
+        return list(self._keys)

@@ -1358,6 +1358,7 @@ class Feature:
     counter: str = ""  # a Turnout counter the feature makes grow during every run (checked)
     upstream_ratio: float = 1.0  # upstream requests per client request (checked)
     like_for_like: bool = True  # False: it changes the upstream work, shown apart
+    headers: tuple[str, ...] = ()  # request headers beyond FEATURE_HEADERS
 
 
 FEATURES = (
@@ -1388,6 +1389,12 @@ FEATURES = (
         "RequestMirror at 100 % to the same upstream (doubles the upstream work)",
         upstream_ratio=2.0,
         like_for_like=False,
+    ),
+    Feature("sandbox", "20 Sandboxes override the backend; requests carry no routing key"),
+    Feature(
+        "sandbox-keyed",
+        "20 Sandboxes; requests carry `baggage: turnout-routing-key=sb-7` (its override)",
+        headers=("baggage: turnout-routing-key=sb-7",),
     ),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
@@ -1478,7 +1485,7 @@ def feature_target(feature: Feature, run: Path, up_ports: tuple[int, int]) -> Ta
         lambda: start_turnout(t, run, feature_config(feature, t.port, up_ports), False),
         admin_port=free_port(),
         label=feature.label,
-        headers=FEATURE_HEADERS,
+        headers=FEATURE_HEADERS + feature.headers,
         upstream_status_port=up_ports[0],
         verify=verify_feature(feature),
     )

@@ -174,6 +174,7 @@ class ControlPlane:
         # (object, condition type) -> (status, when it last changed), for lastTransitionTime
         self._transitions: dict[tuple[ObjectKey, str], tuple[str, str]] = {}
         self.tunnel_dir = ""  # where `turnout connect` sockets live (set by the supervisor)
+        self.tunnels: dict[str, str] = {}  # socket path -> actor, while a connect is open
         self.history: RequestHistory | None = None  # keyed requests (set by the supervisor)
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -9,16 +9,18 @@ from turnout.control.service import ControlPlane
 
 
 def mount_api(app: FastAPI, control: ControlPlane) -> None:
-    from turnout.control.api import apply, objects, revisions, tokens, trace, watch
+    from turnout.control.api import (
+        apply,
+        objects,
+        revisions,
+        tokens,
+        trace,
+        tunnels,
+        watch,
+    )
 
     app.state.control = control
     install_error_handlers(app)
-    for module in (
-        tokens,
-        revisions,
-        apply,
-        watch,
-        trace,
-        objects,
-    ):  # objects last: its paths are generic
+    # objects last: its paths are generic
+    for module in (tokens, revisions, apply, watch, trace, tunnels, objects):
         app.include_router(module.router, prefix="/api/v1")

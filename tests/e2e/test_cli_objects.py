@@ -323,7 +323,8 @@ def test_unknown_kinds_and_bad_arguments(cli: Cli) -> None:
     assert run.code == 1
     assert run.err == (
         "error: the server doesn't have a resource type 'widgets' "
-        "(known: namespaces, gatewayclasses, gateways, httproutes, backends, trafficpolicies)\n"
+        "(known: namespaces, gatewayclasses, gateways, httproutes, backends, trafficpolicies, "
+        "sandboxes, routegroups)\n"
     )
     run = cli("get")
     assert run.code == 2 and "say which kind" in run.err

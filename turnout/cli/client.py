@@ -11,6 +11,7 @@ never by ``turnout --help``.
 from __future__ import annotations
 
 import socket
+from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -99,6 +100,40 @@ class Client:
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.call("GET", path, params=params)
+
+    def stream_lines(
+        self, path: str, params: dict[str, Any] | None = None, idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
+        """``GET path`` and yield the body's non-empty lines as they arrive (NDJSON
+        streams). ``idle_timeout`` bounds the wait for the next bytes (``None``: forever);
+        connecting is bounded by ``--timeout``. Failures map to ``CliError`` like ``call``."""
+        clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        timeout = httpx.Timeout(self.target.timeout, read=idle_timeout)
+        try:
+            with self._http.stream("GET", path, params=clean, timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise self._error("GET", path, resp)
+                for line in resp.iter_lines():
+                    if line.strip():
+                        yield line
+        except httpx.ReadTimeout:
+            raise CliError(
+                f"the Turnout admin API at {self.target.server} sent nothing on GET {path} "
+                f"for {idle_timeout or 0:g} s"
+            ) from None
+        except httpx.TimeoutException:
+            raise CliError(
+                f"the Turnout admin API at {self.target.server} did not answer within "
+                f"{self.target.timeout:g} s (--timeout)"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise CliError(self._unreachable(exc)) from None
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"lost the connection to the Turnout admin API at {self.target.server}: "
+                f"{_first_line(exc) or type(exc).__name__}"
+            ) from None
 
     # -- error mapping ----------------------------------------------------------------
 

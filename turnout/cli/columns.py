@@ -2,7 +2,8 @@
 
 Every table has NAME (after NAMESPACE with ``-A``) and AGE; each kind adds what an
 operator looks for first — Gateway listeners and addresses, HTTPRoute hostnames, parents
-and backends, Backend endpoints — and ``-o wide`` adds the rest: status conditions in one
+and backends, Backend endpoints, a Sandbox's routing key, overrides, expiry and how many
+workers route it — and ``-o wide`` adds the rest: status conditions in one
 cell (``Accepted,ResolvedRefs=False(BackendNotFound)``), the owner (``api`` or the file
 that defines the object) and the resourceVersion.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from turnout.cli.output import age
+from turnout.cli.output import age, human_duration, parse_time
 
 OWNER_ANNOTATION = "turnout.dev/owner"
 
@@ -200,6 +202,61 @@ def _features(m: dict[str, Any]) -> str:
     return ",".join(names) or "-"
 
 
+# -- Sandbox / RouteGroup ------------------------------------------------------------------
+
+
+def routing_key(m: dict[str, Any]) -> str:
+    """The key the server resolved (``status.routingKey``; a file-declared object without
+    ``spec.routingKey`` gets a derived one), else the one in the spec, else ``-``."""
+    return str(_d(m.get("status")).get("routingKey") or spec(m).get("routingKey") or "-")
+
+
+def override_target(ov: dict[str, Any]) -> str:
+    """``127.0.0.1:9100`` (several joined by ``+``) or ``local`` for a ``turnout connect``."""
+    if ov.get("local") is not None:
+        return "local"
+    addrs = [str(_d(e).get("address", "")) for e in _l(ov.get("endpoints"))]
+    return "+".join(a for a in addrs if a) or "?"
+
+
+def _overrides(m: dict[str, Any], limit: int) -> str:
+    out = [
+        f"{_d(ov).get('backend', '?')}→{override_target(_d(ov))}"
+        for ov in _l(spec(m).get("overrides"))
+    ]
+    return _join(out, limit)
+
+
+def expires(m: dict[str, Any], now: datetime | None = None) -> str:
+    """``in 1h59m`` from ``status.expiresAt``; ``expired`` once past; ``-`` without a ttl."""
+    at = parse_time(_d(m.get("status")).get("expiresAt"))
+    if at is None:
+        return "-"
+    left = (at - (now or datetime.now(UTC))).total_seconds()
+    return f"in {human_duration(left)}" if left > 0 else "expired"
+
+
+def routable(m: dict[str, Any]) -> str:
+    """``2/2``: workers that route the current version of the object; ``-`` when the
+    server does not say (objects from files)."""
+    raw = _d(m.get("status")).get("routable")
+    if not isinstance(raw, dict):
+        return "-"
+    workers = [_d(w) for w in _l(raw.get("workers"))]
+    if not workers:
+        return "-"
+    return f"{sum(1 for w in workers if w.get('since'))}/{len(workers)}"
+
+
+def match_labels(m: dict[str, Any]) -> str:
+    labels = _d(_d(spec(m).get("match")).get("labels"))
+    return ",".join(f"{k}={v}" for k, v in labels.items()) or "-"
+
+
+def _description(m: dict[str, Any]) -> str:
+    return str(spec(m).get("description") or "-")
+
+
 # -- tables ------------------------------------------------------------------------------
 
 _TAIL = [
@@ -238,12 +295,26 @@ COLUMNS: dict[str, list[Column]] = {
         Column("TARGETS", _targets),
         Column("FEATURES", _features),
     ],
+    "Sandbox": [
+        Column("KEY", routing_key),
+        Column("OVERRIDES", lambda m: _overrides(m, 3)),
+        Column("EXPIRES", expires),
+        Column("ROUTABLE", routable),
+        Column("DESCRIPTION", _description, wide_only=True),
+    ],
+    "RouteGroup": [
+        Column("KEY", routing_key),
+        Column("MATCH", match_labels),
+        Column("ROUTABLE", routable, wide_only=True),
+        Column("DESCRIPTION", _description, wide_only=True),
+    ],
 }
 
 # In wide output these replace their shortened forms.
 _WIDE_REPLACE: dict[tuple[str, str], Getter] = {
     ("HTTPRoute", "BACKENDS"): lambda m: _route_backends(m, 0),
     ("Backend", "ENDPOINTS"): lambda m: _endpoints(m, 0),
+    ("Sandbox", "OVERRIDES"): lambda m: _overrides(m, 0),
 }
 
 

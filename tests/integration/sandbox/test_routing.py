@@ -104,3 +104,21 @@ def test_keys_travel_upstream(shop: tuple[TurnoutProcess, int]) -> None:
     assert body["headers"]["X-Turnout-Routing-Key"] == ["fx"]
     cookie = resp.getheader("set-cookie") or ""
     assert cookie.startswith("turnout-routing-key=fx;") and "HttpOnly" in cookie
+
+
+def test_keyed_and_unkeyed_requests_never_share_upstream_connections(
+    shop: tuple[TurnoutProcess, int],
+) -> None:
+    """One client connection alternating keyed and plain requests: each lands on its
+    own destination every time (pools are per destination, never per client)."""
+    _, port = shop
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in range(20):
+            headers = {"x-turnout-routing-key": "fx"} if i % 2 else {}
+            conn.request("GET", "/orders", headers=headers)
+            resp = conn.getresponse()
+            pod = json.loads(resp.read())["pod"]
+            assert pod == ("orders-dev" if i % 2 else "orders-base"), i
+    finally:
+        conn.close()

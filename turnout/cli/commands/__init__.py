@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import typer
 
-from turnout.cli.commands import admin, objects
+from turnout.cli.commands import admin, objects, sandboxes, tunnels
 
 
 def register(app: typer.Typer) -> None:
     objects.register(app)
     admin.register(app)
+    sandboxes.register(app)
+    tunnels.register(app)

@@ -1,0 +1,355 @@
+"""``sandbox``, ``routegroup`` and ``trace`` (Typer signatures; lazy bodies)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from turnout.cli.errors import cli_errors
+from turnout.cli.options import (
+    ContextOpt,
+    DryRunOpt,
+    MessageOpt,
+    NamespaceOpt,
+    ServerOpt,
+    TimeoutOpt,
+    TokenOpt,
+    connection,
+)
+
+PANEL = "Sandboxes (routing keys)"
+
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help="Create, list, show and delete Sandboxes: a routing key whose requests reach "
+    "your own endpoints for some backends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+routegroup_app = typer.Typer(
+    name="routegroup",
+    help="Create, list, show and delete RouteGroups: one routing key for the overrides "
+    "of every Sandbox whose labels match.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--key", help="The routing key (default: the server generates one)."),
+]
+LabelOpt = Annotated[
+    list[str] | None, typer.Option("--label", help="A label KEY=VALUE (repeatable).")
+]
+DescriptionOpt = Annotated[str | None, typer.Option("--description", help="Free text.")]
+GatewayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        help="The gateway's URL for the printed curl line and preview link (default: the "
+        "first HTTP listener of the Gateways, a wildcard address replaced by the admin "
+        "server's host).",
+        show_default=False,
+    ),
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        help="Seconds to wait until every worker routes the key, then print how long it "
+        "took, as measured by this client from sending the request until its polls (every "
+        "50 ms) saw the status say so; 0: don't wait. Running out of time is a warning, "
+        "not an error.",
+        min=0,
+    ),
+]
+CreateOutputOpt = Annotated[
+    str, typer.Option("--output", "-o", help="text, yaml or json (the created object).")
+]
+GetOutputOpt = Annotated[str, typer.Option("--output", "-o", help="text, yaml or json.")]
+ListOutputOpt = Annotated[
+    str, typer.Option("--output", "-o", help="table, wide, yaml, json or name.")
+]
+SelectorOpt = Annotated[
+    str, typer.Option("--selector", "-l", help="Label selector, e.g. 'team=checkout'.")
+]
+AllNamespacesOpt = Annotated[
+    bool, typer.Option("--all-namespaces", "-A", help="List across all namespaces.")
+]
+IgnoreNotFoundOpt = Annotated[
+    bool, typer.Option("--ignore-not-found", help="Succeed when an object is already gone.")
+]
+NameArg = Annotated[str, typer.Argument(help="The object's name.")]
+NamesArg = Annotated[list[str], typer.Argument(help="The objects' names.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sandbox_app, rich_help_panel=PANEL)
+    app.add_typer(routegroup_app, rich_help_panel=PANEL)
+    app.command(rich_help_panel=PANEL)(trace)
+
+
+# -- sandbox -----------------------------------------------------------------------------
+
+
+@sandbox_app.command("create")
+def sandbox_create(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override",
+            help="BACKEND=HOST:PORT[,HOST:PORT...]: keyed requests for BACKEND go there "
+            "(repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    local: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--local",
+            help="BACKEND: keyed requests go to `turnout connect` on your machine (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    key: KeyOpt = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option("--ttl", help="Delete the sandbox this long after creation, e.g. 2h, 7d."),
+    ] = None,
+    label: LabelOpt = None,
+    description: DescriptionOpt = None,
+    gateway: GatewayOpt = None,
+    wait: WaitOpt = 5.0,
+    output: CreateOutputOpt = "text",
+    dry_run: DryRunOpt = False,
+    message: MessageOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Create a Sandbox and print its routing key with a curl line, header and preview link."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        manifest = impl.sandbox_manifest(
+            name,
+            impl.parse_overrides(override or [], local or []),
+            key=key,
+            ttl=ttl,
+            labels=impl.parse_pairs(label or [], "--label"),
+            description=description,
+        )
+        impl.create(
+            conn,
+            manifest,
+            namespace,
+            output=output,
+            dry_run=dry_run,
+            wait=wait,
+            gateway=gateway,
+            message=message,
+        )
+
+
+@sandbox_app.command("list")
+def sandbox_list(
+    namespace: NamespaceOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
+    selector: SelectorOpt = "",
+    output: ListOutputOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """List Sandboxes: key, overrides, expiry, workers routing them (= `get sandboxes`)."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.list_objects(conn, impl.SANDBOX, namespace, all_namespaces, selector, output)
+
+
+@sandbox_app.command("get")
+def sandbox_get(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    output: GetOutputOpt = "text",
+    gateway: GatewayOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Show a Sandbox: key, overrides, expiry, routability per worker, conditions."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.get(conn, impl.SANDBOX, name, namespace, output, gateway)
+
+
+@sandbox_app.command("delete")
+def sandbox_delete(
+    names: NamesArg,
+    namespace: NamespaceOpt = None,
+    ignore_not_found: IgnoreNotFoundOpt = False,
+    dry_run: DryRunOpt = False,
+    message: MessageOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Delete Sandboxes (several at once in one revision)."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.delete(conn, impl.SANDBOX, names, namespace, ignore_not_found, dry_run, message)
+
+
+# -- routegroup --------------------------------------------------------------------------
+
+
+@routegroup_app.command("create")
+def routegroup_create(
+    name: NameArg,
+    match: Annotated[
+        list[str],
+        typer.Option(
+            "--match",
+            help="KEY=VALUE: include the Sandboxes with this label (repeatable; all must match).",
+            show_default=False,
+        ),
+    ],
+    namespace: NamespaceOpt = None,
+    key: KeyOpt = None,
+    label: LabelOpt = None,
+    description: DescriptionOpt = None,
+    gateway: GatewayOpt = None,
+    wait: WaitOpt = 5.0,
+    output: CreateOutputOpt = "text",
+    dry_run: DryRunOpt = False,
+    message: MessageOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Create a RouteGroup and print its routing key with a curl line, header and link."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        manifest = impl.route_group_manifest(
+            name,
+            impl.parse_pairs(match, "--match"),
+            key=key,
+            labels=impl.parse_pairs(label or [], "--label"),
+            description=description,
+        )
+        impl.create(
+            conn,
+            manifest,
+            namespace,
+            output=output,
+            dry_run=dry_run,
+            wait=wait,
+            gateway=gateway,
+            message=message,
+        )
+
+
+@routegroup_app.command("list")
+def routegroup_list(
+    namespace: NamespaceOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
+    selector: SelectorOpt = "",
+    output: ListOutputOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """List RouteGroups: key and label match (= `get routegroups`)."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.list_objects(conn, impl.ROUTE_GROUP, namespace, all_namespaces, selector, output)
+
+
+@routegroup_app.command("get")
+def routegroup_get(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    output: GetOutputOpt = "text",
+    gateway: GatewayOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Show a RouteGroup: key, match, the Sandboxes it joins, routability, conditions."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.get(conn, impl.ROUTE_GROUP, name, namespace, output, gateway)
+
+
+@routegroup_app.command("delete")
+def routegroup_delete(
+    names: NamesArg,
+    namespace: NamespaceOpt = None,
+    ignore_not_found: IgnoreNotFoundOpt = False,
+    dry_run: DryRunOpt = False,
+    message: MessageOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Delete RouteGroups (several at once in one revision)."""
+    with cli_errors():
+        from turnout.cli import sandboxes as impl
+
+        conn = connection(server, token, context, timeout)
+        impl.delete(conn, impl.ROUTE_GROUP, names, namespace, ignore_not_found, dry_run, message)
+
+
+# -- trace -------------------------------------------------------------------------------
+
+
+def trace(
+    key: Annotated[str, typer.Option("--key", "-k", help="The routing key.", show_default=False)],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new requests until Ctrl-C.")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", help="How many recent requests (with -f: before new ones).", min=1, max=1000
+        ),
+    ] = 100,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="table, or json (one object per line).")
+    ] = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Show the requests that carried a routing key: time, target, status, endpoint."""
+    with cli_errors():
+        from turnout.cli.trace import trace as run
+
+        run(connection(server, token, context, timeout), key, follow, limit, output)

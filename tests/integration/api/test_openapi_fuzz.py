@@ -12,7 +12,8 @@ is invalid. Two checks are left out on purpose, each for a stated reason:
   URL space with fixed endpoints, so ``GET /api/v1/apply`` is "unknown resource type"
   (404), not 405.
 
-``/api/v1/watch`` streams forever and is tested on its own in test_objects_api.py.
+``/api/v1/watch`` streams forever and is tested on its own in test_objects_api.py;
+so does ``/api/v1/trace?follow=true`` (tested in tests/integration/sandbox/test_api.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def test_schemathesis_finds_no_failures(serve: ServeFactory, port: int, tmp_path
             "20261122",
             "--exclude-path",
             "/api/v1/watch",
+            "--exclude-path",
+            "/api/v1/trace",
             "--exclude-checks",
             "positive_data_acceptance,unsupported_method",
             "--request-timeout",

@@ -69,6 +69,7 @@ class KindInfo:
 
 BUILTIN: tuple[KindInfo, ...] = (
     KindInfo("Namespace", "namespaces", "v1", False, ("ns",)),
+    KindInfo("Secret", "secrets", "v1", True),
     KindInfo("GatewayClass", "gatewayclasses", GATEWAY_API, False, ("gc",)),
     KindInfo("Gateway", "gateways", GATEWAY_API, True, ("gtw", "gw")),
     KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),

@@ -161,6 +161,19 @@ class NamespaceObject(Spec):
     status: dict[str, Any] | None = None
 
 
+class SecretObject(Spec):
+    """A Kubernetes Secret; Turnout reads ``kubernetes.io/tls`` ones (``tls.crt`` and
+    ``tls.key``, base64 in ``data`` or plain in ``stringData``) for TLS listeners."""
+
+    api_version: Literal["v1"]
+    kind: Literal["Secret"]
+    metadata: ObjectMeta
+    type: StrictStr = "Opaque"
+    data: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    string_data: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    immutable: bool | None = None
+
+
 class GatewayClassSpec(Spec):
     controller_name: StrictStr
     description: StrictStr | None = None
@@ -204,12 +217,32 @@ class AllowedRoutes(Spec):
     kinds: tuple[RouteGroupKind, ...] = ()
 
 
+class SecretObjectReference(Spec):
+    group: StrictStr = ""
+    kind: StrictStr = "Secret"
+    name: ObjectName
+    namespace: ObjectName | None = None
+
+
+# ``tls.options`` keys naming PEM files instead of Secrets (Gateway API leaves the option
+# namespace to implementations); the files are watched and reloaded when they change.
+TLS_CERT_FILE_OPTION: Final = "turnout.dev/certificate-file"
+TLS_KEY_FILE_OPTION: Final = "turnout.dev/key-file"
+
+
+class GatewayTLSConfig(Spec):
+    mode: Literal["Terminate", "Passthrough"] = "Terminate"
+    certificate_refs: tuple[SecretObjectReference, ...] = Field(default=(), max_length=64)
+    options: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    frontend_validation: dict[str, Any] | None = None  # client certificates: not yet
+
+
 class Listener(Spec):
     name: SectionName
     hostname: Hostname | None = None
     port: PortNumber
     protocol: StrictStr
-    tls: dict[str, Any] | None = None
+    tls: GatewayTLSConfig | None = None
     allowed_routes: AllowedRoutes = AllowedRoutes()
 
 
@@ -726,6 +759,7 @@ class RouteGroupObject(Spec):
 
 ConfigObject = (
     NamespaceObject
+    | SecretObject
     | GatewayClassObject
     | GatewayObject
     | HTTPRouteObject
@@ -738,6 +772,7 @@ ConfigObject = (
 # (apiVersion group, kind) -> model; the version is checked by each model's Literal.
 KINDS: Final[dict[str, type[Spec]]] = {
     "Namespace": NamespaceObject,
+    "Secret": SecretObject,
     "GatewayClass": GatewayClassObject,
     "Gateway": GatewayObject,
     "HTTPRoute": HTTPRouteObject,
@@ -760,5 +795,4 @@ FOREIGN_KINDS: Final[dict[str, str]] = {
     "TLSRoute": "TLSRoute is not supported yet",
     "UDPRoute": "UDPRoute is not supported",
     "ReferenceGrant": "ReferenceGrant is not supported yet",
-    "Secret": "Secret is only used by TLS listeners, which are not supported yet",
 }

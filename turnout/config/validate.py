@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from turnout.config.attach import attach_route
 from turnout.config.model import (
     GATEWAY_GROUP,
+    TLS_CERT_FILE_OPTION,
+    TLS_KEY_FILE_OPTION,
     TURNOUT_GROUP,
     BackendObject,
     GatewayObject,
@@ -24,15 +26,17 @@ from turnout.config.model import (
     HTTPRouteObject,
     HTTPRouteRule,
     NamespaceObject,
+    SecretObject,
     TrafficPolicyObject,
 )
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
 from turnout.config.sandboxes import resolve as resolve_sandboxes
+from turnout.config.tls import TLSMaterialError, expired, listener_certificates
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
-SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP"})
+SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS"})
 # Framing and hop-by-hop headers belong to the gateway; a filter may not set them.
 GATEWAY_OWNED_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
@@ -87,6 +91,13 @@ class ConfigSet:
             if isinstance(r.obj, BackendObject)
         }
 
+    def secrets(self) -> dict[tuple[str, str], SecretObject]:
+        return {
+            (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+            for r in self.resources
+            if isinstance(r.obj, SecretObject)
+        }
+
     def namespace_labels(self) -> dict[str, dict[str, str]]:
         return {
             r.obj.metadata.name: dict(r.obj.metadata.labels)
@@ -115,11 +126,13 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
     cs = ConfigSet(list(unique.values()))
     gateways = cs.gateways()
     backends = cs.backends()
+    secrets = cs.secrets()
     namespaces = cs.namespace_labels()
     for res in cs.resources:
         obj = res.obj
         if isinstance(obj, GatewayObject):
             _check_gateway(res, obj, problems)
+            _check_tls(res, obj, secrets, problems)
         elif isinstance(obj, HTTPRouteObject):
             _check_route(res, obj, backends, problems)
             _check_attachment(res, obj, gateways, namespaces, problems)
@@ -142,6 +155,75 @@ def validate_or_raise(resources: list[Resource], parse_problems: list[Problem]) 
 # --- Gateway ------------------------------------------------------------------------------
 
 
+def _check_tls(
+    res: Resource,
+    gw: GatewayObject,
+    secrets: dict[tuple[str, str], SecretObject],
+    problems: list[Problem],
+) -> None:
+    """HTTPS listeners: TLS settings Turnout implements, certificates that load, and no
+    port shared with a plain-HTTP listener (one socket speaks TLS or does not)."""
+    protocols: dict[int, str] = {}
+    for i, lst in enumerate(gw.spec.listeners):
+        base = ("spec", "listeners", i)
+        if lst.protocol not in ("HTTP", "HTTPS"):
+            continue
+        first = protocols.setdefault(lst.port, lst.protocol)
+        if first != lst.protocol:
+            problems.append(
+                res.problem(
+                    (*base, "protocol"),
+                    f"port {lst.port} has both HTTP and HTTPS listeners; one port is either "
+                    "plain or TLS",
+                )
+            )
+        if lst.protocol != "HTTPS":
+            continue
+        tls = lst.tls
+        if tls is None:
+            problems.append(res.problem((*base, "tls"), "an HTTPS listener needs tls settings"))
+            continue
+        if tls.mode != "Terminate":
+            problems.append(
+                res.problem(
+                    (*base, "tls", "mode"),
+                    "HTTPS listeners terminate TLS; Passthrough is for TLS listeners "
+                    "(TLSRoute), which are not supported yet",
+                )
+            )
+            continue
+        if tls.frontend_validation is not None:
+            problems.append(
+                res.problem(
+                    (*base, "tls", "frontendValidation"),
+                    "client certificate validation is not supported yet",
+                )
+            )
+        try:
+            certs = listener_certificates(tls, gw.metadata.namespace, secrets)
+        except TLSMaterialError as exc:
+            problems.append(res.problem((*base, "tls", *exc.field), str(exc)))
+            continue
+        if not certs:
+            problems.append(
+                res.problem(
+                    (*base, "tls", "certificateRefs"),
+                    "an HTTPS listener needs a certificate: certificateRefs to a "
+                    f"kubernetes.io/tls Secret, or tls.options {TLS_CERT_FILE_OPTION!r} and "
+                    f"{TLS_KEY_FILE_OPTION!r}",
+                )
+            )
+        for cert in certs:
+            if expired(cert):
+                problems.append(
+                    res.problem(
+                        (*base, "tls"),
+                        f"{cert.source}: the certificate expired on {cert.not_after:%Y-%m-%d}",
+                        "warning",
+                    )
+                )
+
+
 def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) -> None:
     names: set[str] = set()
     bindings: dict[tuple[int, str | None], str] = {}
@@ -154,7 +236,8 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
             problems.append(
                 res.problem(
                     (*base, "protocol"),
-                    f"listener protocol {lst.protocol!r} is not supported yet (supported: HTTP)",
+                    f"listener protocol {lst.protocol!r} is not supported yet "
+                    "(supported: HTTP, HTTPS)",
                 )
             )
         if lst.tls is not None and lst.protocol == "HTTP":

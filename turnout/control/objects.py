@@ -56,6 +56,7 @@ KIND_INFO: Final[dict[str, KindInfo]] = {
     k.kind: k
     for k in (
         KindInfo("Namespace", "namespaces", "v1", False, ("ns",)),
+        KindInfo("Secret", "secrets", "v1", True, ()),
         KindInfo("GatewayClass", "gatewayclasses", "gateway.networking.k8s.io/v1", False, ("gc",)),
         KindInfo("Gateway", "gateways", "gateway.networking.k8s.io/v1", True, ("gw", "gtw")),
         KindInfo(

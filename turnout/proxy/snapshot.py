@@ -14,6 +14,7 @@ share of traffic answers 500; a rule with no backendRefs and no redirect answers
 from __future__ import annotations
 
 import random
+import ssl
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from turnout.config.model import (
 )
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
+from turnout.config.tls import Certificate, listener_certificates
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
@@ -60,6 +62,7 @@ from turnout.proxy.routing.build import (
     compile_match,
 )
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
+from turnout.proxy.routing.tls import ALPN_HTTP1, ListenerId, TlsTable, server_context
 from turnout.proxy.upstream.affinity import endpoint_token, set_cookie
 from turnout.proxy.upstream.balancer import Balancer, build_balancer
 from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
@@ -67,6 +70,9 @@ from turnout.proxy.upstream.endpoints import Endpoint
 from turnout.proxy.upstream.health import OutlierDetector
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.proxy.upstream.retry import RetryPolicy, backend_policy, route_policy
+
+# ALPN offered on HTTPS listeners.
+ALPN: Final = ALPN_HTTP1
 
 HASH_NONE: Final = 0
 HASH_SOURCE_IP: Final = 1
@@ -377,6 +383,9 @@ class Snapshot:
     pools: dict[str, EndpointPool] = field(default_factory=dict)  # the endpoints it uses
     # routing key -> "Sandbox ns/name" / "RouteGroup ns/name" for every key in force
     keys: dict[bytes, str] = field(default_factory=dict)
+    # sockets that speak TLS: their listeners by SNI, and the certificates of the default
+    tls: dict[str, TlsTable] = field(default_factory=dict)
+    tls_default: dict[str, list[Certificate]] = field(default_factory=dict)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -515,9 +524,13 @@ class SnapshotBuilder:
     ) -> Snapshot:
         per_socket: dict[str, dict[str | None, ListenerTable[RouteAction]]] = {}
         bindings: dict[str, tuple[str, int]] = {}
+        tls: dict[str, dict[str | None, tuple[ListenerId, ssl.SSLContext]]] = {}
+        tls_default: dict[str, list[Certificate]] = {}
+        secrets = self.config.secrets()
         for (gw_ns, gw_name), gw in sorted(gateways.items()):
             gw_key = f"{gw_ns}/{gw_name}"
             listeners = {lst.name: lst for lst in gw.spec.listeners}
+            contexts: dict[str, tuple[ssl.SSLContext, list[Certificate]]] = {}
             for ip, port, lname in gateway_bindings(gw):
                 lst = listeners[lname]
                 hosts = entries.get((gw_key, lname), {})
@@ -529,10 +542,20 @@ class SnapshotBuilder:
                 bindings[key] = (ip, port)
                 # Listeners of several Gateways on one socket share it, split by hostname;
                 # the first declared wins a clash (validate reports same-Gateway clashes).
-                per_socket.setdefault(key, {}).setdefault(lst.hostname, table)
+                if per_socket.setdefault(key, {}).setdefault(lst.hostname, table) is not table:
+                    continue
+                if lst.protocol == "HTTPS" and lst.tls is not None:
+                    table.scheme = b"https"
+                    if lname not in contexts:
+                        certs = listener_certificates(lst.tls, gw_ns, secrets)
+                        contexts[lname] = (server_context(certs, ALPN), certs)
+                    ctx, certs = contexts[lname]
+                    tls.setdefault(key, {})[lst.hostname] = ((gw_key, lname), ctx)
+                    tls_default.setdefault(key, certs)
         keys = {e.key.encode(): f"{e.kind} {e.namespace}/{e.name}" for e in self.key_table.values()}
         sockets = {k: PortTable(build_host_index(v), keys) for k, v in per_socket.items()}
-        return Snapshot(revision, sockets, bindings, self.pools, keys)
+        tables = {k: TlsTable(v) for k, v in tls.items()}
+        return Snapshot(revision, sockets, bindings, self.pools, keys, tables, tls_default)
 
     # -- rules -----------------------------------------------------------------------------
 

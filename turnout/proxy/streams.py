@@ -76,6 +76,7 @@ class Downstream(Protocol):
     scheme: bytes
     client_ip: bytes
     client_json: bytes
+    tls_listener: tuple[str, str] | None  # (gateway, listener) the TLS handshake chose
 
     def send_response(self, head: ResponseHead, request: RequestHead) -> None: ...
     def send_body(self, data: bytes) -> None: ...
@@ -214,6 +215,14 @@ class Exchange:
         if not rid:
             rid = head.request_id = self.rt.ids.next()
         listener, cand = table.route(head) if table is not None else (None, None)
+        chosen = self.down.tls_listener
+        if chosen is not None and (listener is None or listener.ident != chosen):
+            self.local_reply(
+                421,
+                b"misdirected_request",
+                b"this connection was made for another host (TLS server name)",
+            )
+            return
         if table is not None and table.keys:
             key, source = find_key(head)
             if key in table.keys:

@@ -19,7 +19,9 @@ from typing import cast
 
 from turnout.config.validate import ConfigSet
 from turnout.observe.accesslog import AccessLog
+from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime
+from turnout.proxy.snapshot import ALPN
 from turnout.proxy.transports.http1 import Http1Transport
 
 log = logging.getLogger("turnout.worker")
@@ -39,6 +41,7 @@ class Worker:
         self.rt = Runtime(loop, settings, access_log)
         self.rt.open_limit_stores(limits_path, redis_url)
         self.servers: dict[str, asyncio.Server] = {}
+        self.tls_servers: set[str] = set()  # keys of the servers created with TLS
         self.sockets: dict[str, socket.socket] = {}
         self.revision = 0
         self.rt.start()
@@ -50,15 +53,36 @@ class Worker:
         snapshot = self.rt.build(config, revision)
         self.sockets.update(new_sockets)
         for key in snapshot.bindings:
+            tls = key in snapshot.tls
+            if key in self.servers and (key in self.tls_servers) != tls:
+                # The port switched between plain and TLS: a new server on the same socket
+                # (closing a server closes its socket, so the new one gets a duplicate).
+                self.sockets[key] = self.sockets[key].dup()
+                self.servers.pop(key).close()
             if key not in self.servers:
                 sock = self.sockets.get(key)
                 if sock is None:
                     raise RuntimeError(f"no listening socket was passed for {key}")
+                context = None
+                if tls:
+                    context = socket_context(
+                        partial(self._tls_table, key), snapshot.tls_default[key], ALPN
+                    )
+                    self.tls_servers.add(key)
+                else:
+                    self.tls_servers.discard(key)
                 # Http1Transport is a protocol by duck typing (see its docstring).
                 factory = cast(
-                    "Callable[[], asyncio.Protocol]", partial(Http1Transport, self.rt, key)
+                    "Callable[[], asyncio.Protocol]",
+                    partial(Http1Transport, self.rt, key, b"https" if tls else b"http"),
                 )
-                self.servers[key] = await self.loop.create_server(factory, sock=sock, backlog=4096)
+                self.servers[key] = await self.loop.create_server(
+                    factory,
+                    sock=sock,
+                    backlog=4096,
+                    ssl=context,
+                    ssl_handshake_timeout=self.rt.settings.header_timeout if tls else None,
+                )
         self.rt.install(snapshot)
         self.revision = revision
         for key in list(self.servers):
@@ -68,6 +92,9 @@ class Worker:
                 if sock is not None:
                     sock.close()
         settle_garbage_collector()
+
+    def _tls_table(self, key: str) -> TlsTable | None:
+        return self.rt.snapshot.tls.get(key)
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish for up to ``grace`` seconds."""

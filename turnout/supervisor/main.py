@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import signal
 import socket
 import time
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
+from turnout.config.tls import certificate_files
 from turnout.config.validate import ConfigSet
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from turnout.control.service import ControlPlane
 
 log = logging.getLogger("turnout.supervisor")
+CERT_POLL_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -87,7 +90,37 @@ def _fingerprint(config: ConfigSet) -> str:
     digest = hashlib.sha256()
     for res in config.resources:
         digest.update(res.obj.model_dump_json().encode())
+    # Certificate files are part of what a revision serves: renewing one is a change.
+    digest.update(repr(_file_stamps(certificate_paths(config))).encode())
     return digest.hexdigest()
+
+
+def certificate_paths(config: ConfigSet) -> list[str]:
+    """The PEM files TLS listeners name in ``tls.options``."""
+    paths: list[str] = []
+    for gw in config.gateways().values():
+        for lst in gw.spec.listeners:
+            if lst.tls is None:
+                continue
+            try:
+                files = certificate_files(lst.tls)
+            except ValueError:
+                continue
+            if files is not None:
+                paths.extend(files)
+    return sorted(set(paths))
+
+
+def _file_stamps(paths: list[str]) -> list[tuple[str, int, int, int] | str]:
+    stamps: list[tuple[str, int, int, int] | str] = []
+    for path in paths:
+        try:
+            st = os.stat(path)  # follows symlinks: cert-manager and certbot swap them
+        except OSError:
+            stamps.append(path)
+            continue
+        stamps.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+    return stamps
 
 
 class Supervisor:
@@ -170,6 +203,7 @@ class Supervisor:
         self._heartbeat = self.loop.call_later(1.0, self._beat)
         if self.options.watch and self.source.watch_paths():
             self._spawn(self._watch())
+        self._spawn(self._watch_certificates())
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -402,6 +436,18 @@ class Supervisor:
         self.last_reload_error = message
         log.error("reload rejected (%s); still serving revision %d", message, self.revision)
         return False
+
+    async def _watch_certificates(self) -> None:
+        """Reload when a certificate file named by a TLS listener changes. Polled (a few
+        ``stat`` calls every 2 s) rather than watched: renewals often replace symlinks
+        or directories, which file watches on the old inode miss."""
+        seen = _file_stamps(certificate_paths(self.config))
+        while not self.stopping:
+            await asyncio.sleep(CERT_POLL_SECONDS)
+            now = _file_stamps(certificate_paths(self.config))
+            if now != seen:
+                seen = now
+                await self.reload("certificate file change")
 
     async def _watch(self) -> None:
         from pathlib import Path

@@ -39,6 +39,7 @@ router = APIRouter(tags=["objects"], responses=FAILURES)
 # unknown one still answers 404 (see errors.bad_request).
 AnyPlural = Literal[
     "namespaces",
+    "secrets",
     "gatewayclasses",
     "gateways",
     "httproutes",
@@ -48,7 +49,7 @@ AnyPlural = Literal[
     "routegroups",
 ]
 NamespacedPlural = Literal[
-    "gateways", "httproutes", "backends", "trafficpolicies", "sandboxes", "routegroups"
+    "secrets", "gateways", "httproutes", "backends", "trafficpolicies", "sandboxes", "routegroups"
 ]
 ClusterPlural = Literal["namespaces", "gatewayclasses"]
 

@@ -182,13 +182,14 @@ class HostIndex(Generic[A]):
 class ListenerTable(Generic[A]):
     """One Gateway listener: its identity (for redirects and logs) and its hosts."""
 
-    __slots__ = ("gateway", "hosts", "name", "port", "scheme")
+    __slots__ = ("gateway", "hosts", "ident", "name", "port", "scheme")
 
     def __init__(
         self, gateway: str, name: str, port: int, hosts: HostIndex[VirtualHost[A]]
     ) -> None:
         self.gateway = gateway
         self.name = name
+        self.ident = (gateway, name)  # stable across snapshots (TLS misdirection checks)
         self.port = port  # the declared port (redirect defaults use it, not the bound one)
         self.scheme = b"http"
         self.hosts = hosts

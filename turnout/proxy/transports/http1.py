@@ -65,6 +65,7 @@ class Http1Transport:
         "paused",
         "rt",
         "scheme",
+        "tls_listener",
         "transport",
         "tunnel",
         "write_paused",
@@ -88,6 +89,8 @@ class Http1Transport:
         self.tunnel = False
         self.client_ip = b"-"
         self.client_json = b'"-"'
+        # TLS: the listener the client's SNI selected (a request for another is misdirected)
+        self.tls_listener: tuple[str, str] | None = None
         self.deadline = 0.0
         self.header_started: float | None = None
         self._snapshot: Snapshot | None = None
@@ -103,6 +106,11 @@ class Http1Transport:
             self.client_ip = ip.encode()
             self.client_json = json_string(ip)
         rt = self.rt
+        if self.scheme == b"https":
+            sslobj = transport.get_extra_info("ssl_object")
+            table = rt.snapshot.tls.get(self.key)
+            if sslobj is not None and table is not None:
+                self.tls_listener = table.listener_of(sslobj.context)
         rt.connections.add(self)
         rt.stats.active_connections += 1
         rt.stats.connections_total += 1

@@ -1,0 +1,96 @@
+"""TLS on a listening socket: one ``ssl.SSLContext`` per HTTPS listener, chosen by SNI.
+
+Every HTTPS listener gets its own context (its certificates, TLS 1.2 minimum, ALPN), and
+a ``TlsTable`` maps the SNI server name to a listener the way the Gateway API maps
+hostnames: exact name, then the longest matching wildcard, then the listener without a
+hostname. The socket's server keeps one long-lived context whose ``sni_callback`` asks
+the *current* snapshot's table and swaps the connection onto the chosen listener's
+context, so a reload (new certificates included) applies to every new handshake while
+established connections keep theirs.
+
+After the handshake, ``ssl_object.context`` says which listener the client reached; a
+request whose Host selects a different listener on the same socket is misdirected
+(421), as the Gateway API requires, since the certificate it was offered may not cover
+that host.
+
+``ssl`` loads certificates only from files, so the PEM bytes from Secrets are written to
+a private temporary file for the duration of one ``load_cert_chain`` call.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from turnout.config.tls import Certificate
+from turnout.proxy.routing.build import build_host_index
+from turnout.proxy.routing.table import HostIndex
+
+ListenerId = tuple[str, str]  # (gateway "ns/name", listener name)
+ALPN_HTTP1: Final = ("http/1.1",)
+
+
+def server_context(certs: Sequence[Certificate], alpn: Sequence[str]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_alpn_protocols(list(alpn))
+    for cert in certs:
+        load_pem_pair(ctx, cert.cert_pem, cert.key_pem)
+    return ctx
+
+
+def load_pem_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    fd, path = tempfile.mkstemp(prefix="turnout-tls-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:  # mkstemp: 0600, private to this user
+            f.write(key_pem.rstrip(b"\n") + b"\n" + cert_pem)
+        ctx.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+
+
+class TlsTable:
+    """The HTTPS listeners of one socket, by SNI."""
+
+    __slots__ = ("by_context", "by_name", "default")
+
+    def __init__(self, listeners: dict[str | None, tuple[ListenerId, ssl.SSLContext]]) -> None:
+        # listener hostname (None: no hostname) -> (listener, its context)
+        self.by_name: HostIndex[tuple[ListenerId, ssl.SSLContext]] = build_host_index(listeners)
+        self.by_context: dict[int, ListenerId] = {id(c): lid for lid, c in listeners.values()}
+        first = listeners.get(None) or next(iter(listeners.values()))
+        self.default = first
+
+    def select(self, server_name: str | None) -> tuple[ListenerId, ssl.SSLContext]:
+        """The listener a client reaches with ``server_name`` (None: it sent no SNI)."""
+        if server_name:
+            hit = self.by_name.lookup(server_name.lower().rstrip("."))
+            if hit is not None:
+                return hit
+        return self.default
+
+    def listener_of(self, ctx: ssl.SSLContext) -> ListenerId | None:
+        return self.by_context.get(id(ctx))
+
+
+def socket_context(
+    current: Callable[[], TlsTable | None], certs: Sequence[Certificate], alpn: Sequence[str]
+) -> ssl.SSLContext:
+    """The context a TLS socket's server is created with: it carries the first listener's
+    certificates (what a client gets if the callback cannot decide) and an SNI callback
+    that moves each handshake onto the listener's own context from ``current()``."""
+    base = server_context(certs, alpn)
+
+    def choose(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
+        table = current()
+        if table is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        sslobj.context = table.select(server_name)[1]
+        return None
+
+    base.sni_callback = choose
+    return base

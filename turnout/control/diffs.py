@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from turnout.control.objects import describe_key
+from turnout.control.store.repository import redacted
 
 Key = tuple[str, str, str]
 
@@ -27,7 +28,7 @@ def _comparable(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
     # resourceVersion/generation/timestamps change with every write: not part of a diff.
     if manifest is None:
         return None
-    out = {k: v for k, v in manifest.items() if k != "status"}
+    out = {k: v for k, v in redacted(manifest).items() if k != "status"}
     meta = dict(out.get("metadata") or {})
     for k in ("resourceVersion", "generation", "creationTimestamp", "uid"):
         meta.pop(k, None)

@@ -57,6 +57,7 @@ from turnout.control.store.repository import (
     Store,
     StoredObject,
     TokenRecord,
+    redacted,
     rfc3339,
 )
 from turnout.core.durations import DurationError, parse_duration
@@ -448,7 +449,7 @@ class ControlPlane:
 
     def render(self, entry: Entry) -> dict[str, Any]:
         """The manifest with live ``status.conditions`` (computed on read)."""
-        out = dict(entry.manifest)
+        out = redacted(dict(entry.manifest))
         out["status"] = self._status(entry)
         return out
 

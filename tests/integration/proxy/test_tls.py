@@ -20,7 +20,7 @@ from cryptography import x509
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing.certs import CertificateAuthority, Leaf
 from turnout.testing.manifests import backend, dump, gateway, route, to
-from turnout.testing.process import TurnoutProcess
+from turnout.testing.process import TurnoutProcess, free_port
 
 CA = CertificateAuthority()
 DEFAULT = CA.issue("example.org")
@@ -244,3 +244,44 @@ def test_certificate_files_reload_without_dropping_connections(
     assert resp.status == 200
     resp.read()
     kept.close()
+
+
+def test_secrets_are_write_only_through_the_api(tls_gateway: tuple[TurnoutProcess, int]) -> None:
+    proc, _ = tls_gateway
+    extra = CA.issue("api.example.org").secret("api-cert")
+    code, created = proc.api("POST", "/api/v1/namespaces/default/secrets", extra)
+    assert code == 201
+    key_pem = str(extra["stringData"]["tls.key"])  # type: ignore[index]
+    assert created["stringData"] == {"tls.crt": "(redacted)", "tls.key": "(redacted)"}
+    listed = proc.api("GET", "/api/v1/namespaces/default/secrets")[1]
+    revision = proc.api(
+        "GET",
+        f"/api/v1/revisions/{proc.api('GET', '/api/v1/revisions')[1]['items'][0]['revision']}",
+    )[1]
+    audit = proc.api("GET", "/api/v1/audit?limit=5")[1]
+    for doc in (created, listed, revision, audit):
+        assert "PRIVATE KEY" not in json.dumps(doc) and key_pem[40:80] not in json.dumps(doc)
+
+
+def test_a_secret_created_through_the_api_serves_a_listener(
+    tls_gateway: tuple[TurnoutProcess, int],
+) -> None:
+    proc, _ = tls_gateway
+    leaf = CA.issue("api.example.org")
+    assert proc.api("POST", "/api/v1/namespaces/default/secrets", leaf.secret("api-cert"))[0] == 201
+    other = free_port()
+    gw = gateway(name="api-gw", port=other, listeners=[https("https", other, "api-cert")])
+    assert proc.api("POST", "/api/v1/namespaces/default/gateways", gw)[0] == 201
+    r = route("api-r", [to("v1")])
+    r["spec"]["parentRefs"] = [{"name": "api-gw"}]
+    assert proc.api("POST", "/api/v1/namespaces/default/httproutes", r)[0] == 201
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            status, body, cert = request(other, "api.example.org", "api.example.org")
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert status == 200 and body["pod"] == "v1"
+    assert cert.serial_number == leaf.serial

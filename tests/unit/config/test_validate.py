@@ -81,10 +81,7 @@ def test_duplicate_objects_are_errors_pointing_at_the_first() -> None:
         (
             [{"name": "a", "port": 443, "protocol": "HTTPS"}],
             [
-                (
-                    "spec.listeners[0].protocol",
-                    "listener protocol 'HTTPS' is not supported yet (supported: HTTP)",
-                )
+                ("spec.listeners[0].tls", "an HTTPS listener needs tls settings"),
             ],
         ),
         (
@@ -92,7 +89,7 @@ def test_duplicate_objects_are_errors_pointing_at_the_first() -> None:
             [
                 (
                     "spec.listeners[0].protocol",
-                    "listener protocol 'TCP' is not supported yet (supported: HTTP)",
+                    "listener protocol 'TCP' is not supported yet (supported: HTTP, HTTPS)",
                 )
             ],
         ),
@@ -567,7 +564,7 @@ def test_warnings_do_not_block_a_revision_but_errors_do() -> None:
     line = bad.splitlines().index("    protocol: UDP") + 1
     assert str(info.value) == (
         f"m.yaml:{line}:5: Gateway default/gw: spec.listeners[0].protocol: "
-        "listener protocol 'UDP' is not supported yet (supported: HTTP)"
+        "listener protocol 'UDP' is not supported yet (supported: HTTP, HTTPS)"
     )
 
 

@@ -31,7 +31,7 @@ from turnout.control.objects import (
 from turnout.control.patch import merge_patch
 from turnout.control.selectors import SelectorError, matches, parse_selector
 from turnout.control.service import ControlPlane, Entry, OwnedByFile
-from turnout.control.store.repository import Change
+from turnout.control.store.repository import Change, redacted
 
 router = APIRouter(tags=["objects"], responses=FAILURES)
 
@@ -284,7 +284,7 @@ async def _put(
     code = 201 if (result.results and result.results[0].action == "created") else 200
     if dry_run or key not in control.view:
         after = result.results[0].after if result.results else obj.manifest
-        return JSONResponse(after, status_code=code)
+        return JSONResponse(redacted(after or {}), status_code=code)
     return JSONResponse(control.render(control.view[key]), status_code=code)
 
 

@@ -15,7 +15,12 @@ from turnout.control.api.writes import commit, is_dry_run, results_json
 from turnout.control.auth import Principal
 from turnout.control.diffs import revision_diff
 from turnout.control.service import ControlPlane
-from turnout.control.store.repository import RevisionInfo, changes_to_reach, rfc3339
+from turnout.control.store.repository import (
+    RevisionInfo,
+    changes_to_reach,
+    redacted,
+    rfc3339,
+)
 
 router = APIRouter(tags=["revisions"], responses=FAILURES)
 
@@ -62,7 +67,7 @@ async def _manifests(control: ControlPlane, number: int) -> list[dict[str, Any]]
     if number == 0:
         return []
     _, manifests = await control.store.revision(number)
-    return manifests
+    return [redacted(m) for m in manifests]
 
 
 @router.get("/revisions/{number}")
@@ -71,7 +76,7 @@ async def get_revision(
 ) -> dict[str, Any]:
     await _unscoped(control, request, principal)
     info, manifests = await control.store.revision(number)
-    return {**info_json(info), "objects": manifests}
+    return {**info_json(info), "objects": [redacted(m) for m in manifests]}
 
 
 @router.get("/revisions/{number}/diff")

@@ -118,7 +118,9 @@ class StoredObject:
         meta["creationTimestamp"] = rfc3339(self.created_at)
         out: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind}
         out["metadata"] = meta
-        if self.spec is not None:
+        if self.kind in TOP_LEVEL_CONTENT and isinstance(self.spec, dict):
+            out.update(copy.deepcopy(self.spec))
+        elif self.spec is not None:
             out["spec"] = copy.deepcopy(self.spec)
         if with_status and self.status is not None:
             out["status"] = copy.deepcopy(self.status)
@@ -215,11 +217,16 @@ class _Content:
     @classmethod
     def of_manifest(cls, manifest: dict[str, Any]) -> _Content:
         meta = manifest.get("metadata") or {}
+        fields = TOP_LEVEL_CONTENT.get(str(manifest.get("kind")))
+        if fields is not None:
+            spec: Any = {f: copy.deepcopy(manifest[f]) for f in fields if f in manifest}
+        else:
+            spec = copy.deepcopy(manifest.get("spec"))
         return cls(
             api_version=str(manifest.get("apiVersion") or ""),
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
-            spec=copy.deepcopy(manifest.get("spec")),
+            spec=spec,
         )
 
     @classmethod
@@ -246,10 +253,30 @@ def manifest_key(manifest: dict[str, Any]) -> ObjectKey:
     return (str(manifest.get("kind") or ""), str(meta.get("namespace") or ""), str(meta["name"]))
 
 
+REDACTED = "(redacted)"
+# Kinds whose content sits beside metadata rather than under "spec" (stored as the spec).
+TOP_LEVEL_CONTENT: dict[str, tuple[str, ...]] = {
+    "Secret": ("type", "data", "stringData", "immutable"),
+}
+
+
+def redacted(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with its values hidden: Secrets are write-only through the API, and their
+    values never reach diffs, revisions, watch streams or the audit log."""
+    if manifest.get("kind") != "Secret":
+        return manifest
+    out = dict(manifest)
+    for part in ("data", "stringData"):
+        values = out.get(part)
+        if isinstance(values, dict):
+            out[part] = dict.fromkeys(values, REDACTED)
+    return out
+
+
 def _diffable(manifest: dict[str, Any] | None) -> str:
     if manifest is None:
         return ""
-    out = {k: v for k, v in manifest.items() if k != "status"}
+    out = {k: v for k, v in redacted(manifest).items() if k != "status"}
     meta = dict(out.get("metadata") or {})
     for k in ("resourceVersion", "generation", "creationTimestamp", "uid"):
         meta.pop(k, None)

@@ -600,6 +600,19 @@ class ConnectionPoolSpec(Spec):
     idle_timeout: Duration = "60s"
 
 
+class BackendTLSSpec(Spec):
+    """TLS to the Backend's endpoints. Verification is on: against ``caCertificateRefs``
+    (Secrets with ``ca.crt``) or ``caFile``, else the system's trust store."""
+
+    sni: Hostname | None = None  # default: the endpoint's host name when it is a DNS name
+    ca_certificate_refs: tuple[SecretObjectReference, ...] = Field(default=(), max_length=16)
+    ca_file: StrictStr | None = None
+    client_certificate_ref: SecretObjectReference | None = None  # mTLS: kubernetes.io/tls
+    client_certificate_file: StrictStr | None = None
+    client_key_file: StrictStr | None = None
+    insecure_skip_verify: bool = False  # tests only: says so loudly in `turnout check`
+
+
 class BackendSpec(Spec):
     endpoints: tuple[EndpointSpec, ...] = Field(default=(), max_length=4096)
     load_balancer: Annotated[LoadBalancerSpec, BeforeValidator(_lb_shorthand)] = LoadBalancerSpec()
@@ -610,6 +623,7 @@ class BackendSpec(Spec):
     health_check: HealthCheckSpec | None = None
     circuit_breaker: CircuitBreakerSpec | None = None
     retry: RetrySpec | None = None
+    tls: BackendTLSSpec | None = None
 
 
 class BackendObject(Spec):

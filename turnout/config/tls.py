@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,10 @@ from cryptography.x509.oid import NameOID
 from turnout.config.model import (
     TLS_CERT_FILE_OPTION,
     TLS_KEY_FILE_OPTION,
+    BackendTLSSpec,
     GatewayTLSConfig,
     SecretObject,
+    SecretObjectReference,
 )
 
 SecretKey = tuple[str, str]  # (namespace, name)
@@ -164,3 +167,106 @@ def certificate_files(tls: GatewayTLSConfig) -> tuple[str, str] | None:
 
 def expired(cert: Certificate, now: datetime | None = None) -> bool:
     return cert.not_after < (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTLS:
+    """What a Backend's ``tls`` resolves to: trust anchors, client certificate, SNI."""
+
+    ca_pem: bytes | None  # None: the system trust store
+    client: Certificate | None
+    sni: str | None
+    verify: bool
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity of these settings (pools and contexts are shared by it)."""
+        digest = hashlib.sha256()
+        for part in (
+            self.ca_pem or b"-",
+            self.client.cert_pem if self.client else b"-",
+            self.client.key_pem if self.client else b"-",
+            (self.sni or "-").encode(),
+            b"v" if self.verify else b"n",
+        ):
+            digest.update(hashlib.sha256(part).digest())
+        return digest.hexdigest()[:16]
+
+
+def backend_tls(
+    spec: BackendTLSSpec, namespace: str, secrets: dict[SecretKey, SecretObject]
+) -> UpstreamTLS:
+    """Resolve a Backend's ``tls``; raises ``TLSMaterialError`` naming the field."""
+    cas: list[bytes] = []
+    for i, ref in enumerate(spec.ca_certificate_refs):
+        secret = _ref_secret(ref, namespace, secrets, ("caCertificateRefs", i))
+        value = _secret_value(secret, "ca.crt")
+        if value is None:
+            raise TLSMaterialError(
+                f"Secret {namespace}/{ref.name} has no ca.crt", ("caCertificateRefs", i)
+            )
+        cas.append(value)
+    if spec.ca_file is not None:
+        try:
+            cas.append(Path(spec.ca_file).read_bytes())
+        except OSError as exc:
+            raise TLSMaterialError(
+                f"cannot read {spec.ca_file}: {exc.strerror}", ("caFile",)
+            ) from None
+    for i, pem in enumerate(cas):
+        try:
+            x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise TLSMaterialError(
+                "a CA certificate is not PEM", ("caCertificateRefs", i)
+            ) from None
+    client: Certificate | None = None
+    if spec.client_certificate_ref is not None:
+        ref = spec.client_certificate_ref
+        secret = _ref_secret(ref, namespace, secrets, ("clientCertificateRef",))
+        cert, key = _secret_value(secret, "tls.crt"), _secret_value(secret, "tls.key")
+        if cert is None or key is None:
+            raise TLSMaterialError(
+                f"Secret {namespace}/{ref.name} needs tls.crt and tls.key",
+                ("clientCertificateRef",),
+            )
+        client = check_pair(cert, key, f"Secret {namespace}/{ref.name}")
+    elif spec.client_certificate_file is not None or spec.client_key_file is not None:
+        if spec.client_certificate_file is None or spec.client_key_file is None:
+            raise TLSMaterialError(
+                "clientCertificateFile and clientKeyFile go together", ("clientCertificateFile",)
+            )
+        try:
+            cert = Path(spec.client_certificate_file).read_bytes()
+            key = Path(spec.client_key_file).read_bytes()
+        except OSError as exc:
+            raise TLSMaterialError(
+                f"cannot read {exc.filename}: {exc.strerror}", ("clientCertificateFile",)
+            ) from None
+        client = check_pair(cert, key, spec.client_certificate_file)
+    return UpstreamTLS(
+        b"\n".join(cas) if cas else None, client, spec.sni, not spec.insecure_skip_verify
+    )
+
+
+def _ref_secret(
+    ref: SecretObjectReference,
+    namespace: str,
+    secrets: dict[SecretKey, SecretObject],
+    field: tuple[str | int, ...],
+) -> SecretObject:
+    if ref.group not in ("", "core") or ref.kind != "Secret":
+        raise TLSMaterialError(
+            f"references of kind {ref.group}/{ref.kind} are not supported", field
+        )
+    ns = ref.namespace or namespace
+    if ns != namespace:
+        raise TLSMaterialError(
+            f"Secret {ns}/{ref.name} is in another namespace (needs a ReferenceGrant, not "
+            "supported yet)",
+            field,
+        )
+    secret = secrets.get((ns, ref.name))
+    if secret is None:
+        raise TLSMaterialError(f"Secret {ns}/{ref.name} not found", field)
+    return secret

@@ -32,7 +32,7 @@ from turnout.config.model import (
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
 from turnout.config.sandboxes import resolve as resolve_sandboxes
-from turnout.config.tls import TLSMaterialError, expired, listener_certificates
+from turnout.config.tls import TLSMaterialError, backend_tls, expired, listener_certificates
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
@@ -138,6 +138,7 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             _check_attachment(res, obj, gateways, namespaces, problems)
         elif isinstance(obj, BackendObject):
             _check_backend(res, obj, problems)
+            _check_backend_tls(res, obj, secrets, problems)
         elif isinstance(obj, TrafficPolicyObject):
             _check_policy(res, obj, cs, problems)
     problems.extend(resolve_sandboxes(cs.resources, set(backends))[1])
@@ -715,6 +716,31 @@ def _check_resilience(res: Resource, backend: BackendObject, problems: list[Prob
                     "warning",
                 )
             )
+
+
+def _check_backend_tls(
+    res: Resource,
+    backend: BackendObject,
+    secrets: dict[tuple[str, str], SecretObject],
+    problems: list[Problem],
+) -> None:
+    spec = backend.spec.tls
+    if spec is None:
+        return
+    try:
+        backend_tls(spec, backend.metadata.namespace, secrets)
+    except TLSMaterialError as exc:
+        problems.append(res.problem(("spec", "tls", *exc.field), str(exc)))
+        return
+    if spec.insecure_skip_verify:
+        problems.append(
+            res.problem(
+                ("spec", "tls", "insecureSkipVerify"),
+                "upstream certificates are not verified: anyone on the path can impersonate "
+                "this backend",
+                "warning",
+            )
+        )
 
 
 def _check_backend(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from turnout.config.tls import UpstreamTLS
 from turnout.config.validate import ConfigSet
 from turnout.core.ids import RequestIdGenerator
 from turnout.core.netaddr import Address
@@ -27,9 +28,17 @@ from turnout.observe.stats import WorkerStats
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.ratelimit.redis_store import RedisStore
-from turnout.proxy.snapshot import BackendState, LimitStores, Snapshot, SnapshotBuilder
+from turnout.proxy.snapshot import (
+    BackendState,
+    LimitStores,
+    Snapshot,
+    SnapshotBuilder,
+    pool_key,
+    server_name,
+)
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.upstream.tls import ContextCache
 
 
 @dataclass(slots=True)
@@ -64,6 +73,7 @@ class Runtime:
         self.ids = RequestIdGenerator()
         self.resolver = Resolver(ttl=settings.dns_ttl)
         self.pools: dict[str, EndpointPool] = {}
+        self.tls_contexts = ContextCache()
         # Circuit breakers and outlier detectors by backend, kept across snapshots.
         self.backend_state = BackendState(self.stats)
         # Rate-limit stores: the host-wide table (shared with the other workers) and Redis
@@ -107,12 +117,26 @@ class Runtime:
     def install(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
-    def _pool_for(self, address: Address, max_idle: int, idle_timeout: float) -> EndpointPool:
-        key = str(address)
+    def _pool_for(
+        self,
+        address: Address,
+        max_idle: int,
+        idle_timeout: float,
+        tls: UpstreamTLS | None = None,
+    ) -> EndpointPool:
+        key = pool_key(address, tls)
         pool = self.pools.get(key)
         if pool is None:
+            context = self.tls_contexts.get(tls) if tls is not None else None
             pool = self.pools[key] = EndpointPool(
-                address, self.loop, self.resolver, max_idle, idle_timeout
+                address,
+                self.loop,
+                self.resolver,
+                max_idle,
+                idle_timeout,
+                tls=context,
+                server_hostname=server_name(address, tls),
+                key=key,
             )
             verdict = self.active_health.get(key)
             if verdict is not None:

@@ -38,7 +38,7 @@ from turnout.config.model import (
 )
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
-from turnout.config.tls import Certificate, listener_certificates
+from turnout.config.tls import Certificate, UpstreamTLS, backend_tls, listener_certificates
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
@@ -409,7 +409,21 @@ def gateway_bindings(gw: GatewayObject) -> list[tuple[str, int, str]]:
     return [(ip, lst.port, lst.name) for lst in gw.spec.listeners for ip in ips]
 
 
-PoolFactory = Callable[[Address, int, float], EndpointPool]
+# (address, max idle, idle timeout[, TLS]): TLS is passed only when the Backend has it
+PoolFactory = Callable[..., EndpointPool]
+
+
+def pool_key(address: Address, tls: UpstreamTLS | None) -> str:
+    """Pools are per destination: the address, and the TLS identity used to reach it."""
+    return str(address) if tls is None else f"{address}#tls-{tls.fingerprint}"
+
+
+def server_name(address: Address, tls: UpstreamTLS | None) -> str | None:
+    """The SNI (and verified name) for a TLS endpoint: the Backend's ``sni``, else the
+    endpoint's host name."""
+    if tls is None:
+        return None
+    return tls.sni or (address.host if not address.is_unix else None)
 
 
 class SnapshotBuilder:
@@ -432,6 +446,7 @@ class SnapshotBuilder:
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
+        self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}
         # (namespace, backend) -> [(routing key, override)]
         self.key_table = resolve_sandboxes(config.resources, set(self.backends))[0]
         self.overridden: dict[tuple[str, str], list[tuple[bytes, Override]]] = {}
@@ -696,6 +711,18 @@ class SnapshotBuilder:
         self.clusters[ckey] = cluster
         return cluster
 
+    def _backend_tls(self, backend: BackendObject) -> UpstreamTLS | None:
+        spec = backend.spec.tls
+        if spec is None:
+            return None
+        key = (backend.metadata.namespace, backend.metadata.name)
+        tls = self.upstream_tls.get(key)
+        if tls is None:
+            tls = self.upstream_tls[key] = backend_tls(
+                spec, backend.metadata.namespace, self.config.secrets()
+            )
+        return tls
+
     def _cluster(self, backend: BackendObject, port: int | None) -> Cluster | None:
         key = (backend.metadata.namespace, backend.metadata.name, port)
         cluster = self.clusters.get(key)
@@ -718,15 +745,21 @@ class SnapshotBuilder:
         pool_spec = spec.connection_pool
         max_idle = pool_spec.max_idle_per_endpoint
         idle_timeout = parse_duration(pool_spec.idle_timeout)
+        tls = self._backend_tls(backend)
         for ep in endpoint_specs:
             addr = parse_address(ep.address, allow_missing_port=True)
             if not addr.is_unix and addr.port == 0:
                 if port is None:
                     continue  # no port anywhere: this endpoint cannot be reached
                 addr = parse_address(ep.address, default_port=port)
-            pool = self.pools.get(str(addr))
+            key = pool_key(addr, tls)
+            pool = self.pools.get(key)
             if pool is None:
-                pool = self.pools[str(addr)] = self.pool_for(addr, max_idle, idle_timeout)
+                if tls is None:
+                    pool = self.pool_for(addr, max_idle, idle_timeout)
+                else:
+                    pool = self.pool_for(addr, max_idle, idle_timeout, tls)
+                self.pools[key] = pool
             endpoints.append(Endpoint(pool, ep.weight))
         lb = spec.load_balancer
         ch = lb.consistent_hash

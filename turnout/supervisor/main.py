@@ -278,7 +278,9 @@ class Supervisor:
         SnapshotBuilder(
             config,
             WorkerStats(),
-            lambda addr, max_idle, idle: EndpointPool(addr, self.loop, resolver, max_idle, idle),
+            lambda addr, max_idle, idle, tls=None: EndpointPool(
+                addr, self.loop, resolver, max_idle, idle
+            ),
             limits=self.trial_limits,
         ).build(revision)
 

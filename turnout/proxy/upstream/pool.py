@@ -11,6 +11,7 @@ Pools outlive configuration snapshots, so a reload keeps warm connections.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -37,6 +38,8 @@ class EndpointPool:
         "key_json",
         "max_idle",
         "open_count",
+        "server_hostname",
+        "tls",
     )
 
     def __init__(
@@ -46,9 +49,15 @@ class EndpointPool:
         resolver: Resolver,
         max_idle: int = 128,
         idle_timeout: float = 60.0,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        key: str | None = None,
     ) -> None:
         self.address = address
-        self.key = str(address)
+        self.key = key or str(address)
+        # TLS to the endpoint: the context, and the name sent as SNI and verified
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.key_json = json_string(self.key)  # for access-log lines
         self.is_ip = address.is_unix or address.is_ip
         self._loop = loop
@@ -112,8 +121,11 @@ class EndpointPool:
         # UpstreamConnection is a protocol by duck typing (see its docstring).
         factory = cast("Callable[[], asyncio.Protocol]", partial(UpstreamConnection, self))
         proto: asyncio.Protocol
+        tls = self.tls
         if addr.is_unix:
-            _, proto = await loop.create_unix_connection(factory, addr.path)
+            _, proto = await loop.create_unix_connection(
+                factory, addr.path, ssl=tls, server_hostname=self.server_hostname if tls else None
+            )
         else:
             if self.is_ip:
                 targets = [(addr.host, addr.port)]
@@ -122,7 +134,13 @@ class EndpointPool:
             last: OSError | None = None
             for host, port in targets:
                 try:
-                    _, proto = await loop.create_connection(factory, host, port)
+                    if tls is None:
+                        _, proto = await loop.create_connection(factory, host, port)
+                    else:
+                        # The name, not the resolved address, is what the certificate names.
+                        _, proto = await loop.create_connection(
+                            factory, host, port, ssl=tls, server_hostname=self.server_hostname
+                        )
                     break
                 except OSError as exc:
                     last = exc

@@ -26,6 +26,7 @@ HOT_MODULES: Final = (
     "turnout.proxy.protocols.http1_client",
     "turnout.proxy.protocols.http1_wire",
     "turnout.proxy.routing.table",
+    "turnout.proxy.routing.keys",
     "turnout.proxy.filters.fault",
     "turnout.proxy.filters.headers",
     "turnout.proxy.filters.mirror",

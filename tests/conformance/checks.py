@@ -2,6 +2,14 @@
 
 Every check returns a list of mismatch strings (empty = the attempt passed), so a failing
 case reports everything that was wrong, not only the first thing.
+
+``scheme: https`` cases go over TLS with SNI = the case's ``sni`` (default: the Host
+without its port), trusting the session CA only (``harness.TlsMaterial``). ``protocol:
+H2`` sends the request as HTTP/2 over TLS (ALPN ``h2``) with the ``h2`` library over a
+plain ``ssl`` socket, so SNI and ``:authority`` are exactly the case's. Before the first H2
+case of a target, a probe handshake offers ``h2, http/1.1``: if the gateway does not select
+``h2``, the H2 cases are reported as skipped ("HTTP/2 over TLS not supported yet"), so
+they start running by themselves once Turnout negotiates HTTP/2.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import json
 import math
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -23,8 +33,9 @@ from urllib.parse import unquote, urlsplit
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect as ws_connect
 
-from tests.conformance.harness import ConformanceGateway, EchoFleet
+from tests.conformance.harness import ConformanceGateway, EchoFleet, host_name
 
+H2_UNSUPPORTED = "HTTP/2 over TLS not supported yet"
 TIMEOUT_CODES = frozenset({408, 504})
 REDIRECT_CODES = frozenset({300, 301, 302, 303, 304, 305, 307, 308})
 
@@ -53,6 +64,8 @@ class Exchange:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     error: str = ""
+    sni: str | None = None  # None: plain HTTP; else TLS with this server name ("" = none)
+    protocol: str = "HTTP/1.1"
 
     def header(self, name: str) -> str | None:
         values = [v for n, v in self.response_headers if n.lower() == name.lower()]
@@ -71,7 +84,10 @@ class Exchange:
 
     def describe_request(self) -> str:
         extra = "".join(f" {k}: {v};" for k, v in self.headers.items())
-        return f"{self.method} {self.target} Host: {self.host};{extra} -> {self.connect}"
+        via = f"{self.connect}"
+        if self.sni is not None:
+            via = f"https://{self.connect} (SNI {self.sni or 'none'}, {self.protocol})"
+        return f"{self.method} {self.target} Host: {self.host};{extra} -> {via}"
 
     def describe_response(self) -> str:
         if self.error:
@@ -93,6 +109,23 @@ class Exchange:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """How to open a TLS connection: the client context and the SNI to send."""
+
+    context: ssl.SSLContext
+    sni: str  # "" = send no SNI
+
+
+def tls_connect(address: str, port: int, tls: ClientTls, timeout: float) -> ssl.SSLSocket:
+    raw = socket.create_connection((address, port), timeout=timeout)
+    try:
+        return tls.context.wrap_socket(raw, server_hostname=tls.sni or None)
+    except BaseException:
+        raw.close()
+        raise
+
+
 def send(
     address: str,
     port: int,
@@ -101,11 +134,16 @@ def send(
     host: str,
     headers: dict[str, str],
     timeout: float,
+    tls: ClientTls | None = None,
 ) -> Exchange:
-    """One request on a fresh connection (keep-alive off, as upstream), sent verbatim."""
+    """One HTTP/1.1 request on a fresh connection (keep-alive off, as upstream), sent
+    verbatim; over TLS when ``tls`` is given."""
     ex = Exchange(method, target, host, dict(headers), f"{address}:{port}")
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
+        if tls is not None:
+            ex.sni = tls.sni
+            conn.sock = tls_connect(address, port, tls, timeout)
         conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", host)
         for name, value in headers.items():
@@ -121,6 +159,106 @@ def send(
     finally:
         conn.close()
     return ex
+
+
+def send_h2(
+    address: str,
+    port: int,
+    method: str,
+    target: str,
+    host: str,
+    headers: dict[str, str],
+    timeout: float,
+    tls: ClientTls,
+) -> Exchange:
+    """One HTTP/2 request (one stream) on a fresh TLS connection that must negotiate
+    ``h2``; ``host`` becomes ``:authority``, header names are lower-cased (RFC 9113)."""
+    ex = Exchange(
+        method, target, host, dict(headers), f"{address}:{port}", sni=tls.sni, protocol="H2"
+    )
+    # h2 (python-hyper) is what Turnout's HTTP/2 support is built on; imported here so the
+    # runner works without it as long as no H2 case runs.
+    try:
+        from h2.config import H2Configuration
+        from h2.connection import H2Connection
+        from h2.events import (
+            ConnectionTerminated,
+            DataReceived,
+            ResponseReceived,
+            StreamEnded,
+            StreamReset,
+        )
+        from h2.exceptions import H2Error
+    except ImportError as exc:
+        ex.error = f"runner: cannot send HTTP/2 ({exc})"
+        return ex
+    try:
+        sock = tls_connect(address, port, tls, timeout)
+    except OSError as exc:
+        ex.error = f"{type(exc).__name__}: {exc}"
+        return ex
+    try:
+        alpn = sock.selected_alpn_protocol()
+        if alpn != "h2":
+            ex.error = f"ALPN selected {alpn!r}, not 'h2'"
+            return ex
+        conn = H2Connection(H2Configuration(client_side=True))
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        fields = [(":method", method), (":scheme", "https"), (":authority", host)]
+        fields.append((":path", target))
+        fields.extend((k.lower(), v) for k, v in headers.items())
+        conn.send_headers(stream, fields, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        body = bytearray()
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            if not data:
+                ex.error = "connection closed before the response ended"
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, ResponseReceived) and event.stream_id == stream:
+                    for raw_name, raw_value in event.headers:
+                        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+                        if name == ":status":
+                            ex.status = int(value)
+                        elif not name.startswith(":"):
+                            ex.response_headers.append((name, value))
+                elif isinstance(event, DataReceived) and event.stream_id == stream:
+                    body.extend(event.data)
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, StreamEnded) and event.stream_id == stream:
+                    done = True
+                elif isinstance(event, StreamReset) and event.stream_id == stream:
+                    ex.error = f"stream reset by the gateway ({event.error_code!r})"
+                    done = True
+                elif isinstance(event, ConnectionTerminated) and not done:
+                    ex.error = f"GOAWAY ({event.error_code!r}) before the response ended"
+                    done = True
+            sock.sendall(conn.data_to_send())
+        ex.body = bytes(body)
+        if done and not ex.error:
+            conn.close_connection()
+            sock.sendall(conn.data_to_send())
+    except (OSError, H2Error, ValueError) as exc:
+        ex.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        sock.close()
+    return ex
+
+
+def probe_alpn(address: str, port: int, tls: ClientTls, timeout: float) -> tuple[str, str]:
+    """(ALPN protocol the gateway selected or "", error) for one handshake offering the
+    context's protocols."""
+    try:
+        sock = tls_connect(address, port, tls, timeout)
+    except OSError as exc:
+        return "", f"{type(exc).__name__}: {exc}"
+    try:
+        return sock.selected_alpn_protocol() or "", ""
+    finally:
+        sock.close()
 
 
 # --- a case ---------------------------------------------------------------------------------
@@ -174,6 +312,8 @@ class CaseRunner:
         self.defaults = defaults
         self.timing = timing
         self.case_skip = case_skip
+        self._alpn: dict[tuple[str, int, str], tuple[str, str]] = {}
+        self._alpn_lock = threading.Lock()
 
     # -- plumbing shared by every kind --
 
@@ -199,7 +339,9 @@ class CaseRunner:
         setters = req.get("backendSetResponseHeaders") or {}
         if setters:
             headers["X-Echo-Set-Header"] = ",".join(f"{k}:{v}" for k, v in setters.items())
-        host = req.get("host") or (address if port == 80 else f"{address}:{port}")
+        scheme = req.get("scheme", "http")
+        default_port = int(self.defaults["port"][scheme])
+        host = req.get("host") or (address if port == default_port else f"{address}:{port}")
         sent = {
             "address": address,
             "port": port,
@@ -210,12 +352,31 @@ class CaseRunner:
         }
         return sent, expected_path or ""
 
+    def client_tls(self, case: dict[str, Any], alpn: tuple[str, ...]) -> ClientTls:
+        req = case["request"]
+        sni = req["sni"] if "sni" in req else host_name(req.get("host") or "")
+        return ClientTls(self.gateway.tls.client_context(alpn), str(sni or ""))
+
+    def h2_skip(self, case: dict[str, Any]) -> str:
+        """The skip reason for an H2 case when the gateway does not negotiate h2 (probed
+        once per address, port and SNI), else ""."""
+        address, port = self.target(case)
+        tls = self.client_tls(case, ("h2", "http/1.1"))
+        key = (address, port, tls.sni)
+        with self._alpn_lock:
+            if key not in self._alpn:
+                self._alpn[key] = probe_alpn(address, port, tls, self.timing.request_timeout)
+            alpn, error = self._alpn[key]
+        if error or alpn == "h2":
+            return ""  # a failed probe is not a skip: the case runs and reports the failure
+        return f"{H2_UNSUPPORTED} (ALPN offered h2, http/1.1; the gateway chose {alpn or 'none'})"
+
     def send_case(
         self, case: dict[str, Any], ids: dict[str, str], extra: dict[str, str] | None = None
     ) -> tuple[Exchange, str]:
         sent, expected_path = self.build(case, ids)
         headers = {**sent["headers"], **(extra or {})}
-        ex = send(
+        args = (
             sent["address"],
             sent["port"],
             sent["method"],
@@ -224,7 +385,12 @@ class CaseRunner:
             headers,
             self.timing.request_timeout,
         )
-        return ex, expected_path
+        req = case["request"]
+        if req.get("scheme", "http") != "https":
+            return send(*args), expected_path
+        if req.get("protocol", "HTTP/1.1") == "H2":
+            return send_h2(*args, self.client_tls(case, ("h2",))), expected_path
+        return send(*args, self.client_tls(case, ("http/1.1",))), expected_path
 
     def consistently(
         self, index: int, case: dict[str, Any], attempt: Callable[[], Attempt]
@@ -279,6 +445,10 @@ class CaseRunner:
                 got="not sent",
                 mismatches=[unsupported],
             )
+        if req.get("protocol") == "H2":
+            skipped = self.h2_skip(case)
+            if skipped:
+                return CaseResult(index, case.get("name", ""), True, skipped=skipped)
         if kind is None:
             return self.run_plain(index, case)
         if kind == "websocket":
@@ -484,10 +654,13 @@ def runner_limitation(case: dict[str, Any]) -> str:
     """Cases this runner cannot send: failures, never silently passed (the test module's
     skip table covers them while Turnout lacks the feature anyway)."""
     req = case["request"]
-    if req.get("scheme", "http") != "http":
-        return "runner: HTTPS requests are not implemented (no TLS material)"
-    if req.get("protocol", "HTTP/1.1") != "HTTP/1.1":
-        return f"runner: protocol {req['protocol']} is not implemented"
+    scheme, protocol = req.get("scheme", "http"), req.get("protocol", "HTTP/1.1")
+    if scheme not in ("http", "https"):
+        return f"runner: scheme {scheme} is not implemented"
+    if (scheme, protocol) not in (("http", "HTTP/1.1"), ("https", "HTTP/1.1"), ("https", "H2")):
+        return f"runner: protocol {protocol} over {scheme} is not implemented"
+    if scheme == "https" and case.get("kind") == "websocket":
+        return "runner: WebSocket over TLS is not implemented"
     if case.get("kind") in ("grpc", "grpcWeightedDistribution"):
         return "runner: gRPC cases are not implemented (no gRPC echo/client)"
     return ""

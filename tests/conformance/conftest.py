@@ -15,6 +15,7 @@ from tests.conformance.harness import (
     EchoFleet,
     RunnerError,
     Suite,
+    TlsMaterial,
     check_bindable,
     load_suite,
 )
@@ -34,19 +35,18 @@ class Conformance:
 def conformance(
     bg: BackgroundLoop, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Conformance]:
-    """Echo backends plus one Turnout process for the whole session."""
+    """Echo backends, the session's TLS material, and one Turnout process for the whole
+    session."""
     suite = load_suite()
     if suite is None:
         pytest.skip("Gateway API conformance data not found (set TURNOUT_CONFORMANCE_DIR)")
-    docs = list(suite.base_docs)
-    for test in suite.tests.values():
-        docs.extend(suite.manifests(test))
     try:
-        check_bindable(suite.gateway_bindings(docs))
+        check_bindable(suite.gateway_bindings(suite.all_docs()))
+        tls = TlsMaterial.for_suite(suite)
     except RunnerError as exc:
         pytest.fail(str(exc), pytrace=False)
     fleet = EchoFleet.start(bg, suite.services())
-    gateway = ConformanceGateway(suite, fleet, tmp_path_factory.mktemp("conformance"))
+    gateway = ConformanceGateway(suite, fleet, tmp_path_factory.mktemp("conformance"), tls)
     timing = Timing(window=float(os.environ.get("TURNOUT_CONFORMANCE_WINDOW", "5")))
     try:
         gateway.start()

@@ -40,9 +40,20 @@ address ``$TURNOUT_CONFORMANCE_NET.N`` (default ``127.0.1.N``; pytest-xdist work
 uses ``127.0.(K+1).N``; N in order of first appearance), injected as ``spec.addresses``.
 Declared listener ports (80, 8080, 8090) are kept, so redirects see the declared ports.
 The runner checks at start-up that it can bind every address/port itself before Turnout
-does. ``{GATEWAY_CLASS_NAME}`` becomes ``turnout``. The base Gateway
-``same-namespace-with-https-listener`` is not loaded: Turnout rejects HTTPS listeners and
-only HTTPS cases (all skipped) use it.
+does. ``{GATEWAY_CLASS_NAME}`` becomes ``turnout``. HTTPS listeners are handled the same
+way: ``same-namespace-with-https-listener`` gets its own address like every Gateway and
+keeps its four listeners on the declared port 443 (one TLS socket, listener chosen by SNI).
+
+**TLS material** (README 2.4). Once per session the runner makes a throw-away CA
+(``turnout.testing.certs``) and one leaf certificate whose subject alternative names are
+every hostname an HTTPS case sends as SNI or Host, every HTTPS listener hostname, and the
+upstream names ``*.org`` and ``*.wildcard.org`` (upstream's bare ``*`` is left out: the
+client checks no hostnames, so the names only document intent). Every Secret an HTTPS
+listener references (only ``gateway-conformance-infra/tls-validity-checks-certificate``)
+is added to the base manifests as a ``kubernetes.io/tls`` Secret holding it. The client
+trusts exactly that CA, with hostname checking off: the misdirected-request cases
+deliberately send a Host (and sometimes an SNI) the certificate is not asked to cover, and
+the runner tests routing, not certificate selection.
 
 **One process, hot reload** (README 1). Turnout runs once per session
 (``--workers 1 --no-watch --access-log off``). Applying a test writes base + Backends +
@@ -55,10 +66,12 @@ Namespace guarantees the configuration fingerprint changes, so every apply is a 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -74,6 +87,7 @@ from websockets.http11 import Request, Response
 
 from turnout.samples.echo import EchoIdentity, EchoState, canonical, start_echo
 from turnout.testing import BackgroundLoop, TurnoutProcess
+from turnout.testing.certs import CertificateAuthority, Leaf
 
 SUITE_DIR = Path(os.environ.get("TURNOUT_CONFORMANCE_DIR", "/work/shared/conformance/gateway-api"))
 # Under pytest-xdist every worker runs its own Turnout, so each gets its own /24.
@@ -82,10 +96,8 @@ NET = os.environ.get("TURNOUT_CONFORMANCE_NET") or f"127.0.{1 + int(_WORKER or 0
 INFRA_NS = "gateway-conformance-infra"
 GATEWAY_CLASS = "turnout"
 K8S_ONLY_KINDS = frozenset({"Service", "Deployment", "ConfigMap"})
-# Base Gateways Turnout cannot load (and which only skipped tests use).
-UNLOADED_GATEWAYS = {
-    "same-namespace-with-https-listener": "HTTPS listeners are not supported yet",
-}
+# Names upstream's certificate carries besides the ones the cases use (README 2.4).
+UPSTREAM_CERT_NAMES = ("*.org", "*.wildcard.org")
 # Services whose upstream image is not the HTTP echo (gRPC, TLS, TCP, DNS): no local echo.
 NON_ECHO_SERVICES = frozenset(
     {
@@ -177,9 +189,16 @@ class Suite:
         return {
             (self.addresses[d["metadata"]["name"]], int(lst["port"]))
             for d in docs
-            if d.get("kind") == "Gateway" and d["metadata"]["name"] not in UNLOADED_GATEWAYS
+            if d.get("kind") == "Gateway"
             for lst in d["spec"]["listeners"]
         }
+
+    def all_docs(self) -> list[dict[str, Any]]:
+        """Base manifests plus every test's manifests."""
+        docs = list(self.base_docs)
+        for test in self.tests.values():
+            docs.extend(self.manifests(test))
+        return docs
 
 
 @dataclass
@@ -197,6 +216,87 @@ class ServiceInfo:
         if self.name in NON_ECHO_SERVICES or port not in self.ports:
             return None
         return PORT_IMPLEMENTATIONS.get(self.ports[port])
+
+
+# --- TLS material ---------------------------------------------------------------------------
+
+
+def https_listeners(docs: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(Gateway namespace, listener) for every HTTPS listener in ``docs``."""
+    return [
+        (d["metadata"].get("namespace", "default"), lst)
+        for d in docs
+        if d.get("kind") == "Gateway"
+        for lst in d["spec"]["listeners"]
+        if lst.get("protocol") == "HTTPS"
+    ]
+
+
+def https_case_names(tests: Iterable[dict[str, Any]]) -> set[str]:
+    """Every DNS name an HTTPS case sends as SNI or Host (ports and IP addresses left out)."""
+    names: set[str] = set()
+    for test in tests:
+        for case in test["cases"]:
+            req = case["request"]
+            if req.get("scheme", "http") != "https":
+                continue
+            for value in (req.get("sni"), req.get("host")):
+                name = host_name(str(value or ""))
+                if name:
+                    names.add(name)
+    return names
+
+
+def host_name(host: str) -> str:
+    """``host`` without a port, lower-cased; "" for an IP address (no SNI for those)."""
+    if host.startswith("["):
+        return ""
+    name = host.rsplit(":", 1)[0].lower()
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    return ""
+
+
+@dataclass
+class TlsMaterial:
+    """The session's CA, the one leaf certificate every HTTPS listener serves, and the
+    Secrets carrying it."""
+
+    ca: CertificateAuthority
+    leaf: Leaf
+    names: list[str]
+    secret_refs: list[tuple[str, str]]  # (namespace, name)
+
+    @classmethod
+    def for_suite(cls, suite: Suite) -> TlsMaterial:
+        docs = suite.all_docs()
+        listeners = https_listeners(docs)
+        names = https_case_names(suite.tests.values())
+        names.update(lst["hostname"].lower() for _, lst in listeners if lst.get("hostname"))
+        names.update(UPSTREAM_CERT_NAMES)
+        refs: list[tuple[str, str]] = []
+        for gw_ns, lst in listeners:
+            for ref in (lst.get("tls") or {}).get("certificateRefs") or []:
+                if ref.get("group", "") != "" or ref.get("kind", "Secret") != "Secret":
+                    raise RunnerError(f"certificateRef {ref} is not a core Secret")
+                key = (ref.get("namespace", gw_ns), ref["name"])
+                if key not in refs:
+                    refs.append(key)
+        ordered = sorted(names, key=lambda n: (n.startswith("*"), n))
+        ca = CertificateAuthority("Turnout Gateway API conformance CA")
+        return cls(ca, ca.issue(*ordered, days=2), ordered, refs)
+
+    def secrets(self) -> list[dict[str, Any]]:
+        return [self.leaf.secret(name, ns) for ns, name in self.secret_refs]
+
+    def client_context(self, alpn: Iterable[str] = ("http/1.1",)) -> ssl.SSLContext:
+        """Trusts exactly the session CA; no hostname check (see the module docstring)."""
+        ctx = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        ctx.check_hostname = False
+        ctx.set_alpn_protocols(list(alpn))
+        return ctx
 
 
 # --- echo fleet -----------------------------------------------------------------------------
@@ -360,15 +460,13 @@ def referenced_service_ports(docs: list[dict[str, Any]]) -> dict[tuple[str, str]
 
 
 def gateway_docs(suite: Suite, docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Kubernetes-only kinds and unloadable Gateways dropped; addresses injected."""
+    """Kubernetes-only kinds dropped; Gateway addresses injected."""
     out = []
     for doc in docs:
         kind = doc.get("kind")
         if kind in K8S_ONLY_KINDS:
             continue
         if kind == "Gateway":
-            if doc["metadata"]["name"] in UNLOADED_GATEWAYS:
-                continue
             doc = copy.deepcopy(doc)
             doc["spec"]["gatewayClassName"] = GATEWAY_CLASS
             doc["spec"]["addresses"] = [
@@ -413,12 +511,13 @@ def check_bindable(bindings: Iterable[tuple[str, int]]) -> None:
 class ConformanceGateway:
     """One ``turnout serve`` for the session; ``apply`` swaps the configuration."""
 
-    def __init__(self, suite: Suite, fleet: EchoFleet, conf_dir: Path) -> None:
+    def __init__(self, suite: Suite, fleet: EchoFleet, conf_dir: Path, tls: TlsMaterial) -> None:
         self.suite = suite
         self.fleet = fleet
+        self.tls = tls
         self.conf_dir = conf_dir
         self.file = conf_dir / "conformance.yaml"
-        self.base = gateway_docs(suite, suite.base_docs)
+        self.base = [*gateway_docs(suite, suite.base_docs), *tls.secrets()]
         self.proc: TurnoutProcess | None = None
         self.applied: str = ""
         self.reload_log: str = ""

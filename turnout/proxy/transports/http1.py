@@ -7,6 +7,12 @@ everything produced while handling one socket event goes out in a single ``write
 
 Reading is paused for independent reasons kept in a bitmask (upstream full, body buffer
 full, pipelined requests queued), so one cause resuming never overrides another.
+
+HTTP/2 hand-over: a TLS connection whose ALPN chose ``h2``, and a plaintext connection
+whose first bytes are the HTTP/2 preface (h2c with prior knowledge), are handed to an
+``Http2Transport`` (``transport.set_protocol``) before any byte reaches the HTTP/1.1
+codec; the connection is counted once. ``Upgrade: h2c`` from HTTP/1.1 is never honoured
+(the codec strips it: h2c smuggling, reliability.md b3).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from turnout.proxy.protocols.http1_wire import (
 )
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.streams import Exchange
+from turnout.proxy.transports.http2 import PREFACE, Http2Transport, negotiated_h2
 
 if TYPE_CHECKING:
     from turnout.proxy.routing.table import PortTable
@@ -40,6 +47,7 @@ PAUSE_PIPELINE: Final = 4
 _CLOSE: Final = b"connection: close\r\n"
 _KEEP_ALIVE: Final = b"connection: keep-alive\r\n"
 _CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+_PREFACE_LEN: Final = len(PREFACE)
 
 
 class Http1Transport:
@@ -65,6 +73,7 @@ class Http1Transport:
         "paused",
         "rt",
         "scheme",
+        "sniff",
         "tls_listener",
         "transport",
         "tunnel",
@@ -93,12 +102,21 @@ class Http1Transport:
         self.tls_listener: tuple[str, str] | None = None
         self.deadline = 0.0
         self.header_started: float | None = None
+        # The first bytes while they might still be the HTTP/2 preface (None: decided).
+        self.sniff: bytes | None = b""
         self._snapshot: Snapshot | None = None
         self._table: PortTable[RouteAction] | None = None
 
     # -- the asyncio protocol interface ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if negotiated_h2(transport):
+            # TLS chose HTTP/2: this protocol never sees the connection.
+            self.closed = True
+            h2 = Http2Transport(self.rt, self.key, self.scheme)
+            transport.set_protocol(h2)  # type: ignore[arg-type]
+            h2.connection_made(transport)
+            return
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
@@ -119,6 +137,17 @@ class Http1Transport:
             transport.close()
 
     def data_received(self, data: bytes) -> None:
+        sniff = self.sniff
+        if sniff is not None:
+            if sniff:
+                data = sniff + data
+            if len(data) < _PREFACE_LEN and PREFACE.startswith(data):
+                self.sniff = data  # a partial preface: wait for the rest
+                return
+            self.sniff = None
+            if data.startswith(PREFACE):
+                self._hand_over(data)
+                return
         try:
             self.codec.feed(data)
         except Exception:
@@ -128,6 +157,22 @@ class Http1Transport:
             self.set_reading(PAUSE_PIPELINE, False)
         if self.out:
             self.flush()
+
+    def _hand_over(self, data: bytes) -> None:
+        """h2c with prior knowledge: the connection continues as HTTP/2."""
+        rt = self.rt
+        t = self.transport
+        if t is None:
+            return
+        # Counted when it was made; the HTTP/2 protocol counts it again in connection_made.
+        rt.connections.discard(self)
+        rt.stats.active_connections -= 1
+        rt.stats.connections_total -= 1
+        self.closed = True
+        h2 = Http2Transport(rt, self.key, self.scheme)
+        t.set_protocol(h2)  # type: ignore[arg-type]
+        h2.connection_made(t)
+        h2.data_received(data)
 
     def internal_error(self) -> None:
         """A bug surfaced while handling this connection: answer 500 if we still can, log

@@ -323,8 +323,8 @@ def test_unknown_kinds_and_bad_arguments(cli: Cli) -> None:
     assert run.code == 1
     assert run.err == (
         "error: the server doesn't have a resource type 'widgets' "
-        "(known: namespaces, gatewayclasses, gateways, httproutes, backends, trafficpolicies, "
-        "sandboxes, routegroups)\n"
+        "(known: namespaces, secrets, gatewayclasses, gateways, httproutes, grpcroutes, "
+        "backends, trafficpolicies, sandboxes, routegroups, securitypolicies, consumers)\n"
     )
     run = cli("get")
     assert run.code == 2 and "say which kind" in run.err

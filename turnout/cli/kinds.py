@@ -73,10 +73,13 @@ BUILTIN: tuple[KindInfo, ...] = (
     KindInfo("GatewayClass", "gatewayclasses", GATEWAY_API, False, ("gc",)),
     KindInfo("Gateway", "gateways", GATEWAY_API, True, ("gtw", "gw")),
     KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),
+    KindInfo("GRPCRoute", "grpcroutes", GATEWAY_API, True),
     KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
     KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
     KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
     KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
+    KindInfo("SecurityPolicy", "securitypolicies", "turnout.dev/v1alpha1", True, ("sp",)),
+    KindInfo("Consumer", "consumers", "turnout.dev/v1alpha1", True, ("consumer",)),
 )
 
 

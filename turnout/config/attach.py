@@ -80,7 +80,7 @@ def listener_allows(
     if allowed.kinds:
         if not any(k.kind == route_kind and k.group == GATEWAY_GROUP for k in allowed.kinds):
             return False
-    elif route_kind != "HTTPRoute":
+    elif route_kind not in ("HTTPRoute", "GRPCRoute"):  # the defaults of HTTP(S) listeners
         return False
     source = allowed.namespaces.from_
     if source == "All":

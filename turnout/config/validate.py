@@ -14,29 +14,40 @@ import re
 from dataclasses import dataclass, field
 
 from turnout.config.attach import attach_route
+from turnout.config.grpcroute import as_http
 from turnout.config.model import (
     GATEWAY_GROUP,
     TLS_CERT_FILE_OPTION,
     TLS_KEY_FILE_OPTION,
     TURNOUT_GROUP,
     BackendObject,
+    ConsumerObject,
     GatewayObject,
+    GRPCRouteObject,
     HTTPPathModifier,
     HTTPRouteFilter,
     HTTPRouteObject,
     HTTPRouteRule,
     NamespaceObject,
     SecretObject,
+    SecurityPolicyObject,
     TrafficPolicyObject,
 )
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
 from turnout.config.sandboxes import resolve as resolve_sandboxes
+from turnout.config.security import (
+    check_consumers,
+    check_security_policy,
+    rate_limit_key_problem,
+)
 from turnout.config.tls import TLSMaterialError, backend_tls, expired, listener_certificates
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
 SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS"})
+# Backend appProtocols spoken as HTTP/2 with prior knowledge (h2c)
+HTTP2_APP_PROTOCOLS = frozenset({"h2c", "kubernetes.io/h2c", "grpc"})
 # Framing and hop-by-hop headers belong to the gateway; a filter may not set them.
 GATEWAY_OWNED_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
@@ -98,6 +109,16 @@ class ConfigSet:
             if isinstance(r.obj, SecretObject)
         }
 
+    def http_routes(self) -> list[Resource]:
+        """HTTPRoutes, and GRPCRoutes as the HTTPRoutes they behave like."""
+        out: list[Resource] = []
+        for r in self.resources:
+            if isinstance(r.obj, HTTPRouteObject):
+                out.append(r)
+            elif isinstance(r.obj, GRPCRouteObject):
+                out.append(Resource(as_http(r.obj), r.origin, r.doc))
+        return out
+
     def namespace_labels(self) -> dict[str, dict[str, str]]:
         return {
             r.obj.metadata.name: dict(r.obj.metadata.labels)
@@ -136,11 +157,19 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
         elif isinstance(obj, HTTPRouteObject):
             _check_route(res, obj, backends, problems)
             _check_attachment(res, obj, gateways, namespaces, problems)
+        elif isinstance(obj, GRPCRouteObject):
+            converted = as_http(obj)
+            translated = Resource(converted, res.origin, res.doc)
+            _check_route(translated, converted, backends, problems)
+            _check_attachment(translated, converted, gateways, namespaces, problems)
         elif isinstance(obj, BackendObject):
             _check_backend(res, obj, problems)
             _check_backend_tls(res, obj, secrets, problems)
         elif isinstance(obj, TrafficPolicyObject):
             _check_policy(res, obj, cs, problems)
+        elif isinstance(obj, SecurityPolicyObject):
+            _check_security_policy(res, obj, cs, problems)
+    check_consumers(cs.resources, problems)
     problems.extend(resolve_sandboxes(cs.resources, set(backends))[1])
     return cs, problems
 
@@ -261,7 +290,7 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
                 )
             )
         for k, kind in enumerate(lst.allowed_routes.kinds):
-            if kind.group != GATEWAY_GROUP or kind.kind != "HTTPRoute":
+            if kind.group != GATEWAY_GROUP or kind.kind not in ("HTTPRoute", "GRPCRoute"):
                 problems.append(
                     res.problem(
                         (*base, "allowedRoutes", "kinds", k),
@@ -744,11 +773,12 @@ def _check_backend_tls(
 
 
 def _check_backend(res: Resource, backend: BackendObject, problems: list[Problem]) -> None:
-    if backend.spec.app_protocol in ("h2c", "kubernetes.io/h2c", "grpc"):
+    if backend.spec.app_protocol in HTTP2_APP_PROTOCOLS and backend.spec.tls is not None:
         problems.append(
             res.problem(
-                ("spec", "appProtocol"),
-                f"appProtocol {backend.spec.app_protocol} is not supported yet",
+                ("spec", "tls"),
+                f"appProtocol {backend.spec.app_protocol} is HTTP/2 in clear text (h2c); "
+                "HTTP/2 over TLS to upstreams is not supported yet",
             )
         )
     _check_resilience(res, backend, problems)
@@ -810,13 +840,18 @@ def _check_policy(
         for i, rule in enumerate(rl.rules):
             key_path: tuple[str | int, ...] = ("spec", "rateLimit", "rules", i, "key")
             if rule.key.type in ("Consumer", "JWTClaim"):
-                problems.append(
-                    res.problem(
-                        (*key_path, "type"),
-                        f"rate-limit keys of type {rule.key.type} need authentication, "
-                        "which is not supported yet",
+                security = [r.obj for r in cs.resources if isinstance(r.obj, SecurityPolicyObject)]
+                message = rate_limit_key_problem(rule.key.type, policy, security, routes)
+                if message is not None:
+                    problems.append(res.problem((*key_path, "type"), message))
+                if rule.key.type == "JWTClaim" and not rule.key.name:
+                    problems.append(
+                        res.problem((*key_path, "name"), "a JWTClaim key needs the claim name")
                     )
-                )
+                elif rule.key.type == "Consumer" and rule.key.name:
+                    problems.append(
+                        res.problem((*key_path, "name"), "a Consumer key takes no name")
+                    )
             elif rule.key.type == "Header" and not rule.key.name:
                 problems.append(
                     res.problem((*key_path, "name"), "a Header key needs the header name")
@@ -834,3 +869,22 @@ def _check_policy(
                 ("spec",), "the policy sets nothing (rateLimit, faultInjection or retry)", "warning"
             )
         )
+
+
+# --- SecurityPolicy -----------------------------------------------------------------------
+
+
+def _check_security_policy(
+    res: Resource, policy: SecurityPolicyObject, cs: ConfigSet, problems: list[Problem]
+) -> None:
+    routes = {
+        (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+        for r in cs.resources
+        if isinstance(r.obj, HTTPRouteObject)
+    }
+    consumers = {
+        (r.obj.metadata.namespace, r.obj.metadata.name): r.obj
+        for r in cs.resources
+        if isinstance(r.obj, ConsumerObject)
+    }
+    check_security_policy(res, policy, cs.gateways(), routes, consumers, problems)

@@ -62,10 +62,13 @@ KIND_INFO: Final[dict[str, KindInfo]] = {
         KindInfo(
             "HTTPRoute", "httproutes", "gateway.networking.k8s.io/v1", True, ("route", "routes")
         ),
+        KindInfo("GRPCRoute", "grpcroutes", "gateway.networking.k8s.io/v1", True, ()),
         KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
         KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
         KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
         KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
+        KindInfo("SecurityPolicy", "securitypolicies", "turnout.dev/v1alpha1", True, ("sp",)),
+        KindInfo("Consumer", "consumers", "turnout.dev/v1alpha1", True, ("consumer",)),
     )
 }
 BY_PLURAL: Final[dict[str, KindInfo]] = {k.plural: k for k in KIND_INFO.values()}

@@ -123,8 +123,9 @@ class Runtime:
         max_idle: int,
         idle_timeout: float,
         tls: UpstreamTLS | None = None,
+        http2: bool = False,
     ) -> EndpointPool:
-        key = pool_key(address, tls)
+        key = pool_key(address, tls, http2)
         pool = self.pools.get(key)
         if pool is None:
             context = self.tls_contexts.get(tls) if tls is not None else None
@@ -137,6 +138,7 @@ class Runtime:
                 tls=context,
                 server_hostname=server_name(address, tls),
                 key=key,
+                http2=http2,
             )
             verdict = self.active_health.get(key)
             if verdict is not None:

@@ -39,11 +39,12 @@ from turnout.config.model import (
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import Certificate, UpstreamTLS, backend_tls, listener_certificates
-from turnout.config.validate import ConfigSet
+from turnout.config.validate import HTTP2_APP_PROTOCOLS, ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats, WorkerStats
+from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.fault import FaultInjector
 from turnout.proxy.filters.headers import HeaderModifier
 from turnout.proxy.filters.mirror import MirrorCounters
@@ -62,7 +63,7 @@ from turnout.proxy.routing.build import (
     compile_match,
 )
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
-from turnout.proxy.routing.tls import ALPN_HTTP1, ListenerId, TlsTable, server_context
+from turnout.proxy.routing.tls import ListenerId, TlsTable, server_context
 from turnout.proxy.upstream.affinity import endpoint_token, set_cookie
 from turnout.proxy.upstream.balancer import Balancer, build_balancer
 from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
@@ -72,7 +73,7 @@ from turnout.proxy.upstream.pool import EndpointPool
 from turnout.proxy.upstream.retry import RetryPolicy, backend_policy, route_policy
 
 # ALPN offered on HTTPS listeners.
-ALPN: Final = ALPN_HTTP1
+ALPN: Final = ("h2", "http/1.1")
 
 HASH_NONE: Final = 0
 HASH_SOURCE_IP: Final = 1
@@ -337,6 +338,7 @@ class RouteAction:
         "rewrite",
         "route_json",
         "route_label",
+        "security",
         "single",
         "stats",
         "total_weight",
@@ -364,6 +366,8 @@ class RouteAction:
         # compiled: the snapshot's limiter and (rule index, key) of each of this rule's limits
         self.limiter: RateLimiter | None = None
         self.limits: tuple[tuple[int, KeySpec], ...] = ()
+        # SecurityPolicy: authentication, authorization, IP rules, CORS (None: no policy)
+        self.security: AuthFilter | None = None
 
     def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
         choices = self.choices
@@ -409,13 +413,15 @@ def gateway_bindings(gw: GatewayObject) -> list[tuple[str, int, str]]:
     return [(ip, lst.port, lst.name) for lst in gw.spec.listeners for ip in ips]
 
 
-# (address, max idle, idle timeout[, TLS]): TLS is passed only when the Backend has it
+# (address, max idle, idle timeout[, TLS, HTTP/2]): the last two only when the Backend
+# has TLS or speaks HTTP/2, so simple factories (tests) take three arguments
 PoolFactory = Callable[..., EndpointPool]
 
 
-def pool_key(address: Address, tls: UpstreamTLS | None) -> str:
-    """Pools are per destination: the address, and the TLS identity used to reach it."""
-    return str(address) if tls is None else f"{address}#tls-{tls.fingerprint}"
+def pool_key(address: Address, tls: UpstreamTLS | None, http2: bool = False) -> str:
+    """Pools are per destination: the address, the protocol and the TLS identity."""
+    key = str(address) if tls is None else f"{address}#tls-{tls.fingerprint}"
+    return key + "#h2c" if http2 else key
 
 
 def server_name(address: Address, tls: UpstreamTLS | None) -> str | None:
@@ -463,7 +469,7 @@ class SnapshotBuilder:
         # Gateway API tie-breaks: the oldest route, then "{namespace}/{name}". Objects read
         # from files carry no timestamp: they were all created together, so names decide.
         routes = sorted(
-            (r for r in self.config.resources if isinstance(r.obj, HTTPRouteObject)),
+            self.config.http_routes(),
             key=lambda r: (
                 creation_time(r.obj.metadata.creation_timestamp),
                 r.obj.metadata.namespace,
@@ -617,6 +623,8 @@ class SnapshotBuilder:
             action.rate_limit = policy.rate_limit
             action.rate_limit_name = policy.rate_limit_name
             self.limited.append(action)
+        if policy.security is not None:
+            action.security = self.policies.auth_filter(policy.security)
         action.choices = tuple(choices)
         self._link_response_mods(action)
         if self.overridden:
@@ -746,19 +754,20 @@ class SnapshotBuilder:
         max_idle = pool_spec.max_idle_per_endpoint
         idle_timeout = parse_duration(pool_spec.idle_timeout)
         tls = self._backend_tls(backend)
+        http2 = spec.app_protocol in HTTP2_APP_PROTOCOLS
         for ep in endpoint_specs:
             addr = parse_address(ep.address, allow_missing_port=True)
             if not addr.is_unix and addr.port == 0:
                 if port is None:
                     continue  # no port anywhere: this endpoint cannot be reached
                 addr = parse_address(ep.address, default_port=port)
-            key = pool_key(addr, tls)
+            key = pool_key(addr, tls, http2)
             pool = self.pools.get(key)
             if pool is None:
-                if tls is None:
+                if tls is None and not http2:
                     pool = self.pool_for(addr, max_idle, idle_timeout)
                 else:
-                    pool = self.pool_for(addr, max_idle, idle_timeout, tls)
+                    pool = self.pool_for(addr, max_idle, idle_timeout, tls, http2)
                 self.pools[key] = pool
             endpoints.append(Endpoint(pool, ep.weight))
         lb = spec.load_balancer

@@ -33,7 +33,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Final, Protocol
 
 from turnout.observe.stats import LATENCY_BOUNDS
+from turnout.proxy.filters.auth import AuthFilter, AuthVerdict, Principal, ResponseHeaders
 from turnout.proxy.filters.mirror import Mirror, sample
+from turnout.proxy.protocols.grpc import CONTENT_TYPE as GRPC_CONTENT_TYPE
+from turnout.proxy.protocols.grpc import error_trailers, is_grpc, parse_timeout
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.ratelimit.algorithms import Decision
@@ -110,6 +113,8 @@ class Exchange:
     __slots__ = (
         "action",
         "attempt",
+        "auth_response",
+        "auth_task",
         "backend_timer",
         "bytes_in",
         "bytes_out",
@@ -136,6 +141,7 @@ class Exchange:
         "pending_counted",
         "pending_size",
         "policy",
+        "principal",
         "progress",
         "replay",
         "replay_size",
@@ -206,6 +212,9 @@ class Exchange:
         self.connect_started = now
         self.routing_key = b""  # a Sandbox / RouteGroup key in force, found in the request
         self.key_source = 0  # where it was found (routing.keys.FROM_*)
+        self.principal: Principal | None = None  # who the SecurityPolicy authenticated
+        self.auth_task: asyncio.Task[AuthVerdict] | None = None  # a JWKS fetch / bcrypt check
+        self.auth_response: ResponseHeaders | None = None  # CORS / security headers to set
 
     # -- request side (called by the downstream transport) --------------------------------
 
@@ -233,11 +242,61 @@ class Exchange:
             return
         action = self.action = cand.action
         timeout = action.request_timeout or self.rt.settings.request_timeout
+        deadline = parse_timeout(head.received.get(b"grpc-timeout"))
+        if deadline is not None and (not timeout or deadline < timeout):
+            timeout = deadline or 1e-3  # the client's deadline for the call
         if timeout:
             self.request_timer = self.rt.loop.call_later(timeout, self._request_timed_out)
+        security = action.security
+        if security is not None and self._check_security(security, listener, cand):
+            return
         if action.limits and self._check_limits(action, listener, cand):
             return
         self._routed(listener, cand)
+
+    # -- security policy (before rate limits: they may count by Consumer or claim) ---------
+
+    def _check_security(
+        self,
+        security: AuthFilter,
+        listener: ListenerTable[RouteAction] | None,
+        cand: Candidate[RouteAction],
+    ) -> bool:
+        """True when the exchange must stop here: answered (refused, a CORS preflight) or
+        waiting for a JWKS fetch / password check (it resumes in ``_security_decided``)."""
+        verdict = security.check(self.head, self.down.client_ip, self.rt.loop)
+        if isinstance(verdict, AuthVerdict):
+            return self._security_answered(verdict)
+        self.deferred = (listener, cand, 0)
+        task = self.rt.loop.create_task(verdict)
+        self.auth_task = task
+        task.add_done_callback(self._security_decided)
+        return True
+
+    def _security_answered(self, verdict: AuthVerdict) -> bool:
+        if verdict.status:
+            self.local_reply(verdict.status, verdict.code, verdict.message, verdict.headers)
+            return True
+        self.principal = verdict.principal
+        self.auth_response = verdict.response
+        return False
+
+    def _security_decided(self, task: asyncio.Task[AuthVerdict]) -> None:
+        if task is not self.auth_task:
+            return
+        self.auth_task = None
+        deferred = self.deferred
+        self.deferred = None
+        if task.cancelled() or deferred is None or self.finished or self.response_done:
+            return
+        if task.exception() is not None:
+            self.local_reply(500, b"auth_error", b"the request could not be authenticated")
+        elif not self._security_answered(task.result()):
+            listener, cand, _ = deferred
+            action = cand.action
+            if not (action.limits and self._check_limits(action, listener, cand)):
+                self._routed(listener, cand)
+        self.down.flush()
 
     def _routed(
         self, listener: ListenerTable[RouteAction] | None, cand: Candidate[RouteAction]
@@ -276,10 +335,18 @@ class Exchange:
         limiter = action.limiter
         assert limiter is not None
         head = self.head
+        principal = self.principal
+        consumer = principal.consumer_key if principal is not None else None
+        claims = principal.claims if principal is not None else None
         waits: list[tuple[int, Awaitable[Decision]]] | None = None
         for index, spec in action.limits:
             key = extract_key(
-                spec, client_ip=self.down.client_ip, headers=head.received, route=action.route_json
+                spec,
+                client_ip=self.down.client_ip,
+                headers=head.received,
+                route=action.route_json,
+                consumer=consumer,
+                claims=claims,
             )
             if key is None:
                 continue
@@ -728,6 +795,8 @@ class Exchange:
             head.headers.append((b"set-cookie", preview_cookie(self.routing_key)))
         if self.limit_headers is not None:
             head.headers.extend(self.limit_headers)
+        if self.auth_response is not None:
+            head.headers = self.auth_response.apply(head.headers)
         choice = self.choice
         if choice is not None and choice.response_mods:
             headers = head.headers
@@ -805,7 +874,7 @@ class Exchange:
             not self.retried
             and (policy is None or not policy.on_reset)
             and conn.requests > 1
-            and not conn.codec.received_any
+            and not conn.received_any
             and not self.response_started
             and head.method in IDEMPOTENT
             and not head.has_body
@@ -958,6 +1027,9 @@ class Exchange:
             return
         self.status = status
         self.pending = None
+        if code and is_grpc(self.head):
+            self._grpc_reply(status, message, extra)
+            return
         if code:
             body = _ERROR_TEMPLATE % (code, message.replace(b'"', b"'"), self.head.request_id)
             headers: Headers = [(b"content-type", b"application/json")]
@@ -979,6 +1051,23 @@ class Exchange:
         self.response_done = True
         self._cancel_timers()
         self.down.end_response(None)
+        self._finish()
+
+    def _grpc_reply(self, status: int, message: bytes, extra: Headers | None) -> None:
+        """A gateway error as gRPC clients read it: HTTP 200, no message, and the status
+        in the trailers (see protocols.grpc); ``status`` stays the logged status."""
+        headers: Headers = [(b"content-type", GRPC_CONTENT_TYPE)]
+        if extra:
+            headers.extend(extra)
+        headers.append((b"x-request-id", self.head.request_id))
+        head = ResponseHead(200, headers)
+        if not self.request_done:
+            self.keep_alive = False
+        self.response_started = True
+        self.down.send_response(head, self.head)
+        self.response_done = True
+        self._cancel_timers()
+        self.down.end_response(error_trailers(status, message))
         self._finish()
 
     def _finish(self) -> None:

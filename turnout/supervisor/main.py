@@ -278,7 +278,7 @@ class Supervisor:
         SnapshotBuilder(
             config,
             WorkerStats(),
-            lambda addr, max_idle, idle, tls=None: EndpointPool(
+            lambda addr, max_idle, idle, tls=None, http2=False: EndpointPool(
                 addr, self.loop, resolver, max_idle, idle
             ),
             limits=self.trial_limits,

@@ -172,7 +172,7 @@ def test_wrong_api_version_is_located() -> None:
         ("Service", "Service is a Kubernetes object; outside a cluster declare a turnout.dev"),
         ("Deployment", "Deployment is a Kubernetes workload, not gateway configuration"),
         ("TCPRoute", "TCPRoute is not supported yet"),
-        ("Sprocket", "unknown kind 'Sprocket'; known: Namespace, GatewayClass, Gateway"),
+        ("Sprocket", "unknown kind 'Sprocket'; known: Namespace, Secret, GatewayClass, Gateway"),
     ],
 )
 def test_foreign_and_unknown_kinds_are_refused_with_advice(kind: str, advice: str) -> None:

@@ -119,13 +119,13 @@ def test_duplicate_objects_are_errors_pointing_at_the_first() -> None:
                     "name": "a",
                     "port": 80,
                     "protocol": "HTTP",
-                    "allowedRoutes": {"kinds": [{"kind": "GRPCRoute"}]},
+                    "allowedRoutes": {"kinds": [{"kind": "TLSRoute"}]},
                 }
             ],
             [
                 (
                     "spec.listeners[0].allowedRoutes.kinds[0]",
-                    "route kind gateway.networking.k8s.io/GRPCRoute is not supported on HTTP "
+                    "route kind gateway.networking.k8s.io/TLSRoute is not supported on HTTP "
                     "listeners",
                 )
             ],
@@ -582,12 +582,11 @@ def test_unsupported_rule_features_are_errors() -> None:
     assert check(*OK, http_route(rule(retry={"attempts": 2, "codes": [503]}))) == []
 
 
-def test_unsupported_backend_protocols_are_errors() -> None:
-    problems = check(backend("b", 1, appProtocol="h2c"))
-
-    assert summary(problems) == [
-        ("error", "Backend default/b", "spec.appProtocol", "appProtocol h2c is not supported yet")
-    ]
+def test_http2_backends_are_cleartext_only() -> None:
+    assert check(backend("b", 1, appProtocol="h2c")) == []
+    assert check(backend("b", 1, appProtocol="grpc")) == []
+    problems = check(backend("b", 1, appProtocol="grpc", tls={"sni": "b.internal"}))
+    assert [(p.severity, p.path) for p in problems] == [("error", "spec.tls")]
 
 
 @pytest.mark.parametrize("value", ["/search?q", "/a b", "/[]", "/^", "/a%zz"])

@@ -43,13 +43,25 @@ AnyPlural = Literal[
     "gatewayclasses",
     "gateways",
     "httproutes",
+    "grpcroutes",
     "backends",
     "trafficpolicies",
     "sandboxes",
     "routegroups",
+    "securitypolicies",
+    "consumers",
 ]
 NamespacedPlural = Literal[
-    "secrets", "gateways", "httproutes", "backends", "trafficpolicies", "sandboxes", "routegroups"
+    "secrets",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "backends",
+    "trafficpolicies",
+    "sandboxes",
+    "routegroups",
+    "securitypolicies",
+    "consumers",
 ]
 ClusterPlural = Literal["namespaces", "gatewayclasses"]
 

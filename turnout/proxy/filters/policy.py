@@ -6,6 +6,11 @@ namespace. For each feature (``rateLimit``, ``faultInjection``, ``retry``) the m
 specific policy that sets it wins: rule, then route, then listener, then Gateway. Among
 policies at the same level the oldest wins (creation time, then namespace/name), as for
 route conflicts; ``validate`` warns about the losers.
+
+``SecurityPolicy`` attaches the same way but applies whole: the most specific one (rule,
+route, listener, Gateway; the oldest among equals) is the policy of the rule, compiled
+once per snapshot into an ``AuthFilter`` (Envoy Gateway's SecurityPolicy precedence: a
+route's policy replaces the Gateway's, it is not merged with it).
 """
 
 from __future__ import annotations
@@ -14,24 +19,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from turnout.config.model import (
+    ConsumerObject,
     FaultInjectionSpec,
     HTTPRouteObject,
     HTTPRouteRule,
     RateLimitSpec,
     RetrySpec,
+    SecurityPolicyObject,
     TrafficPolicyObject,
 )
 from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
+from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.fault import FaultInjector
 
 ObjectId = tuple[str, str]  # (namespace, name)
 Attached = list[tuple[str | None, TrafficPolicyObject]]  # (sectionName, policy), oldest first
+SecurityAttached = list[tuple[str | None, SecurityPolicyObject]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _age(policy: TrafficPolicyObject) -> tuple[datetime, str, str]:
+def _age(policy: TrafficPolicyObject | SecurityPolicyObject) -> tuple[datetime, str, str]:
     stamp = policy.metadata.creation_timestamp
     when = _EPOCH
     if stamp:
@@ -47,6 +56,7 @@ class Effective:
     rate_limit_name: str = ""  # "namespace/name" of the policy that set it
     fault_injection: FaultInjectionSpec | None = None
     retry: RetrySpec | None = None
+    security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
 
 
 class PolicyIndex:
@@ -62,6 +72,28 @@ class PolicyIndex:
             for ref in policy.spec.target_refs:
                 index = self.gateway if ref.kind == "Gateway" else self.route
                 index.setdefault((ns, ref.name), []).append((ref.section_name, policy))
+        # SecurityPolicies, indexed the same way. A Gateway one also gets an (empty)
+        # TrafficPolicy entry: that is what makes the snapshot compile rules per listener.
+        self.security_gateway: dict[ObjectId, SecurityAttached] = {}
+        self.security_route: dict[ObjectId, SecurityAttached] = {}
+        self._filters: dict[ObjectId, AuthFilter] = {}
+        self._consumers: dict[str, list[ConsumerObject]] = {}
+        for r in config.resources:
+            if isinstance(r.obj, ConsumerObject):
+                self._consumers.setdefault(r.obj.metadata.namespace, []).append(r.obj)
+        secured = sorted(
+            (r.obj for r in config.resources if isinstance(r.obj, SecurityPolicyObject)),
+            key=_age,
+        )
+        for sp in secured:
+            ns = sp.metadata.namespace
+            for ref in sp.spec.target_refs:
+                if ref.kind == "Gateway":
+                    self.gateway.setdefault((ns, ref.name), [])
+                    sindex = self.security_gateway
+                else:
+                    sindex = self.security_route
+                sindex.setdefault((ns, ref.name), []).append((ref.section_name, sp))
 
     def effective(
         self,
@@ -92,7 +124,42 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
+        out.security = self._security(route, rule, gateway)
         return out
+
+    def _security(
+        self,
+        route: HTTPRouteObject,
+        rule: HTTPRouteRule,
+        gateway: tuple[ObjectId, str] | None,
+    ) -> SecurityPolicyObject | None:
+        on_route = self.security_route.get((route.metadata.namespace, route.metadata.name), [])
+        if rule.name is not None:
+            for section, sp in on_route:
+                if section == rule.name:
+                    return sp
+        for section, sp in on_route:
+            if section is None:
+                return sp
+        if gateway is not None:
+            gw_id, listener = gateway
+            on_gateway = self.security_gateway.get(gw_id, [])
+            for section, sp in on_gateway:
+                if section == listener:
+                    return sp
+            for section, sp in on_gateway:
+                if section is None:
+                    return sp
+        return None
+
+    def auth_filter(self, policy: SecurityPolicyObject) -> AuthFilter:
+        """The compiled policy, once per snapshot (shared by every rule it covers)."""
+        key = (policy.metadata.namespace, policy.metadata.name)
+        compiled = self._filters.get(key)
+        if compiled is None:
+            consumers = self._consumers.get(policy.metadata.namespace, [])
+            compiled = self._filters[key] = AuthFilter(policy, consumers)
+        return compiled
 
 
 def fault_injector(spec: FaultInjectionSpec) -> FaultInjector:

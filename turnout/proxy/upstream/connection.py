@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1_client import Http1ClientConnection
+from turnout.proxy.protocols.http2_client import Http2ClientConnection
 
 if TYPE_CHECKING:
     from turnout.proxy.upstream.pool import EndpointPool
@@ -43,22 +44,22 @@ class _Orphan:
         self.conn = conn
 
     def response_informational(self, head: ResponseHead) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
     def response_head(self, head: ResponseHead) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
     def response_body(self, data: bytes) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
     def response_complete(self, trailers: Headers | None) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
     def tunnel_data(self, data: bytes) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
     def protocol_error(self, message: str) -> None:
-        self.conn.codec.reusable = False
+        self.conn.spoil()
 
 
 class UpstreamConnection:
@@ -68,6 +69,8 @@ class UpstreamConnection:
         "_orphan",
         "closed",
         "codec",
+        "h2",
+        "h2_blocked",
         "idle_since",
         "owner",
         "pool",
@@ -80,6 +83,11 @@ class UpstreamConnection:
         self.pool = pool
         self._orphan = _Orphan(self)
         self.codec = Http1ClientConnection(self._orphan)
+        # HTTP/2 to the endpoint (appProtocol h2c/grpc): this codec replaces ``codec``
+        self.h2: Http2ClientConnection | None = (
+            Http2ClientConnection(self._orphan) if pool.http2 else None
+        )
+        self.h2_blocked = False  # request bytes wait for HTTP/2 flow-control window
         self.owner: UpstreamOwner | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -94,10 +102,15 @@ class UpstreamConnection:
         # Counted here, not when open() returns: a cancelled open() still gets
         # connection_lost (which uncounts it) for a socket that was connected.
         self.pool.open_count += 1
+        if self.h2 is not None:
+            transport.write(self.h2.data_to_send())  # type: ignore[attr-defined]  # preface
 
     def data_received(self, data: bytes) -> None:
         # The owner may release this connection while handling the data, so keep it.
         owner = self.owner
+        if self.h2 is not None:
+            self._h2_received(data, owner)
+            return
         try:
             self.codec.feed(data)
         except Exception:
@@ -112,7 +125,10 @@ class UpstreamConnection:
 
     def eof_received(self) -> bool:
         owner = self.owner
-        self.codec.feed_eof()
+        if self.h2 is not None:
+            self.h2.feed_eof()
+        else:
+            self.codec.feed_eof()
         if owner is not None:
             owner.flush()
         return False  # let the transport close
@@ -120,7 +136,15 @@ class UpstreamConnection:
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self.codec.reusable = False
+        h2 = self.h2
         owner = self.owner
+        if h2 is not None:
+            h2.reusable = False
+            if owner is not None and not h2.done:
+                h2.feed_eof()
+                owner.flush()
+            self.pool.forget(self)
+            return
         if owner is not None:
             if not self.codec.done:
                 self.codec.feed_eof()
@@ -142,23 +166,73 @@ class UpstreamConnection:
     @property
     def usable(self) -> bool:
         # close() and abort() clear ``reusable`` and connection_lost sets ``closed``.
-        return self.codec.reusable and not self.closed
+        return self.reusable and not self.closed
+
+    @property
+    def reusable(self) -> bool:
+        h2 = self.h2
+        return h2.reusable if h2 is not None else self.codec.reusable
+
+    @property
+    def received_any(self) -> bool:
+        h2 = self.h2
+        return h2.received_any if h2 is not None else self.codec.received_any
 
     def attach(self, owner: UpstreamOwner, head_request: bool) -> None:
         self.owner = owner
+        self.requests += 1
+        h2 = self.h2
+        if h2 is not None:
+            h2.handler = owner
+            h2.expect(head_request)
+            return
         self.codec.handler = owner
         self.codec.expect(head_request)
-        self.requests += 1
 
     def detach(self) -> None:
         self.owner = None
-        self.codec.handler = self._orphan
+        if self.h2 is not None:
+            self.h2.handler = self._orphan
+        else:
+            self.codec.handler = self._orphan
         if self.reading_paused:
             self.set_reading(True)
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        h2 = self.h2
+        if h2 is None:
             self.transport.write(data)  # type: ignore[union-attr]  # set before attach
+            return
+        # HTTP/1.1 bytes from the exchange, re-framed as HTTP/2 (see protocols.http2_client)
+        h2.send(data)
+        self.transport.write(h2.data_to_send())  # type: ignore[union-attr]
+        if not h2.writable and not self.h2_blocked and self.owner is not None:
+            self.h2_blocked = True
+            self.owner.upstream_writable(False)
+
+    def _h2_received(self, data: bytes, owner: UpstreamOwner | None) -> None:
+        h2 = self.h2
+        assert h2 is not None
+        try:
+            h2.feed(data)
+        except Exception:
+            log.exception("internal error on an upstream HTTP/2 connection")
+            self.abort()
+            if owner is not None:
+                owner.protocol_error("internal gateway error")
+        out = h2.data_to_send()
+        if out and not self.closed:
+            self.transport.write(out)  # type: ignore[union-attr]
+        if self.h2_blocked and h2.writable:
+            self.h2_blocked = False
+            if self.owner is not None:
+                self.owner.upstream_writable(True)
+        if owner is not None:
+            owner.flush()
+        elif not h2.reusable:
+            self.close()
 
     def set_reading(self, on: bool) -> None:
         t = self.transport
@@ -171,14 +245,20 @@ class UpstreamConnection:
             self.reading_paused = True
             t.pause_reading()
 
-    def close(self) -> None:
+    def spoil(self) -> None:
+        """Never reuse this connection (it misbehaved, or it is closing)."""
         self.codec.reusable = False
+        if self.h2 is not None:
+            self.h2.reusable = False
+
+    def close(self) -> None:
+        self.spoil()
         t = self.transport
         if t is not None and not t.is_closing():
             t.close()
 
     def abort(self) -> None:
-        self.codec.reusable = False
+        self.spoil()
         t = self.transport
         if t is not None:
             t.abort()

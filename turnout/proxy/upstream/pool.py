@@ -31,6 +31,7 @@ class EndpointPool:
         "address",
         "connect_errors",
         "health",
+        "http2",
         "idle",
         "idle_timeout",
         "is_ip",
@@ -52,12 +53,14 @@ class EndpointPool:
         tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         key: str | None = None,
+        http2: bool = False,
     ) -> None:
         self.address = address
         self.key = key or str(address)
         # TLS to the endpoint: the context, and the name sent as SNI and verified
         self.tls = tls
         self.server_hostname = server_hostname
+        self.http2 = http2  # h2c to the endpoint (Backend appProtocol h2c / grpc)
         self.key_json = json_string(self.key)  # for access-log lines
         self.is_ip = address.is_unix or address.is_ip
         self._loop = loop
@@ -75,7 +78,7 @@ class EndpointPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.codec.reusable and not conn.closed:
+            if conn.reusable and not conn.closed:
                 return conn
             conn.close()
         return None
@@ -87,7 +90,7 @@ class EndpointPool:
         than a clock read per request, and expiry only needs second precision).
         """
         conn.detach()
-        if conn.codec.reusable and not conn.closed and len(self.idle) < self.max_idle:
+        if conn.reusable and not conn.closed and len(self.idle) < self.max_idle:
             conn.idle_since = 0.0
             self.idle.append(conn)
         else:

@@ -580,9 +580,16 @@ class HTTPHealthCheckSpec(Spec):
     )
 
 
+class GRPCHealthCheckSpec(Spec):
+    """``grpc.health.v1.Health/Check`` over h2c; an empty service asks about the server."""
+
+    service: Annotated[StrictStr, Field(max_length=1024)] = ""
+
+
 class ActiveHealthCheckSpec(Spec):
-    type: Literal["HTTP", "TCP"] = "HTTP"
+    type: Literal["HTTP", "TCP", "GRPC"] = "HTTP"
     http: HTTPHealthCheckSpec = HTTPHealthCheckSpec()
+    grpc: GRPCHealthCheckSpec = GRPCHealthCheckSpec()
     interval: Duration = "5s"
     timeout: Duration = "1s"
     healthy_threshold: Count = 1

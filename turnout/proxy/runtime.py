@@ -140,7 +140,7 @@ class Runtime:
                 key=key,
                 http2=http2,
             )
-            verdict = self.active_health.get(key)
+            verdict = self.active_health.get(str(address))  # checks are per address
             if verdict is not None:
                 pool.health.set_active(verdict, time.perf_counter())
         else:
@@ -150,9 +150,10 @@ class Runtime:
     def set_active_health(self, verdicts: dict[str, bool]) -> None:
         now = time.perf_counter()
         self.active_health.update(verdicts)
-        for key, ok in verdicts.items():
-            pool = self.pools.get(key)
-            if pool is not None:
+        # Verdicts are per address; a TLS or h2c pool's key carries a suffix.
+        for pool in self.pools.values():
+            ok = verdicts.get(str(pool.address))
+            if ok is not None:
                 pool.health.set_active(ok, now)
 
     # -- time ----------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def probe_targets(config: ConfigSet) -> tuple[list[ProbeTarget], dict[str, str]]
                     method=active.http.method,
                     expected=frozenset(active.http.expected_statuses),
                     host=active.http.hostname or "",
+                    grpc_service=active.grpc.service,
                     interval=parse_duration(active.interval),
                     timeout=parse_duration(active.timeout),
                     healthy_threshold=active.healthy_threshold,

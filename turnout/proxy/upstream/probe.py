@@ -45,11 +45,12 @@ from typing import Final, Literal, TypedDict
 from turnout.core.netaddr import Address
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1_client import Http1ClientConnection
+from turnout.proxy.protocols.http2_client import Http2ClientConnection
 from turnout.proxy.upstream.health import ActiveState
 
 log = logging.getLogger("turnout.health")
 
-ProbeKind = Literal["HTTP", "TCP"]
+ProbeKind = Literal["HTTP", "TCP", "GRPC"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PATH: Final = re.compile(r"/[\x21-\x7e]*")
@@ -73,10 +74,11 @@ class ProbeTarget:
     healthy_threshold: int = 1
     unhealthy_threshold: int = 3
     jitter: float = 0.0  # fraction of the interval, 0 <= jitter < 1
+    grpc_service: str = ""  # GRPC probes: the service asked about ("" = the server)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("HTTP", "TCP"):
-            raise ValueError(f"health check kind must be HTTP or TCP, not {self.kind!r}")
+        if self.kind not in ("HTTP", "TCP", "GRPC"):
+            raise ValueError(f"health check kind must be HTTP, TCP or GRPC, not {self.kind!r}")
         if not (self.interval > 0 and self.timeout > 0):
             raise ValueError("health check interval and timeout must be positive")
         if not 0.0 <= self.jitter < 1.0:
@@ -89,6 +91,19 @@ class ProbeTarget:
             raise ValueError(f"health check method {self.method!r} is not a token")
         if not _HOST.fullmatch(self.host):
             raise ValueError(f"health check host {self.host!r} is not a valid Host value")
+
+    def grpc_request(self) -> bytes:
+        """A ``grpc.health.v1.Health/Check`` call as HTTP/1.1 bytes (the HTTP/2 codec
+        re-frames them), carrying one ``HealthCheckRequest{service}`` message."""
+        service = self.grpc_service.encode()
+        message = (b"\x0a" + _varint(len(service)) + service) if service else b""
+        body = b"\x00" + len(message).to_bytes(4, "big") + message
+        host = self.host or ("localhost" if self.address.is_unix else str(self.address))
+        return (
+            f"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: {host}\r\n"
+            "content-type: application/grpc\r\nte: trailers\r\n"
+            f"user-agent: turnout-health\r\ncontent-length: {len(body)}\r\n\r\n"
+        ).encode("ascii") + body
 
     def request(self) -> bytes:
         """The probe's request bytes (HTTP probes)."""
@@ -201,6 +216,77 @@ async def _http_status(
     return ""
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _GrpcReader(_StatusReader):
+    """A unary gRPC response: the body and the trailers."""
+
+    __slots__ = ("body", "done", "headers", "trailers")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = b""
+        self.done = False
+        self.headers: Headers = []
+        self.trailers: Headers = []
+
+    def response_head(self, head: ResponseHead) -> None:
+        self.status = head.status
+        self.headers = head.headers
+
+    def response_body(self, data: bytes) -> None:
+        if len(self.body) < _RECV_SIZE:
+            self.body += data
+
+    def response_complete(self, trailers: Headers | None) -> None:
+        self.trailers = trailers or []
+        self.done = True
+
+
+def serving(message: bytes) -> bool:
+    """Whether a ``HealthCheckResponse`` says SERVING (field 1, varint 1)."""
+    return len(message) >= 2 and message[0] == 0x08 and message[1] == 1
+
+
+async def _grpc_health(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, target: ProbeTarget
+) -> str:
+    reader = _GrpcReader()
+    codec = Http2ClientConnection(reader)
+    codec.expect(False)
+    codec.send(target.grpc_request())
+    await loop.sock_sendall(sock, codec.data_to_send())
+    while not reader.done and not reader.error:
+        data = await loop.sock_recv(sock, _RECV_SIZE)
+        if not data:
+            return "connection closed before a response"
+        codec.feed(data)
+        out = codec.data_to_send()
+        if out:
+            await loop.sock_sendall(sock, out)
+    if reader.error:
+        return reader.error
+    if reader.status != 200:
+        return f"unexpected HTTP status {reader.status}"
+    # an error is often "Trailers-Only": the status in the response headers
+    trailers = dict(reader.trailers) or dict(reader.headers)
+    code = trailers.get(b"grpc-status", b"?")
+    if code != b"0":
+        return f"grpc-status {code.decode('latin-1')}: " + trailers.get(
+            b"grpc-message", b""
+        ).decode("latin-1")
+    if not serving(reader.body[5:]):
+        return "not SERVING"
+    return ""
+
+
 async def check(target: ProbeTarget) -> str:
     """Probe ``target`` once: "" when it passed, else why it failed."""
     loop = asyncio.get_running_loop()
@@ -210,6 +296,8 @@ async def check(target: ProbeTarget) -> str:
             try:
                 if target.kind == "TCP":
                     return ""
+                if target.kind == "GRPC":
+                    return await _grpc_health(loop, sock, target)
                 return await _http_status(loop, sock, target)
             finally:
                 sock.close()

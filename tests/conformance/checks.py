@@ -9,7 +9,13 @@ H2`` sends the request as HTTP/2 over TLS (ALPN ``h2``) with the ``h2`` library 
 plain ``ssl`` socket, so SNI and ``:authority`` are exactly the case's. Before the first H2
 case of a target, a probe handshake offers ``h2, http/1.1``: if the gateway does not select
 ``h2``, the H2 cases are reported as skipped ("HTTP/2 over TLS not supported yet"), so
-they start running by themselves once Turnout negotiates HTTP/2.
+they start running by themselves once Turnout negotiates HTTP/2. ``protocol: H2C`` (on
+``scheme: http``) sends the same HTTP/2 request in clear text with prior knowledge.
+
+``kind: grpc`` / ``grpcWeightedDistribution`` cases call upstream's ``GrpcEcho`` with
+grpcio over cleartext HTTP/2: a fresh channel (own subchannel pool, so a fresh
+connection) per call, ``grpc.default_authority`` = the case's ``authority``, its
+``metadata`` with lower-cased keys; the reply is decoded by ``echoes.decode_echo_response``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect as ws_connect
 
+from tests.conformance.echoes import GRPC_SERVICE, NO_PROXY, decode_echo_response, raw_bytes
 from tests.conformance.harness import ConformanceGateway, EchoFleet, host_name
 
 H2_UNSUPPORTED = "HTTP/2 over TLS not supported yet"
@@ -87,6 +94,8 @@ class Exchange:
         via = f"{self.connect}"
         if self.sni is not None:
             via = f"https://{self.connect} (SNI {self.sni or 'none'}, {self.protocol})"
+        elif self.protocol != "HTTP/1.1":
+            via = f"{self.connect} ({self.protocol})"
         return f"{self.method} {self.target} Host: {self.host};{extra} -> {via}"
 
     def describe_response(self) -> str:
@@ -169,12 +178,19 @@ def send_h2(
     host: str,
     headers: dict[str, str],
     timeout: float,
-    tls: ClientTls,
+    tls: ClientTls | None,
 ) -> Exchange:
-    """One HTTP/2 request (one stream) on a fresh TLS connection that must negotiate
-    ``h2``; ``host`` becomes ``:authority``, header names are lower-cased (RFC 9113)."""
+    """One HTTP/2 request (one stream) on a fresh connection: over TLS that must negotiate
+    ``h2``, or, with ``tls`` None, cleartext with prior knowledge (h2c). ``host`` becomes
+    ``:authority``, header names are lower-cased (RFC 9113)."""
     ex = Exchange(
-        method, target, host, dict(headers), f"{address}:{port}", sni=tls.sni, protocol="H2"
+        method,
+        target,
+        host,
+        dict(headers),
+        f"{address}:{port}",
+        sni=tls.sni if tls is not None else None,
+        protocol="H2" if tls is not None else "H2C",
     )
     # h2 (python-hyper) is what Turnout's HTTP/2 support is built on; imported here so the
     # runner works without it as long as no H2 case runs.
@@ -192,20 +208,26 @@ def send_h2(
     except ImportError as exc:
         ex.error = f"runner: cannot send HTTP/2 ({exc})"
         return ex
+    sock: socket.socket
     try:
-        sock = tls_connect(address, port, tls, timeout)
+        if tls is None:
+            sock = socket.create_connection((address, port), timeout=timeout)
+        else:
+            sock = tls_connect(address, port, tls, timeout)
     except OSError as exc:
         ex.error = f"{type(exc).__name__}: {exc}"
         return ex
     try:
-        alpn = sock.selected_alpn_protocol()
-        if alpn != "h2":
-            ex.error = f"ALPN selected {alpn!r}, not 'h2'"
-            return ex
+        if isinstance(sock, ssl.SSLSocket):
+            alpn = sock.selected_alpn_protocol()
+            if alpn != "h2":
+                ex.error = f"ALPN selected {alpn!r}, not 'h2'"
+                return ex
         conn = H2Connection(H2Configuration(client_side=True))
         conn.initiate_connection()
         stream = conn.get_next_available_stream_id()
-        fields = [(":method", method), (":scheme", "https"), (":authority", host)]
+        scheme = "https" if tls is not None else "http"
+        fields = [(":method", method), (":scheme", scheme), (":authority", host)]
         fields.append((":path", target))
         fields.extend((k.lower(), v) for k, v in headers.items())
         conn.send_headers(stream, fields, end_stream=True)
@@ -259,6 +281,108 @@ def probe_alpn(address: str, port: int, tls: ClientTls, timeout: float) -> tuple
         return sock.selected_alpn_protocol() or "", ""
     finally:
         sock.close()
+
+
+# --- one gRPC call --------------------------------------------------------------------------
+
+
+@dataclass
+class GrpcExchange:
+    """One unary call of ``GrpcEcho`` and its outcome."""
+
+    method: str
+    authority: str  # "" = grpcio's default (the target address)
+    metadata: list[tuple[str, str]]
+    connect: str
+    code: str = ""  # gRPC status name, e.g. OK, UNIMPLEMENTED
+    details: str = ""
+    reply: dict[str, Any] = field(default_factory=dict)  # echoes.decode_echo_response
+    error: str = ""  # the runner could not make the call at all
+
+    @property
+    def pod(self) -> str:
+        return str((self.reply.get("context") or {}).get("pod", ""))
+
+    def describe_request(self) -> str:
+        meta = "".join(f" {k}: {v};" for k, v in self.metadata)
+        authority = self.authority or "(target address)"
+        return f"gRPC /{GRPC_SERVICE}/{self.method} :authority {authority};{meta} -> {self.connect}"
+
+    def describe_response(self) -> str:
+        if self.error:
+            return f"no call ({self.error})"
+        if self.code != "OK":
+            return f"code {self.code} ({self.details!r})"
+        ctx = self.reply.get("context") or {}
+        return (
+            f"code OK, method {self.reply.get('fullyQualifiedMethod')!r}, "
+            f"namespace {ctx.get('namespace')!r}, pod {ctx.get('pod')!r}, "
+            f"authority {self.reply.get('authority')!r}, metadata {self.reply.get('headers')}"
+        )
+
+
+def send_grpc(
+    address: str,
+    port: int,
+    method: str,
+    authority: str,
+    metadata: list[tuple[str, str]],
+    timeout: float,
+) -> GrpcExchange:
+    """One unary call (empty ``EchoRequest``) over cleartext HTTP/2 on a fresh channel with
+    its own subchannel pool, so a fresh connection (as upstream); ``:authority`` is
+    ``authority`` when given (``grpc.default_authority``), metadata keys lower-cased."""
+    import grpc  # grpcio only when a gRPC case runs
+
+    meta = [(k.lower(), str(v)) for k, v in metadata]
+    ex = GrpcExchange(method, authority, meta, f"{address}:{port}")
+    options: list[tuple[str, Any]] = [NO_PROXY, ("grpc.use_local_subchannel_pool", 1)]
+    if authority:
+        options.append(("grpc.default_authority", authority))
+    try:
+        with grpc.insecure_channel(f"{address}:{port}", options=options) as channel:
+            call = channel.unary_unary(
+                f"/{GRPC_SERVICE}/{method}",
+                request_serializer=raw_bytes,
+                response_deserializer=raw_bytes,
+            )
+            try:
+                reply = call(b"", metadata=meta, timeout=timeout)
+            except grpc.RpcError as exc:
+                ex.code = exc.code().name
+                ex.details = exc.details() or ""
+                return ex
+            ex.code = "OK"
+            try:
+                ex.reply = decode_echo_response(reply)
+            except ValueError as exc:
+                ex.error = f"undecodable EchoResponse ({exc}): {reply[:100]!r}"
+    except (ValueError, OSError) as exc:
+        ex.error = f"{type(exc).__name__}: {exc}"
+    return ex
+
+
+def compare_grpc(case: dict[str, Any], ex: GrpcExchange) -> list[str]:
+    """README 6 (kind: grpc): the status code; for OK also the echoed fully qualified
+    method, namespace and pod prefix. ``declaredButNotChecked`` is not enforced."""
+    if ex.error:
+        return [f"call failed: {ex.error}"]
+    expect = case["expect"]
+    want = expect.get("code", "OK")
+    if ex.code != want:
+        return [f"code: expected {want}, got {ex.code} ({ex.details!r})"]
+    if want != "OK":
+        return []
+    out = []
+    method = ex.reply.get("fullyQualifiedMethod", "")
+    if expect.get("fullyQualifiedMethod") and method != expect["fullyQualifiedMethod"]:
+        out.append(f"method: expected {expect['fullyQualifiedMethod']!r}, got {method!r}")
+    namespace = (ex.reply.get("context") or {}).get("namespace", "")
+    if expect.get("namespace") and namespace != expect["namespace"]:
+        out.append(f"namespace: expected {expect['namespace']!r}, got {namespace!r}")
+    if expect.get("backend") and not ex.pod.startswith(expect["backend"]):
+        out.append(f"backend: expected a pod of {expect['backend']!r}, got {ex.pod!r}")
+    return out
 
 
 # --- a case ---------------------------------------------------------------------------------
@@ -387,6 +511,8 @@ class CaseRunner:
         )
         req = case["request"]
         if req.get("scheme", "http") != "https":
+            if req.get("protocol", "HTTP/1.1") == "H2C":
+                return send_h2(*args, None), expected_path
             return send(*args), expected_path
         if req.get("protocol", "HTTP/1.1") == "H2":
             return send_h2(*args, self.client_tls(case, ("h2",))), expected_path
@@ -459,6 +585,10 @@ class CaseRunner:
             return self.run_header_consistency(index, case)
         if kind == "mirrorPercentage":
             return self.run_mirror_percentage(index, case)
+        if kind == "grpc":
+            return self.run_grpc(index, case)
+        if kind == "grpcWeightedDistribution":
+            return self.run_grpc_weighted(index, case)
         raise AssertionError(f"unhandled kind {kind!r} for {req}")
 
     def plain_attempt(self, case: dict[str, Any], ids: dict[str, str]) -> Attempt:
@@ -520,6 +650,60 @@ class CaseRunner:
 
         return self.consistently(index, case, attempt)
 
+    def send_grpc_case(self, case: dict[str, Any], extra: list[tuple[str, str]]) -> GrpcExchange:
+        address, port = self.target(case)
+        req = case["request"]
+        metadata = [(k, str(v)) for k, v in (req.get("metadata") or {}).items()] + extra
+        return send_grpc(
+            address,
+            port,
+            req["method"],
+            str(req.get("authority") or ""),
+            metadata,
+            self.timing.request_timeout,
+        )
+
+    def run_grpc(self, index: int, case: dict[str, Any]) -> CaseResult:
+        def attempt() -> Attempt:
+            ex = self.send_grpc_case(case, [])
+            return Attempt(compare_grpc(case, ex), ex.describe_request(), ex.describe_response())
+
+        return self.consistently(index, case, attempt)
+
+    def run_grpc_weighted(self, index: int, case: dict[str, Any]) -> CaseResult:
+        """README 6 (grpcWeightedDistribution): like ``run_weighted``, with the gRPC call,
+        ``x-jitter`` metadata as entropy and the pod from ``assertions.context.pod``."""
+        first = self.run_grpc(index, case)
+        if not first.ok:
+            return first
+        sampling, weights = case["sampling"], case["weights"]
+        attempts: list[str] = []
+        for _ in range(int(sampling["maxAttempts"])):
+
+            def one(_: int) -> tuple[str, list[str], str]:
+                extra = (
+                    [("x-jitter", str(random.randint(0, 9999)))] if random.random() < 0.5 else []
+                )
+                ex = self.send_grpc_case(case, extra)
+                service = "-".join(ex.pod.split("-")[:-2])
+                return service, compare_grpc(case, ex), ex.describe_response()
+
+            with ThreadPoolExecutor(int(sampling["concurrency"])) as pool:
+                results = list(pool.map(one, range(int(sampling["totalRequests"]))))
+            bad = [f"{got}: {m}" for _, mm, got in results for m in mm]
+            counts: dict[str, int] = {}
+            for service, _, _ in results:
+                counts[service] = counts.get(service, 0) + 1
+            problems = bad[:3] + weight_problems(counts, weights, float(sampling["tolerance"]))
+            if not problems:
+                return first
+            attempts.append(f"counts {counts}: " + "; ".join(problems))
+        first.ok = False
+        first.expected = f"shares {weights} ± {sampling['tolerance']}"
+        first.got = attempts[-1]
+        first.mismatches = [f"attempt {i + 1}: {a}" for i, a in enumerate(attempts)]
+        return first
+
     def run_weighted(self, index: int, case: dict[str, Any]) -> CaseResult:
         first = self.run_plain(index, case)
         if not first.ok:
@@ -541,19 +725,7 @@ class CaseRunner:
             counts: dict[str, int] = {}
             for service, _, _ in results:
                 counts[service] = counts.get(service, 0) + 1
-            total = len(results)
-            problems = bad[:3]
-            unknown = sorted(s for s in counts if s not in weights)
-            if unknown:
-                problems.append(f"unknown backends answered: {unknown}")
-            for name, weight in weights.items():
-                share = counts.get(name, 0) / total
-                if weight == 0 and counts.get(name, 0):
-                    problems.append(f"{name} has weight 0 but got {counts[name]} requests")
-                elif weight > 0 and not counts.get(name):
-                    problems.append(f"{name} has weight {weight} but got no requests")
-                elif abs(share - weight) > float(sampling["tolerance"]):
-                    problems.append(f"{name}: share {share:.3f}, weight {weight}")
+            problems = bad[:3] + weight_problems(counts, weights, float(sampling["tolerance"]))
             if not problems:
                 return first
             attempts.append(f"counts {counts}: " + "; ".join(problems))
@@ -642,6 +814,27 @@ class CaseRunner:
         return first
 
 
+def weight_problems(
+    counts: dict[str, int], weights: dict[str, float], tolerance: float
+) -> list[str]:
+    """README 6 (weightedDistribution): no unknown backend, traffic exactly to the backends
+    with weight > 0, every observed share within ``tolerance`` of its weight."""
+    total = sum(counts.values()) or 1
+    problems = []
+    unknown = sorted(s for s in counts if s not in weights)
+    if unknown:
+        problems.append(f"unknown backends answered: {unknown}")
+    for name, weight in weights.items():
+        share = counts.get(name, 0) / total
+        if weight == 0 and counts.get(name, 0):
+            problems.append(f"{name} has weight 0 but got {counts[name]} requests")
+        elif weight > 0 and not counts.get(name):
+            problems.append(f"{name} has weight {weight} but got no requests")
+        elif abs(share - weight) > tolerance:
+            problems.append(f"{name}: share {share:.3f}, weight {weight}")
+    return problems
+
+
 def _with_request_id(case: dict[str, Any], param: str, rid: str) -> dict[str, Any]:
     out = json.loads(json.dumps(case))
     for holder in (out["request"], out["expect"]["request"]):
@@ -657,12 +850,13 @@ def runner_limitation(case: dict[str, Any]) -> str:
     scheme, protocol = req.get("scheme", "http"), req.get("protocol", "HTTP/1.1")
     if scheme not in ("http", "https"):
         return f"runner: scheme {scheme} is not implemented"
-    if (scheme, protocol) not in (("http", "HTTP/1.1"), ("https", "HTTP/1.1"), ("https", "H2")):
+    supported = (("http", "HTTP/1.1"), ("http", "H2C"), ("https", "HTTP/1.1"), ("https", "H2"))
+    if (scheme, protocol) not in supported:
         return f"runner: protocol {protocol} over {scheme} is not implemented"
     if scheme == "https" and case.get("kind") == "websocket":
         return "runner: WebSocket over TLS is not implemented"
-    if case.get("kind") in ("grpc", "grpcWeightedDistribution"):
-        return "runner: gRPC cases are not implemented (no gRPC echo/client)"
+    if scheme == "https" and case.get("kind") in ("grpc", "grpcWeightedDistribution"):
+        return "runner: gRPC over TLS is not implemented"
     return ""
 
 

@@ -16,24 +16,29 @@ kind Service resolve to it). A Backend endpoint carries its own ``host:port``, a
 Service port maps to a *different* local server per port (8080 HTTP echo, 8081 h2c echo,
 8082 WebSocket echo), so one Backend cannot stand for every port of its Service at once.
 Instead the Backends are generated **per test**: for each Service, the runner looks at the
-ports the test's manifests name for it (HTTPRoute ``backendRefs`` and ``RequestMirror``
-targets) and points the Backend's endpoints at the replicas serving that port:
+ports the test's manifests name for it (HTTPRoute/GRPCRoute ``backendRefs`` and
+``RequestMirror`` targets) and points the Backend's endpoints at the replicas serving that
+port. The Service port's ``appProtocol`` becomes the Backend's ``spec.appProtocol``, so
+Turnout speaks HTTP/2 with prior knowledge to the ``kubernetes.io/h2c`` ports:
 
 - ``<any Service>:8080`` (no appProtocol) → ``turnout.samples.echo`` HTTP echo; plain
   Backend.
 - ``infra-backend-v1:8082`` (appProtocol ``kubernetes.io/ws``) → a ``websockets`` echo
   whose ``/ws`` sends every frame back (other paths answer the JSON echo); Backend with
   ``appProtocol: kubernetes.io/ws``.
-- ``infra-backend-v1:8081`` (appProtocol ``kubernetes.io/h2c``) → none
-  (HTTPRouteBackendProtocolH2C is skipped).
+- ``infra-backend-v1:8081`` (appProtocol ``kubernetes.io/h2c``) → the h2c-only echo
+  (``echoes.H2cEcho``: HTTP/2 prior knowledge, same JSON body, 400 to HTTP/1.x); Backend
+  with ``appProtocol: kubernetes.io/h2c``.
+- ``grpc-infra-backend-v1/-v2/-v3:8080`` (appProtocol ``kubernetes.io/h2c``) → upstream's
+  gRPC echo service (``echoes.GrpcEcho``, grpcio); Backend with
+  ``appProtocol: kubernetes.io/h2c``.
 
-A Service the test does not reference gets its 8080 (HTTP) endpoints. A test naming two
+A Service the test does not reference gets its 8080 endpoints. A test naming two
 ports of one Service, or a port with no local implementation, is a runner error (no
-transcribed, runnable test does either; only HTTPRouteBackendProtocolWebSocket uses 8082).
-Replica counts come from the Deployments (2 each, ``infra-backend-v3`` 1); pod names
-follow the README's rule: ``<service>-local-<i>``. Services that are not echo-basic
-upstream (``tls-backend*``, ``tcp-backend``, ``coredns``, ``grpc-infra-backend-*``) get no
-Backend; no runnable case uses them.
+transcribed, runnable test does either). Replica counts come from the Deployments (2 each,
+``infra-backend-v3`` 1); pod names follow the README's rule: ``<service>-local-<i>``.
+Services that are not echo-basic upstream (``tls-backend*``, ``tcp-backend``, ``coredns``)
+get no Backend; no runnable case uses them.
 
 **Gateways** (README 2.3). Every Gateway named in any manifest gets its own loopback
 address ``$TURNOUT_CONFORMANCE_NET.N`` (default ``127.0.1.N``; pytest-xdist worker ``gwK``
@@ -85,6 +90,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.conformance.echoes import GrpcEcho, H2cEcho
 from turnout.samples.echo import EchoIdentity, EchoState, canonical, start_echo
 from turnout.testing import BackgroundLoop, TurnoutProcess
 from turnout.testing.certs import CertificateAuthority, Leaf
@@ -98,23 +104,17 @@ GATEWAY_CLASS = "turnout"
 K8S_ONLY_KINDS = frozenset({"Service", "Deployment", "ConfigMap"})
 # Names upstream's certificate carries besides the ones the cases use (README 2.4).
 UPSTREAM_CERT_NAMES = ("*.org", "*.wildcard.org")
-# Services whose upstream image is not the HTTP echo (gRPC, TLS, TCP, DNS): no local echo.
-NON_ECHO_SERVICES = frozenset(
-    {
-        "tls-backend",
-        "tls-backend-2",
-        "tcp-backend",
-        "coredns",
-        "grpc-infra-backend-v1",
-        "grpc-infra-backend-v2",
-        "grpc-infra-backend-v3",
-    }
+# Services whose upstream image is not an echo (TLS, TCP, DNS): no local echo.
+NON_ECHO_SERVICES = frozenset({"tls-backend", "tls-backend-2", "tcp-backend", "coredns"})
+# Services running upstream's echo in gRPC mode (GRPC_ECHO_SERVER=1): every port is gRPC.
+GRPC_SERVICES = frozenset(
+    {"grpc-infra-backend-v1", "grpc-infra-backend-v2", "grpc-infra-backend-v3"}
 )
 # Service port appProtocol -> local implementation ("" = plain HTTP echo; None = none).
 PORT_IMPLEMENTATIONS: dict[str, str | None] = {
     "": "http",
     "kubernetes.io/ws": "ws",
-    "kubernetes.io/h2c": None,
+    "kubernetes.io/h2c": "h2c",
 }
 
 
@@ -215,6 +215,8 @@ class ServiceInfo:
     def implementation(self, port: int) -> str | None:
         if self.name in NON_ECHO_SERVICES or port not in self.ports:
             return None
+        if self.name in GRPC_SERVICES:
+            return "grpc"
         return PORT_IMPLEMENTATIONS.get(self.ports[port])
 
 
@@ -365,7 +367,8 @@ class EchoFleet:
 
     services: dict[tuple[str, str], ServiceInfo]
     instances: dict[tuple[str, str, str], list[EchoState]] = field(default_factory=dict)
-    _closers: list[Any] = field(default_factory=list)
+    _closers: list[Any] = field(default_factory=list)  # run on the background loop
+    _thread_closers: list[Any] = field(default_factory=list)  # run from the caller's thread
 
     @classmethod
     def start(cls, bg: BackgroundLoop, services: list[ServiceInfo]) -> EchoFleet:
@@ -379,6 +382,14 @@ class EchoFleet:
                     if impl == "http":
                         server, state = bg.run(start_echo(identity=ident))
                         fleet._closers.append(server.close)
+                    elif impl == "h2c":
+                        h2c = bg.run(H2cEcho(ident).start())
+                        state = h2c.state
+                        fleet._closers.append(h2c.close)
+                    elif impl == "grpc":
+                        grpc_echo = GrpcEcho(ident).start()  # grpcio: its own threads
+                        state = grpc_echo.state
+                        fleet._thread_closers.append(grpc_echo.close)
                     else:
                         ws = bg.run(WsEcho(ident).start())
                         state = ws.state
@@ -390,6 +401,8 @@ class EchoFleet:
     def close(self, bg: BackgroundLoop) -> None:
         for closer in self._closers:
             bg.call(closer)
+        for closer in self._thread_closers:
+            closer()
 
     def http_instances(self, namespace: str, name: str) -> list[EchoState]:
         return self.instances.get((namespace, name, "http"), [])

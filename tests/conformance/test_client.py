@@ -1,6 +1,7 @@
-"""The runner's TLS client (``checks.send`` over TLS, ``checks.send_h2``, the ALPN probe)
-against small local TLS servers, so the HTTPS and HTTP/2 paths are known to work even
-while Turnout does not negotiate h2 and the conformance H2 cases are skipped."""
+"""The runner's clients and HTTP/2 echoes without Turnout: the TLS client (``checks.send``
+over TLS, ``checks.send_h2``, the ALPN probe) against small local TLS servers; the h2c
+client against the h2c-only echo; the gRPC client against the gRPC echo, and the
+hand-written protobuf codec. So a conformance failure is known to be the gateway's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.checks import ClientTls, probe_alpn, send, send_h2
+from tests.conformance.checks import (
+    ClientTls,
+    compare_grpc,
+    probe_alpn,
+    send,
+    send_grpc,
+    send_h2,
+)
+from tests.conformance.echoes import (
+    GrpcEcho,
+    H2cEcho,
+    decode_echo_response,
+    encode_echo_response,
+    pb_fields,
+)
+from turnout.samples.echo import EchoIdentity
+from turnout.testing import BackgroundLoop
 from turnout.testing.certs import CertificateAuthority
 
 CA = CertificateAuthority("conformance client test CA")
@@ -179,3 +196,99 @@ def test_alpn_probe_reports_what_the_server_selected(
         selected,
         "",
     )
+
+
+# --- h2c echo and client ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def h2c_echo(bg: BackgroundLoop) -> Iterator[H2cEcho]:
+    pytest.importorskip("h2", reason="h2 (python-hyper) is not installed")
+    echo = bg.run(
+        H2cEcho(EchoIdentity("ns", "infra-backend-v1-local-0", "infra-backend-v1")).start()
+    )
+    yield echo
+    bg.call(echo.close)
+
+
+def test_h2c_request_reaches_the_h2c_echo(h2c_echo: H2cEcho) -> None:
+    port = h2c_echo.state.port
+    ex = send_h2("127.0.0.1", port, "GET", "/p?q=1", "gw.example:80", {"X-A": "b"}, 5, None)
+    assert ex.error == "" and ex.status == 200 and ex.protocol == "H2C"
+    echo = ex.echo
+    assert echo["proto"] == "HTTP/2.0" and echo["path"] == "/p?q=1"
+    assert echo["host"] == "gw.example:80" and echo["method"] == "GET"
+    assert echo["headers"] == {"X-A": ["b"]}
+    assert echo["pod"] == "infra-backend-v1-local-0" and echo["namespace"] == "ns"
+    assert f"127.0.0.1:{port} (H2C)" in ex.describe_request()
+    assert h2c_echo.state.received == ["/p?q=1"]
+
+
+def test_h2c_echo_refuses_http1(h2c_echo: H2cEcho) -> None:
+    ex = send("127.0.0.1", h2c_echo.state.port, "GET", "/", "gw.example", {}, 5)
+    assert ex.error == "" and ex.status == 400 and ex.echo == {}
+
+
+# --- gRPC echo, client and codec ---------------------------------------------------------------
+
+
+def test_protobuf_codec_round_trip() -> None:
+    ident = EchoIdentity("ns", "grpc-infra-backend-v1-local-1", "grpc-infra-backend-v1")
+    raw = encode_echo_response("/S/Echo", [("x-a", "b"), ("x-a", "c")], "auth.example", ident)
+    assert decode_echo_response(raw) == {
+        "fullyQualifiedMethod": "/S/Echo",
+        "headers": [["x-a", "b"], ["x-a", "c"]],
+        "authority": "auth.example",
+        "context": {
+            "namespace": "ns",
+            "ingress": "",
+            "serviceName": "grpc-infra-backend-v1",
+            "pod": "grpc-infra-backend-v1-local-1",
+        },
+    }
+    # varints past one byte, fixed-width fields, and unknown fields are read or skipped
+    assert pb_fields(bytes([0x08, 0xAC, 0x02, 0x15, 1, 0, 0, 0])) == {1: [300], 2: [1]}
+    with pytest.raises(ValueError):
+        pb_fields(bytes([0x0A, 0x05, 0x61]))
+
+
+@pytest.fixture
+def grpc_echo() -> Iterator[GrpcEcho]:
+    pytest.importorskip("grpc", reason="grpcio is not installed")
+    echo = GrpcEcho(EchoIdentity("ns", "grpc-infra-backend-v2-local-0", "grpc-infra-backend-v2"))
+    echo.start()
+    yield echo
+    echo.close()
+
+
+def test_grpc_call_reaches_the_grpc_echo(grpc_echo: GrpcEcho) -> None:
+    port = grpc_echo.state.port
+    meta = [("Version", "two"), ("Color", "blue")]
+    ex = send_grpc("127.0.0.1", port, "EchoTwo", "foo.bar.com", meta, 5)
+    assert ex.error == "" and ex.code == "OK", ex.describe_response()
+    fqm = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/EchoTwo"
+    assert ex.reply["fullyQualifiedMethod"] == fqm
+    assert ex.reply["authority"] == "foo.bar.com"
+    assert ["version", "two"] in ex.reply["headers"] and ["color", "blue"] in ex.reply["headers"]
+    assert ex.pod == "grpc-infra-backend-v2-local-0"
+    case = {
+        "expect": {
+            "code": "OK",
+            "fullyQualifiedMethod": fqm,
+            "backend": "grpc-infra-backend-v2",
+            "namespace": "ns",
+        }
+    }
+    assert compare_grpc(case, ex) == []
+    case["expect"]["backend"] = "grpc-infra-backend-v1"
+    assert compare_grpc(case, ex) == [
+        "backend: expected a pod of 'grpc-infra-backend-v1', got 'grpc-infra-backend-v2-local-0'"
+    ]
+    assert grpc_echo.state.received == [fqm]
+
+
+def test_grpc_echo_three_is_unimplemented(grpc_echo: GrpcEcho) -> None:
+    ex = send_grpc("127.0.0.1", grpc_echo.state.port, "EchoThree", "", [], 5)
+    assert ex.error == "" and ex.code == "UNIMPLEMENTED"
+    assert compare_grpc({"expect": {"code": "UNIMPLEMENTED"}}, ex) == []
+    assert compare_grpc({"expect": {"code": "OK"}}, ex)[0].startswith("code: expected OK")

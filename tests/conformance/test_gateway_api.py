@@ -1,4 +1,4 @@
-"""Gateway API conformance (HTTPRoute) for Turnout: one pytest item per upstream test.
+"""Gateway API conformance (HTTPRoute, GRPCRoute) for Turnout: one pytest item per upstream test.
 
 Runs the transcribed upstream tests of ``shared/conformance/gateway-api/cases.yaml``
 against a real ``turnout serve`` and real echo backends; the environment is described in
@@ -66,35 +66,27 @@ SUPPORTED_FEATURES = frozenset(
         "HTTPRouteRequestMultipleMirrors",
         "HTTPRouteRequestPercentageMirror",
         "GatewayHTTPSListenerDetectMisdirectedRequests",
+        "HTTPRouteBackendProtocolH2C",
+        "GRPCRoute",
+        "GRPCRouteNamedRouteRule",
+        "GRPCRouteRequestHeaderModifier",
     }
 )
 
-_GRPC = "GRPCRoute is not supported yet (the runner has no gRPC echo/client either)"
-
 SKIPPED: dict[str, str] = {
-    "HTTPRouteBackendProtocolH2C": "h2c backends (appProtocol kubernetes.io/h2c) are not "
-    "supported yet",
     "HTTPRouteCORS": "the CORS filter is not supported yet",
-    "GRPCExactMethodMatching": _GRPC,
-    "GRPCRouteHeaderMatching": _GRPC,
-    "GRPCRouteListenerHostnameMatching": _GRPC,
-    "GRPCRouteNamedRule": _GRPC,
-    "GRPCRouteRequestHeaderModifier": _GRPC,
-    "GRPCRouteWeight": _GRPC,
 }
 
-# Cases inside an otherwise runnable test that need a feature Turnout lacks. A test whose
-# other cases all pass is then reported as skipped ("partial"), never as passed. H2 (HTTP/2
-# over TLS) cases are not listed here: the runner skips them at run time while the gateway's
-# ALPN does not select h2 (checks.CaseRunner.h2_skip).
+# Cases inside an otherwise runnable test that need a feature Turnout lacks (none today). A
+# test whose other cases all pass is then reported as skipped ("partial"), never as passed.
+# H2 (HTTP/2 over TLS) cases are not listed here: the runner skips them at run time while the
+# gateway's ALPN does not select h2 (checks.CaseRunner.h2_skip).
 
 
 def case_skip_reason(case: dict[str, Any]) -> str:
     req = case["request"]
-    if req.get("protocol", "HTTP/1.1") not in ("HTTP/1.1", "H2"):
+    if req.get("protocol", "HTTP/1.1") not in ("HTTP/1.1", "H2", "H2C"):
         return f"{req['protocol']} from the client is not supported yet"
-    if case.get("kind") in ("grpc", "grpcWeightedDistribution"):
-        return _GRPC
     return ""
 
 

@@ -324,7 +324,8 @@ def test_unknown_kinds_and_bad_arguments(cli: Cli) -> None:
     assert run.err == (
         "error: the server doesn't have a resource type 'widgets' "
         "(known: namespaces, secrets, gatewayclasses, gateways, httproutes, grpcroutes, "
-        "backends, trafficpolicies, sandboxes, routegroups, securitypolicies, consumers)\n"
+        "tcproutes, tlsroutes, backends, trafficpolicies, sandboxes, routegroups, "
+        "securitypolicies, consumers)\n"
     )
     run = cli("get")
     assert run.code == 2 and "say which kind" in run.err

@@ -74,6 +74,8 @@ BUILTIN: tuple[KindInfo, ...] = (
     KindInfo("Gateway", "gateways", GATEWAY_API, True, ("gtw", "gw")),
     KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),
     KindInfo("GRPCRoute", "grpcroutes", GATEWAY_API, True),
+    KindInfo("TCPRoute", "tcproutes", "gateway.networking.k8s.io/v1alpha2", True),
+    KindInfo("TLSRoute", "tlsroutes", "gateway.networking.k8s.io/v1alpha2", True),
     KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
     KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
     KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),

@@ -21,7 +21,19 @@ from turnout.config.model import (
     LabelSelector,
     Listener,
     ParentReference,
+    TCPRouteObject,
+    TLSRouteObject,
 )
+
+# Route kinds each listener protocol accepts (and admits when allowedRoutes.kinds is empty)
+ROUTE_KINDS_BY_PROTOCOL: dict[str, tuple[str, ...]] = {
+    "HTTP": ("HTTPRoute", "GRPCRoute"),
+    "HTTPS": ("HTTPRoute", "GRPCRoute"),
+    "TCP": ("TCPRoute",),
+    "TLS": ("TLSRoute",),
+}
+# Any route object attach_route takes
+AnyRoute = HTTPRouteObject | TCPRouteObject | TLSRouteObject
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -77,10 +89,13 @@ def listener_allows(
     namespaces: dict[str, dict[str, str]],
 ) -> bool:
     allowed = listener.allowed_routes
-    if allowed.kinds:
-        if not any(k.kind == route_kind and k.group == GATEWAY_GROUP for k in allowed.kinds):
-            return False
-    elif route_kind not in ("HTTPRoute", "GRPCRoute"):  # the defaults of HTTP(S) listeners
+    # A route kind the listener's protocol cannot carry never attaches, whatever
+    # allowedRoutes lists (validate reports such lists as errors).
+    if route_kind not in ROUTE_KINDS_BY_PROTOCOL.get(listener.protocol, ()):
+        return False
+    if allowed.kinds and not any(
+        k.kind == route_kind and k.group == GATEWAY_GROUP for k in allowed.kinds
+    ):
         return False
     source = allowed.namespaces.from_
     if source == "All":
@@ -94,7 +109,7 @@ def listener_allows(
 
 
 def attach_route(
-    route: HTTPRouteObject,
+    route: AnyRoute,
     gateways: dict[tuple[str, str], GatewayObject],
     namespaces: dict[str, dict[str, str]],
 ) -> RouteAttachments:
@@ -115,7 +130,7 @@ def attach_route(
 
 
 def _attach_one(
-    route: HTTPRouteObject,
+    route: AnyRoute,
     index: int,
     ref: ParentReference,
     gateways: dict[tuple[str, str], GatewayObject],
@@ -145,8 +160,13 @@ def _attach_one(
     if not allowed:
         return Refusal(index, "NotAllowedByListeners", "the listeners' allowedRoutes refuse it")
     out: list[Attachment] = []
+    # TCP listeners and TCPRoutes have no hostnames (a TCP listener's hostname is ignored).
+    route_hosts = () if isinstance(route, TCPRouteObject) else route.spec.hostnames
     for lst in allowed:
-        names = effective_hostnames(lst.hostname, route.spec.hostnames)
+        if lst.protocol == "TCP":
+            out.append(Attachment(gateway, lst, None))
+            continue
+        names = effective_hostnames(lst.hostname, route_hosts)
         if names is not None and not names:
             continue
         out.append(Attachment(gateway, lst, None if names is None else tuple(names)))

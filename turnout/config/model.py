@@ -497,6 +497,55 @@ class GRPCRouteAsHTTP(HTTPRouteObject):
     kind: Literal["GRPCRoute"]  # type: ignore[assignment]
 
 
+# --- TCPRoute, TLSRoute (gateway.networking.k8s.io/v1alpha2) -----------------------------
+
+# Gateway annotations for its L4 (TCP and TLS passthrough) listeners: the Gateway API has
+# no field for these, so they are a ``turnout.dev`` extension (see docs/l4.md).
+L4_IDLE_TIMEOUT_ANNOTATION: Final = "turnout.dev/l4-idle-timeout"
+L4_MAX_CONNECTIONS_ANNOTATION: Final = "turnout.dev/l4-max-connections"
+
+
+class L4BackendRef(Spec):
+    group: StrictStr = ""
+    kind: StrictStr = "Service"
+    name: ObjectName
+    namespace: ObjectName | None = None
+    port: PortNumber | None = None
+    weight: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1
+
+
+class L4RouteRule(Spec):
+    name: SectionName | None = None
+    backend_refs: tuple[L4BackendRef, ...] = Field(default=(), max_length=16)
+
+
+class TCPRouteSpec(Spec):
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    rules: tuple[L4RouteRule, ...] = Field(min_length=1, max_length=16)
+
+
+class TCPRouteObject(Spec):
+    api_version: Literal["gateway.networking.k8s.io/v1alpha2"]
+    kind: Literal["TCPRoute"]
+    metadata: ObjectMeta
+    spec: TCPRouteSpec
+    status: dict[str, Any] | None = None
+
+
+class TLSRouteSpec(Spec):
+    parent_refs: tuple[ParentReference, ...] = Field(default=(), max_length=32)
+    hostnames: tuple[Hostname, ...] = Field(default=(), max_length=16)
+    rules: tuple[L4RouteRule, ...] = Field(min_length=1, max_length=16)
+
+
+class TLSRouteObject(Spec):
+    api_version: Literal["gateway.networking.k8s.io/v1alpha2", "gateway.networking.k8s.io/v1"]
+    kind: Literal["TLSRoute"]
+    metadata: ObjectMeta
+    spec: TLSRouteSpec
+    status: dict[str, Any] | None = None
+
+
 # --- turnout.dev Backend ----------------------------------------------------------------
 
 
@@ -1135,6 +1184,8 @@ ConfigObject = (
     | GatewayObject
     | HTTPRouteObject
     | GRPCRouteObject
+    | TCPRouteObject
+    | TLSRouteObject
     | BackendObject
     | TrafficPolicyObject
     | SandboxObject
@@ -1151,6 +1202,8 @@ KINDS: Final[dict[str, type[Spec]]] = {
     "Gateway": GatewayObject,
     "HTTPRoute": HTTPRouteObject,
     "GRPCRoute": GRPCRouteObject,
+    "TCPRoute": TCPRouteObject,
+    "TLSRoute": TLSRouteObject,
     "Backend": BackendObject,
     "TrafficPolicy": TrafficPolicyObject,
     "Sandbox": SandboxObject,
@@ -1167,8 +1220,6 @@ FOREIGN_KINDS: Final[dict[str, str]] = {
     ),
     "Deployment": "Deployment is a Kubernetes workload, not gateway configuration",
     "ConfigMap": "ConfigMap is not gateway configuration",
-    "TCPRoute": "TCPRoute is not supported yet",
-    "TLSRoute": "TLSRoute is not supported yet",
     "UDPRoute": "UDPRoute is not supported",
     "ReferenceGrant": "ReferenceGrant is not supported yet",
 }

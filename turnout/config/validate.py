@@ -13,16 +13,19 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from turnout.config.attach import attach_route
+from turnout.config.attach import ROUTE_KINDS_BY_PROTOCOL, AnyRoute, attach_route
 from turnout.config.grpcroute import as_http
 from turnout.config.model import (
     GATEWAY_GROUP,
+    L4_IDLE_TIMEOUT_ANNOTATION,
+    L4_MAX_CONNECTIONS_ANNOTATION,
     TLS_CERT_FILE_OPTION,
     TLS_KEY_FILE_OPTION,
     TURNOUT_GROUP,
     BackendObject,
     ConsumerObject,
     GatewayObject,
+    GatewayTLSConfig,
     GRPCRouteObject,
     HTTPPathModifier,
     HTTPRouteFilter,
@@ -31,6 +34,8 @@ from turnout.config.model import (
     NamespaceObject,
     SecretObject,
     SecurityPolicyObject,
+    TCPRouteObject,
+    TLSRouteObject,
     TrafficPolicyObject,
 )
 from turnout.config.parse import Resource
@@ -45,7 +50,9 @@ from turnout.config.tls import TLSMaterialError, backend_tls, expired, listener_
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
-SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS"})
+SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "TLS"})
+# Listener protocols served by piping bytes (docs/l4.md) rather than parsing HTTP
+L4_PROTOCOLS = frozenset({"TCP", "TLS"})
 # Backend appProtocols spoken as HTTP/2 with prior knowledge (h2c)
 HTTP2_APP_PROTOCOLS = frozenset({"h2c", "kubernetes.io/h2c", "grpc"})
 # Framing and hop-by-hop headers belong to the gateway; a filter may not set them.
@@ -162,6 +169,9 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             translated = Resource(converted, res.origin, res.doc)
             _check_route(translated, converted, backends, problems)
             _check_attachment(translated, converted, gateways, namespaces, problems)
+        elif isinstance(obj, TCPRouteObject | TLSRouteObject):
+            _check_l4_route(res, obj, backends, problems)
+            _check_attachment(res, obj, gateways, namespaces, problems)
         elif isinstance(obj, BackendObject):
             _check_backend(res, obj, problems)
             _check_backend_tls(res, obj, secrets, problems)
@@ -218,7 +228,7 @@ def _check_tls(
                 res.problem(
                     (*base, "tls", "mode"),
                     "HTTPS listeners terminate TLS; Passthrough is for TLS listeners "
-                    "(TLSRoute), which are not supported yet",
+                    "(protocol: TLS, with TLSRoutes)",
                 )
             )
             continue
@@ -267,11 +277,20 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
                 res.problem(
                     (*base, "protocol"),
                     f"listener protocol {lst.protocol!r} is not supported yet "
-                    "(supported: HTTP, HTTPS)",
+                    "(supported: HTTP, HTTPS, TCP, TLS)",
                 )
             )
-        if lst.tls is not None and lst.protocol == "HTTP":
-            problems.append(res.problem((*base, "tls"), "tls must not be set on an HTTP listener"))
+        if lst.tls is not None and lst.protocol in ("HTTP", "TCP"):
+            problems.append(
+                res.problem(
+                    (*base, "tls"),
+                    "tls must not be set on an HTTP listener"
+                    if lst.protocol == "HTTP"
+                    else "tls must not be set on a TCP listener",
+                )
+            )
+        if lst.protocol == "TLS":
+            _check_passthrough(res, lst.tls, base, problems)
         other = bindings.get((lst.port, lst.hostname))
         if other is not None:
             problems.append(
@@ -289,14 +308,18 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
                     "from: Selector requires a selector",
                 )
             )
+        carried = ROUTE_KINDS_BY_PROTOCOL.get(lst.protocol, ())
         for k, kind in enumerate(lst.allowed_routes.kinds):
-            if kind.group != GATEWAY_GROUP or kind.kind not in ("HTTPRoute", "GRPCRoute"):
+            if carried and (kind.group != GATEWAY_GROUP or kind.kind not in carried):
+                shown = "HTTP" if lst.protocol == "HTTPS" else lst.protocol
                 problems.append(
                     res.problem(
                         (*base, "allowedRoutes", "kinds", k),
-                        f"route kind {kind.group}/{kind.kind} is not supported on HTTP listeners",
+                        f"route kind {kind.group}/{kind.kind} is not supported on {shown} "
+                        "listeners",
                     )
                 )
+    _check_l4_ports(res, gw, problems)
     for i, addr in enumerate(gw.spec.addresses):
         path = ("spec", "addresses", i)
         if addr.type != "IPAddress":
@@ -312,9 +335,82 @@ def _check_gateway(res: Resource, gw: GatewayObject, problems: list[Problem]) ->
             problems.append(res.problem((*path, "value"), f"{addr.value!r} is not an IP address"))
 
 
+def _check_passthrough(
+    res: Resource,
+    tls: GatewayTLSConfig | None,
+    base: tuple[str | int, ...],
+    problems: list[Problem],
+) -> None:
+    if tls is None or tls.mode != "Passthrough":
+        problems.append(
+            res.problem(
+                (*base, "tls", "mode"),
+                "TLS listeners need tls.mode: Passthrough (terminating TLS on a TLS listener "
+                "is not supported yet; use an HTTPS listener to terminate)",
+            )
+        )
+        return
+    if tls.certificate_refs:
+        problems.append(
+            res.problem(
+                (*base, "tls", "certificateRefs"),
+                "a Passthrough listener does not terminate TLS: certificateRefs are unused",
+                "warning",
+            )
+        )
+
+
+def _check_l4_ports(res: Resource, gw: GatewayObject, problems: list[Problem]) -> None:
+    """One port is HTTP(S) or L4, and one L4 protocol (a TCP port pipes every byte; a TLS
+    port reads the ClientHello first); and the Gateway's L4 annotations parse."""
+    seen: dict[int, str] = {}
+    for i, lst in enumerate(gw.spec.listeners):
+        if lst.protocol not in SUPPORTED_LISTENER_PROTOCOLS:
+            continue
+        family = lst.protocol if lst.protocol in L4_PROTOCOLS else "HTTP(S)"
+        if family == "TCP" and seen.get(lst.port) == "TCP":
+            # TCP has nothing (no host name) to tell two listeners of one port apart
+            problems.append(
+                res.problem(
+                    ("spec", "listeners", i, "port"), f"port {lst.port} has two TCP listeners"
+                )
+            )
+            continue
+        first = seen.setdefault(lst.port, family)
+        if first != family:
+            problems.append(
+                res.problem(
+                    ("spec", "listeners", i, "protocol"),
+                    f"port {lst.port} has both {first} and {family} listeners; a port carries "
+                    "HTTP(S), TCP or TLS passthrough, not a mix",
+                )
+            )
+    notes = gw.metadata.annotations
+    idle = notes.get(L4_IDLE_TIMEOUT_ANNOTATION)
+    if idle is not None:
+        try:
+            if parse_duration(idle) <= 0:
+                raise ValueError("must be positive")
+        except ValueError as exc:
+            problems.append(
+                res.problem(
+                    ("metadata", "annotations", L4_IDLE_TIMEOUT_ANNOTATION),
+                    f"{idle!r} is not a positive duration ({exc})",
+                )
+            )
+    cap = notes.get(L4_MAX_CONNECTIONS_ANNOTATION)
+    if cap is not None and not (cap.isdigit() and 0 < int(cap) <= 10_000_000):
+        problems.append(
+            res.problem(
+                ("metadata", "annotations", L4_MAX_CONNECTIONS_ANNOTATION),
+                f"{cap!r} is not a whole number of connections between 1 and 10000000",
+            )
+        )
+
+
 def _check_attachment(
     res: Resource,
-    route: HTTPRouteObject,
+    route: AnyRoute,
     gateways: dict[tuple[str, str], GatewayObject],
     namespaces: dict[str, dict[str, str]],
     problems: list[Problem],
@@ -336,6 +432,46 @@ def _check_attachment(
                 "warning",
             )
         )
+
+
+# --- TCPRoute, TLSRoute -------------------------------------------------------------------
+
+
+def _check_l4_route(
+    res: Resource,
+    route: TCPRouteObject | TLSRouteObject,
+    backends: dict[tuple[str, str], BackendObject],
+    problems: list[Problem],
+) -> None:
+    # Nothing on L4 tells two rules apart (v1alpha2 rules have no matches), so a second
+    # rule could never be chosen: refuse it rather than ignore it silently.
+    if len(route.spec.rules) > 1:
+        problems.append(res.problem(("spec", "rules", 1), f"a {route.kind} has exactly one rule"))
+    for r, rule in enumerate(route.spec.rules):
+        for b, ref in enumerate(rule.backend_refs):
+            path = ("spec", "rules", r, "backendRefs", b)
+            _check_backend_ref(
+                res,
+                route,
+                ref.group,
+                ref.kind,
+                ref.name,
+                ref.namespace,
+                ref.port,
+                backends,
+                path,
+                problems,
+            )
+            backend = backends.get((ref.namespace or route.metadata.namespace, ref.name))
+            if backend is not None and backend.spec.tls is not None:
+                problems.append(
+                    res.problem(
+                        (*path, "name"),
+                        f"{route.kind}s pipe bytes unchanged: Backend {ref.name}'s tls "
+                        "settings are not used for this route",
+                        "warning",
+                    )
+                )
 
 
 # --- HTTPRoute ----------------------------------------------------------------------------
@@ -579,7 +715,7 @@ def _check_path_modifier(
 
 def _check_backend_ref(
     res: Resource,
-    route: HTTPRouteObject,
+    route: AnyRoute,
     group: str,
     kind: str,
     name: str,

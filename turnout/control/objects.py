@@ -63,6 +63,8 @@ KIND_INFO: Final[dict[str, KindInfo]] = {
             "HTTPRoute", "httproutes", "gateway.networking.k8s.io/v1", True, ("route", "routes")
         ),
         KindInfo("GRPCRoute", "grpcroutes", "gateway.networking.k8s.io/v1", True, ()),
+        KindInfo("TCPRoute", "tcproutes", "gateway.networking.k8s.io/v1alpha2", True, ()),
+        KindInfo("TLSRoute", "tlsroutes", "gateway.networking.k8s.io/v1alpha2", True, ()),
         KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
         KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
         KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),

@@ -49,6 +49,8 @@ class Aggregate:
     backend_events: dict[tuple[str, str], int] = field(default_factory=dict)
     # endpoint -> {"healthy", "checks", "failures", "backend", ...} from active checks
     endpoint_health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # L4 counters: (kind, label, label) -> count, see WorkerStats.l4
+    l4: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def add_worker(self, stats: dict[str, Any], *, include_gauges: bool = True) -> None:
         for key, (codes, buckets, total) in stats.get("routes", {}).items():
@@ -58,6 +60,9 @@ class Aggregate:
         for key, n in stats.get("backend_events", {}).items():
             key = tuple(key)
             self.backend_events[key] = self.backend_events.get(key, 0) + n
+        for key, n in stats.get("l4", {}).items():
+            key = tuple(key)
+            self.l4[key] = self.l4.get(key, 0) + n
         for name in (
             "connections_total",
             "protocol_errors",
@@ -114,6 +119,7 @@ class TurnoutCollector(Collector):
         yield connect
         yield from _backend_events(agg.backend_events)
         yield from _endpoint_health(agg.endpoint_health)
+        yield from _l4(agg.l4)
         yield _counter(
             "turnout_upstream_timeouts",
             "Requests that hit a route or connect timeout",
@@ -215,6 +221,32 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
     yield overflow
     yield ejections
     yield transitions
+
+
+def _l4(counts: dict[tuple[str, str, str], int]) -> Iterator[Metric]:
+    connections = CounterMetricFamily(
+        "turnout_l4_connections",
+        "TCP / TLS passthrough connections, by route and the backend chosen",
+        labels=["route", "backend"],
+    )
+    transferred = CounterMetricFamily(
+        "turnout_l4_bytes",
+        "Bytes piped by L4 routes; upstream = client to backend",
+        labels=["route", "direction"],
+    )
+    refused = CounterMetricFamily(
+        "turnout_l4_refused",
+        "L4 connections closed without a pipe, by listener and reason",
+        labels=["listener", "reason"],
+    )
+    families = {"connections": connections, "bytes": transferred, "refused": refused}
+    for (kind, a, b), n in sorted(counts.items()):
+        family = families.get(kind)
+        if family is not None:
+            family.add_metric([a, b], n)
+    yield connections
+    yield transferred
+    yield refused
 
 
 def _endpoint_health(health: dict[str, dict[str, Any]]) -> Iterator[Metric]:

@@ -52,6 +52,7 @@ class WorkerStats:
         "history",
         "history_dropped",
         "internal_errors",
+        "l4",
         "protocol_errors",
         "routes",
         "upstream_timeouts",
@@ -68,6 +69,9 @@ class WorkerStats:
         self.protocol_errors = 0
         self.internal_errors = 0
         self.upstream_timeouts = 0
+        # L4 (TCPRoute / TLSRoute) counters: ("connections", route, backend),
+        # ("bytes", route, "upstream"|"downstream"), ("refused", listener, reason)
+        self.l4: dict[tuple[str, str, str], int] = {}
         # requests that carried a sandbox routing key, since the last export
         self.history: list[tuple[Any, ...]] = []
         self.history_dropped = 0
@@ -93,6 +97,10 @@ class WorkerStats:
         key = (backend, event)
         self.backend_events[key] = self.backend_events.get(key, 0) + 1
 
+    def l4_count(self, kind: str, a: str, b: str, n: int = 1) -> None:
+        key = (kind, a, b)
+        self.l4[key] = self.l4.get(key, 0) + n
+
     def export(self) -> dict[str, Any]:
         """Plain, picklable cumulative values, plus the keyed requests since the last
         export (handed over, not repeated)."""
@@ -109,4 +117,5 @@ class WorkerStats:
             "protocol_errors": self.protocol_errors,
             "internal_errors": self.internal_errors,
             "upstream_timeouts": self.upstream_timeouts,
+            "l4": dict(self.l4),
         }

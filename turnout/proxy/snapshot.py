@@ -24,6 +24,8 @@ from typing import Final
 
 from turnout.config.attach import attach_route
 from turnout.config.model import (
+    L4_IDLE_TIMEOUT_ANNOTATION,
+    L4_MAX_CONNECTIONS_ANNOTATION,
     TURNOUT_GROUP,
     BackendObject,
     CircuitBreakerSpec,
@@ -35,11 +37,13 @@ from turnout.config.model import (
     HTTPRouteRule,
     PassiveHealthCheckSpec,
     RateLimitSpec,
+    TCPRouteObject,
+    TLSRouteObject,
 )
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import Certificate, UpstreamTLS, backend_tls, listener_certificates
-from turnout.config.validate import HTTP2_APP_PROTOCOLS, ConfigSet
+from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS, ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.accesslog import json_string
@@ -62,6 +66,7 @@ from turnout.proxy.routing.build import (
     build_vhost,
     compile_match,
 )
+from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import ListenerId, TlsTable, server_context
 from turnout.proxy.upstream.affinity import endpoint_token, set_cookie
@@ -378,6 +383,29 @@ class RouteAction:
         return choices[bisect_right(self.cumulative, rand() * self.total_weight)]
 
 
+class L4Route:
+    """A compiled TCPRoute / TLSRoute rule: backends by weight (``choose``), then the
+    Backend's balancer picks the endpoint; a connection opens its own upstream socket."""
+
+    __slots__ = ("choices", "cumulative", "label", "total_weight")
+
+    def __init__(self, label: str, choices: list[tuple[Cluster | None, str, int]]) -> None:
+        self.label = label  # "namespace/name", the route label of the L4 metrics
+        # (cluster or None for an unresolvable ref, backend label) by weight > 0
+        self.choices = tuple((c, b) for c, b, w in choices if w > 0)
+        self.cumulative = list(accumulate(w for _, _, w in choices if w > 0))
+        self.total_weight = self.cumulative[-1] if self.cumulative else 0
+
+    def choose(self, rand: Callable[[], float] = random.random) -> tuple[Cluster | None, str]:
+        """(cluster, backend label); the cluster is None when the ref does not resolve
+        (or no backendRef has weight): the connection is closed."""
+        if not self.total_weight:
+            return None, ""
+        if len(self.choices) == 1:
+            return self.choices[0]
+        return self.choices[bisect_right(self.cumulative, rand() * self.total_weight)]
+
+
 @dataclass(slots=True)
 class Snapshot:
     revision: int
@@ -390,6 +418,8 @@ class Snapshot:
     # sockets that speak TLS: their listeners by SNI, and the certificates of the default
     tls: dict[str, TlsTable] = field(default_factory=dict)
     tls_default: dict[str, list[Certificate]] = field(default_factory=dict)
+    # L4 sockets (TCP, TLS passthrough): their route tables; never also in ``sockets``
+    l4: dict[str, L4Table[L4Route]] = field(default_factory=dict)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -460,6 +490,8 @@ class SnapshotBuilder:
             for backend, override in entry.overrides.items():
                 self.overridden.setdefault(backend, []).append((entry.key.encode(), override))
         self.pools: dict[str, EndpointPool] = {}
+        # (gateway ns/name, listener) -> hostname (None: any) -> L4 routes, oldest first
+        self.l4_entries: dict[tuple[str, str], dict[str | None, list[L4Route]]] = {}
 
     def build(self, revision: int) -> Snapshot:
         gateways = self.config.gateways()
@@ -508,7 +540,58 @@ class SnapshotBuilder:
                                 compile_match(match, actions[r_idx], precedence)
                             )
         self._compile_limits()
+        self._l4_routes(gateways, namespaces)
         return self._assemble(revision, gateways, entries)
+
+    def _l4_routes(
+        self, gateways: dict[tuple[str, str], GatewayObject], namespaces: dict[str, dict[str, str]]
+    ) -> None:
+        """TCPRoutes and TLSRoutes by (gateway, listener) and hostname, oldest first."""
+        routes = sorted(
+            (
+                r.obj
+                for r in self.config.resources
+                if isinstance(r.obj, TCPRouteObject | TLSRouteObject)
+            ),
+            key=lambda o: (
+                creation_time(o.metadata.creation_timestamp),
+                o.metadata.namespace,
+                o.metadata.name,
+            ),
+        )
+        for route in routes:
+            outcome = attach_route(route, gateways, namespaces)
+            if not outcome.attached or not route.spec.rules:
+                continue
+            ns = route.metadata.namespace
+            label = f"{ns}/{route.metadata.name}"
+            choices: list[tuple[Cluster | None, str, int]] = []
+            for ref in route.spec.rules[0].backend_refs:  # validate allows one rule
+                ref_ns = ref.namespace or ns
+                cluster = None
+                supported = (ref.group, ref.kind) in (("", "Service"), (TURNOUT_GROUP, "Backend"))
+                backend = self.backends.get((ref_ns, ref.name))
+                if supported and ref_ns == ns and backend is not None:
+                    cluster = self._cluster(backend, ref.port)
+                choices.append((cluster, f"{ref_ns}/{ref.name}", ref.weight))
+            compiled = L4Route(label, choices)
+            for att in outcome.attached:
+                gw_key = f"{att.gateway.metadata.namespace}/{att.gateway.metadata.name}"
+                by_host = self.l4_entries.setdefault((gw_key, att.listener.name), {})
+                for host in att.hostnames if att.hostnames is not None else (None,):
+                    by_host.setdefault(host, []).append(compiled)
+
+    def _l4_table(self, gw: GatewayObject, gw_key: str, lname: str, tls: bool) -> L4Table[L4Route]:
+        table: L4Table[L4Route] = L4Table(gw_key, lname, tls)
+        notes = gw.metadata.annotations
+        if L4_IDLE_TIMEOUT_ANNOTATION in notes:
+            table.idle_timeout = parse_duration(notes[L4_IDLE_TIMEOUT_ANNOTATION])
+        if L4_MAX_CONNECTIONS_ANNOTATION in notes:
+            table.max_connections = int(notes[L4_MAX_CONNECTIONS_ANNOTATION])
+        for host, routes in self.l4_entries.get((gw_key, lname), {}).items():
+            for route in routes:
+                table.add(host, route)
+        return table
 
     def _compile_limits(self) -> None:
         """One limiter for the snapshot, over every policy's rules; each action keeps the
@@ -547,6 +630,7 @@ class SnapshotBuilder:
         bindings: dict[str, tuple[str, int]] = {}
         tls: dict[str, dict[str | None, tuple[ListenerId, ssl.SSLContext]]] = {}
         tls_default: dict[str, list[Certificate]] = {}
+        l4: dict[str, L4Table[L4Route]] = {}
         secrets = self.config.secrets()
         for (gw_ns, gw_name), gw in sorted(gateways.items()):
             gw_key = f"{gw_ns}/{gw_name}"
@@ -554,6 +638,18 @@ class SnapshotBuilder:
             contexts: dict[str, tuple[ssl.SSLContext, list[Certificate]]] = {}
             for ip, port, lname in gateway_bindings(gw):
                 lst = listeners[lname]
+                if lst.protocol in L4_PROTOCOLS:
+                    # One table per L4 socket; a TLS socket's listeners (several
+                    # hostnames, several Gateways) all route into the first's table.
+                    key = socket_key(ip, port)
+                    bindings[key] = (ip, port)
+                    if key not in l4:
+                        l4[key] = self._l4_table(gw, gw_key, lname, lst.protocol == "TLS")
+                    elif l4[key].passthrough and lst.protocol == "TLS":
+                        for host, routes in self.l4_entries.get((gw_key, lname), {}).items():
+                            for route in routes:
+                                l4[key].add(host, route)
+                    continue
                 hosts = entries.get((gw_key, lname), {})
                 vhosts: dict[str | None, VirtualHost[RouteAction]] = {
                     h: build_vhost(e) for h, e in hosts.items()
@@ -576,7 +672,7 @@ class SnapshotBuilder:
         keys = {e.key.encode(): f"{e.kind} {e.namespace}/{e.name}" for e in self.key_table.values()}
         sockets = {k: PortTable(build_host_index(v), keys) for k, v in per_socket.items()}
         tables = {k: TlsTable(v) for k, v in tls.items()}
-        return Snapshot(revision, sockets, bindings, self.pools, keys, tables, tls_default)
+        return Snapshot(revision, sockets, bindings, self.pools, keys, tables, tls_default, l4)
 
     # -- rules -----------------------------------------------------------------------------
 

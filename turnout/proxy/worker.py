@@ -23,6 +23,7 @@ from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
 from turnout.proxy.transports.http1 import Http1Transport
+from turnout.proxy.transports.l4 import L4Listener, L4Transport
 
 log = logging.getLogger("turnout.worker")
 
@@ -42,6 +43,8 @@ class Worker:
         self.rt.open_limit_stores(limits_path, redis_url)
         self.servers: dict[str, asyncio.Server] = {}
         self.tls_servers: set[str] = set()  # keys of the servers created with TLS
+        self.l4_servers: set[str] = set()  # keys of the servers piping L4 (docs/l4.md)
+        self.l4_listeners: dict[str, L4Listener] = {}  # their connection counts
         self.sockets: dict[str, socket.socket] = {}
         self.revision = 0
         self.rt.start()
@@ -54,7 +57,10 @@ class Worker:
         self.sockets.update(new_sockets)
         for key in snapshot.bindings:
             tls = key in snapshot.tls
-            if key in self.servers and (key in self.tls_servers) != tls:
+            l4 = key in snapshot.l4
+            if key in self.servers and (
+                (key in self.tls_servers) != tls or (key in self.l4_servers) != l4
+            ):
                 # The port switched between plain and TLS: a new server on the same socket
                 # (closing a server closes its socket, so the new one gets a duplicate).
                 self.sockets[key] = self.sockets[key].dup()
@@ -63,6 +69,20 @@ class Worker:
                 sock = self.sockets.get(key)
                 if sock is None:
                     raise RuntimeError(f"no listening socket was passed for {key}")
+                if l4:
+                    listener = self.l4_listeners.setdefault(key, L4Listener(key))
+                    # L4Transport is a protocol by duck typing, like Http1Transport.
+                    l4_factory = cast(
+                        "Callable[[], asyncio.Protocol]",
+                        partial(L4Transport, self.rt, key, listener),
+                    )
+                    self.servers[key] = await self.loop.create_server(
+                        l4_factory, sock=sock, backlog=4096
+                    )
+                    self.l4_servers.add(key)
+                    self.tls_servers.discard(key)
+                    continue
+                self.l4_servers.discard(key)
                 context = None
                 if tls:
                     context = socket_context(

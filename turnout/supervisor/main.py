@@ -520,6 +520,7 @@ class Supervisor:
         for backend, n in self.retired.connect_errors.items():
             agg.connect_errors[backend] = n
         agg.backend_events.update(self.retired.backend_events)
+        agg.l4.update(self.retired.l4)
         agg.endpoint_health = self.health.snapshot()
         agg.counters.update(self.retired.counters)
         for worker in self.workers.values():

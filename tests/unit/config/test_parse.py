@@ -171,7 +171,7 @@ def test_wrong_api_version_is_located() -> None:
     [
         ("Service", "Service is a Kubernetes object; outside a cluster declare a turnout.dev"),
         ("Deployment", "Deployment is a Kubernetes workload, not gateway configuration"),
-        ("TCPRoute", "TCPRoute is not supported yet"),
+        ("UDPRoute", "UDPRoute is not supported"),
         ("Sprocket", "unknown kind 'Sprocket'; known: Namespace, Secret, GatewayClass, Gateway"),
     ],
 )

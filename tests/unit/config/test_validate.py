@@ -84,12 +84,27 @@ def test_duplicate_objects_are_errors_pointing_at_the_first() -> None:
                 ("spec.listeners[0].tls", "an HTTPS listener needs tls settings"),
             ],
         ),
+        ([{"name": "a", "port": 9000, "protocol": "TCP"}], []),
         (
-            [{"name": "a", "port": 9000, "protocol": "TCP"}],
+            [{"name": "a", "port": 9000, "protocol": "TLS", "tls": {"mode": "Terminate"}}],
             [
                 (
-                    "spec.listeners[0].protocol",
-                    "listener protocol 'TCP' is not supported yet (supported: HTTP, HTTPS)",
+                    "spec.listeners[0].tls.mode",
+                    "TLS listeners need tls.mode: Passthrough (terminating TLS on a TLS "
+                    "listener is not supported yet; use an HTTPS listener to terminate)",
+                )
+            ],
+        ),
+        (
+            [
+                {"name": "a", "port": 9000, "protocol": "TCP"},
+                {"name": "b", "port": 9000, "protocol": "HTTP", "hostname": "b.example.com"},
+            ],
+            [
+                (
+                    "spec.listeners[1].protocol",
+                    "port 9000 has both TCP and HTTP(S) listeners; a port carries HTTP(S), "
+                    "TCP or TLS passthrough, not a mix",
                 )
             ],
         ),
@@ -564,7 +579,7 @@ def test_warnings_do_not_block_a_revision_but_errors_do() -> None:
     line = bad.splitlines().index("    protocol: UDP") + 1
     assert str(info.value) == (
         f"m.yaml:{line}:5: Gateway default/gw: spec.listeners[0].protocol: "
-        "listener protocol 'UDP' is not supported yet (supported: HTTP, HTTPS)"
+        "listener protocol 'UDP' is not supported yet (supported: HTTP, HTTPS, TCP, TLS)"
     )
 
 

@@ -231,11 +231,20 @@ TLS_CERT_FILE_OPTION: Final = "turnout.dev/certificate-file"
 TLS_KEY_FILE_OPTION: Final = "turnout.dev/key-file"
 
 
+class FrontendTLSValidation(Spec):
+    """Client certificates on an HTTPS listener (mutual TLS): the CAs that may sign them,
+    as Secrets holding ``ca.crt``. ``AllowValidOnly`` refuses connections without a valid
+    certificate; ``AllowInsecureFallback`` lets them in without an identity."""
+
+    ca_certificate_refs: tuple[SecretObjectReference, ...] = Field(min_length=1, max_length=8)
+    mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
+
+
 class GatewayTLSConfig(Spec):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
     certificate_refs: tuple[SecretObjectReference, ...] = Field(default=(), max_length=64)
     options: dict[StrictStr, StrictStr] = Field(default_factory=dict)
-    frontend_validation: dict[str, Any] | None = None  # client certificates: not yet
+    frontend_validation: FrontendTLSValidation | None = None
 
 
 class Listener(Spec):

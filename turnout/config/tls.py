@@ -270,3 +270,31 @@ def _ref_secret(
     if secret is None:
         raise TLSMaterialError(f"Secret {ns}/{ref.name} not found", field)
     return secret
+
+
+def client_ca(
+    tls: GatewayTLSConfig, namespace: str, secrets: dict[SecretKey, SecretObject]
+) -> bytes | None:
+    """The PEM CAs a listener's ``frontendValidation`` trusts for client certificates."""
+    validation = tls.frontend_validation
+    if validation is None:
+        return None
+    pems: list[bytes] = []
+    for i, ref in enumerate(validation.ca_certificate_refs):
+        field: tuple[str | int, ...] = ("frontendValidation", "caCertificateRefs", i)
+        if ref.kind == "ConfigMap":
+            raise TLSMaterialError(
+                "ConfigMaps are not supported; put the CA in a Secret under ca.crt", field
+            )
+        secret = _ref_secret(ref, namespace, secrets, field)
+        pem = _secret_value(secret, "ca.crt")
+        if pem is None:
+            raise TLSMaterialError(f"Secret {namespace}/{ref.name} has no ca.crt", field)
+        try:
+            x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise TLSMaterialError(
+                f"Secret {namespace}/{ref.name}: ca.crt is not PEM", field
+            ) from None
+        pems.append(pem.strip() + b"\n")
+    return b"".join(pems)

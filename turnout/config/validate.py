@@ -46,7 +46,13 @@ from turnout.config.security import (
     check_security_policy,
     rate_limit_key_problem,
 )
-from turnout.config.tls import TLSMaterialError, backend_tls, expired, listener_certificates
+from turnout.config.tls import (
+    TLSMaterialError,
+    backend_tls,
+    client_ca,
+    expired,
+    listener_certificates,
+)
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
@@ -232,13 +238,10 @@ def _check_tls(
                 )
             )
             continue
-        if tls.frontend_validation is not None:
-            problems.append(
-                res.problem(
-                    (*base, "tls", "frontendValidation"),
-                    "client certificate validation is not supported yet",
-                )
-            )
+        try:
+            client_ca(tls, gw.metadata.namespace, secrets)
+        except TLSMaterialError as exc:
+            problems.append(res.problem((*base, "tls", *exc.field), str(exc)))
         try:
             certs = listener_certificates(tls, gw.metadata.namespace, secrets)
         except TLSMaterialError as exc:

@@ -42,7 +42,13 @@ from turnout.config.model import (
 )
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
-from turnout.config.tls import Certificate, UpstreamTLS, backend_tls, listener_certificates
+from turnout.config.tls import (
+    Certificate,
+    UpstreamTLS,
+    backend_tls,
+    client_ca,
+    listener_certificates,
+)
 from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS, ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
@@ -418,6 +424,7 @@ class Snapshot:
     # sockets that speak TLS: their listeners by SNI, and the certificates of the default
     tls: dict[str, TlsTable] = field(default_factory=dict)
     tls_default: dict[str, list[Certificate]] = field(default_factory=dict)
+    tls_client_ca: dict[str, bytes] = field(default_factory=dict)  # mutual TLS, per socket
     # L4 sockets (TCP, TLS passthrough): their route tables; never also in ``sockets``
     l4: dict[str, L4Table[L4Route]] = field(default_factory=dict)
 
@@ -630,6 +637,8 @@ class SnapshotBuilder:
         bindings: dict[str, tuple[str, int]] = {}
         tls: dict[str, dict[str | None, tuple[ListenerId, ssl.SSLContext]]] = {}
         tls_default: dict[str, list[Certificate]] = {}
+        tls_ca: dict[str, bytes] = {}  # client-certificate CAs of a socket's listeners
+        required: dict[str, set[ListenerId]] = {}  # listeners that need a client certificate
         l4: dict[str, L4Table[L4Route]] = {}
         secrets = self.config.secrets()
         for (gw_ns, gw_name), gw in sorted(gateways.items()):
@@ -669,10 +678,32 @@ class SnapshotBuilder:
                     ctx, certs = contexts[lname]
                     tls.setdefault(key, {})[lst.hostname] = ((gw_key, lname), ctx)
                     tls_default.setdefault(key, certs)
+                    ca = client_ca(lst.tls, gw_ns, secrets)
+                    if ca is not None:
+                        tls_ca[key] = tls_ca.get(key, b"") + ca
+                        validation = lst.tls.frontend_validation
+                        if validation is not None and validation.mode == "AllowValidOnly":
+                            required.setdefault(key, set()).add((gw_key, lname))
         keys = {e.key.encode(): f"{e.kind} {e.namespace}/{e.name}" for e in self.key_table.values()}
         sockets = {k: PortTable(build_host_index(v), keys) for k, v in per_socket.items()}
-        tables = {k: TlsTable(v) for k, v in tls.items()}
-        return Snapshot(revision, sockets, bindings, self.pools, keys, tables, tls_default, l4)
+        for key, ca in tls_ca.items():
+            # Verification after an SNI swap uses the chosen context's trust store (and
+            # the socket context's verify mode): every listener of the port gets the CAs.
+            for _, ctx in tls[key].values():
+                ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+                ctx.verify_mode = ssl.CERT_OPTIONAL  # else getpeercert() hides the subject
+        tables = {k: TlsTable(v, frozenset(required.get(k, ()))) for k, v in tls.items()}
+        return Snapshot(
+            revision,
+            sockets,
+            bindings,
+            self.pools,
+            keys,
+            tls=tables,
+            tls_default=tls_default,
+            tls_client_ca=tls_ca,
+            l4=l4,
+        )
 
     # -- rules -----------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class Downstream(Protocol):
     client_ip: bytes
     client_json: bytes
     tls_listener: tuple[str, str] | None  # (gateway, listener) the TLS handshake chose
+    client_cert: bytes | None  # x-forwarded-client-cert of a verified client certificate
 
     def send_response(self, head: ResponseHead, request: RequestHead) -> None: ...
     def send_body(self, data: bytes) -> None: ...
@@ -446,6 +447,12 @@ class Exchange:
         if choice.cluster is None:
             self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
             return
+        if b"x-forwarded-client-cert" in head.received:
+            # Only the gateway vouches for client certificates: never pass a client's claim.
+            head.headers = [h for h in head.headers if h[0] != b"x-forwarded-client-cert"]
+        cert = self.down.client_cert
+        if cert is not None:
+            head.headers.append((b"x-forwarded-client-cert", cert))
         if key and self.key_source >= FROM_COOKIE:
             # Found where services do not look: pass it on where they do.
             head.headers.append((b"baggage", b"turnout-routing-key=" + key))

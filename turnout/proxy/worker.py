@@ -43,6 +43,7 @@ class Worker:
         self.rt.open_limit_stores(limits_path, redis_url)
         self.servers: dict[str, asyncio.Server] = {}
         self.tls_servers: set[str] = set()  # keys of the servers created with TLS
+        self.client_cas: dict[str, bytes | None] = {}  # their client-certificate CAs
         self.l4_servers: set[str] = set()  # keys of the servers piping L4 (docs/l4.md)
         self.l4_listeners: dict[str, L4Listener] = {}  # their connection counts
         self.sockets: dict[str, socket.socket] = {}
@@ -58,11 +59,15 @@ class Worker:
         for key in snapshot.bindings:
             tls = key in snapshot.tls
             l4 = key in snapshot.l4
+            client_ca = snapshot.tls_client_ca.get(key)
             if key in self.servers and (
-                (key in self.tls_servers) != tls or (key in self.l4_servers) != l4
+                (key in self.tls_servers) != tls
+                or (key in self.l4_servers) != l4
+                or self.client_cas.get(key) != client_ca
             ):
-                # The port switched between plain and TLS: a new server on the same socket
-                # (closing a server closes its socket, so the new one gets a duplicate).
+                # The port switched between plain, TLS and L4, or its client-certificate
+                # CAs changed (the server's context holds them): a new server on the same
+                # socket (closing a server closes its socket, so the new one gets a dup).
                 self.sockets[key] = self.sockets[key].dup()
                 self.servers.pop(key).close()
             if key not in self.servers:
@@ -86,9 +91,10 @@ class Worker:
                 context = None
                 if tls:
                     context = socket_context(
-                        partial(self._tls_table, key), snapshot.tls_default[key], ALPN
+                        partial(self._tls_table, key), snapshot.tls_default[key], ALPN, client_ca
                     )
                     self.tls_servers.add(key)
+                    self.client_cas[key] = client_ca
                 else:
                     self.tls_servers.discard(key)
                 # Http1Transport is a protocol by duck typing (see its docstring).

@@ -285,3 +285,64 @@ def test_a_secret_created_through_the_api_serves_a_listener(
             time.sleep(0.1)
     assert status == 200 and body["pod"] == "v1"
     assert cert.serial_number == leaf.serial
+
+
+def test_client_certificates_mutual_tls(
+    serve: ServeFactory, port: int, echo: EchoFactory, tmp_path: Path
+) -> None:
+    v1 = echo("v1")
+    clients_ca = CertificateAuthority("Clients CA")
+    stranger_ca = CertificateAuthority("Stranger CA")
+    ca_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "clients-ca"},
+        "type": "Opaque",
+        "stringData": {"ca.crt": clients_ca.cert_pem.decode()},
+    }
+    strict = https("https", port, "default-cert")
+    strict["tls"]["frontendValidation"] = {"caCertificateRefs": [{"name": "clients-ca"}]}
+    loose_port = free_port()
+    loose = https("loose", loose_port, "default-cert")
+    loose["tls"]["frontendValidation"] = {
+        "caCertificateRefs": [{"name": "clients-ca"}],
+        "mode": "AllowInsecureFallback",
+    }
+    serve(
+        dump(
+            gateway(port=port, listeners=[strict, loose]),
+            DEFAULT.secret("default-cert"),
+            ca_secret,
+            backend("v1", v1.port),
+            route("r", [to("v1")]),
+        )
+    )
+
+    def with_cert(ca: CertificateAuthority | None) -> ssl.SSLContext:
+        ctx = client_context()
+        if ca is not None:
+            cert, key = ca.issue("alice").write(tmp_path, f"client-{id(ca)}")
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    # a certificate from the trusted CA: in, and the upstream learns who it is
+    status, body, _ = request(port, "example.org", "example.org", ctx=with_cert(clients_ca))
+    assert status == 200
+    xfcc = body["headers"]["X-Forwarded-Client-Cert"]
+    assert len(xfcc) == 1 and 'Subject="CN=alice"' in xfcc[0] and "Hash=" in xfcc[0]
+    # no certificate, or one from a CA the listener does not trust: no request gets through
+    for ctx in (with_cert(None), with_cert(stranger_ca)):
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
+            request(port, "example.org", "example.org", ctx=ctx)
+    # AllowInsecureFallback: in without a certificate, and a forged header never passes
+    conn = http.client.HTTPSConnection(
+        "example.org", loose_port, timeout=10, context=with_cert(None)
+    )
+    conn._create_connection = lambda addr, *a, **kw: socket.create_connection(  # type: ignore[method-assign]
+        ("127.0.0.1", loose_port), *a, **kw
+    )
+    conn.request("GET", "/", headers={"x-forwarded-client-cert": 'Subject="CN=admin"'})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 200 and "X-Forwarded-Client-Cert" not in body["headers"]

@@ -254,6 +254,17 @@ class Http2ClientConnection:
             if not self.done and (event.last_stream_id is None or event.last_stream_id < sid):
                 self._fail("the upstream closed the HTTP/2 connection (GOAWAY)")
 
+    def cancel(self) -> bytes:
+        """RST_STREAM(CANCEL) for the request in flight, if any; the bytes to send."""
+        if self.done or not self._stream:
+            return b""
+        self.done = True
+        try:
+            self._h2.reset_stream(self._stream, h2.errors.ErrorCodes.CANCEL)
+        except h2.exceptions.H2Error:
+            return b""
+        return self.data_to_send()
+
     def feed_eof(self) -> None:
         self.reusable = False
         if not self.done and self._stream:

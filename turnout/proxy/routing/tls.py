@@ -19,11 +19,12 @@ a private temporary file for the duration of one ``load_cert_chain`` call.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from turnout.config.tls import Certificate
 from turnout.proxy.routing.build import build_host_index
@@ -54,11 +55,16 @@ def load_pem_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
 
 
 class TlsTable:
-    """The HTTPS listeners of one socket, by SNI."""
+    """The HTTPS listeners of one socket, by SNI, and which require client certificates."""
 
-    __slots__ = ("by_context", "by_name", "default")
+    __slots__ = ("by_context", "by_name", "default", "required")
 
-    def __init__(self, listeners: dict[str | None, tuple[ListenerId, ssl.SSLContext]]) -> None:
+    def __init__(
+        self,
+        listeners: dict[str | None, tuple[ListenerId, ssl.SSLContext]],
+        required: frozenset[ListenerId] = frozenset(),
+    ) -> None:
+        self.required = required  # frontendValidation AllowValidOnly
         # listener hostname (None: no hostname) -> (listener, its context)
         self.by_name: HostIndex[tuple[ListenerId, ssl.SSLContext]] = build_host_index(listeners)
         self.by_context: dict[int, ListenerId] = {id(c): lid for lid, c in listeners.values()}
@@ -78,12 +84,25 @@ class TlsTable:
 
 
 def socket_context(
-    current: Callable[[], TlsTable | None], certs: Sequence[Certificate], alpn: Sequence[str]
+    current: Callable[[], TlsTable | None],
+    certs: Sequence[Certificate],
+    alpn: Sequence[str],
+    client_ca: bytes | None = None,
 ) -> ssl.SSLContext:
     """The context a TLS socket's server is created with: it carries the first listener's
     certificates (what a client gets if the callback cannot decide) and an SNI callback
-    that moves each handshake onto the listener's own context from ``current()``."""
+    that moves each handshake onto the listener's own context from ``current()``.
+
+    Client certificates are asked for here when any listener of the socket validates
+    them: when the SNI callback swaps contexts OpenSSL keeps the verify mode of the
+    context the handshake started with (but verifies against the chosen context's trust
+    store, so the snapshot gives every listener of the port the CAs). The socket's
+    context requests a certificate (optional at this level) and the transport refuses a
+    connection whose listener requires one it did not get."""
     base = server_context(certs, alpn)
+    if client_ca:
+        base.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
+        base.verify_mode = ssl.CERT_OPTIONAL
 
     def choose(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
         table = current()
@@ -94,3 +113,39 @@ def socket_context(
 
     base.sni_callback = choose
     return base
+
+
+_SUBJECT_NAMES: Final = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+}
+
+
+def handshake_identity(
+    table: TlsTable | None, sslobj: ssl.SSLObject | None
+) -> tuple[ListenerId | None, bytes | None, bool]:
+    """After a handshake: the listener the SNI chose, an ``x-forwarded-client-cert`` value
+    for a verified client certificate (Envoy's format: ``Hash=…;Subject="…";DNS=…``),
+    and whether the connection must be refused (its listener requires a certificate)."""
+    if table is None or sslobj is None:
+        return None, None, False
+    listener = table.listener_of(sslobj.context)
+    der = sslobj.getpeercert(binary_form=True)
+    if not der:
+        return listener, None, listener in table.required
+    info: Any = sslobj.getpeercert() or {}  # typeshed's dict type is too loose to use
+    parts = [
+        f"{_SUBJECT_NAMES.get(attr, attr)}={text}"
+        for rdn in info.get("subject", ())
+        for attr, text in rdn
+    ]
+    subject = ",".join(parts).replace('"', "'")
+    header = f'Hash={hashlib.sha256(der).hexdigest()};Subject="{subject}"'
+    for kind, dns in info.get("subjectAltName", ()):
+        if kind == "DNS":
+            header += f";DNS={dns}"
+    return listener, header.encode("ascii", "replace"), False

@@ -33,6 +33,7 @@ from turnout.proxy.protocols.http1_wire import (
     last_chunk,
     response_head,
 )
+from turnout.proxy.routing.tls import handshake_identity
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.streams import Exchange
 from turnout.proxy.transports.http2 import PREFACE, Http2Transport, negotiated_h2
@@ -59,6 +60,7 @@ class Http1Transport:
         "_table",
         "body_allowed",
         "chunked_out",
+        "client_cert",
         "client_eof",
         "client_ip",
         "client_json",
@@ -100,6 +102,7 @@ class Http1Transport:
         self.client_json = b'"-"'
         # TLS: the listener the client's SNI selected (a request for another is misdirected)
         self.tls_listener: tuple[str, str] | None = None
+        self.client_cert: bytes | None = None  # x-forwarded-client-cert (mutual TLS)
         self.deadline = 0.0
         self.header_started: float | None = None
         # The first bytes while they might still be the HTTP/2 preface (None: decided).
@@ -124,14 +127,20 @@ class Http1Transport:
             self.client_ip = ip.encode()
             self.client_json = json_string(ip)
         rt = self.rt
+        refuse = False
         if self.scheme == b"https":
-            sslobj = transport.get_extra_info("ssl_object")
-            table = rt.snapshot.tls.get(self.key)
-            if sslobj is not None and table is not None:
-                self.tls_listener = table.listener_of(sslobj.context)
+            listener, cert, refuse = handshake_identity(
+                rt.snapshot.tls.get(self.key), transport.get_extra_info("ssl_object")
+            )
+            self.tls_listener = listener
+            self.client_cert = cert
         rt.connections.add(self)
         rt.stats.active_connections += 1
         rt.stats.connections_total += 1
+        if refuse:  # the listener requires a client certificate: counted, then closed
+            rt.stats.protocol_errors += 1
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+            return
         self.deadline = perf_counter() + rt.settings.header_timeout
         if rt.draining:
             transport.close()

@@ -41,6 +41,7 @@ from h2.errors import ErrorCodes
 from turnout.observe.accesslog import json_string
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http2 import PREFACE, Http2ServerConnection
+from turnout.proxy.routing.tls import handshake_identity
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.streams import Exchange
 
@@ -69,6 +70,7 @@ class Http2Stream:
     """One request stream: the ``Downstream`` of its ``Exchange``."""
 
     __slots__ = (
+        "client_cert",
         "client_ip",
         "client_json",
         "conn",
@@ -88,6 +90,7 @@ class Http2Stream:
         self.client_ip = conn.client_ip
         self.client_json = conn.client_json
         self.tls_listener = conn.tls_listener
+        self.client_cert = conn.client_cert
         self.exchange: Exchange | None = None
         self.paused = 0  # reasons the exchange stopped reading (a bitmask)
         self.progress = -1  # response bytes sent at the last sweep (finished streams)
@@ -147,6 +150,7 @@ class Http2Transport:
     __slots__ = (
         "_snapshot",
         "_table",
+        "client_cert",
         "client_eof",
         "client_ip",
         "client_json",
@@ -175,6 +179,7 @@ class Http2Transport:
         self.client_json = b'"-"'
         # TLS: the listener the client's SNI selected (a request for another is misdirected)
         self.tls_listener: tuple[str, str] | None = None
+        self.client_cert: bytes | None = None  # x-forwarded-client-cert (mutual TLS)
         self.closed = False
         self.client_eof = False
         self.write_scheduled = False
@@ -194,14 +199,20 @@ class Http2Transport:
             self.client_ip = ip.encode()
             self.client_json = json_string(ip)
         rt = self.rt
+        refuse = False
         if self.scheme == b"https":
-            sslobj = transport.get_extra_info("ssl_object")
-            table = rt.snapshot.tls.get(self.key)
-            if sslobj is not None and table is not None:
-                self.tls_listener = table.listener_of(sslobj.context)
+            listener, cert, refuse = handshake_identity(
+                rt.snapshot.tls.get(self.key), transport.get_extra_info("ssl_object")
+            )
+            self.tls_listener = listener
+            self.client_cert = cert
         rt.connections.add(self)
         rt.stats.active_connections += 1
         rt.stats.connections_total += 1
+        if refuse:  # the listener requires a client certificate: counted, then closed
+            rt.stats.protocol_errors += 1
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+            return
         self.deadline = perf_counter() + rt.settings.header_timeout
         if rt.draining:
             self.codec.drain()

@@ -260,5 +260,15 @@ class UpstreamConnection:
     def abort(self) -> None:
         self.spoil()
         t = self.transport
-        if t is not None:
-            t.abort()
+        if t is None:
+            return
+        h2 = self.h2
+        if h2 is not None and not self.closed:
+            # Cancel the call the way HTTP/2 says (RST_STREAM CANCEL), then close: the
+            # upstream learns why rather than seeing the connection drop.
+            out = h2.cancel()
+            if out:
+                t.write(out)
+            t.close()
+            return
+        t.abort()

@@ -23,7 +23,6 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
-from turnout.observe.accesslog import json_string
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1 import Http1ServerConnection
 from turnout.proxy.protocols.http1_wire import (
@@ -33,9 +32,9 @@ from turnout.proxy.protocols.http1_wire import (
     last_chunk,
     response_head,
 )
-from turnout.proxy.routing.tls import handshake_identity
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.streams import Exchange
+from turnout.proxy.transports.accept import admit
 from turnout.proxy.transports.http2 import PREFACE, Http2Transport, negotiated_h2
 
 if TYPE_CHECKING:
@@ -121,26 +120,11 @@ class Http1Transport:
             h2.connection_made(transport)
             return
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            ip = str(peer[0])
-            self.client_ip = ip.encode()
-            self.client_json = json_string(ip)
         rt = self.rt
-        refuse = False
-        if self.scheme == b"https":
-            listener, cert, refuse = handshake_identity(
-                rt.snapshot.tls.get(self.key), transport.get_extra_info("ssl_object")
-            )
-            self.tls_listener = listener
-            self.client_cert = cert
-        rt.connections.add(self)
-        rt.stats.active_connections += 1
-        rt.stats.connections_total += 1
-        if refuse:  # the listener requires a client certificate: counted, then closed
-            rt.stats.protocol_errors += 1
-            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+        admitted = admit(rt, self, self.key, self.scheme, transport)
+        if admitted is None:
             return
+        self.client_ip, self.client_json, self.tls_listener, self.client_cert = admitted
         self.deadline = perf_counter() + rt.settings.header_timeout
         if rt.draining:
             transport.close()

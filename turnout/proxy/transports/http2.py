@@ -38,12 +38,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from h2.errors import ErrorCodes
 
-from turnout.observe.accesslog import json_string
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http2 import PREFACE, Http2ServerConnection
-from turnout.proxy.routing.tls import handshake_identity
 from turnout.proxy.runtime import Runtime
 from turnout.proxy.streams import Exchange
+from turnout.proxy.transports.accept import admit
 
 if TYPE_CHECKING:
     from turnout.proxy.routing.table import PortTable
@@ -193,26 +192,11 @@ class Http2Transport:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            ip = str(peer[0])
-            self.client_ip = ip.encode()
-            self.client_json = json_string(ip)
         rt = self.rt
-        refuse = False
-        if self.scheme == b"https":
-            listener, cert, refuse = handshake_identity(
-                rt.snapshot.tls.get(self.key), transport.get_extra_info("ssl_object")
-            )
-            self.tls_listener = listener
-            self.client_cert = cert
-        rt.connections.add(self)
-        rt.stats.active_connections += 1
-        rt.stats.connections_total += 1
-        if refuse:  # the listener requires a client certificate: counted, then closed
-            rt.stats.protocol_errors += 1
-            transport.abort()  # type: ignore[attr-defined]  # a stream transport
+        admitted = admit(rt, self, self.key, self.scheme, transport)
+        if admitted is None:
             return
+        self.client_ip, self.client_json, self.tls_listener, self.client_cert = admitted
         self.deadline = perf_counter() + rt.settings.header_timeout
         if rt.draining:
             self.codec.drain()

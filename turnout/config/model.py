@@ -1137,11 +1137,18 @@ class SecurityHeadersSpec(Spec):
     content_security_policy: Annotated[HeaderValue, Field(max_length=4096)] | None = None
 
 
+class ClientCertificateAuthSpec(Spec):
+    """Authenticate by the client certificate the listener verified (``frontendValidation``):
+    the principal is its subject's common name (a Consumer of that name lends its groups)."""
+
+
 class SecurityPolicySpec(Spec):
     """Envoy Gateway's ``SecurityPolicy`` fields (``jwt``, ``apiKeyAuth``, ``basicAuth``,
-    ``authorization``, ``cors``) plus IP rules and security response headers."""
+    ``authorization``, ``cors``) plus client certificates, IP rules and security response
+    headers."""
 
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
+    client_certificate: ClientCertificateAuthSpec | None = None
     jwt: JWTSpec | None = None
     api_key_auth: APIKeyAuthSpec | None = None
     basic_auth: BasicAuthSpec | None = None

@@ -326,6 +326,7 @@ def check_security_policy(
     _check_cors(res, policy, problems)
     if not any(
         (
+            spec.client_certificate is not None,
             spec.jwt,
             spec.api_key_auth,
             spec.basic_auth,
@@ -338,8 +339,8 @@ def check_security_policy(
         add(
             res.problem(
                 ("spec",),
-                "the policy sets nothing (jwt, apiKeyAuth, basicAuth, authorization, ipRules, "
-                "cors or responseHeaders)",
+                "the policy sets nothing (clientCertificate, jwt, apiKeyAuth, basicAuth, "
+                "authorization, ipRules, cors or responseHeaders)",
                 "warning",
             )
         )

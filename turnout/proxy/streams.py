@@ -265,7 +265,9 @@ class Exchange:
     ) -> bool:
         """True when the exchange must stop here: answered (refused, a CORS preflight) or
         waiting for a JWKS fetch / password check (it resumes in ``_security_decided``)."""
-        verdict = security.check(self.head, self.down.client_ip, self.rt.loop)
+        verdict = security.check(
+            self.head, self.down.client_ip, self.rt.loop, self.down.client_cert
+        )
         if isinstance(verdict, AuthVerdict):
             return self._security_answered(verdict)
         self.deferred = (listener, cand, 0)

@@ -346,3 +346,58 @@ def test_client_certificates_mutual_tls(
     body = json.loads(resp.read())
     conn.close()
     assert resp.status == 200 and "X-Forwarded-Client-Cert" not in body["headers"]
+
+
+def test_security_policy_authorizes_by_client_certificate(
+    serve: ServeFactory, port: int, echo: EchoFactory, tmp_path: Path
+) -> None:
+    v1 = echo("v1")
+    clients_ca = CertificateAuthority("Clients CA")
+    ca_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "clients-ca"},
+        "type": "Opaque",
+        "stringData": {"ca.crt": clients_ca.cert_pem.decode()},
+    }
+    listener = https("https", port, "default-cert")
+    listener["tls"]["frontendValidation"] = {
+        "caCertificateRefs": [{"name": "clients-ca"}],
+        "mode": "AllowInsecureFallback",
+    }
+    policy = {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "SecurityPolicy",
+        "metadata": {"name": "certs"},
+        "spec": {
+            "targetRefs": [{"kind": "HTTPRoute", "name": "r"}],
+            "clientCertificate": {},
+            "authorization": {
+                "defaultAction": "Deny",
+                "rules": [{"action": "Allow", "principal": {"consumers": ["alice"]}}],
+            },
+        },
+    }
+    serve(
+        dump(
+            gateway(port=port, listeners=[listener]),
+            DEFAULT.secret("default-cert"),
+            ca_secret,
+            backend("v1", v1.port),
+            route("r", [to("v1")]),
+            policy,
+        )
+    )
+
+    def as_client(name: str | None) -> ssl.SSLContext:
+        ctx = client_context()
+        if name is not None:
+            cert, key = clients_ca.issue(name).write(tmp_path, name)
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    assert request(port, "example.org", "example.org", ctx=as_client("alice"))[0] == 200
+    status, body, _ = request(port, "example.org", "example.org", ctx=as_client("bob"))
+    assert status == 403 and body["error"] == "forbidden"
+    status, body, _ = request(port, "example.org", "example.org", ctx=as_client(None))
+    assert status == 401

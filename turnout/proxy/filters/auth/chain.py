@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
@@ -222,6 +223,15 @@ def _header_value(value: Any) -> bytes | None:
     return data
 
 
+_CN: Final = re.compile(rb'Subject="(?:[^"]*,)?CN=([^,"]+)')
+
+
+def certificate_name(xfcc: bytes) -> str | None:
+    """The common name in an ``x-forwarded-client-cert`` value made by the transport."""
+    m = _CN.search(xfcc)
+    return m.group(1).decode("utf-8", "replace") if m else None
+
+
 class AuthFilter:
     __slots__ = (
         "address",
@@ -229,6 +239,7 @@ class AuthFilter:
         "authz",
         "basic",
         "challenges",
+        "client_certs",
         "consumer_header",
         "cors",
         "groups",
@@ -246,6 +257,7 @@ class AuthFilter:
         self.name = f"{policy.metadata.namespace}/{policy.metadata.name}"
         self.groups = {c.metadata.name: frozenset(c.spec.groups) for c in consumers}
         self.jwt = JWTAuth(spec.jwt) if spec.jwt is not None else None
+        self.client_certs = spec.client_certificate is not None
         key_auth = spec.api_key_auth
         self.api_keys = APIKeyTable(key_auth, consumers) if key_auth is not None else None
         self.basic = BasicAuth(spec.basic_auth) if spec.basic_auth is not None else None
@@ -288,8 +300,14 @@ class AuthFilter:
     # -- per request ------------------------------------------------------------------------
 
     def check(
-        self, head: RequestHead, peer: bytes, loop: asyncio.AbstractEventLoop
+        self,
+        head: RequestHead,
+        peer: bytes,
+        loop: asyncio.AbstractEventLoop,
+        client_cert: bytes | None = None,
     ) -> AuthVerdict | Coroutine[Any, Any, AuthVerdict]:
+        """``client_cert``: the connection's verified certificate, as the
+        ``x-forwarded-client-cert`` value the transport made of it."""
         strip = self.strip
         if strip and any(n in strip for n, _ in head.headers):
             head.headers = [h for h in head.headers if h[0] not in strip]
@@ -307,7 +325,16 @@ class AuthFilter:
             and b"access-control-request-method" in head.received
         ):
             return AuthVerdict(204, headers=cors.preflight(origin, head) + self.static_headers)
+        if self.client_certs and client_cert is not None:
+            name = certificate_name(client_cert)
+            if name is not None:
+                who = Principal(name, self.groups.get(name, frozenset()))
+                return self._authorize(who, ip, head, response)
         if self.jwt is None and self.api_keys is None and self.basic is None:
+            if self.client_certs:
+                return self._refuse(
+                    401, UNAUTHORIZED, b"a client certificate is required", [], response
+                )
             return self._authorize(None, ip, head, response)
         step = self._authenticate(head, loop)
         if isinstance(step, _Pending):

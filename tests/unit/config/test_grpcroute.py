@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from turnout.config.grpcroute import as_http, method_path
-from turnout.config.model import GRPCMethodMatch, GRPCRouteObject
+from turnout.config.model import GRPCMethodMatch, GRPCRouteObject, HTTPRouteObject
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
 from turnout.testing.manifests import backend, dump, gateway
@@ -93,3 +93,37 @@ def test_a_grpcroute_to_a_missing_backend_is_a_located_warning() -> None:
     _, problems = validate(resources)
     assert [(p.severity, p.obj) for p in problems] == [("warning", "GRPCRoute default/g")]
     assert problems[0].line is not None
+
+
+def test_policies_for_an_httproute_do_not_reach_a_grpcroute_of_the_same_name() -> None:
+    from turnout.config.validate import ConfigSet
+    from turnout.proxy.filters.policy import PolicyIndex
+
+    http = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "echo"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "b"}]}]},
+    }
+    grpc = grpc_route("echo", [{"backendRefs": [{"name": "b"}]}])
+    policy = {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": "retry"},
+        "spec": {
+            "targetRefs": [{"kind": "HTTPRoute", "name": "echo"}],
+            "retry": {"numRetries": 2},
+        },
+    }
+    resources, problems = parse_text(dump(gateway(), backend("b", 1), http, grpc, policy), "p.yaml")
+    assert problems == []
+    config = ConfigSet(resources)
+    index = PolicyIndex(config)
+    by_kind: dict[str, HTTPRouteObject] = {}
+    for r in config.http_routes():
+        assert isinstance(r.obj, HTTPRouteObject)
+        by_kind[r.obj.kind] = r.obj
+    for kind, expected in (("HTTPRoute", True), ("GRPCRoute", False)):
+        route = by_kind[kind]
+        effective = index.effective(route, route.spec.rules[0], None)
+        assert (effective.retry is not None) is expected, kind

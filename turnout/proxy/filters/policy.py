@@ -104,7 +104,12 @@ class PolicyIndex:
         """The policy features for ``rule`` of ``route`` reached through ``gateway``
         (its id and listener name; None: ignore Gateway-level policies)."""
         levels: list[Attached] = []
-        on_route = self.route.get((route.metadata.namespace, route.metadata.name), [])
+        # Policies target HTTPRoutes by name; a GRPCRoute of the same name is not one.
+        on_route = (
+            self.route.get((route.metadata.namespace, route.metadata.name), [])
+            if route.kind == "HTTPRoute"
+            else []
+        )
         if rule.name is not None:
             levels.append([(s, p) for s, p in on_route if s == rule.name])
         levels.append([(s, p) for s, p in on_route if s is None])
@@ -133,7 +138,11 @@ class PolicyIndex:
         rule: HTTPRouteRule,
         gateway: tuple[ObjectId, str] | None,
     ) -> SecurityPolicyObject | None:
-        on_route = self.security_route.get((route.metadata.namespace, route.metadata.name), [])
+        on_route = (
+            self.security_route.get((route.metadata.namespace, route.metadata.name), [])
+            if route.kind == "HTTPRoute"
+            else []
+        )
         if rule.name is not None:
             for section, sp in on_route:
                 if section == rule.name:

@@ -44,6 +44,7 @@ from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.security import (
     check_consumers,
     check_security_policy,
+    check_target_refs,
     rate_limit_key_problem,
 )
 from turnout.config.tls import (
@@ -936,44 +937,7 @@ def _check_policy(
         for r in cs.resources
         if isinstance(r.obj, HTTPRouteObject)
     }
-    for i, ref in enumerate(policy.spec.target_refs):
-        path = ("spec", "targetRefs", i)
-        if ref.kind == "Gateway":
-            gw = gateways.get((ns, ref.name))
-            if gw is None:
-                problems.append(
-                    res.problem(
-                        (*path, "name"), f"Gateway {ns}/{ref.name} does not exist", "warning"
-                    )
-                )
-            elif ref.section_name and ref.section_name not in {
-                lst.name for lst in gw.spec.listeners
-            }:
-                problems.append(
-                    res.problem(
-                        (*path, "sectionName"),
-                        f"Gateway {ns}/{ref.name} has no listener {ref.section_name!r}",
-                        "warning",
-                    )
-                )
-        else:
-            route = routes.get((ns, ref.name))
-            if route is None:
-                problems.append(
-                    res.problem(
-                        (*path, "name"), f"HTTPRoute {ns}/{ref.name} does not exist", "warning"
-                    )
-                )
-            elif ref.section_name and ref.section_name not in {
-                r.name for r in route.spec.rules if r.name
-            }:
-                problems.append(
-                    res.problem(
-                        (*path, "sectionName"),
-                        f"HTTPRoute {ns}/{ref.name} has no rule named {ref.section_name!r}",
-                        "warning",
-                    )
-                )
+    check_target_refs(res, policy.spec.target_refs, ns, gateways, routes, problems)
     rl = policy.spec.rate_limit
     if rl is not None:
         for i, rule in enumerate(rl.rules):

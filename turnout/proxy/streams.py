@@ -243,9 +243,11 @@ class Exchange:
             return
         action = self.action = cand.action
         timeout = action.request_timeout or self.rt.settings.request_timeout
-        deadline = parse_timeout(head.received.get(b"grpc-timeout"))
-        if deadline is not None and (not timeout or deadline < timeout):
-            timeout = deadline or 1e-3  # the client's deadline for the call
+        grpc_timeout = head.received.get(b"grpc-timeout")
+        if grpc_timeout is not None:  # only gRPC calls pay for the parse (an interpreted call)
+            deadline = parse_timeout(grpc_timeout)
+            if deadline is not None and (not timeout or deadline < timeout):
+                timeout = deadline or 1e-3  # the client's deadline for the call
         if timeout:
             self.request_timer = self.rt.loop.call_later(timeout, self._request_timed_out)
         security = action.security

@@ -158,64 +158,6 @@ def sandbox_create(
         )
 
 
-@sandbox_app.command("list")
-def sandbox_list(
-    namespace: NamespaceOpt = None,
-    all_namespaces: AllNamespacesOpt = False,
-    selector: SelectorOpt = "",
-    output: ListOutputOpt = "table",
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """List Sandboxes: key, overrides, expiry, workers routing them (= `get sandboxes`)."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
-
-        conn = connection(server, token, context, timeout)
-        impl.list_objects(conn, impl.SANDBOX, namespace, all_namespaces, selector, output)
-
-
-@sandbox_app.command("get")
-def sandbox_get(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    output: GetOutputOpt = "text",
-    gateway: GatewayOpt = None,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """Show a Sandbox: key, overrides, expiry, routability per worker, conditions."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
-
-        conn = connection(server, token, context, timeout)
-        impl.get(conn, impl.SANDBOX, name, namespace, output, gateway)
-
-
-@sandbox_app.command("delete")
-def sandbox_delete(
-    names: NamesArg,
-    namespace: NamespaceOpt = None,
-    ignore_not_found: IgnoreNotFoundOpt = False,
-    dry_run: DryRunOpt = False,
-    message: MessageOpt = None,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """Delete Sandboxes (several at once in one revision)."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
-
-        conn = connection(server, token, context, timeout)
-        impl.delete(conn, impl.SANDBOX, names, namespace, ignore_not_found, dry_run, message)
-
-
 # -- routegroup --------------------------------------------------------------------------
 
 
@@ -268,62 +210,81 @@ def routegroup_create(
         )
 
 
-@routegroup_app.command("list")
-def routegroup_list(
-    namespace: NamespaceOpt = None,
-    all_namespaces: AllNamespacesOpt = False,
-    selector: SelectorOpt = "",
-    output: ListOutputOpt = "table",
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """List RouteGroups: key and label match (= `get routegroups`)."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
-
-        conn = connection(server, token, context, timeout)
-        impl.list_objects(conn, impl.ROUTE_GROUP, namespace, all_namespaces, selector, output)
+# -- list, get, delete: the same three commands for both kinds ---------------------------
 
 
-@routegroup_app.command("get")
-def routegroup_get(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    output: GetOutputOpt = "text",
-    gateway: GatewayOpt = None,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """Show a RouteGroup: key, match, the Sandboxes it joins, routability, conditions."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
+def _object_commands(app: typer.Typer, kind: str, plural: str, shows: str) -> None:
+    """Add ``list``, ``get`` and ``delete`` for ``kind`` (the name of its ``KindInfo`` in
+    ``cli.sandboxes``, looked up when a command runs so ``--help`` stays light)."""
 
-        conn = connection(server, token, context, timeout)
-        impl.get(conn, impl.ROUTE_GROUP, name, namespace, output, gateway)
+    @app.command("list")
+    def list_(
+        namespace: NamespaceOpt = None,
+        all_namespaces: AllNamespacesOpt = False,
+        selector: SelectorOpt = "",
+        output: ListOutputOpt = "table",
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+        context: ContextOpt = None,
+        timeout: TimeoutOpt = 10.0,
+    ) -> None:
+        with cli_errors():
+            from turnout.cli import sandboxes as impl
+
+            conn = connection(server, token, context, timeout)
+            info = getattr(impl, kind)
+            impl.list_objects(conn, info, namespace, all_namespaces, selector, output)
+
+    @app.command("get")
+    def get(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        output: GetOutputOpt = "text",
+        gateway: GatewayOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+        context: ContextOpt = None,
+        timeout: TimeoutOpt = 10.0,
+    ) -> None:
+        with cli_errors():
+            from turnout.cli import sandboxes as impl
+
+            conn = connection(server, token, context, timeout)
+            impl.get(conn, getattr(impl, kind), name, namespace, output, gateway)
+
+    @app.command("delete")
+    def delete(
+        names: NamesArg,
+        namespace: NamespaceOpt = None,
+        ignore_not_found: IgnoreNotFoundOpt = False,
+        dry_run: DryRunOpt = False,
+        message: MessageOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+        context: ContextOpt = None,
+        timeout: TimeoutOpt = 10.0,
+    ) -> None:
+        with cli_errors():
+            from turnout.cli import sandboxes as impl
+
+            conn = connection(server, token, context, timeout)
+            info = getattr(impl, kind)
+            impl.delete(conn, info, names, namespace, ignore_not_found, dry_run, message)
+
+    list_.__doc__ = f"List {plural} (= `get {plural.lower()}`)."
+    get.__doc__ = f"Show one of the {plural}: {shows}."
+    delete.__doc__ = f"Delete {plural} (several at once in one revision)."
 
 
-@routegroup_app.command("delete")
-def routegroup_delete(
-    names: NamesArg,
-    namespace: NamespaceOpt = None,
-    ignore_not_found: IgnoreNotFoundOpt = False,
-    dry_run: DryRunOpt = False,
-    message: MessageOpt = None,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = 10.0,
-) -> None:
-    """Delete RouteGroups (several at once in one revision)."""
-    with cli_errors():
-        from turnout.cli import sandboxes as impl
-
-        conn = connection(server, token, context, timeout)
-        impl.delete(conn, impl.ROUTE_GROUP, names, namespace, ignore_not_found, dry_run, message)
+_object_commands(
+    sandbox_app, "SANDBOX", "Sandboxes", "key, overrides, expiry, routability per worker"
+)
+_object_commands(
+    routegroup_app,
+    "ROUTE_GROUP",
+    "RouteGroups",
+    "key, match, the Sandboxes it joins, routability",
+)
 
 
 # -- trace -------------------------------------------------------------------------------

@@ -351,8 +351,8 @@ class RoundRobinBalancer(_WeightedBalancer):
         current[best] += self._total
 
 
-class RandomBalancer(_WeightedBalancer):
-    """Weighted random choice honouring availability and slow start."""
+class _DrawingBalancer(_WeightedBalancer):
+    """A weighted balancer that draws random numbers (seedable for tests)."""
 
     __slots__ = ("_random",)
 
@@ -364,6 +364,12 @@ class RandomBalancer(_WeightedBalancer):
     ) -> None:
         super().__init__(endpoints, slow_start_window)
         self._random: Callable[[], float] = (rand or random.Random()).random
+
+
+class RandomBalancer(_DrawingBalancer):
+    """Weighted random choice honouring availability and slow start."""
+
+    __slots__ = ()
 
     def pick(self, hash_key: int, now: float) -> Endpoint | None:
         eps = self.endpoints
@@ -389,19 +395,10 @@ def _draw(cumulative: list[float], total: float, r: float) -> int:
     return bisect_right(cumulative, x)
 
 
-class LeastRequestBalancer(_WeightedBalancer):
+class LeastRequestBalancer(_DrawingBalancer):
     """Power of two choices by in-flight requests, weighted draws."""
 
-    __slots__ = ("_random",)
-
-    def __init__(
-        self,
-        endpoints: list[Endpoint],
-        rand: random.Random | None = None,
-        slow_start_window: float = 0.0,
-    ) -> None:
-        super().__init__(endpoints, slow_start_window)
-        self._random: Callable[[], float] = (rand or random.Random()).random
+    __slots__ = ()
 
     def pick(self, hash_key: int, now: float) -> Endpoint | None:
         eps = self.endpoints

@@ -673,52 +673,39 @@ class CaseRunner:
     def run_grpc_weighted(self, index: int, case: dict[str, Any]) -> CaseResult:
         """README 6 (grpcWeightedDistribution): like ``run_weighted``, with the gRPC call,
         ``x-jitter`` metadata as entropy and the pod from ``assertions.context.pod``."""
-        first = self.run_grpc(index, case)
-        if not first.ok:
-            return first
-        sampling, weights = case["sampling"], case["weights"]
-        attempts: list[str] = []
-        for _ in range(int(sampling["maxAttempts"])):
 
-            def one(_: int) -> tuple[str, list[str], str]:
-                extra = (
-                    [("x-jitter", str(random.randint(0, 9999)))] if random.random() < 0.5 else []
-                )
-                ex = self.send_grpc_case(case, extra)
-                service = "-".join(ex.pod.split("-")[:-2])
-                return service, compare_grpc(case, ex), ex.describe_response()
+        def one(_: int) -> tuple[str, list[str], str]:
+            extra = [("x-jitter", str(random.randint(0, 9999)))] if random.random() < 0.5 else []
+            ex = self.send_grpc_case(case, extra)
+            service = "-".join(ex.pod.split("-")[:-2])
+            return service, compare_grpc(case, ex), ex.describe_response()
 
-            with ThreadPoolExecutor(int(sampling["concurrency"])) as pool:
-                results = list(pool.map(one, range(int(sampling["totalRequests"]))))
-            bad = [f"{got}: {m}" for _, mm, got in results for m in mm]
-            counts: dict[str, int] = {}
-            for service, _, _ in results:
-                counts[service] = counts.get(service, 0) + 1
-            problems = bad[:3] + weight_problems(counts, weights, float(sampling["tolerance"]))
-            if not problems:
-                return first
-            attempts.append(f"counts {counts}: " + "; ".join(problems))
-        first.ok = False
-        first.expected = f"shares {weights} ± {sampling['tolerance']}"
-        first.got = attempts[-1]
-        first.mismatches = [f"attempt {i + 1}: {a}" for i, a in enumerate(attempts)]
-        return first
+        return self.sample_weights(self.run_grpc(index, case), case, one)
 
     def run_weighted(self, index: int, case: dict[str, Any]) -> CaseResult:
-        first = self.run_plain(index, case)
+        def one(_: int) -> tuple[str, list[str], str]:
+            extra = {"X-Jitter": str(random.randint(0, 9999))} if random.random() < 0.5 else {}
+            ex, expected_path = self.send_case(case, {}, extra)
+            pod = str(ex.echo.get("pod", ""))
+            service = "-".join(pod.split("-")[:-2])
+            return service, compare(case, ex, expected_path), ex.describe_response()
+
+        return self.sample_weights(self.run_plain(index, case), case, one)
+
+    def sample_weights(
+        self,
+        first: CaseResult,
+        case: dict[str, Any],
+        one: Callable[[int], tuple[str, list[str], str]],
+    ) -> CaseResult:
+        """After a passing first request: send ``totalRequests`` with ``one`` (→ service,
+        mismatches, response) and compare each service's share with the case's weights,
+        up to ``maxAttempts`` times."""
         if not first.ok:
             return first
         sampling, weights = case["sampling"], case["weights"]
         attempts: list[str] = []
         for _ in range(int(sampling["maxAttempts"])):
-
-            def one(_: int) -> tuple[str, list[str], str]:
-                extra = {"X-Jitter": str(random.randint(0, 9999))} if random.random() < 0.5 else {}
-                ex, expected_path = self.send_case(case, {}, extra)
-                pod = str(ex.echo.get("pod", ""))
-                service = "-".join(pod.split("-")[:-2])
-                return service, compare(case, ex, expected_path), ex.describe_response()
-
             with ThreadPoolExecutor(int(sampling["concurrency"])) as pool:
                 results = list(pool.map(one, range(int(sampling["totalRequests"]))))
             bad = [f"{got}: {m}" for _, mm, got in results for m in mm]

@@ -105,21 +105,8 @@ def listener_certificates(
     out: list[Certificate] = []
     for i, ref in enumerate(tls.certificate_refs):
         field: tuple[str | int, ...] = ("certificateRefs", i)
-        if ref.group not in ("", "core") or ref.kind != "Secret":
-            raise TLSMaterialError(
-                f"certificateRefs of kind {ref.group}/{ref.kind} are not supported (use a Secret)",
-                field,
-            )
-        ns = ref.namespace or namespace
-        if ns != namespace:
-            raise TLSMaterialError(
-                f"Secret {ns}/{ref.name} is in another namespace; that needs a ReferenceGrant, "
-                "which is not supported yet",
-                field,
-            )
-        secret = secrets.get((ns, ref.name))
-        if secret is None:
-            raise TLSMaterialError(f"Secret {ns}/{ref.name} not found", field)
+        secret = _ref_secret(ref, namespace, secrets, field)
+        ns = secret.metadata.namespace
         if secret.type != "kubernetes.io/tls":
             raise TLSMaterialError(
                 f"Secret {ns}/{ref.name} has type {secret.type!r}; TLS listeners need "
@@ -197,29 +184,19 @@ def backend_tls(
     spec: BackendTLSSpec, namespace: str, secrets: dict[SecretKey, SecretObject]
 ) -> UpstreamTLS:
     """Resolve a Backend's ``tls``; raises ``TLSMaterialError`` naming the field."""
-    cas: list[bytes] = []
-    for i, ref in enumerate(spec.ca_certificate_refs):
-        secret = _ref_secret(ref, namespace, secrets, ("caCertificateRefs", i))
-        value = _secret_value(secret, "ca.crt")
-        if value is None:
-            raise TLSMaterialError(
-                f"Secret {namespace}/{ref.name} has no ca.crt", ("caCertificateRefs", i)
-            )
-        cas.append(value)
+    cas = [
+        _secret_ca(ref, namespace, secrets, ("caCertificateRefs", i))
+        for i, ref in enumerate(spec.ca_certificate_refs)
+    ]
     if spec.ca_file is not None:
         try:
-            cas.append(Path(spec.ca_file).read_bytes())
+            pem = Path(spec.ca_file).read_bytes()
         except OSError as exc:
             raise TLSMaterialError(
                 f"cannot read {spec.ca_file}: {exc.strerror}", ("caFile",)
             ) from None
-    for i, pem in enumerate(cas):
-        try:
-            x509.load_pem_x509_certificates(pem)
-        except ValueError:
-            raise TLSMaterialError(
-                "a CA certificate is not PEM", ("caCertificateRefs", i)
-            ) from None
+        _check_ca(pem, spec.ca_file, ("caFile",))
+        cas.append(pem.strip() + b"\n")
     client: Certificate | None = None
     if spec.client_certificate_ref is not None:
         ref = spec.client_certificate_ref
@@ -257,7 +234,7 @@ def _ref_secret(
 ) -> SecretObject:
     if ref.group not in ("", "core") or ref.kind != "Secret":
         raise TLSMaterialError(
-            f"references of kind {ref.group}/{ref.kind} are not supported", field
+            f"references of kind {ref.group}/{ref.kind} are not supported (use a Secret)", field
         )
     ns = ref.namespace or namespace
     if ns != namespace:
@@ -279,22 +256,33 @@ def client_ca(
     validation = tls.frontend_validation
     if validation is None:
         return None
-    pems: list[bytes] = []
-    for i, ref in enumerate(validation.ca_certificate_refs):
-        field: tuple[str | int, ...] = ("frontendValidation", "caCertificateRefs", i)
-        if ref.kind == "ConfigMap":
-            raise TLSMaterialError(
-                "ConfigMaps are not supported; put the CA in a Secret under ca.crt", field
-            )
-        secret = _ref_secret(ref, namespace, secrets, field)
-        pem = _secret_value(secret, "ca.crt")
-        if pem is None:
-            raise TLSMaterialError(f"Secret {namespace}/{ref.name} has no ca.crt", field)
-        try:
-            x509.load_pem_x509_certificates(pem)
-        except ValueError:
-            raise TLSMaterialError(
-                f"Secret {namespace}/{ref.name}: ca.crt is not PEM", field
-            ) from None
-        pems.append(pem.strip() + b"\n")
-    return b"".join(pems)
+    return b"".join(
+        _secret_ca(ref, namespace, secrets, ("frontendValidation", "caCertificateRefs", i))
+        for i, ref in enumerate(validation.ca_certificate_refs)
+    )
+
+
+def _secret_ca(
+    ref: SecretObjectReference,
+    namespace: str,
+    secrets: dict[SecretKey, SecretObject],
+    field: tuple[str | int, ...],
+) -> bytes:
+    """The PEM CA certificates a Secret holds under ``ca.crt``, checked."""
+    if ref.kind == "ConfigMap":
+        raise TLSMaterialError(
+            "ConfigMaps are not supported; put the CA in a Secret under ca.crt", field
+        )
+    secret = _ref_secret(ref, namespace, secrets, field)
+    pem = _secret_value(secret, "ca.crt")
+    if pem is None:
+        raise TLSMaterialError(f"Secret {namespace}/{ref.name} has no ca.crt", field)
+    _check_ca(pem, f"Secret {namespace}/{ref.name}: ca.crt", field)
+    return pem.strip() + b"\n"
+
+
+def _check_ca(pem: bytes, what: str, field: tuple[str | int, ...]) -> None:
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise TLSMaterialError(f"{what} is not PEM", field) from None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from turnout.config.configset import ConfigSet
 from turnout.config.parse import Resource, parse_text
 from turnout.config.problems import ConfigError, Problem
-from turnout.config.validate import ConfigSet, validate
+from turnout.config.validate import validate
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

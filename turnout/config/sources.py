@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from turnout.config.configset import ConfigSet
 from turnout.config.files import MANIFEST_SUFFIXES, load_files
 from turnout.config.parse import parse_text
 from turnout.config.problems import Problem
-from turnout.config.validate import ConfigSet, validate
+from turnout.config.validate import validate
 
 
 class ConfigSource(Protocol):

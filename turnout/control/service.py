@@ -29,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from turnout.config.configset import ConfigSet
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
 from turnout.config.sandboxes import derived_key, new_routing_key
-from turnout.config.validate import ConfigSet, validate
+from turnout.config.validate import validate
 from turnout.control.auth import (
     Principal,
     Role,

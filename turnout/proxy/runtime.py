@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from turnout.config.configset import ConfigSet
 from turnout.config.tls import UpstreamTLS
-from turnout.config.validate import ConfigSet
 from turnout.core.ids import RequestIdGenerator
 from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog

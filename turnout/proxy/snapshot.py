@@ -23,6 +23,7 @@ from itertools import accumulate
 from typing import Final
 
 from turnout.config.attach import attach_route
+from turnout.config.configset import ConfigSet
 from turnout.config.model import (
     L4_IDLE_TIMEOUT_ANNOTATION,
     L4_MAX_CONNECTIONS_ANNOTATION,
@@ -49,7 +50,7 @@ from turnout.config.tls import (
     client_ca,
     listener_certificates,
 )
-from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS, ConfigSet
+from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.accesslog import json_string

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import cast
 
-from turnout.config.validate import ConfigSet
+from turnout.config.configset import ConfigSet
 from turnout.observe.accesslog import AccessLog
 from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from turnout.config.configset import ConfigSet
 from turnout.config.model import BackendObject
-from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 from turnout.proxy.upstream.probe import HealthChecker, ProbeTarget

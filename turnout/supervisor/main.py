@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
 from turnout.config.tls import certificate_files
-from turnout.config.validate import ConfigSet
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
 from turnout.observe.accesslog import DEFAULT_FIELDS

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from turnout.config.configset import ConfigSet
 from turnout.config.grpcroute import as_http, method_path
 from turnout.config.model import GRPCMethodMatch, GRPCRouteObject, HTTPRouteObject
 from turnout.config.parse import parse_text
@@ -96,7 +97,6 @@ def test_a_grpcroute_to_a_missing_backend_is_a_located_warning() -> None:
 
 
 def test_policies_for_an_httproute_do_not_reach_a_grpcroute_of_the_same_name() -> None:
-    from turnout.config.validate import ConfigSet
     from turnout.proxy.filters.policy import PolicyIndex
 
     http = {

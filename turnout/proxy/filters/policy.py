@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from turnout.config.configset import ConfigSet
 from turnout.config.model import (
     ConsumerObject,
     FaultInjectionSpec,
@@ -28,7 +29,6 @@ from turnout.config.model import (
     SecurityPolicyObject,
     TrafficPolicyObject,
 )
-from turnout.config.validate import ConfigSet
 from turnout.core.durations import parse_duration
 from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.fault import FaultInjector

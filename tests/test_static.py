@@ -53,12 +53,16 @@ SANS_IO = [
     ROOT / "turnout" / "tunnel" / "protocol.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
+# core/tasks.py spawns tasks (DESIGN §5 puts task spawning in core): its asyncio is allowed.
+SANS_IO_EXCEPTIONS = {ROOT / "turnout" / "core" / "tasks.py"}
 
 
 @pytest.mark.parametrize("package", SANS_IO, ids=lambda p: str(p.relative_to(ROOT)))
 def test_sans_io_modules_import_no_io(package: Path) -> None:
     offenders = []
     for file in [package] if package.is_file() else package.rglob("*.py"):
+        if file in SANS_IO_EXCEPTIONS:
+            continue
         for node in ast.walk(ast.parse(file.read_text())):
             names = []
             if isinstance(node, ast.Import):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from turnout.cli.output import age, human_duration, parse_time
+from turnout.config.kinds import KINDS
 
 OWNER_ANNOTATION = "turnout.dev/owner"
 
@@ -266,56 +267,50 @@ _TAIL = [
     Column("REVISION", _rv, wide_only=True),
 ]
 
-COLUMNS: dict[str, list[Column]] = {
-    "Namespace": [Column("LABELS", _labels, wide_only=True)],
-    "GatewayClass": [
-        Column("CONTROLLER", lambda m: str(spec(m).get("controllerName") or "-")),
-        Column("ACCEPTED", lambda m: condition_status(m, "Accepted")),
-        Column("DESCRIPTION", lambda m: str(spec(m).get("description") or "-"), wide_only=True),
-    ],
-    "Gateway": [
-        Column("CLASS", lambda m: str(spec(m).get("gatewayClassName") or "-")),
-        Column("ADDRESS", _gw_addresses),
-        Column("LISTENERS", _gw_listeners),
-        Column("PROGRAMMED", lambda m: condition_status(m, "Programmed")),
-    ],
-    "HTTPRoute": [
-        Column("HOSTNAMES", _route_hostnames),
-        Column("PARENTS", _route_parents),
-        Column("BACKENDS", lambda m: _route_backends(m, 3), wide_only=False),
-        Column("RULES", _route_rules, wide_only=True),
-    ],
-    "Backend": [
-        Column("ENDPOINTS", lambda m: _endpoints(m, 3)),
-        Column("HEALTH", _health, wide_only=True),
-        Column("BALANCER", _lb, wide_only=True),
-        Column("PROTOCOL", _app_protocol, wide_only=True),
-    ],
-    "TrafficPolicy": [
-        Column("TARGETS", _targets),
-        Column("FEATURES", _features),
-    ],
-    "Sandbox": [
-        Column("KEY", routing_key),
-        Column("OVERRIDES", lambda m: _overrides(m, 3)),
-        Column("EXPIRES", expires),
-        Column("ROUTABLE", routable),
-        Column("DESCRIPTION", _description, wide_only=True),
-    ],
-    "RouteGroup": [
-        Column("KEY", routing_key),
-        Column("MATCH", match_labels),
-        Column("ROUTABLE", routable, wide_only=True),
-        Column("DESCRIPTION", _description, wide_only=True),
-    ],
+# Columns by header; each kind's registry entry (config.kinds) names the ones its table
+# shows (``columns``, then ``wide_columns`` with ``-o wide``), as a CRD's printer columns do.
+GETTERS: dict[str, Getter] = {
+    "LABELS": _labels,
+    "CONTROLLER": lambda m: str(spec(m).get("controllerName") or "-"),
+    "ACCEPTED": lambda m: condition_status(m, "Accepted"),
+    "DESCRIPTION": _description,
+    "CLASS": lambda m: str(spec(m).get("gatewayClassName") or "-"),
+    "ADDRESS": _gw_addresses,
+    "LISTENERS": _gw_listeners,
+    "PROGRAMMED": lambda m: condition_status(m, "Programmed"),
+    "HOSTNAMES": _route_hostnames,
+    "PARENTS": _route_parents,
+    "BACKENDS": lambda m: _route_backends(m, 3),
+    "RULES": _route_rules,
+    "ENDPOINTS": lambda m: _endpoints(m, 3),
+    "HEALTH": _health,
+    "BALANCER": _lb,
+    "PROTOCOL": _app_protocol,
+    "TARGETS": _targets,
+    "FEATURES": _features,
+    "KEY": routing_key,
+    "OVERRIDES": lambda m: _overrides(m, 3),
+    "EXPIRES": expires,
+    "ROUTABLE": routable,
+    "MATCH": match_labels,
 }
 
 # In wide output these replace their shortened forms.
-_WIDE_REPLACE: dict[tuple[str, str], Getter] = {
-    ("HTTPRoute", "BACKENDS"): lambda m: _route_backends(m, 0),
-    ("Backend", "ENDPOINTS"): lambda m: _endpoints(m, 0),
-    ("Sandbox", "OVERRIDES"): lambda m: _overrides(m, 0),
+_WIDE_REPLACE: dict[str, Getter] = {
+    "BACKENDS": lambda m: _route_backends(m, 0),
+    "ENDPOINTS": lambda m: _endpoints(m, 0),
+    "OVERRIDES": lambda m: _overrides(m, 0),
 }
+
+
+def kind_columns(kind: str) -> list[Column]:
+    """The kind's own columns (none for a kind only the server knows), before ``_TAIL``."""
+    entry = KINDS.get(kind)
+    if entry is None:
+        return []
+    return [Column(h, GETTERS[h]) for h in entry.columns] + [
+        Column(h, GETTERS[h], wide_only=True) for h in entry.wide_columns
+    ]
 
 
 def table(
@@ -326,14 +321,14 @@ def table(
     namespaced_column: bool,
     name_prefix: str = "",
 ) -> tuple[list[str], list[list[str]]]:
-    cols = [c for c in [*COLUMNS.get(kind, []), *_TAIL] if wide or not c.wide_only]
+    cols = [c for c in [*kind_columns(kind), *_TAIL] if wide or not c.wide_only]
     headers = (["NAMESPACE"] if namespaced_column else []) + ["NAME"] + [c.header for c in cols]
     rows = []
     for m in items:
         row = [str(meta(m).get("namespace") or "-")] if namespaced_column else []
         row.append(name_prefix + str(meta(m).get("name")))
         for c in cols:
-            get = _WIDE_REPLACE.get((kind, c.header), c.get) if wide else c.get
+            get = _WIDE_REPLACE.get(c.header, c.get) if wide else c.get
             row.append(get(m))
         rows.append(row)
     return headers, rows

@@ -1,10 +1,11 @@
 """Kind names as users type them: ``HTTPRoute``, ``httproutes``, ``route``, ``gw``...
 
-The server's ``GET /api/v1/kinds`` is authoritative, but the built-in kinds are
-also known here, so the common case (``turnout get routes``) needs no extra round trip;
-only a name not found in the built-in table makes the CLI ask the server. Nothing is
-cached on disk. Matching is case-insensitive on the kind, its plural, its short names
-and the ``kind.group`` / ``plural.group`` forms kubectl accepts.
+The server's ``GET /api/v1/kinds`` is authoritative, but the built-in kinds (the
+registry in ``turnout.config.kinds``) are also known here, so the common case
+(``turnout get routes``) needs no extra round trip; only a name not found in the
+built-in table makes the CLI ask the server. Nothing is cached on disk. Matching is
+case-insensitive on the kind, its plural, its short names and the ``kind.group`` /
+``plural.group`` forms kubectl accepts.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from turnout.cli.errors import CliError
+from turnout.config.kinds import KINDS, KindRegistry
 
 if TYPE_CHECKING:
     from turnout.cli.client import Client
-
-GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +67,16 @@ class KindInfo:
         )
 
 
-BUILTIN: tuple[KindInfo, ...] = (
-    KindInfo("Namespace", "namespaces", "v1", False, ("ns",)),
-    KindInfo("Secret", "secrets", "v1", True),
-    KindInfo("GatewayClass", "gatewayclasses", GATEWAY_API, False, ("gc",)),
-    KindInfo("Gateway", "gateways", GATEWAY_API, True, ("gtw", "gw")),
-    KindInfo("HTTPRoute", "httproutes", GATEWAY_API, True, ("route", "routes")),
-    KindInfo("GRPCRoute", "grpcroutes", GATEWAY_API, True),
-    KindInfo("TCPRoute", "tcproutes", "gateway.networking.k8s.io/v1alpha2", True),
-    KindInfo("TLSRoute", "tlsroutes", "gateway.networking.k8s.io/v1alpha2", True),
-    KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
-    KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
-    KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
-    KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
-    KindInfo("SecurityPolicy", "securitypolicies", "turnout.dev/v1alpha1", True, ("sp",)),
-    KindInfo("Consumer", "consumers", "turnout.dev/v1alpha1", True, ("consumer",)),
-)
+def builtin_table(registry: KindRegistry = KINDS) -> tuple[KindInfo, ...]:
+    """The kinds every server serves, from the registry (config.kinds: stdlib only, so the
+    CLI reads it without loading pydantic)."""
+    return tuple(
+        KindInfo(e.kind, e.plural, e.api_version, e.namespaced, e.short_names)
+        for e in registry.served()
+    )
+
+
+BUILTIN: tuple[KindInfo, ...] = builtin_table()
 
 
 def match(name: str, kinds: tuple[KindInfo, ...] | list[KindInfo]) -> KindInfo | None:

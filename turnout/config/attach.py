@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from turnout.config.hostnames import effective_hostnames
+from turnout.config.kinds import route_kinds_by_protocol
 from turnout.config.model import (
     GATEWAY_GROUP,
     GatewayObject,
@@ -26,12 +27,7 @@ from turnout.config.model import (
 )
 
 # Route kinds each listener protocol accepts (and admits when allowedRoutes.kinds is empty)
-ROUTE_KINDS_BY_PROTOCOL: dict[str, tuple[str, ...]] = {
-    "HTTP": ("HTTPRoute", "GRPCRoute"),
-    "HTTPS": ("HTTPRoute", "GRPCRoute"),
-    "TCP": ("TCPRoute",),
-    "TLS": ("TLSRoute",),
-}
+ROUTE_KINDS_BY_PROTOCOL: dict[str, tuple[str, ...]] = route_kinds_by_protocol()
 # Any route object attach_route takes
 AnyRoute = HTTPRouteObject | TCPRouteObject | TLSRouteObject
 

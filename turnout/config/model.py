@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -29,13 +30,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from turnout.config.kinds import GATEWAY_API_GROUP, KindRegistry
+from turnout.config.kinds import KINDS as REGISTRY
+from turnout.config.kinds import TURNOUT_GROUP as TURNOUT_GROUP
 from turnout.core.durations import DurationError, parse_duration
 from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.routing_keys import MAX_LENGTH as MAX_KEY_LENGTH
 from turnout.core.routing_keys import valid_key
 
-GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
-TURNOUT_GROUP: Final = "turnout.dev"
+GATEWAY_GROUP: Final = GATEWAY_API_GROUP
 GATEWAY_VERSIONS: Final = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1")
 TURNOUT_VERSION: Final = "turnout.dev/v1alpha1"
 
@@ -1193,6 +1196,8 @@ class ConsumerObject(Spec):
     status: dict[str, Any] | None = None
 
 
+# Every object model, for the type checker (a union cannot be built from the registry
+# statically); the registry test checks it names exactly the registered models.
 ConfigObject = (
     NamespaceObject
     | SecretObject
@@ -1210,23 +1215,19 @@ ConfigObject = (
     | ConsumerObject
 )
 
-# (apiVersion group, kind) -> model; the version is checked by each model's Literal.
-KINDS: Final[dict[str, type[Spec]]] = {
-    "Namespace": NamespaceObject,
-    "Secret": SecretObject,
-    "GatewayClass": GatewayClassObject,
-    "Gateway": GatewayObject,
-    "HTTPRoute": HTTPRouteObject,
-    "GRPCRoute": GRPCRouteObject,
-    "TCPRoute": TCPRouteObject,
-    "TLSRoute": TLSRouteObject,
-    "Backend": BackendObject,
-    "TrafficPolicy": TrafficPolicyObject,
-    "Sandbox": SandboxObject,
-    "RouteGroup": RouteGroupObject,
-    "SecurityPolicy": SecurityPolicyObject,
-    "Consumer": ConsumerObject,
-}
+
+def object_models(
+    registry: KindRegistry = REGISTRY, scope: Mapping[str, Any] | None = None
+) -> dict[str, type[Spec]]:
+    """kind -> object model, in registry order: each entry names its model, a class of this
+    module (or of ``scope``); a missing one fails at import. The apiVersion is checked by
+    each model's Literal, which tests/unit/config/test_kinds_registry.py holds to the
+    registry."""
+    names = {**globals(), **(scope or {})}
+    return {kind: names[entry.model] for kind, entry in registry.items()}
+
+
+KINDS: Final[dict[str, type[Spec]]] = object_models()
 
 # Kinds users commonly paste from a cluster, with the advice to give instead.
 FOREIGN_KINDS: Final[dict[str, str]] = {

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from turnout.config.kinds import KINDS as REGISTRY
+from turnout.config.kinds import KindEntry, KindRegistry
 from turnout.config.model import KINDS
 from turnout.config.parse import Origin, Resource, parse_documents
 from turnout.config.problems import Problem, format_path
@@ -36,11 +38,17 @@ SERVER_METADATA: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class KindInfo:
+    """A kind as the admin API describes it (``GET /api/v1/kinds``)."""
+
     kind: str
     plural: str
     api_version: str
     namespaced: bool
     short_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: KindEntry) -> KindInfo:
+        return cls(entry.kind, entry.plural, entry.api_version, entry.namespaced, entry.short_names)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,29 +60,13 @@ class KindInfo:
         }
 
 
-KIND_INFO: Final[dict[str, KindInfo]] = {
-    k.kind: k
-    for k in (
-        KindInfo("Namespace", "namespaces", "v1", False, ("ns",)),
-        KindInfo("Secret", "secrets", "v1", True, ()),
-        KindInfo("GatewayClass", "gatewayclasses", "gateway.networking.k8s.io/v1", False, ("gc",)),
-        KindInfo("Gateway", "gateways", "gateway.networking.k8s.io/v1", True, ("gw", "gtw")),
-        KindInfo(
-            "HTTPRoute", "httproutes", "gateway.networking.k8s.io/v1", True, ("route", "routes")
-        ),
-        KindInfo("GRPCRoute", "grpcroutes", "gateway.networking.k8s.io/v1", True, ()),
-        KindInfo("TCPRoute", "tcproutes", "gateway.networking.k8s.io/v1alpha2", True, ()),
-        KindInfo("TLSRoute", "tlsroutes", "gateway.networking.k8s.io/v1alpha2", True, ()),
-        KindInfo("Backend", "backends", "turnout.dev/v1alpha1", True, ("be",)),
-        KindInfo("TrafficPolicy", "trafficpolicies", "turnout.dev/v1alpha1", True, ("tp",)),
-        KindInfo("Sandbox", "sandboxes", "turnout.dev/v1alpha1", True, ("sb",)),
-        KindInfo("RouteGroup", "routegroups", "turnout.dev/v1alpha1", True, ("rg",)),
-        KindInfo("SecurityPolicy", "securitypolicies", "turnout.dev/v1alpha1", True, ("sp",)),
-        KindInfo("Consumer", "consumers", "turnout.dev/v1alpha1", True, ("consumer",)),
-    )
-}
+def api_kinds(registry: KindRegistry = REGISTRY) -> dict[str, KindInfo]:
+    """The kinds stored and served through the API, from the registry (config.kinds)."""
+    return {e.kind: KindInfo.of(e) for e in registry.served()}
+
+
+KIND_INFO: Final[dict[str, KindInfo]] = api_kinds()
 BY_PLURAL: Final[dict[str, KindInfo]] = {k.plural: k for k in KIND_INFO.values()}
-assert set(KIND_INFO) == set(KINDS), "every config kind needs API metadata"
 
 # Cluster-scoped objects live in this pseudo-namespace in the store and in keys.
 CLUSTER_NAMESPACE: Final = ""
@@ -225,6 +217,7 @@ __all__ = [
     "OWNER_ANNOTATION",
     "KindInfo",
     "Parsed",
+    "api_kinds",
     "describe_key",
     "format_path",
     "normalise",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from turnout.config.configset import ConfigSet
+from turnout.config.kinds import ROUTING_KEY_KINDS
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
 from turnout.config.sandboxes import derived_key, new_routing_key
@@ -129,7 +130,7 @@ class Watcher:
 
 
 RuntimeStatus = Callable[[], dict[str, Any]]
-KEYED_KINDS: Final = frozenset({"Sandbox", "RouteGroup"})
+KEYED_KINDS: Final = ROUTING_KEY_KINDS
 SANDBOX_SWEEP_SECONDS: Final = 1.0
 
 

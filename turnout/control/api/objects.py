@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -35,39 +35,29 @@ from turnout.control.store.repository import Change, redacted
 
 router = APIRouter(tags=["objects"], responses=FAILURES)
 
-# Path parameters are enumerated so the OpenAPI document says which types exist; an
-# unknown one still answers 404 (see errors.bad_request).
-AnyPlural = Literal[
-    "namespaces",
-    "secrets",
-    "gatewayclasses",
-    "gateways",
-    "httproutes",
-    "grpcroutes",
-    "tcproutes",
-    "tlsroutes",
-    "backends",
-    "trafficpolicies",
-    "sandboxes",
-    "routegroups",
-    "securitypolicies",
-    "consumers",
-]
-NamespacedPlural = Literal[
-    "secrets",
-    "gateways",
-    "httproutes",
-    "grpcroutes",
-    "tcproutes",
-    "tlsroutes",
-    "backends",
-    "trafficpolicies",
-    "sandboxes",
-    "routegroups",
-    "securitypolicies",
-    "consumers",
-]
-ClusterPlural = Literal["namespaces", "gatewayclasses"]
+
+# Path parameters are enumerated (from the kinds registry, via BY_PLURAL) so the OpenAPI
+# document says which types exist; an unknown one still answers 404 (see
+# errors.bad_request). The type checker sees plain strings: a Literal built at run time is
+# opaque to it.
+def path_plurals(by_plural: dict[str, KindInfo]) -> tuple[tuple[str, ...], ...]:
+    """Every plural, the namespaced ones, the cluster-scoped ones (in registry order)."""
+    return (
+        tuple(by_plural),
+        tuple(p for p, k in by_plural.items() if k.namespaced),
+        tuple(p for p, k in by_plural.items() if not k.namespaced),
+    )
+
+
+if TYPE_CHECKING:
+    AnyPlural = str
+    NamespacedPlural = str
+    ClusterPlural = str
+else:
+    _ANY, _NAMESPACED, _CLUSTER = path_plurals(BY_PLURAL)
+    AnyPlural = Literal[_ANY]
+    NamespacedPlural = Literal[_NAMESPACED]
+    ClusterPlural = Literal[_CLUSTER]
 
 DryRun = Annotated[str | None, Query(alias="dryRun", description="'All': validate only")]
 Message = Annotated[str, Query(max_length=1000, description="recorded with the revision")]

@@ -49,6 +49,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from turnout.config.kinds import top_level_content
 from turnout.control.store import tables as t
 from turnout.control.store.errors import (
     Conflict,
@@ -255,9 +256,7 @@ def manifest_key(manifest: dict[str, Any]) -> ObjectKey:
 
 REDACTED = "(redacted)"
 # Kinds whose content sits beside metadata rather than under "spec" (stored as the spec).
-TOP_LEVEL_CONTENT: dict[str, tuple[str, ...]] = {
-    "Secret": ("type", "data", "stringData", "immutable"),
-}
+TOP_LEVEL_CONTENT: dict[str, tuple[str, ...]] = top_level_content()
 
 
 def redacted(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -29,28 +29,11 @@ from turnout.config.model import (
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
 from turnout.core.durations import parse_duration
+from turnout.core.headers import IDENTITY_RESERVED_STR
 
 Path = tuple[str | int, ...]
 ObjectId = tuple[str, str]
 
-# Headers the gateway owns or that would make no sense as identity headers.
-RESERVED_HEADERS: Final = frozenset(
-    {
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "host",
-        "authorization",
-        "cookie",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-    }
-)
 _HS = frozenset({"HS256", "HS384", "HS512"})
 _RSA = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_CURVES: Final = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -316,7 +299,7 @@ def check_security_policy(
     seen: set[str] = set()
     for path, header in identity_headers:
         lowered = header.lower()
-        if lowered in RESERVED_HEADERS:
+        if lowered in IDENTITY_RESERVED_STR:
             add(res.problem(path, f"header {lowered!r} cannot carry an identity"))
         elif lowered in seen:
             add(res.problem(path, f"header {lowered!r} is set twice"))

@@ -54,6 +54,7 @@ from turnout.config.tls import (
     listener_certificates,
 )
 from turnout.core.durations import parse_duration
+from turnout.core.headers import FILTER_FORBIDDEN_STR
 from turnout.core.netaddr import parse_address
 
 SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "TLS"})
@@ -61,10 +62,6 @@ SUPPORTED_LISTENER_PROTOCOLS = frozenset({"HTTP", "HTTPS", "TCP", "TLS"})
 L4_PROTOCOLS = frozenset({"TCP", "TLS"})
 # Backend appProtocols spoken as HTTP/2 with prior knowledge (h2c)
 HTTP2_APP_PROTOCOLS = frozenset({"h2c", "kubernetes.io/h2c", "grpc"})
-# Framing and hop-by-hop headers belong to the gateway; a filter may not set them.
-GATEWAY_OWNED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
-)
 UNSUPPORTED_FILTERS = {
     "CORS": "the CORS filter is not supported yet",
     "ExternalAuth": "the ExternalAuth filter is not supported yet",
@@ -627,7 +624,7 @@ def _check_header_modifier(
         if len(set(names)) != len(names):
             problems.append(res.problem((*path, field_name), "header names must be unique"))
         for j, name in enumerate(names):
-            if name in GATEWAY_OWNED_HEADERS:
+            if name in FILTER_FORBIDDEN_STR:
                 problems.append(
                     res.problem(
                         (*path, field_name, j), f"header {name!r} is managed by the gateway"

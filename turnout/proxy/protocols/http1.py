@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol, cast
 
 import httptools
 
+from turnout.core import headers as header_sets
 from turnout.proxy.protocols.heads import Headers, RequestHead
 from turnout.proxy.protocols.hosts import (
     InvalidTarget,
@@ -34,61 +35,21 @@ from turnout.proxy.protocols.hosts import (
     split_authority,
 )
 
+# Header sets come from turnout.core.headers (one module, each set citing its RFC); the
+# Final names here let compiled code read them as statics.
 # Header names the codec consumes; they never appear in ``RequestHead.headers``.
-HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"host",
-        b"expect",
-        b"http2-settings",
-    }
-)
+HOP_BY_HOP: Final = header_sets.REQUEST_CONSUMED
 # Headers the gateway sets itself: the client's values are read here (X-Forwarded-For is
 # extended, a sane X-Request-Id kept) or replaced, never forwarded as sent.
-GATEWAY_SET: Final = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
-)
-SPECIAL: Final = HOP_BY_HOP | GATEWAY_SET
+GATEWAY_SET: Final = header_sets.GATEWAY_SET
+SPECIAL: Final = header_sets.REQUEST_REPLACED
 _SANE_ID: Final = re.compile(rb"[\x21-\x7e]{1,128}")
 # Names a client's ``Connection`` header may not remove (Traefik CVE-2024-45410 class).
-PROTECTED: Final = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"transfer-encoding",
-        b"authorization",
-        b"cookie",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-request-id",
-        b"forwarded",
-    }
-)
+PROTECTED: Final = header_sets.PROTECTED_FROM_CONNECTION
+# Connection tokens that are options, not header names to remove.
+CONNECTION_OPTIONS: Final = header_sets.CONNECTION_OPTIONS
 # Trailer fields that would change framing, routing or auth are dropped.
-FORBIDDEN_TRAILERS: Final = frozenset(
-    {
-        b"content-length",
-        b"transfer-encoding",
-        b"host",
-        b"connection",
-        b"te",
-        b"trailer",
-        b"authorization",
-        b"content-type",
-        b"content-encoding",
-        b"upgrade",
-        b"keep-alive",
-    }
-)
+FORBIDDEN_TRAILERS: Final = header_sets.FORBIDDEN_TRAILERS
 ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
 _OWS: Final = frozenset(b" \t")
 
@@ -457,7 +418,7 @@ class Http1ServerConnection:
         headers = self._headers
         if tokens:
             nominated = {t for t in tokens if t and t not in PROTECTED}
-            if nominated - {b"close", b"keep-alive", b"upgrade"}:
+            if nominated - CONNECTION_OPTIONS:
                 headers = [h for h in headers if h[0] not in nominated]
                 for name in nominated:
                     self._index.pop(name, None)

@@ -15,23 +15,12 @@ from typing import Protocol
 
 import httptools
 
+from turnout.core.headers import RESPONSE_CONSUMED
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1 import FORBIDDEN_TRAILERS
 
 # Response headers that describe one hop's framing or connection; re-made per hop.
-RESPONSE_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"te",
-        b"trailer",
-        b"proxy-authenticate",
-    }
-)
+RESPONSE_HOP_BY_HOP = RESPONSE_CONSUMED
 
 
 class ClientEvents(Protocol):

@@ -126,6 +126,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
+from turnout.core.headers import H2_CONNECTION_SPECIFIC
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.hosts import (
     InvalidTarget,
@@ -181,9 +182,7 @@ JUNK_FRAMES_PER_STREAM: Final = 100
 CLOSED_STREAMS_REMEMBERED: Final = 1000
 
 # Fields that are meaningless (or dangerous) in HTTP/2 and never sent in a response.
-CONNECTION_SPECIFIC: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
-)
+CONNECTION_SPECIFIC: Final = H2_CONNECTION_SPECIFIC
 # Control frames counted against MAX_QUEUED_CONTROL_FRAMES.
 _CONTROL_FRAMES: Final = frozenset({PingFrame, SettingsFrame, RstStreamFrame, GoAwayFrame})
 _HIGHEST_STREAM_ID: Final = (1 << 31) - 1

@@ -28,14 +28,13 @@ import h2.exceptions
 import h2.settings
 import httptools
 
+from turnout.core.headers import H2_REQUEST_DROPPED
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1_client import RESPONSE_HOP_BY_HOP, ClientEvents
 
 # Connection-specific request headers HTTP/2 forbids (RFC 9113 §8.2.2); ``te`` is
 # allowed only as "trailers" and handled apart.
-_DROP: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
-)
+_DROP: Final = H2_REQUEST_DROPPED
 # Request body bytes buffered for lack of flow-control window before the exchange is
 # asked to stop sending (it pauses the client).
 SEND_BUFFER_LIMIT: Final = 256 * 1024

@@ -42,13 +42,21 @@ from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.messages import (
+    Applied,
+    ApplyConfig,
+    Drain,
+    HealthVerdicts,
+    InitWorker,
+    StatsReport,
+    ToSupervisor,
+)
 from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings
 from turnout.proxy.snapshot import LimitStores, SnapshotBuilder
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.supervisor.admin import make_server
-from turnout.supervisor.channel import Message
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
@@ -286,13 +294,14 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _init_message(self, index: int) -> Message:
+    def _init_message(self, index: int) -> InitWorker:
         o = self.options
-        limits = (self.limits_path, o.redis)
-        return ("init", o.settings, o.access_log, o.access_log_fields, index, limits)
+        return InitWorker(
+            o.settings, o.access_log, o.access_log_fields, index, self.limits_path, o.redis
+        )
 
-    def _config_message(self, keys: list[str]) -> Message:
-        return ("config", self.revision, self.config.without_documents(), keys)
+    def _config_message(self, keys: list[str]) -> ApplyConfig:
+        return ApplyConfig(self.revision, self.config.without_documents(), tuple(keys))
 
     async def _keep_worker(self, index: int) -> None:
         backoff = 0.5
@@ -306,7 +315,7 @@ class Supervisor:
                 self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys]
             )
             if self.health.verdicts:
-                worker.send(("health", dict(self.health.verdicts)))
+                worker.send(HealthVerdicts(dict(self.health.verdicts)))
             code = await worker.wait()
             self.retired.add_worker(worker.stats, include_gauges=False)
             worker.stats = {}
@@ -331,32 +340,28 @@ class Supervisor:
     def _send_health(self, verdicts: dict[str, bool]) -> None:
         for worker in self.workers.values():
             if worker.channel is not None:
-                worker.send(("health", verdicts))
+                worker.send(HealthVerdicts(verdicts))
 
     def _stopping(self) -> bool:
         return self.stopping
 
-    def _on_worker_message(self, worker: WorkerProcess, message: Message) -> None:
-        kind = message[0]
-        if kind == "stats":
-            records = message[1].get("history")
-            if records:
-                self.history.add(records)
-        elif kind == "applied":
-            if message[2] is not None:
-                log.error(
-                    "worker %d failed to apply revision %d: %s",
-                    worker.pid,
-                    message[1],
-                    message[2],
-                )
-            else:
+    def _on_worker_message(self, worker: WorkerProcess, message: ToSupervisor) -> None:
+        match message:
+            case StatsReport(stats):
+                records = stats.get("history")
+                if records:
+                    self.history.add(records)
+            case Applied(revision, error) if error is not None:
+                log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
+            case Applied(revision, None):
                 log_ = self.applied.setdefault(worker.pid, deque(maxlen=256))
-                log_.append((self.store_revision_of.get(message[1], 0), time.time()))
+                log_.append((self.store_revision_of.get(revision, 0), time.time()))
                 if len(self.applied) > 4 * max(self.options.workers, 1):
                     live = {w.pid for w in self.workers.values()}
                     for pid in [p for p in self.applied if p not in live]:
                         del self.applied[pid]
+            case _:
+                pass  # readiness, pongs and drains are the WorkerProcess's business
 
     def _beat(self) -> None:
         now = self.loop.time()
@@ -479,7 +484,7 @@ class Supervisor:
         # Our copies of the listening sockets go now; workers close theirs as they drain.
         self.listeners.close_all()
         for worker in self.workers.values():
-            worker.send(("drain", grace))
+            worker.send(Drain(grace))
         waits = [w.proc.wait() for w in self.workers.values() if w.proc is not None]
         if waits:
             _, pending = await asyncio.wait(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import TurnoutProcess, free_port
+from turnout.testing.certs import weak_rsa_leaf
 from turnout.testing.manifests import backend, dump, gateway, route, to
 
 
@@ -147,6 +149,40 @@ def test_a_bind_failure_rejects_the_reload(echo: EchoFactory, serve: ServeFactor
     assert gw.status()["revision"] == 1
     assert f"cannot listen on 127.0.0.1:{busy}" in gw.stderr()
     assert _get(port)[0] == 200
+
+
+def test_tls_material_a_worker_would_refuse_rejects_the_reload(
+    echo: EchoFactory, serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The trial build compiles exactly what a worker compiles (TLS contexts included), so
+    a revision every worker would fail to apply is refused before it reaches them."""
+    weak = weak_rsa_leaf()
+    cert, key = weak.write(tmp_path, "client")
+    try:
+        ssl.create_default_context().load_cert_chain(cert, key)
+        pytest.skip("this OpenSSL accepts 1024-bit RSA keys (security level below 2)")
+    except ssl.SSLError:
+        pass
+    port, up = free_port(), echo()
+    gw = serve(_tagged(port, up.port, "good"))
+    tls = {"clientCertificateFile": str(cert), "clientKeyFile": str(key)}
+    rule = to("echo", "/")
+    bad = dump(
+        gateway("gw", port),
+        backend("echo", up.port),
+        backend("secure", up.port, tls={**tls, "insecureSkipVerify": True}),
+        route("r", [rule, to("secure", "/secure")]),
+    )
+    _manifest(gw).write_text(bad)
+    _wait(lambda: gw.metric("turnout_config_reloads_total", result="failure") >= 1, 10, "rejection")
+    status = gw.status()
+    assert status["revision"] == 1 and status["ready"]
+    assert all(w["revision"] == 1 and w["error"] is None for w in status["workers"])
+    assert "Backend default/secure: spec.tls.clientCertificateFile" in status["last_reload_error"]
+    line = bad.splitlines().index(next(x for x in bad.splitlines() if "clientCertificateFile" in x))
+    assert f"gateway.yaml:{line + 1}:" in gw.stderr()
+    status_code, headers, _ = _get(port)
+    assert status_code == 200 and headers["x-tag"] == "good"
 
 
 @pytest.mark.slow

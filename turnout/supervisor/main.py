@@ -41,7 +41,7 @@ from turnout.core.netaddr import parse_address
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
-from turnout.observe.stats import WorkerStats
+from turnout.proxy.compile import CompileError
 from turnout.proxy.messages import (
     Applied,
     ApplyConfig,
@@ -52,10 +52,8 @@ from turnout.proxy.messages import (
     ToSupervisor,
 )
 from turnout.proxy.ratelimit.redis_store import RedisStore
-from turnout.proxy.runtime import ProxySettings
-from turnout.proxy.snapshot import LimitStores, SnapshotBuilder
-from turnout.proxy.upstream.endpoints import Resolver
-from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.runtime import ProxySettings, Runtime
+from turnout.proxy.snapshot import LimitStores
 from turnout.supervisor.admin import make_server
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
@@ -183,7 +181,15 @@ class Supervisor:
                 raise StartupError(
                     f"the stored objects and {self.source.name} do not validate together"
                 )
-        self._trial_build(config, 1)
+        try:
+            self._trial_build(config, 1)
+        except CompileError as exc:
+            log_problems(exc.problems)
+            if self.control is not None:
+                await self.control.close()
+            raise StartupError(
+                f"the configuration in {self.source.name} cannot be compiled"
+            ) from None
         self.limits_path = create_limit_table(self.options.data_dir)
         self.options.settings.tunnel_dir = self.tunnel_dir = create_tunnel_dir()
         if self.control is not None:
@@ -281,16 +287,13 @@ class Supervisor:
         return out
 
     def _trial_build(self, config: ConfigSet, revision: int) -> None:
-        """Compile the snapshot once here, so a bug-triggering config never reaches workers."""
-        resolver = Resolver()
-        SnapshotBuilder(
-            config,
-            WorkerStats(),
-            lambda addr, max_idle, idle, tls=None, http2=False: EndpointPool(
-                addr, self.loop, resolver, max_idle, idle
-            ),
-            limits=self.trial_limits,
-        ).build(revision)
+        """Compile the revision once here, exactly as a worker will (a scratch runtime,
+        never started: no sockets, no tasks), so a configuration that cannot be built
+        never reaches the workers. Raises ``CompileError`` (located) or a compiler bug."""
+        runtime = Runtime(self.loop, self.options.settings)
+        # A Redis client object lets Global rate limits compile; it never connects.
+        runtime.limits = self.trial_limits
+        runtime.build(config, revision)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -416,6 +419,9 @@ class Supervisor:
                 return True
             try:
                 self._trial_build(config, self.revision + 1)
+            except CompileError as exc:
+                log_problems(exc.problems)
+                return self._reload_failed(f"compile error: {exc}")
             except Exception as exc:  # a compile bug must not take the gateway down
                 log.exception("cannot compile the new configuration")
                 return self._reload_failed(f"compile error: {exc}")

@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from turnout.config.sources import ConfigSource
 from turnout.config.tls import certificate_files
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
+from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
@@ -271,10 +272,8 @@ class Supervisor:
     async def _on_store_change(self, reason: str) -> bool:
         return await self.reload(reason, files=False)
 
-    def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        spawn(coro, loop=self.loop, keep=self._tasks)
 
     @staticmethod
     def _bindings(config: ConfigSet) -> dict[str, tuple[str, int]]:

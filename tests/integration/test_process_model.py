@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,8 @@ from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import BackgroundLoop, TurnoutProcess, free_port
 from turnout.testing.faults import start_faults
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 STRIP = {
     "type": "URLRewrite",
@@ -34,23 +36,7 @@ def _config(port: int, echo_port: int, faults_port: int) -> str:
 
 
 def _get(port: int, path: str = "/x", timeout: float = 10) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return get(port, path, timeout=timeout).status
 
 
 @pytest.fixture
@@ -67,7 +53,7 @@ def test_a_crashed_worker_is_replaced(
     gw = serve(_config(port, echo().port, faults_port), workers=2)
     victim, survivor = gw.worker_pids()
     os.kill(victim, signal.SIGKILL)
-    _wait(
+    wait_until(
         lambda: gw.status()["ready"] and victim not in gw.worker_pids(),
         20,
         "a replacement worker",
@@ -85,7 +71,9 @@ def test_a_hung_worker_is_killed_and_replaced(
     victim, _ = gw.worker_pids()
     os.kill(victim, signal.SIGSTOP)  # the process lives but its loop answers nothing
     try:
-        _wait(lambda: victim not in gw.worker_pids() and gw.status()["ready"], 20, "replacement")
+        wait_until(
+            lambda: victim not in gw.worker_pids() and gw.status()["ready"], 20, "replacement"
+        )
     finally:
         try:
             os.kill(victim, signal.SIGCONT)

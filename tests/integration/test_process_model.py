@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import BackgroundLoop, TurnoutProcess, free_port
+from turnout.testing.certs import weak_rsa_leaf
 from turnout.testing.faults import start_faults
 from turnout.testing.manifests import backend, dump, gateway, route, to
 from turnout.testing.polling import wait_until
@@ -145,6 +147,35 @@ def test_startup_fails_cleanly_on_a_bad_config(tmp_path: Path) -> None:
     assert proc.proc.wait(20) == 2
     proc.stop()
     assert "bad.yaml:5:3: HTTPRoute default/r: spec.rulez: unknown field" in proc.stderr()
+
+
+def test_startup_fails_cleanly_on_tls_material_a_worker_would_refuse(
+    tmp_path: Path, echo: EchoFactory
+) -> None:
+    weak = weak_rsa_leaf()
+    cert, key = weak.write(tmp_path, "client")
+    try:
+        ssl.create_default_context().load_cert_chain(cert, key)
+        pytest.skip("this OpenSSL accepts 1024-bit RSA keys (security level below 2)")
+    except ssl.SSLError:
+        pass
+    conf = tmp_path / "c"
+    conf.mkdir()
+    tls = {"clientCertificateFile": str(cert), "clientKeyFile": str(key)}
+    (conf / "gw.yaml").write_text(
+        dump(
+            gateway("gw", free_port()),
+            backend("secure", echo().port, tls={**tls, "insecureSkipVerify": True}),
+            route("r", [to("secure")]),
+        )
+    )
+    proc = TurnoutProcess(conf)
+    proc.start(expect_ready=False)
+    assert proc.proc is not None
+    assert proc.proc.wait(20) == 2
+    proc.stop()
+    assert "gw.yaml:" in proc.stderr()
+    assert "Backend default/secure: spec.tls.clientCertificateFile" in proc.stderr()
 
 
 def test_startup_fails_cleanly_when_the_port_is_taken(tmp_path: Path, echo: EchoFactory) -> None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Turnout benchmark harness: one command, loopback, wrk, medians. Not part of pytest.
 
-    /work/venv/bin/python bench/run.py              # full run, rewrites docs/benchmarks.md
-    /work/venv/bin/python bench/run.py --quick      # smoke run (short, 1 repetition, no docs)
-    /work/venv/bin/python bench/run.py --targets nginx,turnout --duration 5 --reps 1
-    /work/venv/bin/python bench/run.py --profile    # also py-spy the Turnout worker at c64
-    /work/venv/bin/python bench/run.py --features   # cost of each feature (bench/features/)
+    .venv/bin/python bench/run.py              # full run, rewrites docs/benchmarks.md
+    .venv/bin/python bench/run.py --quick      # smoke run (short, 1 repetition, no docs)
+    .venv/bin/python bench/run.py --targets nginx,turnout --duration 5 --reps 1
+    .venv/bin/python bench/run.py --profile    # also py-spy the Turnout worker at c64
+    .venv/bin/python bench/run.py --features   # cost of each feature (bench/features/)
 
 For every target the same wrk load runs (``-t1``, ``-c64`` and ``-c8``, ``--duration``
 seconds, ``--reps`` repetitions, medians reported) against ``GET /api/items/42``:

@@ -4,9 +4,10 @@ and one long-lived Turnout process whose configuration is swapped per test.
 Semantics follow ``shared/conformance/gateway-api/README.md`` (sections 1-2); the
 choices a local runner has to make are explained here.
 
-**Suite data.** Read from ``$TURNOUT_CONFORMANCE_DIR`` (default
-``/work/shared/conformance/gateway-api``): ``cases.yaml``, ``base-manifests.yaml`` and the
-per-test manifests, used verbatim apart from the rewriting below.
+**Suite data.** Read from ``$TURNOUT_CONFORMANCE_DIR`` (default: the ``shared/`` directory
+beside the repository, ``<repo>/../shared/conformance/gateway-api``): ``cases.yaml``,
+``base-manifests.yaml`` and the per-test manifests, used verbatim apart from the
+rewriting below.
 
 **Services → Backends** (README 2.2). Turnout rejects Kubernetes ``Service`` /
 ``Deployment`` / ``ConfigMap`` documents, so they are filtered out of
@@ -95,7 +96,11 @@ from turnout.samples.echo import EchoIdentity, EchoState, canonical, start_echo
 from turnout.testing import BackgroundLoop, TurnoutProcess
 from turnout.testing.certs import CertificateAuthority, Leaf
 
-SUITE_DIR = Path(os.environ.get("TURNOUT_CONFORMANCE_DIR", "/work/shared/conformance/gateway-api"))
+_REPO = Path(__file__).resolve().parents[2]
+SUITE_DIR = Path(
+    os.environ.get("TURNOUT_CONFORMANCE_DIR")
+    or _REPO.parent / "shared" / "conformance" / "gateway-api"
+)
 # Under pytest-xdist every worker runs its own Turnout, so each gets its own /24.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
 NET = os.environ.get("TURNOUT_CONFORMANCE_NET") or f"127.0.{1 + int(_WORKER or 0)}"

@@ -5,9 +5,7 @@ Each test uses its own object names or namespace, so they share one server.
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
 from pathlib import Path
 
 import yaml
@@ -15,6 +13,8 @@ import yaml
 from tests.conftest import EchoFactory
 from tests.e2e.conftest import Cli
 from turnout.testing.manifests import backend, dump, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import Reply, get
 
 ROUTE_FILE = """\
 apiVersion: gateway.networking.k8s.io/v1
@@ -92,21 +92,13 @@ def test_applied_routes_are_served(cli: Cli, echo: EchoFactory) -> None:
         route("served", [to("served", "/served")], hostnames=["served.example"]),
     )
     cli.ok("apply", "-f", "-", input=manifests)
-    deadline = time.monotonic() + 10
-    status = 0
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/served/x", headers={"Host": "served.example"})
-            resp = conn.getresponse()
-            status, body = resp.status, resp.read()
-        finally:
-            conn.close()
-        if status == 200:
-            assert json.loads(body)["pod"] == "served-0"
-            break
-        time.sleep(0.05)
-    assert status == 200
+
+    def served() -> Reply | None:
+        reply = get(port, "/served/x", {"Host": "served.example"}, timeout=5)
+        return reply if reply.status == 200 else None
+
+    reply = wait_until(served, 10, "the applied route to serve")
+    assert reply.json()["pod"] == "served-0"
     described = cli.ok("describe", "route", "served")
     assert "Programmed     True" in described
 

@@ -7,7 +7,6 @@ overrides point at other echo upstreams. Each test uses its own object names and
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import queue
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,8 @@ from tests.conftest import EchoFactory, ServeFactory
 from tests.e2e.conftest import Cli
 from turnout.testing import TurnoutProcess, free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 CURL = re.compile(r"^curl -H '([^:]+): ([^']+)' (http://\S+)$")
 
@@ -60,34 +61,15 @@ def server(
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
-    try:
-        target = parts.path or "/"
-        conn.request(
-            "GET", target + (f"?{parts.query}" if parts.query else ""), headers=headers or {}
-        )
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw.startswith(b"{") else {})
-    finally:
-        conn.close()
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    reply = get(parts.port or 80, target, headers, host=parts.hostname or "")
+    return reply.status, (reply.json() if reply.body.startswith(b"{") else {})
 
 
 def _pod(url: str, headers: dict[str, str] | None = None) -> str:
     status, body = _get(url, headers)
     assert status == 200, (status, body)
     return str(body["pod"])
-
-
-def _until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        time.sleep(0.1)
 
 
 def _field(out: str, label: str) -> str:
@@ -270,7 +252,7 @@ def test_routegroup_create_list_get_delete(cli: Cli, upstreams: dict[str, int]) 
     assert f"rg-payments: payments → 127.0.0.1:{upstreams['pay-dev']}" in shown
 
     assert cli.ok("routegroup", "delete", "cv2", "-n", ns) == "routegroup.turnout.dev/cv2 deleted\n"
-    _until(lambda: _pod(url, {name: value}) == "orders")
+    wait_until(lambda: _pod(url, {name: value}) == "orders", 5.0)
     missing = cli("routegroup", "create", "nomatch", "-n", ns)
     assert missing.code == 2 and "--match" in missing.err
 
@@ -296,7 +278,7 @@ def test_trace_lists_the_requests_of_a_key(cli: Cli, upstreams: dict[str, int]) 
         lines = cli.ok("trace", "--key", "traced").splitlines()
         return [ln.split() for ln in lines[1:]] if len(lines) >= 4 else []
 
-    found = _until(rows)
+    found = wait_until(rows, 5.0)
     header = cli.ok("trace", "--key", "traced").splitlines()[0].split()
     assert header == [
         "TIME", "METHOD", "TARGET", "STATUS", "DURATION", "BACKEND", "ENDPOINT", "ROUTE",

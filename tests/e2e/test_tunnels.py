@@ -10,16 +10,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
-from tests.integration.sandbox.test_routing import _get
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
 from turnout.testing.process import TurnoutProcess
+from turnout.testing.requests import get
 
 
 class CliProcess:
@@ -75,17 +76,6 @@ class CliProcess:
         return code
 
 
-def _until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def env(serve: ServeFactory, port: int, echo: EchoFactory) -> Iterator[dict[str, Any]]:
     base, laptop = echo("orders-base"), echo("orders-laptop")
@@ -114,8 +104,8 @@ def env(serve: ServeFactory, port: int, echo: EchoFactory) -> Iterator[dict[str,
 
 def _pod(port: int, keyed: bool) -> tuple[int, str]:
     headers = {"x-turnout-routing-key": "dev"} if keyed else {}
-    status, body, _ = _get(port, "/orders", headers)
-    return status, body.get("pod", "")
+    reply = get(port, "/orders", headers)
+    return reply.status, reply.json().get("pod", "") if reply.is_json else ""
 
 
 def test_connect_serves_keyed_requests_from_the_laptop(env: dict[str, Any]) -> None:
@@ -134,7 +124,7 @@ def test_connect_serves_keyed_requests_from_the_laptop(env: dict[str, Any]) -> N
     assert second.p.wait(10) == 1
     # Ctrl-C cleans up: the gateway stops listening for the laptop
     assert first.stop() == 0
-    _until(lambda: _pod(port, True)[0] == 502)
+    wait_until(lambda: _pod(port, True)[0] == 502, 5.0)
 
 
 def test_connect_refusals_are_final(env: dict[str, Any]) -> None:
@@ -151,8 +141,9 @@ def test_port_forward_reaches_a_backend(env: dict[str, Any], tmp_path: Path) -> 
     fwd = env["cli"]("port-forward", "orders", "0")
     line = fwd.expect("forwarding 127.0.0.1:")
     local = int(line.split("127.0.0.1:")[1].split()[0])
-    status, body, _ = _get(local, "/hello")
-    assert status == 200 and body["pod"] == "orders-base" and body["path"] == "/hello"
+    reply = get(local, "/hello")
+    body = reply.json()
+    assert reply.status == 200 and body["pod"] == "orders-base" and body["path"] == "/hello"
     assert fwd.stop() == 0
 
 
@@ -166,4 +157,4 @@ def test_connect_reconnects_after_the_server_restarts(env: dict[str, Any]) -> No
     cli.expect("reconnecting in", timeout=15)
     proc.start()  # same ports and data dir: the stored Sandbox is still there
     cli.expect("reconnected", timeout=15)
-    _until(lambda: _pod(port, True) == (200, "orders-laptop"), timeout=10)
+    wait_until(lambda: _pod(port, True) == (200, "orders-laptop"), 10)

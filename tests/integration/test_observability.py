@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import eventually
+from turnout.testing.requests import get
 
 
 def _get(port: int, path: str, **headers: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
+    return get(port, path, headers).status
 
 
 def test_counters_are_exact_across_two_workers(echo: EchoFactory, serve: ServeFactory) -> None:
@@ -53,10 +36,11 @@ def test_counters_are_exact_across_two_workers(echo: EchoFactory, serve: ServeFa
     for _ in range(2):
         assert _get(port, "/dead") == 502
     labels = {"route": "default/r", "backend": "default/echo"}
-    assert _eventually(lambda: gw.metric("turnout_requests_total", code="2xx", **labels) == 40)
-    assert _eventually(lambda: gw.metric("turnout_requests_total", route="", code="4xx") == 3)
-    assert _eventually(
-        lambda: gw.metric("turnout_upstream_connect_errors_total", backend="default/dead") == 2
+    assert eventually(lambda: gw.metric("turnout_requests_total", code="2xx", **labels) == 40, 10.0)
+    assert eventually(lambda: gw.metric("turnout_requests_total", route="", code="4xx") == 3, 10.0)
+    assert eventually(
+        lambda: gw.metric("turnout_upstream_connect_errors_total", backend="default/dead") == 2,
+        10.0,
     )
     assert gw.metric("turnout_requests_total", backend="default/dead", code="5xx") == 2
     assert gw.metric("turnout_request_duration_seconds_count", **labels) == 40
@@ -74,13 +58,13 @@ def test_counters_survive_a_worker_restart(echo: EchoFactory, serve: ServeFactor
     for _ in range(10):
         _get(port, "/")
     labels = {"route": "default/r", "backend": "default/echo", "code": "2xx"}
-    assert _eventually(lambda: gw.metric("turnout_requests_total", **labels) == 10)
+    assert eventually(lambda: gw.metric("turnout_requests_total", **labels) == 10, 10.0)
     (pid,) = gw.worker_pids()
     os.kill(pid, signal.SIGKILL)
-    assert _eventually(lambda: gw.status()["ready"] and pid not in gw.worker_pids(), 20)
+    assert eventually(lambda: gw.status()["ready"] and pid not in gw.worker_pids(), 20)
     for _ in range(5):
         _get(port, "/")
-    assert _eventually(lambda: gw.metric("turnout_requests_total", **labels) == 15)
+    assert eventually(lambda: gw.metric("turnout_requests_total", **labels) == 15, 10.0)
 
 
 def test_health_and_readiness(echo: EchoFactory, serve: ServeFactory) -> None:
@@ -114,7 +98,7 @@ def test_access_log_lines_are_json_with_the_configured_fields(
             return []
         return [json.loads(line) for line in log_file.read_text().splitlines()]
 
-    assert _eventually(lambda: len(lines()) == 6)
+    assert eventually(lambda: len(lines()) == 6, 10.0)
     first = lines()[0]
     assert list(first) == [
         "method",

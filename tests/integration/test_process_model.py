@@ -6,17 +6,21 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import BackgroundLoop, TurnoutProcess, free_port
+from turnout.testing.certs import weak_rsa_leaf
 from turnout.testing.faults import start_faults
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 STRIP = {
     "type": "URLRewrite",
@@ -34,23 +38,7 @@ def _config(port: int, echo_port: int, faults_port: int) -> str:
 
 
 def _get(port: int, path: str = "/x", timeout: float = 10) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return get(port, path, timeout=timeout).status
 
 
 @pytest.fixture
@@ -67,7 +55,7 @@ def test_a_crashed_worker_is_replaced(
     gw = serve(_config(port, echo().port, faults_port), workers=2)
     victim, survivor = gw.worker_pids()
     os.kill(victim, signal.SIGKILL)
-    _wait(
+    wait_until(
         lambda: gw.status()["ready"] and victim not in gw.worker_pids(),
         20,
         "a replacement worker",
@@ -85,7 +73,9 @@ def test_a_hung_worker_is_killed_and_replaced(
     victim, _ = gw.worker_pids()
     os.kill(victim, signal.SIGSTOP)  # the process lives but its loop answers nothing
     try:
-        _wait(lambda: victim not in gw.worker_pids() and gw.status()["ready"], 20, "replacement")
+        wait_until(
+            lambda: victim not in gw.worker_pids() and gw.status()["ready"], 20, "replacement"
+        )
     finally:
         try:
             os.kill(victim, signal.SIGCONT)
@@ -157,6 +147,35 @@ def test_startup_fails_cleanly_on_a_bad_config(tmp_path: Path) -> None:
     assert proc.proc.wait(20) == 2
     proc.stop()
     assert "bad.yaml:5:3: HTTPRoute default/r: spec.rulez: unknown field" in proc.stderr()
+
+
+def test_startup_fails_cleanly_on_tls_material_a_worker_would_refuse(
+    tmp_path: Path, echo: EchoFactory
+) -> None:
+    weak = weak_rsa_leaf()
+    cert, key = weak.write(tmp_path, "client")
+    try:
+        ssl.create_default_context().load_cert_chain(cert, key)
+        pytest.skip("this OpenSSL accepts 1024-bit RSA keys (security level below 2)")
+    except ssl.SSLError:
+        pass
+    conf = tmp_path / "c"
+    conf.mkdir()
+    tls = {"clientCertificateFile": str(cert), "clientKeyFile": str(key)}
+    (conf / "gw.yaml").write_text(
+        dump(
+            gateway("gw", free_port()),
+            backend("secure", echo().port, tls={**tls, "insecureSkipVerify": True}),
+            route("r", [to("secure")]),
+        )
+    )
+    proc = TurnoutProcess(conf)
+    proc.start(expect_ready=False)
+    assert proc.proc is not None
+    assert proc.proc.wait(20) == 2
+    proc.stop()
+    assert "gw.yaml:" in proc.stderr()
+    assert "Backend default/secure: spec.tls.clientCertificateFile" in proc.stderr()
 
 
 def test_startup_fails_cleanly_when_the_port_is_taken(tmp_path: Path, echo: EchoFactory) -> None:

@@ -22,6 +22,7 @@ from turnout.testing import BackgroundLoop, TurnoutProcess, free_port
 from turnout.testing.faults import FaultState, start_faults
 from turnout.testing.manifests import backend, dump, gateway, route, to
 from turnout.testing.rawhttp import exchange, parse_responses
+from turnout.testing.requests import request
 
 
 @dataclass
@@ -134,13 +135,8 @@ def conns(env: Env) -> Iterator[ConnFactory]:
 def _get(
     env: Env, path: str, method: str = "GET", **headers: str
 ) -> tuple[int, dict[str, str], bytes]:
-    conn = _conn(env)
-    try:
-        conn.request(method, path, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
+    reply = request(env.port, path, method=method, headers=headers)
+    return reply.status, reply.headers, reply.body
 
 
 # -- keep-alive, pooling, pipelining ---------------------------------------------------------

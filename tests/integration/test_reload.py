@@ -4,40 +4,19 @@ never replace a working one; listeners come and go; no request fails across relo
 from __future__ import annotations
 
 import http.client
-import json
+import ssl
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import TurnoutProcess, free_port
+from turnout.testing.certs import weak_rsa_leaf
 from turnout.testing.manifests import backend, dump, gateway, route, to
-
-
-def _get(
-    port: int, path: str = "/", conn: http.client.HTTPConnection | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    own = conn is None
-    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        c.request("GET", path)
-        resp = c.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        if own:
-            c.close()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 
 def _manifest(gw: TurnoutProcess) -> Path:
@@ -58,9 +37,9 @@ def _tagged(port: int, echo_port: int, tag: str) -> str:
 def test_file_change_applies_a_new_revision(echo: EchoFactory, serve: ServeFactory) -> None:
     port, up = free_port(), echo()
     gw = serve(_tagged(port, up.port, "one"))
-    assert _get(port)[1]["x-tag"] == "one"
+    assert get(port).headers["x-tag"] == "one"
     _manifest(gw).write_text(_tagged(port, up.port, "two"))
-    _wait(lambda: _get(port)[1].get("x-tag") == "two", 10, "the new revision")
+    wait_until(lambda: get(port).headers.get("x-tag") == "two", 10, "the new revision")
     assert gw.status()["revision"] == 2
     assert gw.metric("turnout_config_reloads_total", result="success") == 1
     assert gw.metric("turnout_config_revision") == 2
@@ -71,9 +50,11 @@ def test_an_invalid_change_keeps_the_old_revision(echo: EchoFactory, serve: Serv
     gw = serve(_tagged(port, up.port, "good"))
     broken = _tagged(port, up.port, "bad").replace("backendRefs:", "backendRefz:")
     _manifest(gw).write_text(broken)
-    _wait(lambda: gw.metric("turnout_config_reloads_total", result="failure") >= 1, 10, "rejection")
-    status, headers, _ = _get(port)
-    assert status == 200 and headers["x-tag"] == "good"
+    wait_until(
+        lambda: gw.metric("turnout_config_reloads_total", result="failure") >= 1, 10, "rejection"
+    )
+    reply = get(port)
+    assert reply.status == 200 and reply.headers["x-tag"] == "good"
     assert gw.status()["revision"] == 1
     line = broken.splitlines().index(next(x for x in broken.splitlines() if "backendRefz" in x)) + 1
     assert f"gateway.yaml:{line}:" in gw.stderr()
@@ -86,9 +67,9 @@ def test_sighup_reloads_without_a_file_watcher(echo: EchoFactory, serve: ServeFa
     gw = serve(_tagged(port, up.port, "one"), args=["--no-watch"])
     _manifest(gw).write_text(_tagged(port, up.port, "two"))
     time.sleep(0.5)
-    assert _get(port)[1]["x-tag"] == "one"  # no watcher: nothing changes by itself
+    assert get(port).headers["x-tag"] == "one"  # no watcher: nothing changes by itself
     gw.reload()
-    _wait(lambda: _get(port)[1].get("x-tag") == "two", 10, "SIGHUP reload")
+    wait_until(lambda: get(port).headers.get("x-tag") == "two", 10, "SIGHUP reload")
 
 
 def test_listeners_are_added_and_removed_by_reload(echo: EchoFactory, serve: ServeFactory) -> None:
@@ -104,18 +85,18 @@ def test_listeners_are_added_and_removed_by_reload(echo: EchoFactory, serve: Ser
     )
     _manifest(gw).write_text(dump(two, backend("echo", up.port), route("r", [to("echo")])))
     gw.wait_ready(revision=2)
-    assert _get(extra)[0] == 200
+    assert get(extra).status == 200
     _manifest(gw).write_text(
         dump(gateway("gw", port), backend("echo", up.port), route("r", [to("echo")]))
     )
     gw.wait_ready(revision=3)
-    _wait(lambda: _refused(extra), 10, "the removed listener to close")
-    assert _get(port)[0] == 200
+    wait_until(lambda: _refused(extra), 10, "the removed listener to close")
+    assert get(port).status == 200
 
 
 def _refused(port: int) -> bool:
     try:
-        _get(port)
+        get(port)
     except ConnectionRefusedError:
         return True
     return False
@@ -139,14 +120,50 @@ def test_a_bind_failure_rejects_the_reload(echo: EchoFactory, serve: ServeFactor
             ],
         )
         _manifest(gw).write_text(dump(two, backend("echo", up.port), route("r", [to("echo")])))
-        _wait(
+        wait_until(
             lambda: gw.metric("turnout_config_reloads_total", result="failure") >= 1,
             10,
             "rejection",
         )
     assert gw.status()["revision"] == 1
     assert f"cannot listen on 127.0.0.1:{busy}" in gw.stderr()
-    assert _get(port)[0] == 200
+    assert get(port).status == 200
+
+
+def test_tls_material_a_worker_would_refuse_rejects_the_reload(
+    echo: EchoFactory, serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The trial build compiles exactly what a worker compiles (TLS contexts included), so
+    a revision every worker would fail to apply is refused before it reaches them."""
+    weak = weak_rsa_leaf()
+    cert, key = weak.write(tmp_path, "client")
+    try:
+        ssl.create_default_context().load_cert_chain(cert, key)
+        pytest.skip("this OpenSSL accepts 1024-bit RSA keys (security level below 2)")
+    except ssl.SSLError:
+        pass
+    port, up = free_port(), echo()
+    gw = serve(_tagged(port, up.port, "good"))
+    tls = {"clientCertificateFile": str(cert), "clientKeyFile": str(key)}
+    rule = to("echo", "/")
+    bad = dump(
+        gateway("gw", port),
+        backend("echo", up.port),
+        backend("secure", up.port, tls={**tls, "insecureSkipVerify": True}),
+        route("r", [rule, to("secure", "/secure")]),
+    )
+    _manifest(gw).write_text(bad)
+    wait_until(
+        lambda: gw.metric("turnout_config_reloads_total", result="failure") >= 1, 10, "rejection"
+    )
+    status = gw.status()
+    assert status["revision"] == 1 and status["ready"]
+    assert all(w["revision"] == 1 and w["error"] is None for w in status["workers"])
+    assert "Backend default/secure: spec.tls.clientCertificateFile" in status["last_reload_error"]
+    line = bad.splitlines().index(next(x for x in bad.splitlines() if "clientCertificateFile" in x))
+    assert f"gateway.yaml:{line + 1}:" in gw.stderr()
+    reply = get(port)
+    assert reply.status == 200 and reply.headers["x-tag"] == "good"
 
 
 @pytest.mark.slow
@@ -163,9 +180,9 @@ def test_no_request_fails_across_100_reloads_under_load(
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         while not stop.is_set():
             try:
-                status, _, body = _get(port, "/k", conn)
-                if status != 200 or json.loads(body)["path"] != "/k":
-                    failures.append(f"keep-alive status {status}")
+                reply = get(port, "/k", conn=conn)
+                if reply.status != 200 or reply.json()["path"] != "/k":
+                    failures.append(f"keep-alive status {reply.status}")
                 counts[slot] += 1
             except (OSError, http.client.HTTPException) as exc:
                 failures.append(f"keep-alive {exc!r}")
@@ -176,7 +193,7 @@ def test_no_request_fails_across_100_reloads_under_load(
     def fresh_client(slot: int) -> None:
         while not stop.is_set():
             try:
-                status, _, _ = _get(port, "/n")
+                status = get(port, "/n").status
                 if status != 200:
                     failures.append(f"new-connection status {status}")
                 counts[slot] += 1

@@ -4,44 +4,25 @@ error-rate breaker — each seen from the client, the metrics and the object sta
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.samples.echo import EchoState
 from turnout.testing import TurnoutProcess
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 
 def _get(
     port: int, path: str = "/", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        body = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        pod = ""
-        if resp.status == 200 and hdrs.get("content-type") == "application/json":
-            pod = json.loads(body)["pod"]
-        return resp.status, hdrs, pod
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    reply = get(port, path, headers)
+    pod = reply.json()["pod"] if reply.status == 200 and reply.is_json else ""
+    return reply.status, reply.headers, pod
 
 
 def _serve(serve: ServeFactory, port: int, *states: EchoState, **spec: Any) -> TurnoutProcess:
@@ -127,8 +108,9 @@ def test_outlier_detection_ejects_and_readmits(
     statuses = Counter(_get(port)[0] for _ in range(40))
     # Round robin sends every other request to the bad endpoint until 3 in a row failed.
     assert statuses[500] == 3, statuses
-    _eventually(
+    wait_until(
         lambda: proc.metric("turnout_outlier_ejections_total", backend="default/shop") == 1,
+        10.0,
         "the ejection to show in the metrics",
     )
     # After the ejection time it gets traffic again; fixed now, it stays in.
@@ -157,7 +139,7 @@ def test_active_health_checks_take_endpoints_out_and_back(
     def only_good() -> bool:
         return {_get(port)[2] for _ in range(6)} == {"good-0"}
 
-    _eventually(only_good, "the unhealthy endpoint to leave the rotation")
+    wait_until(only_good, 10.0, "the unhealthy endpoint to leave the rotation")
     assert proc.metric("turnout_endpoint_healthy", endpoint=bad_key) == 0
     assert proc.metric("turnout_endpoint_healthy", endpoint=f"127.0.0.1:{good.port}") == 1
     assert proc.metric("turnout_health_checks_total", endpoint=bad_key, result="failure") >= 2
@@ -165,7 +147,7 @@ def test_active_health_checks_take_endpoints_out_and_back(
     health = {e["address"]: e["health"] for e in obj["status"]["endpoints"]}
     assert health == {f"127.0.0.1:{good.port}": "Healthy", bad_key: "Unhealthy"}
     bad.force_status = 0
-    _eventually(lambda: "bad-0" in {_get(port)[2] for _ in range(6)}, "recovery")
+    wait_until(lambda: "bad-0" in {_get(port)[2] for _ in range(6)}, 10.0, "recovery")
     assert proc.metric("turnout_endpoint_healthy", endpoint=bad_key) == 1
 
 
@@ -183,7 +165,7 @@ def test_parallel_request_limit_answers_503_with_the_reason(
     assert status == 503
     assert headers["x-turnout-circuit"] == "max-parallel-requests"
     assert results[0][0] == 200
-    _eventually(
+    wait_until(
         lambda: (
             proc.metric(
                 "turnout_upstream_overflow_total",
@@ -192,6 +174,7 @@ def test_parallel_request_limit_answers_503_with_the_reason(
             )
             == 1
         ),
+        10.0,
         "the overflow to show in the metrics",
     )
     assert _get(port)[0] == 200  # the limit frees up with the request
@@ -229,8 +212,9 @@ def test_error_rate_breaker_opens_half_opens_and_closes(
             "turnout_circuit_breaker_transitions_total", backend="default/shop", state=state
         )
 
-    _eventually(
+    wait_until(
         lambda: (transitions("open"), transitions("half_open"), transitions("closed")) == (1, 1, 1),
+        10.0,
         "the transitions to show in the metrics",
     )
 

@@ -4,38 +4,22 @@ and the requests that must never be retried."""
 from __future__ import annotations
 
 import http.client
-import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.samples.echo import EchoState
 from turnout.testing import TurnoutProcess
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import request
 
 
 def _call(
     port: int, method: str = "GET", path: str = "/", body: bytes | None = None
 ) -> tuple[int, dict[str, Any] | None]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body)
-        resp = conn.getresponse()
-        raw = resp.read()
-        doc = json.loads(raw) if resp.getheader("content-type") == "application/json" else None
-        return resp.status, doc
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    reply = request(port, path, method=method, body=body)
+    return reply.status, reply.json() if reply.is_json else None
 
 
 def _serve(serve: ServeFactory, port: int, *states: EchoState, **spec: Any) -> TurnoutProcess:
@@ -55,10 +39,11 @@ def test_a_failing_endpoint_is_retried_on_the_other(
     results = [_call(port) for _ in range(20)]
     assert all(status == 200 for status, _ in results), [s for s, _ in results]
     assert bad.requests >= 8  # round robin kept trying it; every failure was retried
-    _eventually(
+    wait_until(
         lambda: (
             proc.metric("turnout_upstream_retries_total", backend="default/shop") == bad.requests
         ),
+        5.0,
         "the retries to show in the metrics",
     )
 
@@ -130,13 +115,14 @@ def test_the_retry_budget_caps_retries(serve: ServeFactory, port: int, echo: Ech
     proc = _serve(serve, port, good, bad, retry=retry)
     statuses = [_call(port)[0] for _ in range(10)]
     assert statuses.count(500) == 5  # round robin: every other request fails, none retried
-    _eventually(
+    wait_until(
         lambda: (
             proc.metric(
                 "turnout_upstream_overflow_total", backend="default/shop", reason="retry-budget"
             )
             == 5
         ),
+        5.0,
         "the refused retries to show in the metrics",
     )
 

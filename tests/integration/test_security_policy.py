@@ -6,11 +6,10 @@ access log or on stderr."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import TurnoutProcess
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import eventually
+from turnout.testing.requests import request
 
 ALL_FIELDS = (
     "time,duration_ms,method,path,host,status,bytes_sent,bytes_received,route,backend,"
@@ -36,28 +37,13 @@ Response = tuple[int, dict[str, str], Any]
 def _request(
     port: int, path: str = "/", headers: dict[str, str] | None = None, method: str = "GET"
 ) -> Response:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        hdrs: dict[str, str] = {}
-        for name, value in resp.getheaders():
-            key = name.lower()
-            hdrs[key] = hdrs[key] + "\n" + value if key in hdrs else value
-        is_json = hdrs.get("content-type", "").startswith("application/json")
-        return resp.status, hdrs, json.loads(raw) if is_json and raw else raw
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
+    reply = request(port, path, method=method, headers=headers, timeout=15)
+    hdrs: dict[str, str] = {}
+    for name, value in reply.response.getheaders():
+        key = name.lower()
+        hdrs[key] = hdrs[key] + "\n" + value if key in hdrs else value
+    is_json = hdrs.get("content-type", "").startswith("application/json")
+    return reply.status, hdrs, reply.json() if is_json and reply.body else reply.body
 
 
 def _security(name: str, targets: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -198,11 +184,11 @@ def test_jwt_key_rotation_outage_and_unknown_kid(
     # Rotation: key2 is published beside key1, then key1 is withdrawn. No restart.
     jwks_server.publish(key1, key2)
     token2 = key2.token(sub="bob")
-    assert _eventually(lambda: _request(port, "/", _bearer(token2))[0] == 200)
+    assert eventually(lambda: _request(port, "/", _bearer(token2))[0] == 200, 10.0)
     status, _, body = _request(port, "/", _bearer(token2))
     assert body["headers"]["X-User-Id"] == ["bob"]
     jwks_server.publish(key2)
-    assert _eventually(lambda: _request(port, "/", _bearer(token1))[0] == 401)
+    assert eventually(lambda: _request(port, "/", _bearer(token1))[0] == 401, 10.0)
     assert _request(port, "/", _bearer(token2))[0] == 200
 
     # Random kids cannot make the gateway hammer the JWKS endpoint: an unknown kid

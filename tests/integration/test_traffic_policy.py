@@ -3,25 +3,17 @@ with the most specific attachment winning — over real sockets."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from typing import Any
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.requests import get
 
 
 def _get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        is_json = resp.getheader("content-type") == "application/json"
-        return resp.status, json.loads(raw) if is_json else raw
-    finally:
-        conn.close()
+    reply = get(port, path, headers)
+    return reply.status, reply.json() if reply.is_json else reply.body
 
 
 def policy(name: str, targets: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from turnout.core.ids import RequestIdGenerator
 from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.compile import compile_snapshot
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.ratelimit.redis_store import RedisStore
@@ -32,7 +33,6 @@ from turnout.proxy.snapshot import (
     BackendState,
     LimitStores,
     Snapshot,
-    SnapshotBuilder,
     pool_key,
     server_name,
 )
@@ -91,14 +91,15 @@ class Runtime:
     # -- configuration -------------------------------------------------------------------
 
     def build(self, config: ConfigSet, revision: int) -> Snapshot:
-        return SnapshotBuilder(
+        return compile_snapshot(
             config,
+            revision,
             self.stats,
             self._pool_for,
             self.backend_state,
             limits=self.limits,
             tunnel_dir=self.settings.tunnel_dir,
-        ).build(revision)
+        )
 
     def open_limit_stores(self, table_path: str, redis_url: str) -> None:
         """The host-wide rate-limit table (shared with the other workers) and Redis."""

@@ -24,6 +24,8 @@ from urllib.parse import parse_qs
 
 import httptools
 
+from turnout.core.tasks import spawn
+
 _DURATION = re.compile(r"([0-9.]+)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -112,7 +114,7 @@ class EchoProtocol(asyncio.Protocol):
 
     def _start(self, request: dict[str, Any]) -> None:
         self.busy = True
-        asyncio.get_running_loop().create_task(self._handle(request))
+        spawn(self._handle(request))
 
     async def _handle(self, request: dict[str, Any]) -> None:
         url: str = request["url"]

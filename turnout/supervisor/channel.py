@@ -4,8 +4,9 @@ Hand-written because nothing in the standard library passes listening sockets
 (SCM_RIGHTS) *and* integrates with a running asyncio loop: ``multiprocessing``'s
 ``send_handle`` blocks, and asyncio streams drop ancillary data. The protocol is tiny:
 each frame is a 4-byte big-endian length and a 2-byte descriptor count, then a pickled
-tuple ``(kind, *args)``. Descriptors ride on the first byte of their frame; the
-receiver keeps arriving descriptors in FIFO order and hands each frame its count.
+message (a dataclass of ``turnout.proxy.messages``). Descriptors ride on the first byte
+of their frame; the receiver keeps arriving descriptors in FIFO order and hands each
+frame its count.
 
 Both ends are the same program, started by the supervisor, so unpickling is trusted.
 """
@@ -20,13 +21,15 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+
+from turnout.proxy.messages import Message
 
 _HEADER = struct.Struct(">IH")
 _MAX_FDS = 253
 
-Message = tuple[Any, ...]
-Handler = Callable[[Message, list[int]], None]
+# What arrives is whatever the peer pickled: receivers match on the class and ignore
+# what they do not know (``messages.UnknownMessages``).
+Handler = Callable[[object, list[int]], None]
 
 
 class ChannelClosed(ConnectionError):
@@ -139,7 +142,7 @@ class ControlChannel:
             size, count = _HEADER.unpack_from(buf)
             if len(buf) < hsize + size:
                 return
-            message: Message = pickle.loads(bytes(buf[hsize : hsize + size]))
+            message: object = pickle.loads(bytes(buf[hsize : hsize + size]))
             del buf[: hsize + size]
             fds: list[int] = []
             for _ in range(count):

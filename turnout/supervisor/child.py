@@ -1,13 +1,10 @@
 """Entry point of a worker process: ``python -m turnout.supervisor.child FD``.
 
-The worker speaks to its supervisor over the control channel on ``FD``:
-
-    supervisor → worker: ("init", settings, log_target, log_fields, index,
-                          (rate-limit table path, redis URL))
-                         ("config", revision, ConfigSet, [socket keys])  + descriptors
-                         ("ping", n)   ("drain", grace)   ("health", {key: healthy})
-    worker → supervisor: ("ready", pid)  ("applied", revision, error | None)
-                         ("pong", n)  ("stats", dict)  ("drained",)
+The worker speaks to its supervisor over the control channel on ``FD`` with the
+messages of ``turnout.proxy.messages``: it receives ``InitWorker`` (answered with
+``WorkerReady``), ``ApplyConfig`` with the new listening sockets (``Applied``), ``Ping``
+(``Pong``), ``HealthVerdicts`` and ``Drain`` (``Drained``), and sends ``StatsReport``
+every second.
 
 Pings are answered from the event loop itself, so a worker whose loop is stuck stops
 answering and is replaced. If the supervisor disappears (the channel closes), the
@@ -23,13 +20,29 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Coroutine
 from typing import Any
 
 import uvloop
 
+from turnout.config.configset import ConfigSet
+from turnout.core.tasks import spawn
 from turnout.observe.accesslog import open_access_log
+from turnout.proxy.messages import (
+    Applied,
+    ApplyConfig,
+    Drain,
+    Drained,
+    HealthVerdicts,
+    InitWorker,
+    Ping,
+    Pong,
+    StatsReport,
+    UnknownMessages,
+    WorkerReady,
+)
 from turnout.proxy.worker import Worker
-from turnout.supervisor.channel import ControlChannel, Message
+from turnout.supervisor.channel import ControlChannel
 
 log = logging.getLogger("turnout.worker")
 
@@ -44,54 +57,60 @@ class WorkerMain:
         self.channel = ControlChannel(sock, self.on_message, self.on_channel_closed)
         self._stats_handle: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.unknown = UnknownMessages(log)
 
-    def spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        spawn(coro, loop=self.loop, keep=self.tasks)
 
-    def on_message(self, msg: Message, fds: list[int]) -> None:
-        kind = msg[0]
-        if kind == "ping":
-            self.channel.send(("pong", msg[1]))
-        elif kind == "config":
-            _, revision, config, keys = msg
-            sockets = {key: socket.socket(fileno=fd) for key, fd in zip(keys, fds, strict=True)}
-            self.spawn(self.apply(revision, config, sockets))
-        elif kind == "init":
-            _, settings, log_target, log_fields, _index, (limits_path, redis_url) = msg
-            self.grace = settings.drain_timeout
-            self.worker = Worker(
-                self.loop,
-                settings,
-                open_access_log(log_target, log_fields),
-                limits_path=limits_path,
-                redis_url=redis_url,
-            )
-            self.channel.send(("ready", os.getpid()))
-            self._stats_handle = self.loop.call_later(1.0, self.send_stats)
-        elif kind == "health":
-            # {endpoint key: healthy} from the supervisor's active health checks
-            if self.worker is not None:
-                self.worker.rt.set_active_health(msg[1])
-        elif kind == "drain":
-            self.grace = msg[1]
-            self.start_drain()
+    def on_message(self, msg: object, fds: list[int]) -> None:
+        match msg:
+            case Ping(seq):
+                self.channel.send(Pong(seq))
+            case ApplyConfig(revision, config, keys):
+                sockets = {key: socket.socket(fileno=fd) for key, fd in zip(keys, fds, strict=True)}
+                self.spawn(self.apply(revision, config, sockets))
+            case InitWorker():
+                self.init(msg)
+            case HealthVerdicts(verdicts):
+                # {endpoint key: healthy} from the supervisor's active health checks
+                if self.worker is not None:
+                    self.worker.rt.set_active_health(verdicts)
+            case Drain(grace):
+                self.grace = grace
+                self.start_drain()
+            case _:
+                for fd in fds:
+                    os.close(fd)
+                self.unknown.ignore(msg)
 
-    async def apply(self, revision: int, config: Any, sockets: dict[str, socket.socket]) -> None:
+    def init(self, msg: InitWorker) -> None:
+        self.grace = msg.settings.drain_timeout
+        self.worker = Worker(
+            self.loop,
+            msg.settings,
+            open_access_log(msg.access_log, msg.access_log_fields),
+            limits_path=msg.limits_path,
+            redis_url=msg.redis_url,
+        )
+        self.channel.send(WorkerReady(os.getpid()))
+        self._stats_handle = self.loop.call_later(1.0, self.send_stats)
+
+    async def apply(
+        self, revision: int, config: ConfigSet, sockets: dict[str, socket.socket]
+    ) -> None:
         assert self.worker is not None
         try:
             await self.worker.apply(config, revision, sockets)
         except Exception as exc:
             log.error("worker %d cannot apply revision %d: %s", os.getpid(), revision, exc)
             traceback.print_exc()
-            self.channel.send(("applied", revision, f"{type(exc).__name__}: {exc}"))
+            self.channel.send(Applied(revision, f"{type(exc).__name__}: {exc}"))
         else:
-            self.channel.send(("applied", revision, None))
+            self.channel.send(Applied(revision, None))
 
     def send_stats(self) -> None:
         if self.worker is not None and not self.channel.closed:
-            self.channel.send(("stats", self.worker.stats()))
+            self.channel.send(StatsReport(self.worker.stats()))
         self._stats_handle = self.loop.call_later(1.0, self.send_stats)
 
     def start_drain(self) -> None:
@@ -104,9 +123,9 @@ class WorkerMain:
         if self.worker is not None:
             await self.worker.drain(self.grace)
             if not self.channel.closed:
-                self.channel.send(("stats", self.worker.stats()))
+                self.channel.send(StatsReport(self.worker.stats()))
         if not self.channel.closed:
-            self.channel.send(("drained",))
+            self.channel.send(Drained())
         if not self.done.done():
             self.done.set_result(None)
 

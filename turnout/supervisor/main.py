@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,17 +38,24 @@ from turnout.config.sources import ConfigSource
 from turnout.config.tls import certificate_files
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
+from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
-from turnout.observe.stats import WorkerStats
+from turnout.proxy.compile import CompileError
+from turnout.proxy.messages import (
+    Applied,
+    ApplyConfig,
+    Drain,
+    HealthVerdicts,
+    InitWorker,
+    StatsReport,
+    ToSupervisor,
+)
 from turnout.proxy.ratelimit.redis_store import RedisStore
-from turnout.proxy.runtime import ProxySettings
-from turnout.proxy.snapshot import LimitStores, SnapshotBuilder
-from turnout.proxy.upstream.endpoints import Resolver
-from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.runtime import ProxySettings, Runtime
+from turnout.proxy.snapshot import LimitStores
 from turnout.supervisor.admin import make_server
-from turnout.supervisor.channel import Message
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
@@ -175,7 +182,15 @@ class Supervisor:
                 raise StartupError(
                     f"the stored objects and {self.source.name} do not validate together"
                 )
-        self._trial_build(config, 1)
+        try:
+            self._trial_build(config, 1)
+        except CompileError as exc:
+            log_problems(exc.problems)
+            if self.control is not None:
+                await self.control.close()
+            raise StartupError(
+                f"the configuration in {self.source.name} cannot be compiled"
+            ) from None
         self.limits_path = create_limit_table(self.options.data_dir)
         self.options.settings.tunnel_dir = self.tunnel_dir = create_tunnel_dir()
         if self.control is not None:
@@ -257,10 +272,8 @@ class Supervisor:
     async def _on_store_change(self, reason: str) -> bool:
         return await self.reload(reason, files=False)
 
-    def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        spawn(coro, loop=self.loop, keep=self._tasks)
 
     @staticmethod
     def _bindings(config: ConfigSet) -> dict[str, tuple[str, int]]:
@@ -273,26 +286,24 @@ class Supervisor:
         return out
 
     def _trial_build(self, config: ConfigSet, revision: int) -> None:
-        """Compile the snapshot once here, so a bug-triggering config never reaches workers."""
-        resolver = Resolver()
-        SnapshotBuilder(
-            config,
-            WorkerStats(),
-            lambda addr, max_idle, idle, tls=None, http2=False: EndpointPool(
-                addr, self.loop, resolver, max_idle, idle
-            ),
-            limits=self.trial_limits,
-        ).build(revision)
+        """Compile the revision once here, exactly as a worker will (a scratch runtime,
+        never started: no sockets, no tasks), so a configuration that cannot be built
+        never reaches the workers. Raises ``CompileError`` (located) or a compiler bug."""
+        runtime = Runtime(self.loop, self.options.settings)
+        # A Redis client object lets Global rate limits compile; it never connects.
+        runtime.limits = self.trial_limits
+        runtime.build(config, revision)
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _init_message(self, index: int) -> Message:
+    def _init_message(self, index: int) -> InitWorker:
         o = self.options
-        limits = (self.limits_path, o.redis)
-        return ("init", o.settings, o.access_log, o.access_log_fields, index, limits)
+        return InitWorker(
+            o.settings, o.access_log, o.access_log_fields, index, self.limits_path, o.redis
+        )
 
-    def _config_message(self, keys: list[str]) -> Message:
-        return ("config", self.revision, self.config.without_documents(), keys)
+    def _config_message(self, keys: list[str]) -> ApplyConfig:
+        return ApplyConfig(self.revision, self.config.without_documents(), tuple(keys))
 
     async def _keep_worker(self, index: int) -> None:
         backoff = 0.5
@@ -306,7 +317,7 @@ class Supervisor:
                 self._config_message(keys), [self.listeners.sockets[k].fileno() for k in keys]
             )
             if self.health.verdicts:
-                worker.send(("health", dict(self.health.verdicts)))
+                worker.send(HealthVerdicts(dict(self.health.verdicts)))
             code = await worker.wait()
             self.retired.add_worker(worker.stats, include_gauges=False)
             worker.stats = {}
@@ -331,32 +342,28 @@ class Supervisor:
     def _send_health(self, verdicts: dict[str, bool]) -> None:
         for worker in self.workers.values():
             if worker.channel is not None:
-                worker.send(("health", verdicts))
+                worker.send(HealthVerdicts(verdicts))
 
     def _stopping(self) -> bool:
         return self.stopping
 
-    def _on_worker_message(self, worker: WorkerProcess, message: Message) -> None:
-        kind = message[0]
-        if kind == "stats":
-            records = message[1].get("history")
-            if records:
-                self.history.add(records)
-        elif kind == "applied":
-            if message[2] is not None:
-                log.error(
-                    "worker %d failed to apply revision %d: %s",
-                    worker.pid,
-                    message[1],
-                    message[2],
-                )
-            else:
+    def _on_worker_message(self, worker: WorkerProcess, message: ToSupervisor) -> None:
+        match message:
+            case StatsReport(stats):
+                records = stats.get("history")
+                if records:
+                    self.history.add(records)
+            case Applied(revision, error) if error is not None:
+                log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
+            case Applied(revision, None):
                 log_ = self.applied.setdefault(worker.pid, deque(maxlen=256))
-                log_.append((self.store_revision_of.get(message[1], 0), time.time()))
+                log_.append((self.store_revision_of.get(revision, 0), time.time()))
                 if len(self.applied) > 4 * max(self.options.workers, 1):
                     live = {w.pid for w in self.workers.values()}
                     for pid in [p for p in self.applied if p not in live]:
                         del self.applied[pid]
+            case _:
+                pass  # readiness, pongs and drains are the WorkerProcess's business
 
     def _beat(self) -> None:
         now = self.loop.time()
@@ -411,6 +418,9 @@ class Supervisor:
                 return True
             try:
                 self._trial_build(config, self.revision + 1)
+            except CompileError as exc:
+                log_problems(exc.problems)
+                return self._reload_failed(f"compile error: {exc}")
             except Exception as exc:  # a compile bug must not take the gateway down
                 log.exception("cannot compile the new configuration")
                 return self._reload_failed(f"compile error: {exc}")
@@ -479,7 +489,7 @@ class Supervisor:
         # Our copies of the listening sockets go now; workers close theirs as they drain.
         self.listeners.close_all()
         for worker in self.workers.values():
-            worker.send(("drain", grace))
+            worker.send(Drain(grace))
         waits = [w.proc.wait() for w in self.workers.values() if w.proc is not None]
         if waits:
             _, pending = await asyncio.wait(

@@ -16,13 +16,27 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from turnout.supervisor.channel import ChannelClosed, ControlChannel, Message
+from turnout.proxy.messages import (
+    Applied,
+    Drained,
+    InitWorker,
+    Ping,
+    Pong,
+    StatsReport,
+    ToSupervisor,
+    ToWorker,
+    UnknownMessages,
+    WorkerReady,
+)
+from turnout.supervisor.channel import ChannelClosed, ControlChannel
 
 log = logging.getLogger("turnout.supervisor")
 
 
 class WorkerProcess:
-    def __init__(self, index: int, on_message: Callable[[WorkerProcess, Message], None]) -> None:
+    def __init__(
+        self, index: int, on_message: Callable[[WorkerProcess, ToSupervisor], None]
+    ) -> None:
         self.index = index
         self._on_message = on_message
         self.proc: asyncio.subprocess.Process | None = None
@@ -35,8 +49,9 @@ class WorkerProcess:
         self.last_pong = 0.0
         self.ping_seq = 0
         self.drained = False
+        self.unknown = UnknownMessages(log)
 
-    async def start(self, init: Message) -> None:
+    async def start(self, init: InitWorker) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -54,7 +69,7 @@ class WorkerProcess:
         self.channel = ControlChannel(parent, self._received, self._channel_closed)
         self.channel.send(init)
 
-    def send(self, message: Message, fds: list[int] | None = None) -> bool:
+    def send(self, message: ToWorker, fds: list[int] | None = None) -> bool:
         if self.channel is None or self.channel.closed:
             return False
         try:
@@ -65,7 +80,7 @@ class WorkerProcess:
 
     def ping(self) -> None:
         self.ping_seq += 1
-        self.send(("ping", self.ping_seq))
+        self.send(Ping(self.ping_seq))
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -81,25 +96,26 @@ class WorkerProcess:
             self.channel.close()
         return code
 
-    def _received(self, message: Message, fds: list[int]) -> None:
+    def _received(self, message: object, fds: list[int]) -> None:
         for fd in fds:
             os.close(fd)
-        kind = message[0]
-        if kind == "pong":
-            self.last_pong = asyncio.get_running_loop().time()
-        elif kind == "stats":
-            self.stats = message[1]
-        elif kind == "ready":
-            self.ready = True
-        elif kind == "applied":
-            _, revision, error = message
-            if error is None:
+        match message:
+            case Pong():
+                self.last_pong = asyncio.get_running_loop().time()
+            case StatsReport(stats):
+                self.stats = stats
+            case WorkerReady():
+                self.ready = True
+            case Applied(revision, None):
                 self.revision = revision
                 self.apply_error = None
-            else:
+            case Applied(_, error):
                 self.apply_error = error
-        elif kind == "drained":
-            self.drained = True
+            case Drained():
+                self.drained = True
+            case _:
+                self.unknown.ignore(message)
+                return
         self._on_message(self, message)
 
     def _channel_closed(self) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -93,3 +93,25 @@ class CertificateAuthority:
             .sign(self.key, hashes.SHA256())
         )
         return Leaf(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), serial)
+
+
+def weak_rsa_leaf(name: str = "weak.test", bits: int = 1024) -> Leaf:
+    """A self-signed certificate on an RSA key below OpenSSL's usual security level (2):
+    material that parses and matches (validation accepts it) but that ``ssl`` refuses to
+    load, as a worker's TLS context build would."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    serial = x509.random_serial_number()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Leaf(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), serial)

@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from turnout.core.tasks import spawn
 from turnout.tunnel.protocol import (
     MAX_DATA,
     DataReceived,
@@ -316,9 +317,7 @@ class TunnelSession:
             return
         st = _Stream(event.stream_id, event.meta)
         self._streams[st.id] = st
-        task = asyncio.create_task(self._accept(st, dial))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(self._accept(st, dial), keep=self._tasks)
 
     async def _accept(self, st: _Stream, dial: Dial) -> None:
         writer: asyncio.StreamWriter | None = None
@@ -352,8 +351,8 @@ class TunnelSession:
         # Drain means "in the kernel": see the module docstring.
         writer.transport.set_write_buffer_limits(high=0)
         st.tasks = (
-            asyncio.create_task(self._local_to_peer(st)),
-            asyncio.create_task(self._peer_to_local(st)),
+            spawn(self._local_to_peer(st)),
+            spawn(self._peer_to_local(st)),
         )
         try:
             await asyncio.wait(st.tasks)
@@ -499,7 +498,7 @@ class TunnelSession:
         """Get queued frames sent without waiting (used where waiting could deadlock)."""
         self._outbox.extend(self._conn.data_to_send())
         if self._outbox and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.create_task(self._flush())
+            self._flusher = spawn(self._flush())
 
     async def _flush(self) -> None:
         """Send every queued frame, in order, one ``send`` at a time."""

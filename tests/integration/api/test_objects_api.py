@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,28 +14,15 @@ import pytest
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import TurnoutProcess
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 
 def _pod(port: int, path: str = "/") -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            return resp.status, ""
-        return 200, json.loads(body)["pod"]
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    reply = get(port, path)
+    if reply.status != 200:
+        return reply.status, ""
+    return 200, reply.json()["pod"]
 
 
 @pytest.fixture
@@ -58,7 +43,7 @@ def test_created_objects_are_served_and_replace_delete_take_effect(
     assert body["metadata"]["annotations"]["turnout.dev/owner"] == "api"
     code, body = proc.api("POST", "/api/v1/namespaces/default/httproutes", route("r", [to("shop")]))
     assert code == 201, body
-    _eventually(lambda: _pod(port) == (200, "a-0"), "the API-created route to serve")
+    wait_until(lambda: _pod(port) == (200, "a-0"), 5.0, "the API-created route to serve")
 
     # Replace: the backend now points at b; generation and resourceVersion move on.
     code, current = proc.api("GET", "/api/v1/namespaces/default/backends/shop")
@@ -69,7 +54,7 @@ def test_created_objects_are_served_and_replace_delete_take_effect(
     assert code == 200, body
     assert body["metadata"]["generation"] == 2
     assert body["metadata"]["resourceVersion"] == "3"
-    _eventually(lambda: _pod(port) == (200, "b-0"), "the replaced backend to serve")
+    wait_until(lambda: _pod(port) == (200, "b-0"), 5.0, "the replaced backend to serve")
 
     # A stale resourceVersion is a conflict and changes nothing.
     stale = backend("shop", a.port)
@@ -92,7 +77,7 @@ def test_created_objects_are_served_and_replace_delete_take_effect(
 
     code, body = proc.api("DELETE", "/api/v1/namespaces/default/httproutes/r")
     assert code == 200 and body["status"] == "Success", body
-    _eventually(lambda: _pod(port)[0] == 404, "the deleted route to stop serving")
+    wait_until(lambda: _pod(port)[0] == 404, 5.0, "the deleted route to stop serving")
     code, body = proc.api("GET", "/api/v1/namespaces/default/httproutes/r")
     assert code == 404 and body["reason"] == "NotFound"
 
@@ -211,9 +196,9 @@ def test_revisions_diff_and_rollback_change_traffic(
     rev1 = proc.api(
         "POST", "/api/v1/apply", {"manifests": [backend("shop", a.port), route("r", [to("shop")])]}
     )[1]["revision"]
-    _eventually(lambda: _pod(port) == (200, "a-0"), "revision 1 to serve")
+    wait_until(lambda: _pod(port) == (200, "a-0"), 5.0, "revision 1 to serve")
     proc.api("POST", "/api/v1/apply", {"manifests": [backend("shop", b.port)]})
-    _eventually(lambda: _pod(port) == (200, "b-0"), "revision 2 to serve")
+    wait_until(lambda: _pod(port) == (200, "b-0"), 5.0, "revision 2 to serve")
 
     code, body = proc.api("GET", f"/api/v1/revisions/{rev1}/diff")
     assert code == 200, body
@@ -228,7 +213,7 @@ def test_revisions_diff_and_rollback_change_traffic(
     code, body = proc.api("POST", "/api/v1/rollback", {"revision": rev1, "message": "bad deploy"})
     assert code == 200, body
     assert body["rollbackOf"] == rev1 and body["revision"] == rev1 + 2
-    _eventually(lambda: _pod(port) == (200, "a-0"), "the rollback to serve")
+    wait_until(lambda: _pod(port) == (200, "a-0"), 5.0, "the rollback to serve")
     items = proc.api("GET", "/api/v1/revisions")[1]["items"]
     assert items[0]["rollbackOf"] == rev1 and items[0]["message"] == "bad deploy"
 
@@ -246,7 +231,7 @@ def test_status_conditions_name_missing_backends_and_programmed_workers(
         obj = proc.api("GET", "/api/v1/namespaces/default/httproutes/r")[1]
         return {c["type"]: c for c in obj["status"]["conditions"]}
 
-    _eventually(lambda: conditions()["Programmed"]["status"] == "True", "Programmed")
+    wait_until(lambda: conditions()["Programmed"]["status"] == "True", 5.0, "Programmed")
     conds = conditions()
     assert conds["Accepted"]["status"] == "True"
     assert conds["ResolvedRefs"]["status"] == "False"
@@ -303,7 +288,7 @@ def test_watch_streams_changes(gw: tuple[TurnoutProcess, int]) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    _eventually(lambda: len(lines) >= 2, "the initial listing")
+    wait_until(lambda: len(lines) >= 2, 5.0, "the initial listing")
     proc.api("POST", "/api/v1/namespaces/default/backends", backend("after", 2))
     proc.api("DELETE", "/api/v1/namespaces/default/backends/before")
     proc.api("POST", "/api/v1/namespaces/default/httproutes", route("r", [to("after")]))

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import ServeFactory
 from turnout.testing.loop import BackgroundLoop
 from turnout.testing.manifests import dump, gateway, route, to
+from turnout.testing.requests import request
 
 
 class H2EchoProtocol(asyncio.Protocol):
@@ -91,14 +92,8 @@ def h2_upstream(bg: BackgroundLoop) -> Iterator[int]:
 def _request(
     port: int, method: str, path: str, body: bytes | None = None
 ) -> tuple[int, Any, http.client.HTTPResponse]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"x-client": "h1"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, json.loads(raw) if raw else None, resp
-    finally:
-        conn.close()
+    reply = request(port, path, method=method, body=body, headers={"x-client": "h1"})
+    return reply.status, reply.json() if reply.body else None, reply.response
 
 
 def test_http1_clients_reach_an_h2c_backend(

@@ -20,6 +20,7 @@ from cryptography import x509
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing.certs import CertificateAuthority, Leaf
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
 from turnout.testing.process import TurnoutProcess, free_port
 
 CA = CertificateAuthority()
@@ -231,13 +232,12 @@ def test_certificate_files_reload_without_dropping_connections(
     new.write(certs, "next")
     (certs / "next.key").replace(key_path)
     (certs / "next.crt").replace(cert_path)
-    deadline = time.monotonic() + 10
-    while True:
-        _, _, cert = request(port, "example.org", "example.org")
-        if cert.serial_number == new.serial:
-            break
-        assert time.monotonic() < deadline, "the new certificate was not served within 10 s"
-        time.sleep(0.2)
+    wait_until(
+        lambda: request(port, "example.org", "example.org")[2].serial_number == new.serial,
+        10,
+        "the new certificate to be served",
+        interval=0.2,
+    )
     # the connection from before the renewal still works
     kept.request("GET", "/")
     resp = kept.getresponse()

@@ -3,7 +3,6 @@ system store), SNI override, and client certificates (mutual TLS) — over real 
 
 from __future__ import annotations
 
-import http.client
 import json
 import ssl
 import threading
@@ -17,6 +16,7 @@ import pytest
 from tests.conftest import ServeFactory
 from turnout.testing.certs import CertificateAuthority
 from turnout.testing.manifests import dump, gateway, route, to
+from turnout.testing.requests import get
 
 CA = CertificateAuthority("Upstream CA")
 OTHER_CA = CertificateAuthority("Somebody else")
@@ -83,13 +83,8 @@ def _backend(name: str, port: int, tls: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"{}")
-    finally:
-        conn.close()
+    reply = get(port, path)
+    return reply.status, json.loads(reply.body or b"{}")
 
 
 def test_verified_tls_sni_and_mutual_tls(

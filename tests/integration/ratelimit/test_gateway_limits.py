@@ -4,8 +4,6 @@ behaviour while Redis is stopped (SIGSTOP) — real processes, real sockets, rea
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 import time
 from pathlib import Path
@@ -15,19 +13,13 @@ from tests.conftest import EchoFactory, ServeFactory
 from tests.integration.ratelimit.conftest import RedisServer
 from turnout.testing import TurnoutProcess, free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import eventually, wait_until
+from turnout.testing.requests import get
 
 
 def _get(port: int, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/", headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        body = json.loads(raw) if hdrs.get("content-type") == "application/json" else raw
-        return resp.status, hdrs, body
-    finally:
-        conn.close()
+    reply = get(port, "/", headers)
+    return reply.status, reply.headers, reply.json() if reply.is_json else reply.body
 
 
 def _policy(limit: dict[str, Any]) -> dict[str, Any]:
@@ -151,13 +143,11 @@ def test_redis_stopped_and_resumed_under_load(
             assert sorted(latencies)[len(latencies) // 2] < 0.04, sorted(latencies)
         finally:
             redis_server.resume()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if "ratelimit-remaining" in _get(port, {"x-api-key": "k"})[1]:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("counting did not resume after Redis came back")
+        wait_until(
+            lambda: "ratelimit-remaining" in _get(port, {"x-api-key": "k"})[1],
+            5,
+            "counting to resume after Redis came back",
+        )
     finally:
         proc.stop()
 
@@ -189,8 +179,6 @@ def test_global_limits_without_redis_are_refused_at_reload(
     proc = serve(dump(gateway(port=port), backend("svc", e.port), route("r", [to("svc")])))
     (proc.config / "policy.yaml").write_text(dump(_policy(GLOBAL)))
     proc.reload()
-    deadline = time.monotonic() + 10
-    while "without Redis" not in proc.stderr() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: "without Redis" in proc.stderr(), 10)
     assert "start it with --redis" in proc.stderr()
     assert _get(port)[0] == 200  # the previous revision keeps serving

@@ -3,8 +3,6 @@ at creation, routability per worker in status, TTL expiry, and per-key history."
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,21 +10,11 @@ import pytest
 from tests.conftest import EchoFactory, ServeFactory
 from tests.integration.sandbox.test_routing import _get, override, sandbox
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
 from turnout.testing.process import TurnoutProcess
 
 SANDBOXES = "/api/v1/namespaces/default/sandboxes"
 GROUPS = "/api/v1/namespaces/default/routegroups"
-
-
-def _until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -59,7 +47,7 @@ def test_create_route_status_trace_delete(env: dict[str, Any]) -> None:
     assert code == 201, created
     key = created["spec"]["routingKey"]
     assert len(key) == 8
-    _until(lambda: _pod(port, "/orders", key) == "orders-dev")
+    wait_until(lambda: _pod(port, "/orders", key) == "orders-dev", 5.0)
     # every request with the key (whichever worker takes it) reaches the override
     assert {_pod(port, "/orders", key) for _ in range(20)} == {"orders-dev"}
     assert _pod(port, "/payments", key) == "payments"
@@ -69,7 +57,7 @@ def test_create_route_status_trace_delete(env: dict[str, Any]) -> None:
         status = proc.api("GET", f"{SANDBOXES}/fx")[1]["status"]
         return status if status["routable"]["allWorkersSince"] else None
 
-    status = _until(routable)
+    status = wait_until(routable, 5.0)
     assert status["routingKey"] == key
     assert len(status["routable"]["workers"]) == 2
 
@@ -84,7 +72,7 @@ def test_create_route_status_trace_delete(env: dict[str, Any]) -> None:
         items: list[dict[str, Any]] = proc.api("GET", f"/api/v1/trace?key={key}")[1]["items"]
         return items if len(items) >= 22 else []
 
-    items = _until(traced)
+    items = wait_until(traced, 5.0)
     first = items[0]
     assert first["method"] == "GET" and first["target"] == "/orders"
     assert first["backend"] == f"default/orders@{key}" and first["status"] == 200
@@ -93,7 +81,7 @@ def test_create_route_status_trace_delete(env: dict[str, Any]) -> None:
     assert proc.api("GET", "/api/v1/trace?key=bad%20key")[0] == 400
 
     assert proc.api("DELETE", f"{SANDBOXES}/fx")[0] == 200
-    _until(lambda: _pod(port, "/orders", key) == "orders")
+    wait_until(lambda: _pod(port, "/orders", key) == "orders", 5.0)
 
 
 def test_conflicts_are_refused_at_creation(env: dict[str, Any]) -> None:
@@ -135,7 +123,7 @@ def test_route_group_joins_sandboxes(env: dict[str, Any]) -> None:
         "spec": {"routingKey": "cv2", "match": {"labels": labels}},
     }
     assert proc.api("POST", GROUPS, group)[0] == 201
-    _until(lambda: _pod(port, "/orders", "cv2") == "orders-dev")
+    wait_until(lambda: _pod(port, "/orders", "cv2") == "orders-dev", 5.0)
     assert _pod(port, "/payments", "cv2") == "pay-dev"
     # a third matching sandbox overriding orders again would make the group ambiguous
     clash = sandbox("o2", [override("orders", ports["pay-dev"])], labels=labels)
@@ -149,9 +137,9 @@ def test_ttl_deletes_the_sandbox(env: dict[str, Any]) -> None:
     short = sandbox("short", [override("orders", ports["orders-dev"])], routingKey="tmp", ttl="2s")
     code, _ = proc.api("POST", SANDBOXES, short)
     assert code == 201
-    _until(lambda: _pod(port, "/orders", "tmp") == "orders-dev")
+    wait_until(lambda: _pod(port, "/orders", "tmp") == "orders-dev", 5.0)
     assert "expiresAt" in proc.api("GET", f"{SANDBOXES}/short")[1]["status"]
-    _until(lambda: proc.api("GET", f"{SANDBOXES}/short")[0] == 404, timeout=6.0)
+    wait_until(lambda: proc.api("GET", f"{SANDBOXES}/short")[0] == 404, 6.0)
     assert _pod(port, "/orders", "tmp") == "orders"
     audit = proc.api("GET", "/api/v1/audit?limit=20")[1]
     assert any(a.get("actor") == "system:sandbox-ttl" for a in audit["items"]), audit

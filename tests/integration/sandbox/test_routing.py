@@ -12,20 +12,14 @@ import pytest
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing.manifests import backend, dump, gateway, route, to
 from turnout.testing.process import TurnoutProcess
+from turnout.testing.requests import get
 
 
 def _get(
     port: int, path: str = "/", headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any], http.client.HTTPResponse]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        body = json.loads(raw) if resp.getheader("content-type") == "application/json" else {}
-        return resp.status, body, resp
-    finally:
-        conn.close()
+    reply = get(port, path, headers)
+    return reply.status, reply.json() if reply.is_json else {}, reply.response
 
 
 def sandbox(name: str, overrides: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
+from turnout.core.tasks import spawn
 from turnout.proxy.protocols.tls_clienthello import (
     UNRECOGNIZED_NAME_ALERT,
     ClientHelloParser,
@@ -275,8 +276,9 @@ class L4Transport:
             return
         assert self.transport is not None
         self.transport.pause_reading()  # until connected: the kernel buffers the rest
-        # Connecting is a coroutine; the task ends when the pipe starts.
-        self.rt.loop.create_task(self._connect(cluster))
+        # Connecting is a coroutine; the task ends when the pipe starts (``spawn`` keeps it
+        # referenced until then: the loop alone would let it be collected mid-connect).
+        spawn(self._connect(cluster), loop=self.rt.loop)
 
     async def _connect(self, cluster: Cluster) -> None:
         rt = self.rt

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypedDict
 
 from turnout.core.netaddr import Address
+from turnout.core.tasks import spawn
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1_client import Http1ClientConnection
 from turnout.proxy.protocols.http2_client import Http2ClientConnection
@@ -369,7 +370,7 @@ class HealthChecker:
                 probe.last_error = old.last_error
                 probe.checks = old.checks
                 probe.failures = old.failures
-            probe.task = loop.create_task(self._run(probe), name=f"health-check {key}")
+            probe.task = spawn(self._run(probe), loop=loop, name=f"health-check {key}")
             self._probes[key] = probe
 
     def healthy(self, key: str) -> bool | None:

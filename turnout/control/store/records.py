@@ -148,3 +148,15 @@ class TokenRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One reconciler's progress on one object (the ``reconciler_progress`` row)."""
+
+    reconciler: str
+    key: ObjectKey
+    observed_version: int  # the resource_version it last reconciled
+    requeue_at: float | None  # wall-clock seconds when it runs again; None: on change only
+    failures: int = 0  # errors in a row (0 after a success)
+    last_error: str = ""

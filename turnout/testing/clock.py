@@ -32,4 +32,7 @@ class FakeClock:
     def set(self, wall: float | datetime) -> None:
         """Move wall time forward to ``wall`` (monotonic time follows)."""
         target = wall.timestamp() if isinstance(wall, datetime) else float(wall)
-        self.advance(target - self._wall)
+        if target < self._wall:
+            raise ValueError("a clock does not go backwards")
+        self._mono += target - self._wall
+        self._wall = target  # exactly: deadlines compare equal

@@ -8,13 +8,15 @@ each write tells the manager (``observe``), as the real control plane does on ad
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from turnout.control.reconcile import ReconcileManager
 from turnout.control.store.errors import Conflict
-from turnout.control.store.records import Change, ObjectKey, Progress, StoredObject
+from turnout.control.store.plan import merged_status
+from turnout.control.store.records import Change, ObjectKey, Progress, StoredObject, rfc3339
 from turnout.testing.clock import FakeClock
 
 
@@ -50,9 +52,11 @@ class MemoryControl:
                 assert ch.manifest is not None
                 self.put(ch.kind, ch.name, ch.manifest.get("spec"), namespace=ch.namespace)
 
-    async def write_status(self, key: ObjectKey, status: dict[str, Any]) -> None:
+    async def write_conditions(self, key: ObjectKey, conditions: Sequence[dict[str, Any]]) -> None:
         self.status_writes += 1
-        self.stored[key] = replace(self.stored[key], status=status)
+        obj = self.stored[key]
+        when = rfc3339(datetime.fromtimestamp(self.clock.time(), UTC))
+        self.stored[key] = replace(obj, status=merged_status(obj.status, conditions, when))
 
     # -- ProgressStore ---------------------------------------------------------------------
 

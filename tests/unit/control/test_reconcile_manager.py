@@ -62,7 +62,10 @@ def test_level_triggered_on_start_on_change_and_not_on_status_or_other_kinds() -
         await manager.run_due()
         assert rec.calls == []  # nothing changed: not called again
         b = control.put("Backend", "b", {"x": 2})
-        await control.write_status(("Backend", "default", "a"), {"note": "status only"})
+        await control.write_conditions(
+            ("Backend", "default", "a"),
+            [{"type": "Other", "status": "True", "reason": "R", "message": ""}],
+        )
         control.put("HTTPRoute", "r", {"y": 1})
         await manager.run_due()
         assert rec.calls == [(b.key, b.resource_version, T0)]

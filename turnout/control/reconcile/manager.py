@@ -20,7 +20,9 @@ What it guarantees a reconciler:
   the object's status as the reconciler's ``condition`` = False, reason
   ``ReconcileError``; the first success after a streak sets it back to True.
 - **Status.** The conditions a reconciler returns are merged into the object's stored
-  status (``conditions.merge_conditions``) and written only when they changed.
+  status by type (``Store.merge_conditions``, serialised with commits) with the
+  object's ``observedGeneration``, and written only when they changed; the control
+  plane publishes the change to watch streams.
 
 Time comes from the injected ``Clock`` only. ``run_due()`` does one pass (everything due
 now) and returns the next due wall time; ``run()`` is the production loop around it,
@@ -38,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from turnout.control.reconcile.base import Condition, Context, Reconciler
-from turnout.control.reconcile.conditions import merge_conditions
+from turnout.control.reconcile.conditions import condition_dict, merge_conditions
 from turnout.control.store.records import Change, ObjectKey, Progress, StoredObject, describe
 from turnout.core.clock import Clock, utcnow
 
@@ -69,7 +71,9 @@ class Host(Protocol):
         self, actor: str, changes: list[Change], *, message: str, action: str
     ) -> None: ...
 
-    async def write_status(self, key: ObjectKey, status: dict[str, Any]) -> None: ...
+    async def write_conditions(
+        self, key: ObjectKey, conditions: Sequence[dict[str, Any]]
+    ) -> None: ...
 
 
 class ReconcileManager:
@@ -284,7 +288,8 @@ class ReconcileManager:
                     obj.status, conditions, obj.generation, utcnow(self.clock)
                 )
                 if status != (obj.status or {}):
-                    await self.host.write_status(obj.key, status)
+                    items = [condition_dict(c, obj.generation) for c in conditions]
+                    await self.host.write_conditions(obj.key, items)
             if self._progress.get(slot) != progress:
                 await self.store.save_progress(progress)
         except Exception as exc:

@@ -13,9 +13,10 @@ its audit record. The repository runs a ``Plan`` inside its commit transaction a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -132,6 +133,7 @@ class Plan:
     upserts: list[StoredObject] = field(default_factory=list)
     deletes: list[ObjectKey] = field(default_factory=list)
     touched: list[ObjectKey] = field(default_factory=list)  # upserted or deleted keys
+    statuses: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)  # status-only
 
     def apply(self, changes: Sequence[Change], now: datetime) -> None:
         for change in changes:
@@ -207,6 +209,28 @@ class Plan:
         self.deletes = sorted(k for k in self.current if k not in self.working)
         self.touched = sorted({o.key for o in self.upserts} | set(self.deletes))
 
+    def set_conditions(
+        self, conditions: Mapping[ObjectKey, Sequence[dict[str, Any]]], when: str
+    ) -> None:
+        """Merge ``conditions`` into the status of the objects after the commit (call
+        after ``finish``). An object the commit does not otherwise change gets a
+        status-only update (``statuses``): no new content, resource_version unchanged."""
+        upserted = {o.key: i for i, o in enumerate(self.upserts)}
+        for key, conds in conditions.items():
+            obj = self.working.get(key)
+            if obj is None:
+                continue
+            status = merged_status(obj.status, conds, when)
+            if status == (obj.status or {}):
+                continue
+            obj = dataclasses.replace(obj, status=status)
+            self.working[key] = obj
+            i = upserted.get(key)
+            if i is None:
+                self.statuses[key] = status
+            else:
+                self.upserts[i] = obj
+
     @property
     def changed(self) -> bool:
         return bool(self.touched)
@@ -245,6 +269,29 @@ class Plan:
     def target(self) -> str:
         keys = self.touched
         return describe(*keys[0]) if len(keys) == 1 else f"{len(keys)} objects"
+
+
+def merged_status(
+    status: dict[str, Any] | None, conditions: Sequence[dict[str, Any]], when: str
+) -> dict[str, Any]:
+    """``status`` with ``conditions`` replacing those of the same ``type`` (others kept).
+    A condition's ``lastTransitionTime`` stays while its ``status`` stays, else ``when``."""
+    out = copy.deepcopy(status) if status else {}
+    current: list[dict[str, Any]] = list(out.get("conditions") or [])
+    index = {c.get("type"): i for i, c in enumerate(current)}
+    for cond in conditions:
+        i = index.get(cond["type"])
+        before = current[i] if i is not None else None
+        same = before is not None and before.get("status") == cond["status"]
+        since = before.get("lastTransitionTime") if same and before is not None else None
+        item = {**cond, "lastTransitionTime": since or when}
+        if i is None:
+            index[cond["type"]] = len(current)
+            current.append(item)
+        else:
+            current[i] = item
+    out["conditions"] = current
+    return out
 
 
 def changes_to_reach(

@@ -222,12 +222,13 @@ class Store(ProgressTable, AuditAndTokens):
         plan = Plan(revision=latest + 1, current=current, working=dict(current))
         plan.apply(changes, datetime.now(UTC))
         plan.finish()
+        objects = plan.objects  # one list for both hooks (they may share their work)
         if validate is not None:
-            problems = validate(plan.objects)
+            problems = validate(objects)
             if problems:
                 raise Invalid(problems)
         if conditions is not None and plan.changed:
-            plan.set_conditions(conditions(plan.objects), rfc3339(datetime.now(UTC)))
+            plan.set_conditions(conditions(objects), rfc3339(datetime.now(UTC)))
         return plan
 
     @staticmethod

@@ -1,0 +1,127 @@
+"""Reconcilers over the real store (SQLite and PostgreSQL), driven by a fake clock.
+
+A ControlPlane with the registered reconcilers expires a Sandbox at exactly its ``ttl``
+(deleted as ``system:sandbox-ttl``, audited), and a second ControlPlane on the same store,
+standing in for a restart or a new leader, resumes from the persisted progress instead of
+starting over. Stored ``Accepted``/``ResolvedRefs`` conditions follow commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from turnout.control.auth import Principal, Role
+from turnout.control.service import ControlPlane
+from turnout.control.store import Change, open_store
+from turnout.testing.clock import FakeClock
+from turnout.testing.manifests import backend
+
+ADMIN = Principal("t", "test", Role.ADMIN, ())
+KEY = ("Sandbox", "default", "fx")
+
+
+async def _reload(reason: str) -> bool:
+    return True
+
+
+async def control_plane(url: str, clock: FakeClock) -> ControlPlane:
+    control = ControlPlane(
+        await open_store(url),
+        data_dir=None,
+        on_change=_reload,
+        runtime=lambda: {"workers": []},
+        clock=clock,
+    )
+    await control.start()
+    control.desired()
+    return control
+
+
+def sandbox(ttl: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {"name": "fx"},
+        "spec": {
+            "ttl": ttl,
+            "overrides": [{"backend": "orders", "endpoints": [{"address": "127.0.0.1:9"}]}],
+        },
+    }
+
+
+def put(manifest: dict[str, Any]) -> Change:
+    meta = manifest["metadata"]
+    return Change("put", manifest["kind"], meta.get("namespace", "default"), meta["name"], manifest)
+
+
+def test_sandbox_ttl_expires_exactly_and_resumes_after_a_restart(db_url: str) -> None:
+    async def main() -> None:
+        clock = FakeClock(time.time())
+        first = await control_plane(db_url, clock)
+        try:
+            await first.write([put(backend("orders", 9)), put(sandbox("1h"))], ADMIN)
+            expires = first.stored[KEY].created_at.timestamp() + 3600
+            first.reconcile.set_leader(True)
+            assert await first.reconcile.run_due() == expires
+            (saved,) = await first.store.progress("sandbox-ttl")
+            assert (saved.key, saved.requeue_at) == (KEY, expires)
+            first.reconcile.set_leader(False)
+        finally:
+            await first.close()
+
+        second = await control_plane(db_url, clock)  # a restart, or another replica
+        try:
+            second.reconcile.set_leader(True)
+            assert await second.reconcile.run_due() == expires  # resumed, not redone
+            clock.set(expires - 0.001)
+            assert await second.reconcile.run_due() == expires
+            assert KEY in second.stored
+            clock.set(expires)
+            await second.reconcile.run_due()
+            assert KEY not in second.stored
+            _, objects = await second.store.load()
+            assert [o.name for o in objects] == ["orders"]
+            entry = (await second.store.audit(limit=1))[0]
+            assert (entry.actor, entry.action, entry.message) == (
+                "system:sandbox-ttl",
+                "expire",
+                "ttl expired",
+            )
+            assert await second.store.progress("sandbox-ttl") == []
+        finally:
+            await second.close()
+
+    asyncio.run(main())
+
+
+def test_conditions_are_stored_with_commits_and_rendered(db_url: str) -> None:
+    async def main() -> None:
+        control = await control_plane(db_url, FakeClock(time.time()))
+        try:
+            await control.write([put(sandbox("1h"))], ADMIN)  # names a missing Backend
+            control.desired()
+
+            def conditions(where: dict[str, Any] | None) -> dict[str, str]:
+                assert where is not None
+                return {c["type"]: c["status"] for c in where["conditions"]}
+
+            assert conditions(control.stored[KEY].status)["ResolvedRefs"] == "False"
+            await control.write([put(backend("orders", 9))], ADMIN)  # fixes the Sandbox
+            control.desired()
+            _, objects = await control.store.load()
+            fx = next(o for o in objects if o.key == KEY)
+            assert fx.resource_version == 1  # a status-only update: not in revision 2
+            assert conditions(fx.status) == {"Accepted": "True", "ResolvedRefs": "True"}
+            rendered = control.render(control.view[KEY])["status"]
+            assert conditions(rendered) == {
+                "Accepted": "True",
+                "ResolvedRefs": "True",
+                "Programmed": "False",  # no workers here: computed at read
+            }
+            assert all(c["observedGeneration"] == 1 for c in rendered["conditions"])
+        finally:
+            await control.close()
+
+    asyncio.run(main())

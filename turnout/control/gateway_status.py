@@ -3,8 +3,9 @@
 A problem under ``spec.parentRefs`` means the object is not accepted by its parent;
 a problem naming ``backendRefs`` or a Sandbox's ``overrides`` means a reference does not
 resolve. ``Writes`` stores these conditions with every commit (for every stored object
-whose conditions changed, in the commit's transaction); ``StatusRenderer`` computes them
-at read only for objects from files and for stored objects that have none yet.
+whose conditions changed, in the commit's transaction) and, on the leader, after a files
+reload changed them (``Writes.sync_conditions``); ``StatusRenderer`` computes them at
+read only for objects from files and for stored objects that have none yet.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class ControlPlane:
         )
         self.writes.on_adopted = self.reconcile.observe
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._syncing: asyncio.Task[None] | None = None
+        self._sync_again = False
         self.feed: Any = None
         self.leader: Any = None
         self.tunnel_dir = ""  # where `turnout connect` sockets live (set by the supervisor)
@@ -129,6 +131,7 @@ class ControlPlane:
     def _on_leader_change(self, leader: bool) -> None:
         log.debug("control plane: %s", "elected leader" if leader else "no longer leader")
         self.reconcile.set_leader(leader)
+        self._sync_conditions()
 
     @property
     def is_leader(self) -> bool:
@@ -172,7 +175,29 @@ class ControlPlane:
         self.state.set_files(resources)
 
     def desired(self) -> tuple[ConfigSet, list[Problem]]:
-        return self.state.desired()
+        result = self.state.desired()
+        self._sync_conditions()
+        return result
+
+    def _sync_conditions(self) -> None:
+        """On the leader, store the conditions this validation changed (one run at a time;
+        a request during a run makes it run once more)."""
+        if not self.reconcile.leading:
+            return
+        if self._syncing is not None and not self._syncing.done():
+            self._sync_again = True
+            return
+        self._syncing = spawn(self._sync_loop(), keep=self._tasks)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            self._sync_again = False
+            try:
+                await self.writes.sync_conditions()
+            except Exception as exc:  # the store is away: the next revision retries
+                log.debug("cannot store conditions: %s", exc)
+            if not self._sync_again:
+                return
 
     def file_owner(self, key: ObjectKey) -> str | None:
         return self.state.file_owner(key)

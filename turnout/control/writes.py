@@ -31,6 +31,7 @@ from turnout.control.auth import Principal, Role
 from turnout.control.desired import DesiredState, problems_by_key
 from turnout.control.gateway_status import stored_conditions
 from turnout.control.objects import API_SOURCE, describe_key
+from turnout.control.store.errors import NotFound
 from turnout.control.store.records import (
     Change,
     CommitResult,
@@ -156,6 +157,30 @@ class Writes:
         latest, objects = await self.store.load()
         await self.adopt(latest, objects, "from the store")
 
+    # -- stored conditions after a files reload ------------------------------------------
+
+    def conditions_drift(self) -> dict[ObjectKey, list[dict[str, Any]]]:
+        """Stored objects whose stored ``Accepted``/``ResolvedRefs`` differ from what the
+        current validation (``DesiredState.desired``) says, with the conditions they need."""
+        want = stored_conditions(self.state.stored.values(), self.state.problems, self.state.files)
+        drift = {}
+        for key, conds in want.items():
+            status = self.state.stored[key].status or {}
+            have = {c.get("type"): c for c in status.get("conditions") or []}
+            if any(_differs(have.get(c["type"]), c) for c in conds):
+                drift[key] = conds
+        return drift
+
+    async def sync_conditions(self) -> None:
+        """Store the conditions a files reload changed (the leader does it; commits store
+        them otherwise). Converges: every adopted revision runs it again."""
+        for key, conds in self.conditions_drift().items():
+            try:
+                status = await self.store.merge_conditions(*key, conds)
+            except NotFound:  # deleted meanwhile
+                continue
+            self.state.set_status(key, status)
+
     # -- the reconcile manager's host ----------------------------------------------------
 
     def objects(self) -> Mapping[ObjectKey, StoredObject]:
@@ -170,3 +195,7 @@ class Writes:
     async def write_conditions(self, key: ObjectKey, conditions: Sequence[dict[str, Any]]) -> None:
         status = await self.store.merge_conditions(*key, conditions)
         self.state.set_status(key, status)
+
+
+def _differs(have: dict[str, Any] | None, want: dict[str, Any]) -> bool:
+    return have is None or any(have.get(k) != v for k, v in want.items())

@@ -12,6 +12,9 @@ import asyncio
 import time
 from typing import Any
 
+import yaml
+
+from turnout.config.parse import parse_text
 from turnout.control.auth import Principal, Role
 from turnout.control.service import ControlPlane
 from turnout.control.store import Change, open_store
@@ -108,8 +111,12 @@ def test_conditions_are_stored_with_commits_and_rendered(db_url: str) -> None:
                 return {c["type"]: c["status"] for c in where["conditions"]}
 
             assert conditions(control.stored[KEY].status)["ResolvedRefs"] == "False"
+            watcher = control.subscribe(ADMIN, "Sandbox", None)
             await control.write([put(backend("orders", 9))], ADMIN)  # fixes the Sandbox
             control.desired()
+            event = watcher.queue.get_nowait()  # its status changed: a watch event
+            assert event is not None and (event.type, event.key) == ("MODIFIED", KEY)
+            assert watcher.queue.empty()
             _, objects = await control.store.load()
             fx = next(o for o in objects if o.key == KEY)
             assert fx.resource_version == 1  # a status-only update: not in revision 2
@@ -121,6 +128,35 @@ def test_conditions_are_stored_with_commits_and_rendered(db_url: str) -> None:
                 "Programmed": "False",  # no workers here: computed at read
             }
             assert all(c["observedGeneration"] == 1 for c in rendered["conditions"])
+        finally:
+            await control.close()
+
+    asyncio.run(main())
+
+
+def test_the_leader_stores_conditions_a_files_reload_changed(db_url: str) -> None:
+    async def main() -> None:
+        control = await control_plane(db_url, FakeClock(time.time()))
+        try:
+            await control.write([put(sandbox("1h"))], ADMIN)  # its Backend is missing
+            control.desired()
+            resolved = control.stored[KEY].status["conditions"][1]  # type: ignore[index]
+            assert (resolved["type"], resolved["status"]) == ("ResolvedRefs", "False")
+            files, problems = parse_text(yaml.safe_dump(backend("orders", 9)), "files.yaml")
+            assert problems == []
+            control.set_files(files)  # a `serve -f` reload brings the Backend
+            control.reconcile.set_leader(True)
+            control.desired()
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                _, objects = await control.store.load()
+                fx = next(o for o in objects if o.key == KEY)
+                if fx.status["conditions"][1]["status"] == "True":  # type: ignore[index]
+                    break
+            else:
+                raise AssertionError(f"conditions not stored: {fx.status}")
+            assert control.stored[KEY].status == fx.status
+            assert control.writes.conditions_drift() == {}
         finally:
             await control.close()
 

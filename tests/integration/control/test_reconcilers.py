@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
@@ -159,5 +160,46 @@ def test_the_leader_stores_conditions_a_files_reload_changed(db_url: str) -> Non
             assert control.writes.conditions_drift() == {}
         finally:
             await control.close()
+
+    asyncio.run(main())
+
+
+def test_a_new_leader_expires_the_sandbox_its_predecessor_scheduled(
+    pg_url: str, wait_for: Callable[..., Awaitable[float]]
+) -> None:
+    """Two replicas on PostgreSQL: the leader schedules the expiry, steps down before it;
+    the other takes the advisory lock, resumes from the stored progress and deletes the
+    Sandbox once (real clock, real leader election)."""
+
+    async def main() -> None:
+        a = ControlPlane(await open_store(pg_url), data_dir=None, on_change=_reload, runtime=dict)
+        b = ControlPlane(await open_store(pg_url), data_dir=None, on_change=_reload, runtime=dict)
+        await a.start()
+        await b.start()
+        closed = False
+        try:
+            a.start_background()
+            await wait_for(lambda: a.is_leader, 5)
+            b.start_background()
+            await a.write([put(backend("orders", 9)), put(sandbox("4s"))], ADMIN)
+            await wait_for(lambda: KEY in b.stored, 5)  # b hears of it through the feed
+            for _ in range(250):  # the leader scheduled the expiry and saved it
+                if [p.key for p in await a.store.progress("sandbox-ttl")] == [KEY]:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the leader saved no progress")
+            await a.close()  # the leader goes away before the expiry
+            closed = True
+            await wait_for(lambda: b.is_leader, 5)
+            await wait_for(lambda: KEY not in b.stored, 10)
+            expired = [e for e in await b.store.audit() if e.action == "expire"]
+            assert [(e.actor, e.target) for e in expired] == [
+                ("system:sandbox-ttl", "Sandbox default/fx")
+            ]
+        finally:
+            await b.close()
+            if not closed:
+                await a.close()
 
     asyncio.run(main())

@@ -292,8 +292,9 @@ class ReconcileManager:
                     await self.host.write_conditions(obj.key, items)
             if self._progress.get(slot) != progress:
                 await self.store.save_progress(progress)
-        except Exception as exc:
-            log.warning("reconciler %s: cannot save %s: %s", rec.name, describe(*obj.key), exc)
+        except Exception as exc:  # the store is away: said once per streak, like errors
+            level = logging.WARNING if progress.failures <= 1 else logging.DEBUG
+            log.log(level, "reconciler %s: cannot save %s: %s", rec.name, describe(*obj.key), exc)
         self._progress[slot] = progress
 
 

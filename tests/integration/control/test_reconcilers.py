@@ -9,7 +9,6 @@ starting over. Stored ``Accepted``/``ResolvedRefs`` conditions follow commits.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from turnout.testing.manifests import backend
 
 ADMIN = Principal("t", "test", Role.ADMIN, ())
 KEY = ("Sandbox", "default", "fx")
+T0 = 1_800_000_000.0
 
 
 async def _reload(reason: str) -> bool:
@@ -32,7 +32,7 @@ async def _reload(reason: str) -> bool:
 
 async def control_plane(url: str, clock: FakeClock) -> ControlPlane:
     control = ControlPlane(
-        await open_store(url),
+        await open_store(url, clock=clock),  # the store's timestamps on the fake clock too
         data_dir=None,
         on_change=_reload,
         runtime=lambda: {"workers": []},
@@ -62,11 +62,12 @@ def put(manifest: dict[str, Any]) -> Change:
 
 def test_sandbox_ttl_expires_exactly_and_resumes_after_a_restart(db_url: str) -> None:
     async def main() -> None:
-        clock = FakeClock(time.time())
+        clock = FakeClock(T0)
         first = await control_plane(db_url, clock)
         try:
             await first.write([put(backend("orders", 9)), put(sandbox("1h"))], ADMIN)
-            expires = first.stored[KEY].created_at.timestamp() + 3600
+            assert first.stored[KEY].created_at.timestamp() == T0
+            expires = T0 + 3600
             first.reconcile.set_leader(True)
             assert await first.reconcile.run_due() == expires
             (saved,) = await first.store.progress("sandbox-ttl")
@@ -102,7 +103,7 @@ def test_sandbox_ttl_expires_exactly_and_resumes_after_a_restart(db_url: str) ->
 
 def test_conditions_are_stored_with_commits_and_rendered(db_url: str) -> None:
     async def main() -> None:
-        control = await control_plane(db_url, FakeClock(time.time()))
+        control = await control_plane(db_url, FakeClock(T0))
         try:
             await control.write([put(sandbox("1h"))], ADMIN)  # names a missing Backend
             control.desired()
@@ -137,7 +138,7 @@ def test_conditions_are_stored_with_commits_and_rendered(db_url: str) -> None:
 
 def test_the_leader_stores_conditions_a_files_reload_changed(db_url: str) -> None:
     async def main() -> None:
-        control = await control_plane(db_url, FakeClock(time.time()))
+        control = await control_plane(db_url, FakeClock(T0))
         try:
             await control.write([put(sandbox("1h"))], ADMIN)  # its Backend is missing
             control.desired()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
 from sqlalchemy import RowMapping, and_, exists, insert, or_, select, update
@@ -49,7 +48,7 @@ class AuditAndTokens(StoreBase):
         remote: str = "",
     ) -> None:
         query = insert(t.audit).values(
-            time=datetime.now(UTC),
+            time=self._now(),
             actor=actor,
             action=action,
             result=result,
@@ -150,7 +149,7 @@ class AuditAndTokens(StoreBase):
                 rec = _token(row._mapping)
                 if rec.revoked_at is not None:
                     return rec
-                now = datetime.now(UTC)
+                now = self._now()
                 await conn.execute(
                     update(t.tokens)
                     .where(t.tokens.c.id == rec.id, t.tokens.c.revoked_at.is_(None))
@@ -160,14 +159,14 @@ class AuditAndTokens(StoreBase):
 
     async def touch_token(self, token_id: str) -> None:
         """Record that a token was used: at most once a minute, errors only logged."""
-        mono = time.monotonic()
+        mono = self.clock.monotonic()
         last = self._touched.get(token_id)
         if last is not None and mono - last < TOUCH_INTERVAL:
             return
         self._touched[token_id] = mono
         if len(self._touched) > 10_000:
             self._touched = {token_id: mono}
-        now = datetime.now(UTC)
+        now = self._now()
         query = (
             update(t.tokens)
             .where(

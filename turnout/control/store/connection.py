@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from turnout.control.store.errors import (
     driver_errors,
     translate,
 )
+from turnout.core.clock import SYSTEM_CLOCK, Clock, utcnow
 
 DRIVER_ERRORS: Final = driver_errors()
 SQLITE_IMMEDIATE: Final = "turnout_sqlite_immediate"  # see engine._sqlite_engine
@@ -31,7 +33,16 @@ SQLITE_IMMEDIATE: Final = "turnout_sqlite_immediate"  # see engine._sqlite_engin
 class StoreBase:
     """The persistent store's plumbing; create a ``Store`` with ``engine.open_store``."""
 
-    def __init__(self, engine: AsyncEngine, url: URL, *, display: str, timeout: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        url: URL,
+        *,
+        display: str,
+        timeout: float,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.clock = clock
         self._engine = engine
         self._sa_url = url  # carries the password: never log or show it
         self._timeout = timeout
@@ -76,6 +87,9 @@ class StoreBase:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
         async with self._write_engine.begin() as conn:
             yield conn
+
+    def _now(self) -> datetime:
+        return utcnow(self.clock)
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, and_, delete, insert, select
@@ -43,7 +42,7 @@ class ProgressTable(StoreBase):
             "requeue_at": rec.requeue_at,
             "failures": rec.failures,
             "last_error": rec.last_error,
-            "updated_at": datetime.now(UTC),
+            "updated_at": self._now(),
         }
         with self._guard():
             async with self._transaction() as conn:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import RowMapping, and_, delete, func, insert, select, update
@@ -220,7 +219,7 @@ class Store(ProgressTable, AuditAndTokens):
         latest = await _latest(conn)
         current = {o.key: o for o in await _objects(conn)}
         plan = Plan(revision=latest + 1, current=current, working=dict(current))
-        plan.apply(changes, datetime.now(UTC))
+        plan.apply(changes, self._now())
         plan.finish()
         objects = plan.objects  # one list for both hooks (they may share their work)
         if validate is not None:
@@ -228,7 +227,7 @@ class Store(ProgressTable, AuditAndTokens):
             if problems:
                 raise Invalid(problems)
         if conditions is not None and plan.changed:
-            plan.set_conditions(conditions(objects), rfc3339(datetime.now(UTC)))
+            plan.set_conditions(conditions(objects), rfc3339(self._now()))
         return plan
 
     @staticmethod
@@ -247,7 +246,7 @@ class Store(ProgressTable, AuditAndTokens):
         remote: str,
         rollback_of: int | None,
     ) -> None:
-        now = datetime.now(UTC)
+        now = self._now()
         for key in plan.deletes:
             await conn.execute(delete(t.objects).where(_key_clause(key)))
         inserts = [o for o in plan.upserts if o.key not in plan.current]
@@ -326,7 +325,7 @@ class Store(ProgressTable, AuditAndTokens):
                 ).first()
                 if row is None:
                     raise NotFound(f"{describe(*key)} not found")
-                status = merged_status(row[0], conditions, rfc3339(datetime.now(UTC)))
+                status = merged_status(row[0], conditions, rfc3339(self._now()))
                 await conn.execute(update(t.objects).where(_key_clause(key)).values(status=status))
         return status
 

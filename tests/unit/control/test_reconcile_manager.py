@@ -234,3 +234,38 @@ def test_reconciler_names_are_unique() -> None:
     control = MemoryControl(clock)
     with pytest.raises(ValueError, match="unique"):
         ReconcileManager([Recorder(), Recorder()], control, control, clock)
+
+
+def test_a_failure_outside_the_reconciler_keeps_the_object_scheduled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        clock, control, rec, manager = setup(backoff_first=0.001)
+        control.put("Backend", "a", {})
+        real = control.objects
+        calls = [0]
+
+        def objects() -> dict[ObjectKey, StoredObject]:
+            calls[0] += 1
+            if calls[0] == 2:  # the first call resumes, the second runs the object
+                raise RuntimeError("a bug")
+            return real()
+
+        control.objects = objects  # type: ignore[method-assign]
+        manager.set_leader(True)
+        task = spawn(manager.run())
+        try:
+            for _ in range(200):
+                clock.advance(0.001)
+                await asyncio.sleep(0.001)  # the loop timer the manager armed
+                if rec.calls:
+                    break
+            assert [c[0][2] for c in rec.calls] == ["a"]
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    with caplog.at_level(logging.ERROR, logger="turnout.control.reconcile"):
+        run(main())
+    assert any("failed unexpectedly" in r.message for r in caplog.records)

@@ -167,7 +167,11 @@ class ReconcileManager:
                     continue  # rescheduled or dropped by an earlier call in this pass
                 del self._due[slot]
                 done.add(slot)
-                await self._run_one(slot)
+                try:
+                    await self._run_one(slot)
+                except Exception:  # a bug outside the reconciler: keep the slot scheduled
+                    log.exception("reconciler %s: %s failed unexpectedly", slot[0], slot[1])
+                    self._due.setdefault(slot, self.clock.time() + self.backoff_first)
                 if not self._still_leading():
                     return None
         while self._forget:
@@ -188,7 +192,11 @@ class ReconcileManager:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            due = await self.run_due()
+            try:
+                due = await self.run_due()
+            except Exception:  # a bug here must not stop every reconciler for good
+                log.exception("reconcile manager: a pass failed; retrying")
+                due = self.clock.time() + self.backoff_first
             if due is None:
                 await self._wake.wait()
                 continue

@@ -1,4 +1,4 @@
-"""The control plane's persistent store: objects, revisions, audit, tokens.
+"""The control plane's persistent store: objects, revisions, audit, tokens, reconciler progress.
 
 ``open_store(store_url(...))`` gives a ``Store`` (SQLite or PostgreSQL, schema migrated);
 ``RevisionFeed`` reports revisions committed by any replica; ``LeaderLock`` elects one
@@ -15,6 +15,7 @@ from turnout.control.store.repository import (
     ChangeResult,
     CommitResult,
     ObjectKey,
+    Progress,
     RevisionInfo,
     Store,
     StoredObject,
@@ -32,6 +33,7 @@ __all__ = [
     "LeaderLock",
     "NotFound",
     "ObjectKey",
+    "Progress",
     "RevisionFeed",
     "RevisionInfo",
     "Store",

@@ -40,6 +40,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from turnout.control.store.errors import StoreError, StoreUnavailable, translate
 from turnout.control.store.repository import DRIVER_ERRORS, SQLITE_IMMEDIATE, Store
+from turnout.core.clock import SYSTEM_CLOCK, Clock
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 DB_FILE: Final = "turnout.db"
@@ -91,11 +92,12 @@ def display_url(url: URL) -> str:
     return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
 
 
-async def open_store(url: str, *, timeout: float = 2.0) -> Store:  # noqa: ASYNC109
+async def open_store(url: str, *, timeout: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> Store:  # noqa: ASYNC109
     """Create the engine, bring the schema to the latest migration, return the ``Store``.
 
     Raises ``StoreUnavailable`` (within about ``timeout`` for an unreachable server),
     ``StoreError`` when the schema cannot be migrated, ``ValueError`` for a bad URL.
+    ``clock`` gives the store its timestamps (creation, revisions, audit).
     """
     sa_url = normalise_url(url)
     where = display_url(sa_url)
@@ -109,7 +111,7 @@ async def open_store(url: str, *, timeout: float = 2.0) -> Store:  # noqa: ASYNC
     except BaseException:
         await engine.dispose()
         raise
-    return Store(engine, sa_url, display=where, timeout=timeout)
+    return Store(engine, sa_url, display=where, timeout=timeout, clock=clock)
 
 
 def create_engine(url: URL, *, timeout: float) -> AsyncEngine:

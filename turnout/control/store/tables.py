@@ -6,6 +6,8 @@
 - ``revisions``: one immutable row per commit that changed something, with a snapshot of
   every manifest after the commit (what a rollback restores) and a summary of the changes.
 - ``audit``: who did what, when, with which result (also failed and denied requests).
+- ``reconciler_progress``: per reconciler and object, what it last reconciled and when it
+  runs next (survives restarts and leader changes).
 - ``tokens``: API tokens; only a hash of the secret is kept. A partial unique index keeps
   the names of non-revoked tokens unique.
 
@@ -25,6 +27,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -143,4 +146,21 @@ tokens = Table(
         sqlite_where=text("revoked_at IS NULL"),
         postgresql_where=text("revoked_at IS NULL"),
     ),
+)
+
+# Each reconciler's progress per object (see control/reconcile/manager.py): the
+# resource_version it last reconciled, when it asked to run again (wall seconds), its
+# current error streak. What lets a restarted or newly elected leader resume.
+reconciler_progress = Table(
+    "reconciler_progress",
+    metadata,
+    Column("reconciler", String(KIND), primary_key=True),
+    Column("kind", String(KIND), primary_key=True),
+    Column("namespace", String(NAME), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("observed_version", Integer, nullable=False),
+    Column("requeue_at", Float, nullable=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

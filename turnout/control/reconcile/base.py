@@ -1,0 +1,63 @@
+"""The reconciler interface: what a reconciler declares, gets and returns.
+
+A reconciler is level-triggered: ``reconcile(obj, ctx)`` gets the object's *current*
+state (never a diff or an event) and must do whatever makes the world match it, then
+return a ``Result``: the conditions it reports on the object and, optionally, the wall
+time (``ctx.now`` + something) at which it wants to look at the object again. Calling it
+twice in a row must be harmless. Errors are raised, not returned: the manager retries
+with capped exponential back-off and reports the error in the reconciler's ``condition``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from turnout.control.store.records import Change, StoredObject
+from turnout.core.clock import Clock, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A Gateway-API style condition; the manager adds ``observedGeneration`` and
+    ``lastTransitionTime`` when it writes it into the object's status."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    conditions: Sequence[Condition] = field(default_factory=tuple)
+    requeue_at: float | None = None  # wall-clock seconds; None: run again on change only
+
+
+class Committer(Protocol):
+    async def __call__(self, changes: list[Change], *, message: str, action: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a reconciler may use: the clock and a commit as ``system:<its name>``."""
+
+    clock: Clock
+    commit: Committer
+
+    @property
+    def now(self) -> float:
+        return self.clock.time()
+
+    def utcnow(self) -> datetime:
+        return utcnow(self.clock)
+
+
+class Reconciler(Protocol):
+    name: str  # also its actor in the audit log: "system:<name>"
+    kinds: frozenset[str]  # the kinds it watches
+    condition: str  # the condition type its errors are reported under
+
+    async def reconcile(self, obj: StoredObject, ctx: Context) -> Result: ...

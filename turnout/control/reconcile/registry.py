@@ -1,0 +1,18 @@
+"""Every reconciler the control plane runs: add yours here (one entry each).
+
+``RECONCILERS`` holds factories, so that each ``ControlPlane`` gets fresh instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from turnout.control.reconcile.base import Reconciler
+from turnout.control.reconcile.sandbox_ttl import SandboxTTLReconciler
+
+RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (SandboxTTLReconciler,)
+
+
+def default_reconcilers() -> list[Reconciler]:
+    return [make() for make in RECONCILERS]

@@ -44,7 +44,7 @@ from turnout.proxy.ratelimit.limiter import RateLimiter
 from turnout.proxy.ratelimit.rules import extract_key
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
-from turnout.proxy.snapshot import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
+from turnout.proxy.snapshot.tables import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
 from turnout.proxy.upstream.affinity import (
     NO_KEY,
     cookie_value,
@@ -61,7 +61,7 @@ from turnout.proxy.upstream.retry import RetryPolicy
 if TYPE_CHECKING:
     from turnout.observe.stats import RouteStats
     from turnout.proxy.routing.table import Candidate, ListenerTable, PortTable
-    from turnout.proxy.snapshot import BackendChoice, Cluster, RouteAction
+    from turnout.proxy.snapshot.tables import BackendChoice, Cluster, RouteAction
     from turnout.proxy.upstream.connection import UpstreamConnection
     from turnout.proxy.upstream.endpoints import Endpoint
 

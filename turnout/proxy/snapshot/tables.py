@@ -1,0 +1,272 @@
+"""The compiled tables of a ``Snapshot``: what a request reads, never writes.
+
+``RouteAction`` is a compiled ``HTTPRouteRule`` (its filter chains, backendRefs with
+cumulative weights, timeouts, the stats cell), ``BackendChoice`` one backendRef,
+``Cluster`` a ``Backend`` through one port (balancer, pools, breaker, affinity),
+``L4Route`` a TCPRoute/TLSRoute rule, and ``Snapshot`` the per-socket tables of one
+revision. The builder (``builder.py``) fills them in; nothing mutates them afterwards
+except the per-worker counters they point at.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Final
+
+from turnout.config.model import (
+    RateLimitSpec,
+)
+from turnout.config.tls import (
+    Certificate,
+)
+from turnout.observe.accesslog import json_string
+from turnout.observe.stats import RouteStats
+from turnout.proxy.filters.auth import AuthFilter
+from turnout.proxy.filters.fault import FaultInjector
+from turnout.proxy.filters.headers import HeaderModifier
+from turnout.proxy.filters.mirror import MirrorCounters
+from turnout.proxy.filters.redirect import Redirect
+from turnout.proxy.filters.rewrite import UrlRewrite
+from turnout.proxy.ratelimit.limiter import RateLimiter
+from turnout.proxy.ratelimit.rules import KeySpec
+from turnout.proxy.routing.l4 import L4Table
+from turnout.proxy.routing.table import PortTable
+from turnout.proxy.routing.tls import TlsTable
+from turnout.proxy.upstream.balancer import Balancer
+from turnout.proxy.upstream.breaker import BackendGuard
+from turnout.proxy.upstream.endpoints import Endpoint
+from turnout.proxy.upstream.health import OutlierDetector
+from turnout.proxy.upstream.pool import EndpointPool
+from turnout.proxy.upstream.retry import RetryPolicy
+
+# ALPN offered on HTTPS listeners.
+ALPN: Final = ("h2", "http/1.1")
+
+HASH_NONE: Final = 0
+HASH_SOURCE_IP: Final = 1
+HASH_HEADER: Final = 2
+HASH_COOKIE: Final = 3
+HASH_QUERY: Final = 4
+HASH_SOURCES: Final = {
+    "SourceIP": HASH_SOURCE_IP,
+    "Header": HASH_HEADER,
+    "Cookie": HASH_COOKIE,
+    "QueryParameter": HASH_QUERY,
+}
+
+
+class Cluster:
+    """A ``Backend`` as reached through one port: what a backendRef resolves to."""
+
+    __slots__ = (
+        "balancer",
+        "connect_timeout",
+        "endpoints",
+        "guard",
+        "hash_cookie_max_age",
+        "hash_name",
+        "hash_source",
+        "label",
+        "label_json",
+        "outlier",
+        "retry",
+        "single",
+        "sticky_cookies",
+        "sticky_max_age",
+        "sticky_name",
+        "sticky_tokens",
+    )
+
+    def __init__(
+        self,
+        label: str,
+        balancer: Balancer,
+        connect_timeout: float,
+        guard: BackendGuard | None = None,
+    ) -> None:
+        self.label = label
+        self.label_json = _json_str(label)
+        self.balancer = balancer
+        self.connect_timeout = connect_timeout
+        self.endpoints: list[Endpoint] = balancer.endpoints
+        self.guard = guard if guard is not None else BackendGuard()
+        self.outlier: OutlierDetector | None = None
+        self.retry: RetryPolicy | None = None
+        # Consistent hashing input (HASH_*) and the header/cookie/parameter it names
+        self.hash_source = HASH_NONE
+        self.hash_name = b""
+        self.hash_cookie_max_age = -1  # >= 0: the gateway sets the cookie when absent
+        # Sticky sessions: cookie name, Max-Age (-1 = session cookie), token -> endpoint
+        self.sticky_name = b""
+        self.sticky_max_age = -1
+        self.sticky_tokens: dict[bytes, Endpoint] = {}
+        self.sticky_cookies: dict[str, bytes] = {}  # endpoint key -> its Set-Cookie value
+        # The one endpoint when there is exactly one: no balancing to do.
+        eps = balancer.endpoints
+        self.single = eps[0] if len(eps) == 1 else None
+
+
+class BackendChoice:
+    """One backendRef of a rule."""
+
+    __slots__ = (
+        "cluster",
+        "label",
+        "label_json",
+        "overrides",
+        "redirect",
+        "request_mod",
+        "response_mod",
+        "response_mods",
+        "retry",
+        "rewrite",
+        "stats",
+    )
+
+    def __init__(self, cluster: Cluster | None, label: str, stats: RouteStats) -> None:
+        self.cluster = cluster  # None: invalid reference, answers 500
+        self.label = label
+        self.label_json = _json_str(label)
+        self.stats = stats
+        # backendRef-level filters (Gateway API extended features)
+        self.request_mod: HeaderModifier | None = None
+        self.response_mod: HeaderModifier | None = None
+        self.rewrite: UrlRewrite | None = None
+        self.redirect: Redirect | None = None
+        # the route's then this backendRef's ResponseHeaderModifier, in order
+        self.response_mods: tuple[HeaderModifier, ...] = ()
+        # the rule's retry (Gateway API) over the backend's, or the backend's alone
+        self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
+        # routing key -> this choice with a Sandbox's endpoints instead of the baseline's
+        self.overrides: dict[bytes, BackendChoice] | None = None
+
+    def overridden(self, cluster: Cluster) -> BackendChoice:
+        """This choice, filters and all, with ``cluster`` in place of the baseline."""
+        twin = BackendChoice(cluster, self.label, self.stats)
+        twin.request_mod = self.request_mod
+        twin.response_mod = self.response_mod
+        twin.rewrite = self.rewrite
+        twin.redirect = self.redirect
+        twin.response_mods = self.response_mods
+        twin.retry = self.retry
+        return twin
+
+
+class MirrorTarget:
+    """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
+
+    __slots__ = ("cluster", "counters", "denominator", "numerator")
+
+    def __init__(self, cluster: Cluster, numerator: int, denominator: int) -> None:
+        self.cluster = cluster
+        self.numerator = numerator
+        self.denominator = denominator
+        self.counters = MirrorCounters()
+
+
+class RouteAction:
+    """A compiled ``HTTPRouteRule``: what to do with a request that matched it."""
+
+    __slots__ = (
+        "backend_timeout",
+        "choices",
+        "cumulative",
+        "fault",
+        "limiter",
+        "limits",
+        "mirrors",
+        "rate_limit",
+        "rate_limit_name",
+        "redirect",
+        "request_mod",
+        "request_timeout",
+        "response_mod",
+        "rewrite",
+        "route_json",
+        "route_label",
+        "security",
+        "single",
+        "stats",
+        "total_weight",
+    )
+
+    def __init__(self, route_label: str, stats: RouteStats) -> None:
+        self.route_label = route_label
+        self.route_json = _json_str(route_label)
+        self.stats = stats  # for responses made without a backend (redirects, 500)
+        self.redirect: Redirect | None = None
+        self.rewrite: UrlRewrite | None = None
+        self.request_mod: HeaderModifier | None = None
+        self.response_mod: HeaderModifier | None = None
+        self.choices: tuple[BackendChoice, ...] = ()
+        self.cumulative: list[int] = []
+        self.total_weight = 0
+        self.request_timeout = 0.0  # 0 = none
+        self.backend_timeout = 0.0
+        self.single: BackendChoice | None = None  # the only backendRef with weight > 0
+        self.fault: FaultInjector | None = None  # TrafficPolicy faultInjection
+        self.mirrors: tuple[MirrorTarget, ...] = ()  # RequestMirror filters
+        # TrafficPolicy rateLimit (compiled into the worker's limiter) and the policy's name
+        self.rate_limit: RateLimitSpec | None = None
+        self.rate_limit_name = ""
+        # compiled: the snapshot's limiter and (rule index, key) of each of this rule's limits
+        self.limiter: RateLimiter | None = None
+        self.limits: tuple[tuple[int, KeySpec], ...] = ()
+        # SecurityPolicy: authentication, authorization, IP rules, CORS (None: no policy)
+        self.security: AuthFilter | None = None
+
+    def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
+        choices = self.choices
+        if len(choices) == 1:
+            return choices[0] if self.total_weight else None
+        if not self.total_weight:
+            return None
+        return choices[bisect_right(self.cumulative, rand() * self.total_weight)]
+
+
+class L4Route:
+    """A compiled TCPRoute / TLSRoute rule: backends by weight (``choose``), then the
+    Backend's balancer picks the endpoint; a connection opens its own upstream socket."""
+
+    __slots__ = ("choices", "cumulative", "label", "total_weight")
+
+    def __init__(self, label: str, choices: list[tuple[Cluster | None, str, int]]) -> None:
+        self.label = label  # "namespace/name", the route label of the L4 metrics
+        # (cluster or None for an unresolvable ref, backend label) by weight > 0
+        self.choices = tuple((c, b) for c, b, w in choices if w > 0)
+        self.cumulative = list(accumulate(w for _, _, w in choices if w > 0))
+        self.total_weight = self.cumulative[-1] if self.cumulative else 0
+
+    def choose(self, rand: Callable[[], float] = random.random) -> tuple[Cluster | None, str]:
+        """(cluster, backend label); the cluster is None when the ref does not resolve
+        (or no backendRef has weight): the connection is closed."""
+        if not self.total_weight:
+            return None, ""
+        if len(self.choices) == 1:
+            return self.choices[0]
+        return self.choices[bisect_right(self.cumulative, rand() * self.total_weight)]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    revision: int
+    sockets: dict[str, PortTable[RouteAction]]
+    # (ip, port) of every socket the snapshot serves, keyed like ``sockets``
+    bindings: dict[str, tuple[str, int]]
+    pools: dict[str, EndpointPool] = field(default_factory=dict)  # the endpoints it uses
+    # routing key -> "Sandbox ns/name" / "RouteGroup ns/name" for every key in force
+    keys: dict[bytes, str] = field(default_factory=dict)
+    # sockets that speak TLS: their listeners by SNI, and the certificates of the default
+    tls: dict[str, TlsTable] = field(default_factory=dict)
+    tls_default: dict[str, list[Certificate]] = field(default_factory=dict)
+    tls_client_ca: dict[str, bytes] = field(default_factory=dict)  # mutual TLS, per socket
+    # L4 sockets (TCP, TLS passthrough): their route tables; never also in ``sockets``
+    l4: dict[str, L4Table[L4Route]] = field(default_factory=dict)
+
+
+def _json_str(text: str) -> bytes:
+    return json_string(text)

@@ -50,7 +50,7 @@ from turnout.proxy.runtime import Runtime
 
 if TYPE_CHECKING:
     from turnout.proxy.routing.l4 import L4Table
-    from turnout.proxy.snapshot.tables import Cluster, L4Route
+    from turnout.proxy.snapshot import Cluster, L4Route
     from turnout.proxy.upstream.endpoints import Endpoint
 
 log = logging.getLogger("turnout.proxy")

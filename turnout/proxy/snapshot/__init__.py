@@ -29,7 +29,6 @@ from turnout.proxy.snapshot.tables import (
     BackendChoice,
     Cluster,
     L4Route,
-    MirrorTarget,
     RouteAction,
     Snapshot,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "Cluster",
     "L4Route",
     "LimitStores",
-    "MirrorTarget",
     "PoolFactory",
     "RouteAction",
     "Snapshot",

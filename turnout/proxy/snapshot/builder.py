@@ -47,10 +47,15 @@ from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
-from turnout.proxy.filters.headers import HeaderModifier
+from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.fault import FaultFilter
+from turnout.proxy.filters.headers import HeaderFilter, HeaderModifier
+from turnout.proxy.filters.mirror import MirrorFilter
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
-from turnout.proxy.filters.redirect import Redirect
-from turnout.proxy.filters.rewrite import UrlRewrite
+from turnout.proxy.filters.ratelimit import RateLimitFilter
+from turnout.proxy.filters.redirect import Redirect, RedirectFilter
+from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
+from turnout.proxy.filters.security import SecurityFilter
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -68,7 +73,6 @@ from turnout.proxy.snapshot.tables import (
     BackendChoice,
     Cluster,
     L4Route,
-    MirrorTarget,
     RouteAction,
     Snapshot,
 )
@@ -342,19 +346,25 @@ class SnapshotBuilder:
         label = f"{route.metadata.namespace}/{route.metadata.name}"
         action = RouteAction(label, self.stats.cell(label, ""))
         policy = self.policies.effective(route, rule, gateway)
+        # The rule's filters by kind, then chained in a fixed order (below).
+        redirect: RequestFilter | None = None
+        rewrite: RequestFilter | None = None
+        request_mod: RequestFilter | None = None
+        response_mod: ResponseFilter | None = None
+        mirrors: list[ForwardFilter] = []
         for flt in rule.filters:
             if flt.request_redirect is not None:
-                action.redirect = Redirect(flt.request_redirect)
+                redirect = RedirectFilter(Redirect(flt.request_redirect))
             elif flt.url_rewrite is not None:
-                action.rewrite = UrlRewrite(flt.url_rewrite)
+                rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_header_modifier is not None:
-                action.request_mod = HeaderModifier(flt.request_header_modifier)
+                request_mod = HeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                action.response_mod = HeaderModifier(flt.response_header_modifier)
+                response_mod = HeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.request_mirror is not None:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
-                    action.mirrors = (*action.mirrors, target)
+                    mirrors.append(target)
         if rule.timeouts is not None:
             if rule.timeouts.request:
                 action.request_timeout = parse_duration(rule.timeouts.request)
@@ -369,17 +379,40 @@ class SnapshotBuilder:
             compiled = backend_policy(policy.retry)
             for choice in choices:
                 choice.retry = compiled
-        fault = policy.fault_injection
-        if fault is not None:
-            action.fault = fault_injector(fault)
+        # Security before rate limits (they may count by Consumer or claim), then the
+        # redirect, fault injection, and the modifications of what is forwarded.
+        request: list[RequestFilter] = []
+        response: list[ResponseFilter] = []
+        if policy.security is not None:
+            security = SecurityFilter(self.policies.auth_filter(policy.security))
+            request.append(security)
+            response.append(security)
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
             action.rate_limit_name = policy.rate_limit_name
+            action.rate_limit_filter = limits = RateLimitFilter()
+            request.append(limits)
             self.limited.append(action)
-        if policy.security is not None:
-            action.security = self.policies.auth_filter(policy.security)
+        if redirect is not None:
+            request.append(redirect)
+        fault = policy.fault_injection
+        if fault is not None:
+            request.append(FaultFilter(fault_injector(fault)))
+        if request_mod is not None:
+            request.append(request_mod)
+        if rewrite is not None:
+            request.append(rewrite)
+        if response_mod is not None:
+            response.append(response_mod)
+        action.request_filters = tuple(request)
+        action.forward_filters = tuple(mirrors)
+        for choice in choices:
+            # the rule's response filters, then the backendRef's own
+            choice.response_filters = (*response, *choice.response_filters)
         action.choices = tuple(choices)
-        self._link_response_mods(action)
+        action.needs_context = bool(
+            request or mirrors or any(c.request_filters or c.response_filters for c in choices)
+        )
         if self.overridden:
             for choice, ref in zip(choices, rule.backend_refs, strict=True):
                 self._add_overrides(choice, route, ref)
@@ -402,18 +435,26 @@ class SnapshotBuilder:
             if backend is not None:
                 cluster = self._cluster(backend, ref.port)
         choice = BackendChoice(cluster, label, self.stats.cell(route_label, label))
+        redirect: RequestFilter | None = None
+        rewrite: RequestFilter | None = None
+        request_mod: RequestFilter | None = None
+        response_mod: ResponseFilter | None = None
         for flt in ref.filters:
             if flt.request_header_modifier is not None:
-                choice.request_mod = HeaderModifier(flt.request_header_modifier)
+                request_mod = HeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                choice.response_mod = HeaderModifier(flt.response_header_modifier)
+                response_mod = HeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.url_rewrite is not None:
-                choice.rewrite = UrlRewrite(flt.url_rewrite)
+                rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_redirect is not None:
-                choice.redirect = Redirect(flt.request_redirect)
+                redirect = RedirectFilter(Redirect(flt.request_redirect))
+        # A redirect answers before anything is modified.
+        choice.request_filters = tuple(f for f in (redirect, request_mod, rewrite) if f is not None)
+        if response_mod is not None:
+            choice.response_filters = (response_mod,)
         return choice
 
-    def _mirror(self, route: HTTPRouteObject, spec: HTTPRequestMirrorFilter) -> MirrorTarget | None:
+    def _mirror(self, route: HTTPRouteObject, spec: HTTPRequestMirrorFilter) -> MirrorFilter | None:
         ref = spec.backend_ref
         ns = ref.namespace or route.metadata.namespace
         if (ref.group, ref.kind) not in (("", "Service"), (TURNOUT_GROUP, "Backend")):
@@ -424,17 +465,12 @@ class SnapshotBuilder:
         cluster = self._cluster(backend, ref.port) if backend is not None else None
         if cluster is None:
             return None
+        numerator, denominator = 1, 1
         if spec.fraction is not None:
-            return MirrorTarget(cluster, spec.fraction.numerator, spec.fraction.denominator)
-        if spec.percent is not None:
-            return MirrorTarget(cluster, spec.percent, 100)
-        return MirrorTarget(cluster, 1, 1)
-
-    @staticmethod
-    def _link_response_mods(action: RouteAction) -> None:
-        for choice in action.choices:
-            mods = [m for m in (action.response_mod, choice.response_mod) if m is not None]
-            choice.response_mods = tuple(mods)
+            numerator, denominator = spec.fraction.numerator, spec.fraction.denominator
+        elif spec.percent is not None:
+            numerator, denominator = spec.percent, 100
+        return MirrorFilter(cluster.single, cluster.balancer, numerator, denominator)
 
     def _add_overrides(
         self, choice: BackendChoice, route: HTTPRouteObject, ref: HTTPBackendRef

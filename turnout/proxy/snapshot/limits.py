@@ -88,5 +88,7 @@ def compile_limiter(limited: list[RouteAction], stores: LimitStores) -> None:
         assert action.rate_limit is not None
         base = first[action.rate_limit_name]
         n = len(action.rate_limit.rules)
-        action.limiter = limiter
-        action.limits = tuple((base + i, rules[base + i].key) for i in range(n))
+        flt = action.rate_limit_filter
+        assert flt is not None
+        flt.limiter = limiter
+        flt.limits = tuple((base + i, rules[base + i].key) for i in range(n))

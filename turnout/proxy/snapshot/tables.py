@@ -25,14 +25,8 @@ from turnout.config.tls import (
 )
 from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats
-from turnout.proxy.filters.auth import AuthFilter
-from turnout.proxy.filters.fault import FaultInjector
-from turnout.proxy.filters.headers import HeaderModifier
-from turnout.proxy.filters.mirror import MirrorCounters
-from turnout.proxy.filters.redirect import Redirect
-from turnout.proxy.filters.rewrite import UrlRewrite
-from turnout.proxy.ratelimit.limiter import RateLimiter
-from turnout.proxy.ratelimit.rules import KeySpec
+from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import PortTable
 from turnout.proxy.routing.tls import TlsTable
@@ -118,12 +112,9 @@ class BackendChoice:
         "label",
         "label_json",
         "overrides",
-        "redirect",
-        "request_mod",
-        "response_mod",
-        "response_mods",
+        "request_filters",
+        "response_filters",
         "retry",
-        "rewrite",
         "stats",
     )
 
@@ -132,13 +123,10 @@ class BackendChoice:
         self.label = label
         self.label_json = _json_str(label)
         self.stats = stats
-        # backendRef-level filters (Gateway API extended features)
-        self.request_mod: HeaderModifier | None = None
-        self.response_mod: HeaderModifier | None = None
-        self.rewrite: UrlRewrite | None = None
-        self.redirect: Redirect | None = None
-        # the route's then this backendRef's ResponseHeaderModifier, in order
-        self.response_mods: tuple[HeaderModifier, ...] = ()
+        # backendRef-level filters (Gateway API extended features): run after the rule's
+        self.request_filters: tuple[RequestFilter, ...] = ()
+        # the rule's response filters, then this backendRef's, in order
+        self.response_filters: tuple[ResponseFilter, ...] = ()
         # the rule's retry (Gateway API) over the backend's, or the backend's alone
         self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
         # routing key -> this choice with a Sandbox's endpoints instead of the baseline's
@@ -147,48 +135,34 @@ class BackendChoice:
     def overridden(self, cluster: Cluster) -> BackendChoice:
         """This choice, filters and all, with ``cluster`` in place of the baseline."""
         twin = BackendChoice(cluster, self.label, self.stats)
-        twin.request_mod = self.request_mod
-        twin.response_mod = self.response_mod
-        twin.rewrite = self.rewrite
-        twin.redirect = self.redirect
-        twin.response_mods = self.response_mods
+        twin.request_filters = self.request_filters
+        twin.response_filters = self.response_filters
         twin.retry = self.retry
         return twin
 
 
-class MirrorTarget:
-    """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
-
-    __slots__ = ("cluster", "counters", "denominator", "numerator")
-
-    def __init__(self, cluster: Cluster, numerator: int, denominator: int) -> None:
-        self.cluster = cluster
-        self.numerator = numerator
-        self.denominator = denominator
-        self.counters = MirrorCounters()
-
-
 class RouteAction:
-    """A compiled ``HTTPRouteRule``: what to do with a request that matched it."""
+    """A compiled ``HTTPRouteRule``: what to do with a request that matched it.
+
+    Its features are filter chains (``proxy/filters/base.py``), in order: the
+    SecurityPolicy, rate limits, a redirect, fault injection, request header modifier
+    and URL rewrite as ``request_filters``; request mirrors as ``forward_filters``. A
+    rule without filters has empty tuples and costs nothing for them.
+    """
 
     __slots__ = (
         "backend_timeout",
         "choices",
         "cumulative",
-        "fault",
-        "limiter",
-        "limits",
-        "mirrors",
+        "forward_filters",
+        "needs_context",
         "rate_limit",
+        "rate_limit_filter",
         "rate_limit_name",
-        "redirect",
-        "request_mod",
+        "request_filters",
         "request_timeout",
-        "response_mod",
-        "rewrite",
         "route_json",
         "route_label",
-        "security",
         "single",
         "stats",
         "total_weight",
@@ -198,26 +172,39 @@ class RouteAction:
         self.route_label = route_label
         self.route_json = _json_str(route_label)
         self.stats = stats  # for responses made without a backend (redirects, 500)
-        self.redirect: Redirect | None = None
-        self.rewrite: UrlRewrite | None = None
-        self.request_mod: HeaderModifier | None = None
-        self.response_mod: HeaderModifier | None = None
+        self.request_filters: tuple[RequestFilter, ...] = ()
+        self.forward_filters: tuple[ForwardFilter, ...] = ()
+        # any filter at all, here or on a backendRef: requests get a FilterContext
+        self.needs_context = False
         self.choices: tuple[BackendChoice, ...] = ()
         self.cumulative: list[int] = []
         self.total_weight = 0
         self.request_timeout = 0.0  # 0 = none
         self.backend_timeout = 0.0
         self.single: BackendChoice | None = None  # the only backendRef with weight > 0
-        self.fault: FaultInjector | None = None  # TrafficPolicy faultInjection
-        self.mirrors: tuple[MirrorTarget, ...] = ()  # RequestMirror filters
-        # TrafficPolicy rateLimit (compiled into the worker's limiter) and the policy's name
+        # TrafficPolicy rateLimit and the policy's name, and the filter that enforces it
+        # (its limiter is set when the snapshot's one limiter is compiled)
         self.rate_limit: RateLimitSpec | None = None
         self.rate_limit_name = ""
-        # compiled: the snapshot's limiter and (rule index, key) of each of this rule's limits
-        self.limiter: RateLimiter | None = None
-        self.limits: tuple[tuple[int, KeySpec], ...] = ()
-        # SecurityPolicy: authentication, authorization, IP rules, CORS (None: no policy)
-        self.security: AuthFilter | None = None
+        self.rate_limit_filter: RateLimitFilter | None = None
+
+    def add_filters(
+        self,
+        request: tuple[RequestFilter, ...] = (),
+        response: tuple[ResponseFilter, ...] = (),
+        forward: tuple[ForwardFilter, ...] = (),
+    ) -> None:
+        """Append filters to this rule's chains (at build time, never per request):
+        ``request`` after the built-in request filters, ``response`` after each
+        backendRef's response filters (sandbox twins included), ``forward`` taps last."""
+        self.request_filters = (*self.request_filters, *request)
+        self.forward_filters = (*self.forward_filters, *forward)
+        if response:
+            for choice in self.choices:
+                twins = choice.overrides.values() if choice.overrides is not None else ()
+                for target in (choice, *twins):
+                    target.response_filters = (*target.response_filters, *response)
+        self.needs_context = self.needs_context or bool(request or response or forward)
 
     def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
         choices = self.choices

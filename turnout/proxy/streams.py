@@ -1105,8 +1105,12 @@ class Exchange:
             return
         if self.taps is not None:
             self._drop_taps()
-        if self.ctx is not None:
-            self.ctx.cancel()
+        ctx = self.ctx
+        if ctx is not None:
+            # Cancel a pending decision, and break the exchange <-> context cycle so both
+            # are freed by reference counting, not left to the cyclic collector.
+            self.ctx = None
+            ctx.cancel()
         self.finished = True
         rt = self.rt
         now = perf_counter()

@@ -37,6 +37,7 @@ from turnout.proxy.filters.base import PROCEED, BodyTap, FilterContext, LocalRep
 from turnout.proxy.protocols.grpc import CONTENT_TYPE as GRPC_CONTENT_TYPE
 from turnout.proxy.protocols.grpc import error_trailers, is_grpc, parse_timeout
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.http1_client import render_request
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
@@ -92,12 +93,6 @@ class Downstream(Protocol):
 
 
 _ERROR_TEMPLATE: Final = b'{"error":"%s","message":"%s","request_id":"%s"}\n'
-# method, target, host, headers, x-forwarded-for, -proto, -host, x-request-id, framing
-_REQUEST_HEAD: Final = (
-    b"%s %s HTTP/1.1\r\nhost: %s\r\n%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
-    b"x-forwarded-host: %s\r\nx-request-id: %s\r\n%s\r\n"
-)
-
 
 # Upstream connects in flight, held until they end (the loop keeps weak references only).
 _CONNECTING: set[asyncio.Task[Any]] = set()
@@ -120,7 +115,6 @@ class Exchange:
         "gateway_error",
         "guarded",
         "head",
-        "head_bytes",
         "in_retry",
         "keep_alive",
         "key_source",
@@ -134,6 +128,7 @@ class Exchange:
         "replay_size",
         "request_done",
         "request_timer",
+        "request_trailers",
         "response_done",
         "response_started",
         "retried",
@@ -162,10 +157,10 @@ class Exchange:
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.connecting: asyncio.Task[UpstreamConnection] | None = None
-        self.head_bytes = b""
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.request_done = False
+        self.request_trailers: Headers | None = None  # the request's, until sent upstream
         self.response_started = False
         self.response_done = False
         self.keep_alive = head.keep_alive
@@ -328,7 +323,6 @@ class Exchange:
         if policy is not None and policy.retries > 0 and head.upgrade is None:
             self.policy = policy
             self.replay = []
-        self.head_bytes = self._render_head(head, head.request_id)
         if action.forward_filters and head.upgrade is None:
             self._start_taps(action)
         conn = endpoint.pool.take_idle()
@@ -341,16 +335,21 @@ class Exchange:
         """The rule's forward filters (request mirrors): copies of the body as it goes."""
         ctx = self.ctx
         assert ctx is not None
+        down = self.down
+        wire_head = render_request(self.head, down.client_ip, down.scheme)
         taps: list[BodyTap] = []
         for flt in action.forward_filters:
-            tap = flt.on_forward(ctx, self.head_bytes)
+            tap = flt.on_forward(ctx, wire_head)
             if tap is None:
                 continue
             pending = self.pending
             if pending:  # body that arrived while the request waited (a fault delay)
+                chunked = self.head.chunked
                 for data in pending:
-                    tap.body(data)
+                    tap.body(chunk(data) if chunked else data)
             if self.request_done:
+                if self.head.chunked:
+                    tap.body(last_chunk(self.request_trailers))
                 tap.end()
             taps.append(tap)
         if taps:
@@ -407,17 +406,16 @@ class Exchange:
     def request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.progress += 1
-        if self.head.chunked:
-            data = chunk(data)
         taps = self.taps
         if taps is not None:
+            framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
             for tap in taps:
-                tap.body(data)
+                tap.body(framed)
         if self.replay is not None:
             self._capture(data)
         conn = self.upstream
         if conn is not None and self.pending is None:
-            conn.write(data)
+            conn.send_body(data)
             return
         if self.response_done or self.status:
             return  # already answered without the body (an error reply); discard
@@ -435,20 +433,14 @@ class Exchange:
         if self.finished:
             return
         taps = self.taps
-        if self.head.chunked and not self.status_is_local():
+        if taps is not None and self.head.chunked:
             data = last_chunk(trailers)
-            if taps is not None:
-                for tap in taps:
-                    tap.body(data)
-            if self.replay is not None:
-                self._capture(data)
-            conn = self.upstream
-            if conn is not None and self.pending is None:
-                conn.write(data)
-            else:
-                if self.pending is None:
-                    self.pending = []
-                self.pending.append(data)
+            for tap in taps:
+                tap.body(data)
+        self.request_trailers = trailers  # kept for a connection made later (or a retry)
+        conn = self.upstream
+        if conn is not None and self.pending is None:
+            conn.send_end(trailers)
         if taps is not None:
             for tap in taps:
                 tap.end()
@@ -575,14 +567,14 @@ class Exchange:
         if head.expect_continue and not self.request_done and not self.attempt:
             self.down.send_continue()
         pending = self.pending
+        self.pending = None
+        down = self.down
+        conn.send_request(
+            head, down.client_ip, down.scheme, pending, self.request_done, self.request_trailers
+        )
         if pending:
-            self.pending = None
             self.pending_size = 0
-            conn.write(self.head_bytes + b"".join(pending))
-            self.down.set_reading(PAUSE_BUFFER, True)
-        else:
-            self.pending = None
-            conn.write(self.head_bytes)
+            down.set_reading(PAUSE_BUFFER, True)
         action = self.action
         timeout = action.backend_timeout if action is not None else 0.0
         policy = self.policy
@@ -592,30 +584,6 @@ class Exchange:
             if self.backend_timer is not None:
                 self.backend_timer.cancel()
             self.backend_timer = self.rt.loop.call_later(timeout, self._backend_timed_out)
-
-    def _render_head(self, head: RequestHead, rid: bytes) -> bytes:
-        down = self.down
-        xff = head.forwarded_for
-        if head.upgrade is not None:
-            framing = b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
-        elif head.chunked:
-            framing = b"transfer-encoding: chunked\r\n"
-        elif head.content_length is not None:
-            framing = b"content-length: %d\r\n" % head.content_length
-        else:
-            framing = b""
-        headers = head.headers
-        return _REQUEST_HEAD % (
-            head.method,
-            head.path + b"?" + head.query if head.query else head.path,
-            head.authority,
-            b"".join([b"%s: %s\r\n" % h for h in headers]) if headers else b"",
-            xff + b", " + down.client_ip if xff else down.client_ip,
-            down.scheme,
-            head.original_authority,
-            rid,
-            framing,
-        )
 
     # -- response side (events from the upstream codec) -------------------------------
 

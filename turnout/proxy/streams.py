@@ -497,9 +497,6 @@ class Exchange:
             self.status = status
         self.downstream_lost()
 
-    def status_is_local(self) -> bool:
-        return self.upstream is None and self.connecting is None and bool(self.status)
-
     # -- upstream connection ------------------------------------------------------------
 
     def _connect(self, pool: EndpointPool) -> None:

@@ -118,9 +118,7 @@ def test_a_failing_decision_answers_500() -> None:
 
 def test_a_local_answer_to_a_grpc_call_takes_the_grpc_form() -> None:
     h = _harness()
-    call = h.request(
-        b"POST", b"/shop.Orders/Get", headers=[(b"content-type", b"application/grpc")]
-    )
+    call = h.request(b"POST", b"/shop.Orders/Get", headers=[(b"content-type", b"application/grpc")])
     assert call.down.status == 200  # gRPC clients read the status from the trailers
     trailers = dict(call.down.trailers or [])
     assert trailers[b"grpc-status"] != b"0"

@@ -31,6 +31,11 @@ head before it is sent downstream; a filter modifies ``head.headers`` in place o
 replaces the list, and returns ``None``, or a ``LocalReply`` to answer instead of the
 upstream (its connection is dropped). Response filters cannot suspend.
 
+A filter is any object with the hooks of its phase (``RequestHooks``,
+``ResponseHooks``, ``ForwardHooks``); the built-in ones derive from the base classes
+``RequestFilter``/``ResponseFilter``/``ForwardFilter`` so that compiled code calls them
+natively, and ``RouteAction.add_filters`` wraps any other object once, at build time.
+
 Filters are long-lived, shared by every request of the rule and must keep no
 per-request state on themselves: per-request values go on the context (``principal``,
 ``response_headers``, or ``state`` for anything else).
@@ -105,7 +110,9 @@ Verdict = LocalReply | Suspend | None
 CONTINUE: Final = None
 
 
-class RequestFilter(Protocol):
+class RequestHooks(Protocol):
+    """What a request-phase filter implements (any object with these methods)."""
+
     def on_request(self, ctx: FilterContext) -> Verdict:
         """Called once per request, in chain order."""
         ...
@@ -116,24 +123,111 @@ class RequestFilter(Protocol):
         ...
 
 
-class ResponseFilter(Protocol):
+class ResponseHooks(Protocol):
+    """What a response-phase filter implements."""
+
     def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
         """Called with the upstream's response head before it goes downstream."""
         ...
 
 
 class BodyTap(Protocol):
-    """Receives a copy of the request body as sent upstream (see ``ForwardFilter``)."""
+    """Receives a copy of the request body as sent upstream (see ``ForwardHooks``)."""
 
     def body(self, data: bytes) -> None: ...
     def end(self) -> None: ...
     def abort(self) -> None: ...
 
 
-class ForwardFilter(Protocol):
+class ForwardHooks(Protocol):
+    """What a forward filter implements."""
+
     def on_forward(self, ctx: FilterContext, wire_head: bytes) -> BodyTap | None:
         """Called when the request is forwarded, with its rendered HTTP/1.1 head."""
         ...
+
+
+# The chains hold these base classes: the built-in filters derive from them, so a
+# compiled data plane calls them natively; any other object with the hooks is wrapped
+# once, at build time, by ``request_filter`` / ``response_filter`` / ``forward_filter``.
+
+
+class RequestFilter:
+    __slots__ = ()
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        return None
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
+        return None
+
+
+class ResponseFilter:
+    __slots__ = ()
+
+    def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
+        return None
+
+
+class ForwardFilter:
+    __slots__ = ()
+
+    def on_forward(self, ctx: FilterContext, wire_head: bytes) -> BodyTap | None:
+        return None
+
+
+class _RequestAdapter(RequestFilter):
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: RequestHooks) -> None:
+        self.hooks = hooks
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        return self.hooks.on_request(ctx)
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
+        return self.hooks.resume(ctx, outcome)
+
+    def __repr__(self) -> str:
+        return repr(self.hooks)
+
+
+class _ResponseAdapter(ResponseFilter):
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: ResponseHooks) -> None:
+        self.hooks = hooks
+
+    def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
+        return self.hooks.on_response(ctx, head)
+
+    def __repr__(self) -> str:
+        return repr(self.hooks)
+
+
+class _ForwardAdapter(ForwardFilter):
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: ForwardHooks) -> None:
+        self.hooks = hooks
+
+    def on_forward(self, ctx: FilterContext, wire_head: bytes) -> BodyTap | None:
+        return self.hooks.on_forward(ctx, wire_head)
+
+    def __repr__(self) -> str:
+        return repr(self.hooks)
+
+
+def request_filter(hooks: RequestHooks) -> RequestFilter:
+    return hooks if isinstance(hooks, RequestFilter) else _RequestAdapter(hooks)
+
+
+def response_filter(hooks: ResponseHooks) -> ResponseFilter:
+    return hooks if isinstance(hooks, ResponseFilter) else _ResponseAdapter(hooks)
+
+
+def forward_filter(hooks: ForwardHooks) -> ForwardFilter:
+    return hooks if isinstance(hooks, ForwardFilter) else _ForwardAdapter(hooks)
 
 
 class FilterHost(Protocol):

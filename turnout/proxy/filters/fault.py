@@ -27,7 +27,13 @@ from __future__ import annotations
 from random import random
 from typing import Final
 
-from turnout.proxy.filters.base import FilterContext, LocalReply, Suspend, Verdict
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    Suspend,
+    Verdict,
+)
 from turnout.proxy.protocols.heads import RequestHead
 
 NO_FAULT: Final[tuple[float, int]] = (0.0, 0)
@@ -102,7 +108,7 @@ class FaultInjector:
         )
 
 
-class FaultFilter:
+class FaultFilter(RequestFilter):
     """Fault injection as a request filter: a delay suspends the request (a timer, its
     body buffered, the request timeout still running); an abort answers locally."""
 

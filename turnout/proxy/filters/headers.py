@@ -8,7 +8,13 @@ changes the upstream authority (the codec keeps Host out of the header list).
 from __future__ import annotations
 
 from turnout.config.model import HTTPHeaderFilter
-from turnout.proxy.filters.base import FilterContext, LocalReply, Verdict
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    ResponseFilter,
+    Verdict,
+)
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 
 
@@ -52,9 +58,8 @@ class HeaderModifier:
             head.authority = self.host
 
 
-class HeaderFilter:
-    """A header modifier as a filter: on the request in the request phase, on the
-    upstream's response in the response phase (the builder puts it in one chain)."""
+class RequestHeaderFilter(RequestFilter):
+    """``RequestHeaderModifier`` as a request filter."""
 
     __slots__ = ("modifier",)
 
@@ -65,8 +70,14 @@ class HeaderFilter:
         self.modifier.apply_request(ctx.head)
         return None
 
-    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
-        return None
+
+class ResponseHeaderFilter(ResponseFilter):
+    """``ResponseHeaderModifier`` as a response filter."""
+
+    __slots__ = ("modifier",)
+
+    def __init__(self, modifier: HeaderModifier) -> None:
+        self.modifier = modifier
 
     def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
         head.headers = self.modifier.apply(head.headers)

@@ -55,7 +55,7 @@ import asyncio
 from random import random
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from turnout.proxy.filters.base import BodyTap, FilterContext
+from turnout.proxy.filters.base import BodyTap, FilterContext, ForwardFilter
 from turnout.proxy.upstream.affinity import NO_KEY
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class Mirror:
         return f"<Mirror outcome={self.outcome} status={self.status}>"
 
 
-class MirrorFilter:
+class MirrorFilter(ForwardFilter):
     """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
 
     __slots__ = ("balancer", "counters", "denominator", "numerator", "single", "timeout")

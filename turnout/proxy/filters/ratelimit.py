@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from turnout.proxy.filters.base import FilterContext, LocalReply, Suspend, Verdict
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    Suspend,
+    Verdict,
+)
 from turnout.proxy.ratelimit.algorithms import Decision
 from turnout.proxy.ratelimit.limiter import RateLimiter
 from turnout.proxy.ratelimit.rules import KeySpec, extract_key
@@ -29,7 +35,7 @@ async def _decisions(decided: Decided, waits: list[tuple[int, Awaitable[Decision
     return decided
 
 
-class RateLimitFilter:
+class RateLimitFilter(RequestFilter):
     __slots__ = ("limiter", "limits")
 
     def __init__(self) -> None:

@@ -8,7 +8,7 @@ default port for the scheme is left out of ``Location``. The query string is kep
 from __future__ import annotations
 
 from turnout.config.model import HTTPRequestRedirectFilter
-from turnout.proxy.filters.base import FilterContext, LocalReply, Verdict
+from turnout.proxy.filters.base import FilterContext, LocalReply, RequestFilter, Verdict
 from turnout.proxy.filters.rewrite import PathRewriter
 from turnout.proxy.protocols.heads import RequestHead
 
@@ -48,7 +48,7 @@ class Redirect:
         return b"%s://%s:%d%s" % (out_scheme, host, port, path)
 
 
-class RedirectFilter:
+class RedirectFilter(RequestFilter):
     """``RequestRedirect`` as a request filter: always answers locally."""
 
     __slots__ = ("redirect",)
@@ -60,6 +60,3 @@ class RedirectFilter:
         redirect = self.redirect
         location = redirect.location(ctx.head, ctx.scheme, ctx.port, ctx.prefix)
         return LocalReply(redirect.status, b"", b"", [(b"location", location)])
-
-    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
-        return None

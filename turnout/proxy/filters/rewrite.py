@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from turnout.config.model import HTTPPathModifier, HTTPURLRewriteFilter
-from turnout.proxy.filters.base import FilterContext, Verdict
+from turnout.proxy.filters.base import FilterContext, RequestFilter, Verdict
 from turnout.proxy.protocols.heads import RequestHead
 
 
@@ -59,7 +59,7 @@ class UrlRewrite:
             head.path = self.path.rewrite(head.path, matched_prefix)
 
 
-class RewriteFilter:
+class RewriteFilter(RequestFilter):
     """``URLRewrite`` as a request filter (hostname and path, against the matched prefix)."""
 
     __slots__ = ("rewrite",)
@@ -69,7 +69,4 @@ class RewriteFilter:
 
     def on_request(self, ctx: FilterContext) -> Verdict:
         self.rewrite.apply(ctx.head, ctx.prefix)
-        return None
-
-    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
         return None

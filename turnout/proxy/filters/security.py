@@ -14,11 +14,18 @@ derived again here rather than kept per request.
 from __future__ import annotations
 
 from turnout.proxy.filters.auth.chain import AuthFilter, AuthVerdict
-from turnout.proxy.filters.base import FilterContext, LocalReply, Suspend, Verdict
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    ResponseFilter,
+    Suspend,
+    Verdict,
+)
 from turnout.proxy.protocols.heads import ResponseHead
 
 
-class SecurityFilter:
+class SecurityFilter(RequestFilter):
     __slots__ = ("auth",)
 
     def __init__(self, auth: AuthFilter) -> None:
@@ -33,6 +40,13 @@ class SecurityFilter:
     def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
         assert isinstance(outcome, AuthVerdict)
         return _concluded(ctx, outcome)
+
+
+class SecurityResponseFilter(ResponseFilter):
+    __slots__ = ("auth",)
+
+    def __init__(self, auth: AuthFilter) -> None:
+        self.auth = auth
 
     def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
         origin = ctx.head.received.get(b"origin") if self.auth.cors is not None else None

@@ -49,13 +49,17 @@ from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.fault import FaultFilter
-from turnout.proxy.filters.headers import HeaderFilter, HeaderModifier
+from turnout.proxy.filters.headers import (
+    HeaderModifier,
+    RequestHeaderFilter,
+    ResponseHeaderFilter,
+)
 from turnout.proxy.filters.mirror import MirrorFilter
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
-from turnout.proxy.filters.security import SecurityFilter
+from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -358,9 +362,9 @@ class SnapshotBuilder:
             elif flt.url_rewrite is not None:
                 rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_header_modifier is not None:
-                request_mod = HeaderFilter(HeaderModifier(flt.request_header_modifier))
+                request_mod = RequestHeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                response_mod = HeaderFilter(HeaderModifier(flt.response_header_modifier))
+                response_mod = ResponseHeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.request_mirror is not None:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
@@ -384,9 +388,9 @@ class SnapshotBuilder:
         request: list[RequestFilter] = []
         response: list[ResponseFilter] = []
         if policy.security is not None:
-            security = SecurityFilter(self.policies.auth_filter(policy.security))
-            request.append(security)
-            response.append(security)
+            auth = self.policies.auth_filter(policy.security)
+            request.append(SecurityFilter(auth))
+            response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
             action.rate_limit_name = policy.rate_limit_name
@@ -441,9 +445,9 @@ class SnapshotBuilder:
         response_mod: ResponseFilter | None = None
         for flt in ref.filters:
             if flt.request_header_modifier is not None:
-                request_mod = HeaderFilter(HeaderModifier(flt.request_header_modifier))
+                request_mod = RequestHeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                response_mod = HeaderFilter(HeaderModifier(flt.response_header_modifier))
+                response_mod = ResponseHeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.url_rewrite is not None:
                 rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_redirect is not None:

@@ -25,7 +25,17 @@ from turnout.config.tls import (
 )
 from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats
-from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.base import (
+    ForwardFilter,
+    ForwardHooks,
+    RequestFilter,
+    RequestHooks,
+    ResponseFilter,
+    ResponseHooks,
+    forward_filter,
+    request_filter,
+    response_filter,
+)
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import PortTable
@@ -190,20 +200,22 @@ class RouteAction:
 
     def add_filters(
         self,
-        request: tuple[RequestFilter, ...] = (),
-        response: tuple[ResponseFilter, ...] = (),
-        forward: tuple[ForwardFilter, ...] = (),
+        request: tuple[RequestHooks, ...] = (),
+        response: tuple[ResponseHooks, ...] = (),
+        forward: tuple[ForwardHooks, ...] = (),
     ) -> None:
         """Append filters to this rule's chains (at build time, never per request):
         ``request`` after the built-in request filters, ``response`` after each
-        backendRef's response filters (sandbox twins included), ``forward`` taps last."""
-        self.request_filters = (*self.request_filters, *request)
-        self.forward_filters = (*self.forward_filters, *forward)
+        backendRef's response filters (sandbox twins included), ``forward`` taps last.
+        Objects that do not derive from the filter base classes are wrapped here."""
+        self.request_filters = (*self.request_filters, *[request_filter(f) for f in request])
+        self.forward_filters = (*self.forward_filters, *[forward_filter(f) for f in forward])
         if response:
+            wrapped = [response_filter(f) for f in response]
             for choice in self.choices:
                 twins = choice.overrides.values() if choice.overrides is not None else ()
                 for target in (choice, *twins):
-                    target.response_filters = (*target.response_filters, *response)
+                    target.response_filters = (*target.response_filters, *wrapped)
         self.needs_context = self.needs_context or bool(request or response or forward)
 
     def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:

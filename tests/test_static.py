@@ -92,15 +92,6 @@ def test_compiled_modules_are_not_stale() -> None:
     assert accel.stale() == [], "rebuild the compiled data plane: pip install -e ."
 
 
-# Files other engineers are converting to ``spawn`` (issue 11) and how many bare
-# ``create_task`` calls each still has; the list is emptied when their work merges.
-CREATE_TASK_BEING_CONVERTED = {
-    "turnout/proxy/filters/auth/jwt.py": 1,
-    "turnout/proxy/filters/mirror.py": 1,
-    "turnout/proxy/streams.py": 3,
-}
-
-
 def test_tasks_start_only_through_spawn() -> None:
     """The loop keeps only a weak reference to a task: a dropped ``create_task`` result can
     be collected mid-run. ``turnout.core.tasks.spawn`` keeps one; nothing else may call
@@ -119,8 +110,7 @@ def test_tasks_start_only_through_spawn() -> None:
                 or (isinstance(node.func, ast.Name) and node.func.id == "create_task")
             )
         ]
-        if len(calls) > CREATE_TASK_BEING_CONVERTED.get(rel, 0):
-            offenders += [f"{rel}:{line}" for line in calls]
+        offenders += [f"{rel}:{line}" for line in calls]
     assert offenders == [], (
         "start tasks with turnout.core.tasks.spawn, not create_task: " + ", ".join(offenders)
     )

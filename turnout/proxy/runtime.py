@@ -29,13 +29,10 @@ from turnout.proxy.compile import compile_snapshot
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.ratelimit.redis_store import RedisStore
-from turnout.proxy.snapshot import (
-    BackendState,
-    LimitStores,
-    Snapshot,
-    pool_key,
-    server_name,
-)
+from turnout.proxy.snapshot.builder import pool_key, server_name
+from turnout.proxy.snapshot.limits import LimitStores
+from turnout.proxy.snapshot.state import BackendState
+from turnout.proxy.snapshot.tables import Snapshot
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.proxy.upstream.tls import ContextCache

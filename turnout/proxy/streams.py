@@ -27,24 +27,21 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Awaitable
 from random import random
 from time import perf_counter
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from turnout.core.tasks import spawn
 from turnout.observe.stats import LATENCY_BOUNDS
-from turnout.proxy.filters.auth import AuthFilter, AuthVerdict, Principal, ResponseHeaders
-from turnout.proxy.filters.mirror import Mirror, sample
+from turnout.proxy.filters.base import PROCEED, BodyTap, FilterContext, LocalReply
 from turnout.proxy.protocols.grpc import CONTENT_TYPE as GRPC_CONTENT_TYPE
 from turnout.proxy.protocols.grpc import error_trailers, is_grpc, parse_timeout
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.http1_client import render_request
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
-from turnout.proxy.ratelimit.algorithms import Decision
-from turnout.proxy.ratelimit.limiter import RateLimiter
-from turnout.proxy.ratelimit.rules import extract_key
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
-from turnout.proxy.snapshot import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
+from turnout.proxy.snapshot.tables import HASH_COOKIE, HASH_HEADER, HASH_SOURCE_IP
 from turnout.proxy.upstream.affinity import (
     NO_KEY,
     cookie_value,
@@ -60,8 +57,9 @@ from turnout.proxy.upstream.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from turnout.observe.stats import RouteStats
-    from turnout.proxy.routing.table import Candidate, ListenerTable, PortTable
-    from turnout.proxy.snapshot import BackendChoice, Cluster, RouteAction
+    from turnout.proxy.filters.base import ResponseFilter
+    from turnout.proxy.routing.table import PortTable
+    from turnout.proxy.snapshot.tables import BackendChoice, Cluster, RouteAction
     from turnout.proxy.upstream.connection import UpstreamConnection
     from turnout.proxy.upstream.endpoints import Endpoint
 
@@ -95,59 +93,42 @@ class Downstream(Protocol):
 
 
 _ERROR_TEMPLATE: Final = b'{"error":"%s","message":"%s","request_id":"%s"}\n'
-# method, target, host, headers, x-forwarded-for, -proto, -host, x-request-id, framing
-_REQUEST_HEAD: Final = (
-    b"%s %s HTTP/1.1\r\nhost: %s\r\n%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
-    b"x-forwarded-host: %s\r\nx-request-id: %s\r\n%s\r\n"
-)
 
-
-# A request held by a fault-injected delay: (listener, route candidate, abort status).
-Deferred = tuple["ListenerTable[RouteAction] | None", "Candidate[RouteAction]", int]
-
-
-async def _decisions(waits: list[tuple[int, Awaitable[Decision]]]) -> list[tuple[int, Decision]]:
-    return [(index, await pending) for index, pending in waits]
+# Upstream connects in flight, held until they end (the loop keeps weak references only).
+_CONNECTING: set[asyncio.Task[Any]] = set()
 
 
 class Exchange:
     __slots__ = (
         "action",
         "attempt",
-        "auth_response",
-        "auth_task",
         "backend_timer",
         "bytes_in",
         "bytes_out",
         "choice",
         "connect_started",
         "connecting",
-        "deferred",
+        "ctx",
         "down",
         "endpoint",
         "finished",
         "gateway_error",
         "guarded",
         "head",
-        "head_bytes",
         "in_retry",
         "keep_alive",
         "key_source",
         "last_failed",
-        "limit_headers",
-        "limit_remaining",
-        "limit_task",
-        "mirrors",
         "pending",
         "pending_counted",
         "pending_size",
         "policy",
-        "principal",
         "progress",
         "replay",
         "replay_size",
         "request_done",
         "request_timer",
+        "request_trailers",
         "response_done",
         "response_started",
         "retried",
@@ -155,9 +136,11 @@ class Exchange:
         "routing_key",
         "rt",
         "set_cookie",
+        "stage",
         "start_time",
         "status",
         "sweep_mark",
+        "taps",
         "tunnel",
         "tunnel_buffer",
         "upstream",
@@ -174,10 +157,10 @@ class Exchange:
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.connecting: asyncio.Task[UpstreamConnection] | None = None
-        self.head_bytes = b""
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.request_done = False
+        self.request_trailers: Headers | None = None  # the request's, until sent upstream
         self.response_started = False
         self.response_done = False
         self.keep_alive = head.keep_alive
@@ -204,18 +187,13 @@ class Exchange:
         self.replay_size = 0
         self.retry_timer: asyncio.TimerHandle | None = None
         self.last_failed: Endpoint | None = None  # a retry avoids it when it can
-        # a request held by a fault-injected delay: (listener, route candidate, abort status)
-        self.deferred: Deferred | None = None
-        self.mirrors: list[Mirror] | None = None  # copies of this request in flight
-        self.limit_task: asyncio.Task[list[tuple[int, Decision]]] | None = None  # Redis
-        self.limit_headers: Headers | None = None  # RateLimit-* of the tightest limit
-        self.limit_remaining = -1
+        self.taps: list[BodyTap] | None = None  # copies of the body (request mirrors)
         self.connect_started = now
         self.routing_key = b""  # a Sandbox / RouteGroup key in force, found in the request
         self.key_source = 0  # where it was found (routing.keys.FROM_*)
-        self.principal: Principal | None = None  # who the SecurityPolicy authenticated
-        self.auth_task: asyncio.Task[AuthVerdict] | None = None  # a JWKS fetch / bcrypt check
-        self.auth_response: ResponseHeaders | None = None  # CORS / security headers to set
+        # what the rule's filters see and where they stand (None: the rule has none)
+        self.ctx: FilterContext | None = None
+        self.stage = 0  # the chain being run: 0 the rule's, 1 the backendRef's
 
     # -- request side (called by the downstream transport) --------------------------------
 
@@ -250,207 +228,51 @@ class Exchange:
                 timeout = deadline or 1e-3  # the client's deadline for the call
         if timeout:
             self.request_timer = self.rt.loop.call_later(timeout, self._request_timed_out)
-        security = action.security
-        if security is not None and self._check_security(security, listener, cand):
-            return
-        if action.limits and self._check_limits(action, listener, cand):
-            return
-        self._routed(listener, cand)
-
-    # -- security policy (before rate limits: they may count by Consumer or claim) ---------
-
-    def _check_security(
-        self,
-        security: AuthFilter,
-        listener: ListenerTable[RouteAction] | None,
-        cand: Candidate[RouteAction],
-    ) -> bool:
-        """True when the exchange must stop here: answered (refused, a CORS preflight) or
-        waiting for a JWKS fetch / password check (it resumes in ``_security_decided``)."""
-        verdict = security.check(
-            self.head, self.down.client_ip, self.rt.loop, self.down.client_cert
-        )
-        if isinstance(verdict, AuthVerdict):
-            return self._security_answered(verdict)
-        self.deferred = (listener, cand, 0)
-        task = self.rt.loop.create_task(verdict)
-        self.auth_task = task
-        task.add_done_callback(self._security_decided)
-        return True
-
-    def _security_answered(self, verdict: AuthVerdict) -> bool:
-        if verdict.status:
-            self.local_reply(verdict.status, verdict.code, verdict.message, verdict.headers)
-            return True
-        self.principal = verdict.principal
-        self.auth_response = verdict.response
-        return False
-
-    def _security_decided(self, task: asyncio.Task[AuthVerdict]) -> None:
-        if task is not self.auth_task:
-            return
-        self.auth_task = None
-        deferred = self.deferred
-        self.deferred = None
-        if task.cancelled() or deferred is None or self.finished or self.response_done:
-            return
-        if task.exception() is not None:
-            self.local_reply(500, b"auth_error", b"the request could not be authenticated")
-        elif not self._security_answered(task.result()):
-            listener, cand, _ = deferred
-            action = cand.action
-            if not (action.limits and self._check_limits(action, listener, cand)):
-                self._routed(listener, cand)
-        self.down.flush()
-
-    def _routed(
-        self, listener: ListenerTable[RouteAction] | None, cand: Candidate[RouteAction]
-    ) -> None:
-        """Past the rate limits: redirect, fault injection, then forward."""
-        head = self.head
-        action = cand.action
-        redirect = action.redirect
-        if redirect is not None:
+        if action.needs_context:
             assert listener is not None
-            location = redirect.location(head, listener.scheme, listener.port, cand.prefix)
-            self.local_reply(redirect.status, b"", b"", [(b"location", location)])
-            return
-        fault = action.fault
-        if fault is not None:
-            delay, abort = fault.decide(head, random(), random())
-            if delay:
-                self.deferred = (listener, cand, abort)
-                self.retry_timer = self.rt.loop.call_later(delay, self._fault_delayed)
-                return
-            if abort:
-                self._fault_abort(abort)
-                return
-        self._forward(listener, cand)
-
-    # -- rate limits -----------------------------------------------------------------------
-
-    def _check_limits(
-        self,
-        action: RouteAction,
-        listener: ListenerTable[RouteAction] | None,
-        cand: Candidate[RouteAction],
-    ) -> bool:
-        """Count the request against the rule's limits. True when the exchange must stop
-        here: refused, or waiting for Redis (it resumes in ``_limits_decided``)."""
-        limiter = action.limiter
-        assert limiter is not None
-        head = self.head
-        principal = self.principal
-        consumer = principal.consumer_key if principal is not None else None
-        claims = principal.claims if principal is not None else None
-        waits: list[tuple[int, Awaitable[Decision]]] | None = None
-        for index, spec in action.limits:
-            key = extract_key(
-                spec,
-                client_ip=self.down.client_ip,
-                headers=head.received,
-                route=action.route_json,
-                consumer=consumer,
-                claims=claims,
+            ctx = self.ctx = FilterContext(
+                self,
+                head,
+                self.rt.loop,
+                self.down.client_ip,
+                self.down.client_cert,
+                action.route_label,
+                action.route_json,
+                cand.prefix,
+                listener.scheme,
+                listener.port,
+                self.start_time,
             )
-            if key is None:
-                continue
-            decision = limiter.decide(key, index)
-            if isinstance(decision, Decision):
-                if not decision.allowed:
-                    self._rate_limited(limiter, index, decision)
-                    return True
-                self._note_limit(limiter, index, decision)
-            elif waits is None:
-                waits = [(index, decision)]
-            else:
-                waits.append((index, decision))
-        if waits is None:
-            return False
-        self.deferred = (listener, cand, 0)
-        task = self.rt.loop.create_task(_decisions(waits))
-        self.limit_task = task
-        task.add_done_callback(self._limits_decided)
-        return True
+            if action.request_filters and ctx.run(action.request_filters) != PROCEED:
+                return  # answered, or suspended: ``filters_passed`` goes on
+        self._choose()
 
-    def _limits_decided(self, task: asyncio.Task[list[tuple[int, Decision]]]) -> None:
-        if task is not self.limit_task:
-            return
-        self.limit_task = None
-        deferred = self.deferred
-        self.deferred = None
-        if task.cancelled() or deferred is None or self.finished or self.response_done:
-            return
-        action = self.action
-        assert action is not None and action.limiter is not None
-        limiter = action.limiter
-        for index, decision in task.result():
-            if not decision.allowed:
-                self._rate_limited(limiter, index, decision)
-                self.down.flush()
-                return
-            self._note_limit(limiter, index, decision)
-        listener, cand, _ = deferred
-        self._routed(listener, cand)
-        self.down.flush()
+    # -- the filter chains' host (filters/base.py) -------------------------------------
 
-    def _note_limit(self, limiter: RateLimiter, index: int, decision: Decision) -> None:
-        """Keep the RateLimit-* fields of the tightest limit for the response."""
-        remaining = decision.remaining
-        if remaining is None:
-            return
-        if self.limit_remaining < 0 or remaining < self.limit_remaining:
-            self.limit_remaining = remaining
-            self.limit_headers = limiter.headers(index, decision)
-
-    def _rate_limited(self, limiter: RateLimiter, index: int, decision: Decision) -> None:
-        rejection = limiter.rejection(index, decision)
-        self.local_reply(
-            rejection.status, rejection.code, rejection.message, list(rejection.headers)
-        )
-
-    def _fault_delayed(self) -> None:
-        self.retry_timer = None
-        deferred = self.deferred
-        self.deferred = None
-        if deferred is None or self.finished or self.response_done:
-            return
-        listener, cand, abort = deferred
-        if abort:
-            self._fault_abort(abort)
+    def filters_passed(self) -> None:
+        """A suspended chain finished: go on from where it stopped."""
+        if self.stage == 0:
+            self._choose()
         else:
-            self._forward(listener, cand)
-        self.down.flush()
+            self._forward()
 
-    def _fault_abort(self, status: int) -> None:
-        self.local_reply(status, b"fault_abort", b"aborted by fault injection")
+    def filter_answered(self, reply: LocalReply) -> None:
+        self.local_reply(reply.status, reply.code, reply.message, reply.headers)
 
-    def _forward(
-        self, listener: ListenerTable[RouteAction] | None, cand: Candidate[RouteAction]
-    ) -> None:
-        """Filters, backend choice, endpoint, upstream connection: the rest of ``start``."""
+    # -- backend choice and forwarding ------------------------------------------------
+
+    def _choose(self) -> None:
+        """Past the rule's filters: pick the backendRef and run its own filters."""
+        action = self.action
+        assert action is not None
         head = self.head
-        action = cand.action
-        rid = head.request_id
-        if action.request_mod is not None:
-            action.request_mod.apply_request(head)
-        if action.rewrite is not None:
-            action.rewrite.apply(head, cand.prefix)
         choice = self.choice = action.single or action.choose()
         if choice is None:
             self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
             return
-        if choice.redirect is not None:
-            assert listener is not None
-            location = choice.redirect.location(head, listener.scheme, listener.port, cand.prefix)
-            self.local_reply(choice.redirect.status, b"", b"", [(b"location", location)])
-            return
         key = self.routing_key
         if key and choice.overrides is not None:
             choice = self.choice = choice.overrides.get(key, choice)
-        if choice.cluster is None:
-            self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
-            return
         if b"x-forwarded-client-cert" in head.received:
             # Only the gateway vouches for client certificates: never pass a client's claim.
             head.headers = [h for h in head.headers if h[0] != b"x-forwarded-client-cert"]
@@ -461,11 +283,26 @@ class Exchange:
             # Found where services do not look: pass it on where they do.
             head.headers.append((b"baggage", b"turnout-routing-key=" + key))
             head.headers.append((b"x-turnout-routing-key", key))
-        if choice.request_mod is not None:
-            choice.request_mod.apply_request(head)
-        if choice.rewrite is not None:
-            choice.rewrite.apply(head, cand.prefix)
+        filters = choice.request_filters
+        if filters:
+            ctx = self.ctx
+            assert ctx is not None
+            ctx.backend = choice.label
+            self.stage = 1
+            if ctx.run(filters) != PROCEED:
+                return
+        self._forward()
+
+    def _forward(self) -> None:
+        """Filters done: circuit breaker, endpoint, upstream connection."""
+        choice = self.choice
+        action = self.action
+        assert choice is not None and action is not None
+        head = self.head
         cluster = choice.cluster
+        if cluster is None:
+            self.local_reply(500, b"backend_not_found", b"the route has no valid backend")
+            return
         guard = cluster.guard
         now = self.start_time
         refused = guard.admit(now)
@@ -486,45 +323,45 @@ class Exchange:
         if policy is not None and policy.retries > 0 and head.upgrade is None:
             self.policy = policy
             self.replay = []
-        self.head_bytes = self._render_head(head, rid)
-        if action.mirrors and head.upgrade is None:
-            self._start_mirrors(action, now)
+        if action.forward_filters and head.upgrade is None:
+            self._start_taps(action)
         conn = endpoint.pool.take_idle()
         if conn is not None:
             self._attach(conn)
         else:
             self._connect(endpoint.pool)
 
-    def _start_mirrors(self, action: RouteAction, now: float) -> None:
-        """Copies of this request to the rule's RequestMirror backends (fire and forget)."""
-        mirrors: list[Mirror] = []
-        for target in action.mirrors:
-            if target.numerator < target.denominator and not sample(
-                target.numerator, target.denominator, random()
-            ):
+    def _start_taps(self, action: RouteAction) -> None:
+        """The rule's forward filters (request mirrors): copies of the body as it goes."""
+        ctx = self.ctx
+        assert ctx is not None
+        down = self.down
+        wire_head = render_request(self.head, down.client_ip, down.scheme)
+        taps: list[BodyTap] = []
+        for flt in action.forward_filters:
+            tap = flt.on_forward(ctx, wire_head)
+            if tap is None:
                 continue
-            cluster = target.cluster
-            ep = cluster.single or cluster.balancer.pick(NO_KEY, now)
-            if ep is None:
-                continue
-            mirror = Mirror(ep.pool, self.rt.loop, self.head_bytes, counters=target.counters)
             pending = self.pending
             if pending:  # body that arrived while the request waited (a fault delay)
+                chunked = self.head.chunked
                 for data in pending:
-                    mirror.body(data)
+                    tap.body(chunk(data) if chunked else data)
             if self.request_done:
-                mirror.end()
-            mirrors.append(mirror)
-        if mirrors:
-            self.mirrors = mirrors
+                if self.head.chunked:
+                    tap.body(last_chunk(self.request_trailers))
+                tap.end()
+            taps.append(tap)
+        if taps:
+            self.taps = taps
 
-    def _drop_mirrors(self) -> None:
-        mirrors = self.mirrors
-        if mirrors is not None:
-            self.mirrors = None
+    def _drop_taps(self) -> None:
+        taps = self.taps
+        if taps is not None:
+            self.taps = None
             if not self.request_done:
-                for mirror in mirrors:
-                    mirror.abort()
+                for tap in taps:
+                    tap.abort()
 
     def _pick(self, cluster: Cluster, head: RequestHead, now: float) -> Endpoint | None:
         """Sticky cookie, then the balancer (with a hash key when it hashes)."""
@@ -569,17 +406,16 @@ class Exchange:
     def request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.progress += 1
-        if self.head.chunked:
-            data = chunk(data)
-        mirrors = self.mirrors
-        if mirrors is not None:
-            for mirror in mirrors:
-                mirror.body(data)
+        taps = self.taps
+        if taps is not None:
+            framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
+            for tap in taps:
+                tap.body(framed)
         if self.replay is not None:
             self._capture(data)
         conn = self.upstream
         if conn is not None and self.pending is None:
-            conn.write(data)
+            conn.send_body(data)
             return
         if self.response_done or self.status:
             return  # already answered without the body (an error reply); discard
@@ -596,24 +432,18 @@ class Exchange:
         self.progress += 1
         if self.finished:
             return
-        mirrors = self.mirrors
-        if self.head.chunked and not self.status_is_local():
+        taps = self.taps
+        if taps is not None and self.head.chunked:
             data = last_chunk(trailers)
-            if mirrors is not None:
-                for mirror in mirrors:
-                    mirror.body(data)
-            if self.replay is not None:
-                self._capture(data)
-            conn = self.upstream
-            if conn is not None and self.pending is None:
-                conn.write(data)
-            else:
-                if self.pending is None:
-                    self.pending = []
-                self.pending.append(data)
-        if mirrors is not None:
-            for mirror in mirrors:
-                mirror.end()
+            for tap in taps:
+                tap.body(data)
+        self.request_trailers = trailers  # kept for a connection made later (or a retry)
+        conn = self.upstream
+        if conn is not None and self.pending is None:
+            conn.send_end(trailers)
+        if taps is not None:
+            for tap in taps:
+                tap.end()
         if self.response_done:
             self._finish()
 
@@ -642,10 +472,9 @@ class Exchange:
 
     def downstream_lost(self) -> None:
         """The client went away: drop everything for this request."""
-        self._drop_mirrors()
-        if self.limit_task is not None:
-            self.limit_task.cancel()
-            self.limit_task = None
+        self._drop_taps()
+        if self.ctx is not None:
+            self.ctx.cancel()  # a pending filter decision: never resumed now
         self._cancel_timers()
         self.replay = None
         if self.connecting is not None:
@@ -668,9 +497,6 @@ class Exchange:
             self.status = status
         self.downstream_lost()
 
-    def status_is_local(self) -> bool:
-        return self.upstream is None and self.connecting is None and bool(self.status)
-
     # -- upstream connection ------------------------------------------------------------
 
     def _connect(self, pool: EndpointPool) -> None:
@@ -691,7 +517,7 @@ class Exchange:
             guard.pending += 1
             self.pending_counted = True
         self.connect_started = perf_counter()  # after a fault delay or a back-off
-        task = self.rt.loop.create_task(pool.open())
+        task = spawn(pool.open(), loop=self.rt.loop, keep=_CONNECTING)
         self.connecting = task
         task.add_done_callback(self._connected)
 
@@ -738,14 +564,14 @@ class Exchange:
         if head.expect_continue and not self.request_done and not self.attempt:
             self.down.send_continue()
         pending = self.pending
+        self.pending = None
+        down = self.down
+        conn.send_request(
+            head, down.client_ip, down.scheme, pending, self.request_done, self.request_trailers
+        )
         if pending:
-            self.pending = None
             self.pending_size = 0
-            conn.write(self.head_bytes + b"".join(pending))
-            self.down.set_reading(PAUSE_BUFFER, True)
-        else:
-            self.pending = None
-            conn.write(self.head_bytes)
+            down.set_reading(PAUSE_BUFFER, True)
         action = self.action
         timeout = action.backend_timeout if action is not None else 0.0
         policy = self.policy
@@ -755,30 +581,6 @@ class Exchange:
             if self.backend_timer is not None:
                 self.backend_timer.cancel()
             self.backend_timer = self.rt.loop.call_later(timeout, self._backend_timed_out)
-
-    def _render_head(self, head: RequestHead, rid: bytes) -> bytes:
-        down = self.down
-        xff = head.forwarded_for
-        if head.upgrade is not None:
-            framing = b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
-        elif head.chunked:
-            framing = b"transfer-encoding: chunked\r\n"
-        elif head.content_length is not None:
-            framing = b"content-length: %d\r\n" % head.content_length
-        else:
-            framing = b""
-        headers = head.headers
-        return _REQUEST_HEAD % (
-            head.method,
-            head.path + b"?" + head.query if head.query else head.path,
-            head.authority,
-            b"".join([b"%s: %s\r\n" % h for h in headers]) if headers else b"",
-            xff + b", " + down.client_ip if xff else down.client_ip,
-            down.scheme,
-            head.original_authority,
-            rid,
-            framing,
-        )
 
     # -- response side (events from the upstream codec) -------------------------------
 
@@ -804,16 +606,17 @@ class Exchange:
             head.headers.append((b"set-cookie", self.set_cookie))
         if self.key_source == FROM_QUERY:
             head.headers.append((b"set-cookie", preview_cookie(self.routing_key)))
-        if self.limit_headers is not None:
-            head.headers.extend(self.limit_headers)
-        if self.auth_response is not None:
-            head.headers = self.auth_response.apply(head.headers)
-        choice = self.choice
-        if choice is not None and choice.response_mods:
-            headers = head.headers
-            for mod in choice.response_mods:
-                headers = mod.apply(headers)
-            head.headers = headers
+        ctx = self.ctx
+        if ctx is not None:
+            if ctx.response_headers is not None:
+                head.headers.extend(ctx.response_headers)
+            choice = self.choice
+            if (
+                choice is not None
+                and choice.response_filters
+                and self._response_filters(ctx, choice.response_filters, head)
+            ):
+                return
         if self.head.upgrade is not None:
             # The upstream refused the upgrade: answer normally, then close, because the
             # client may already have sent bytes for the protocol it asked for.
@@ -821,6 +624,23 @@ class Exchange:
         self.status = head.status
         self.response_started = True
         self.down.send_response(head, self.head)
+
+    def _response_filters(
+        self, ctx: FilterContext, filters: tuple[ResponseFilter, ...], head: ResponseHead
+    ) -> bool:
+        """Run the response filters; True when one answered instead of the upstream."""
+        for flt in filters:
+            reply = flt.on_response(ctx, head)
+            if reply is not None:
+                self.upstream_status = head.status
+                conn = self.upstream
+                if conn is not None:
+                    self.upstream = None
+                    conn.detach()
+                    conn.abort()  # the rest of this response is not wanted
+                self.local_reply(reply.status, reply.code, reply.message, reply.headers)
+                return True
+        return False
 
     def response_body(self, data: bytes) -> None:
         self.progress += 1
@@ -1248,8 +1068,14 @@ class Exchange:
     def _account(self) -> None:
         if self.finished:
             return
-        if self.mirrors is not None:
-            self._drop_mirrors()
+        if self.taps is not None:
+            self._drop_taps()
+        ctx = self.ctx
+        if ctx is not None:
+            # Cancel a pending decision, and break the exchange <-> context cycle so both
+            # are freed by reference counting, not left to the cyclic collector.
+            self.ctx = None
+            ctx.cancel()
         self.finished = True
         rt = self.rt
         now = perf_counter()

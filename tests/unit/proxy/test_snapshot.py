@@ -11,7 +11,8 @@ from turnout.config.validate import validate
 from turnout.core.netaddr import Address
 from turnout.observe.stats import RouteStats, WorkerStats
 from turnout.proxy.protocols.heads import RequestHead
-from turnout.proxy.snapshot import BackendChoice, RouteAction, SnapshotBuilder
+from turnout.proxy.snapshot.builder import SnapshotBuilder
+from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.testing.manifests import dump, gateway, route
 

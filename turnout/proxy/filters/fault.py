@@ -24,8 +24,16 @@ or forward the request.
 
 from __future__ import annotations
 
+from random import random
 from typing import Final
 
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    Suspend,
+    Verdict,
+)
 from turnout.proxy.protocols.heads import RequestHead
 
 NO_FAULT: Final[tuple[float, int]] = (0.0, 0)
@@ -98,3 +106,30 @@ class FaultInjector:
             f"<FaultInjector delay={self.delay}s@{self.delay_threshold:.2%}"
             f" abort={self.abort_status}@{self.abort_threshold:.2%}>"
         )
+
+
+class FaultFilter(RequestFilter):
+    """Fault injection as a request filter: a delay suspends the request (a timer, its
+    body buffered, the request timeout still running); an abort answers locally."""
+
+    __slots__ = ("injector",)
+
+    def __init__(self, injector: FaultInjector) -> None:
+        self.injector = injector
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        delay, abort = self.injector.decide(ctx.head, random(), random())
+        if delay:
+            return Suspend(delay=delay, token=abort)
+        if abort:
+            return _abort(abort)
+        return None
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
+        if isinstance(outcome, int) and outcome:
+            return _abort(outcome)
+        return None
+
+
+def _abort(status: int) -> LocalReply:
+    return LocalReply(status, ABORT_CODE, b"aborted by fault injection")

@@ -8,7 +8,14 @@ changes the upstream authority (the codec keeps Host out of the header list).
 from __future__ import annotations
 
 from turnout.config.model import HTTPHeaderFilter
-from turnout.proxy.protocols.heads import Headers, RequestHead
+from turnout.proxy.filters.base import (
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    ResponseFilter,
+    Verdict,
+)
+from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 
 
 class HeaderModifier:
@@ -49,3 +56,29 @@ class HeaderModifier:
         head.headers = self.apply(head.headers)
         if self.host is not None:
             head.authority = self.host
+
+
+class RequestHeaderFilter(RequestFilter):
+    """``RequestHeaderModifier`` as a request filter."""
+
+    __slots__ = ("modifier",)
+
+    def __init__(self, modifier: HeaderModifier) -> None:
+        self.modifier = modifier
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        self.modifier.apply_request(ctx.head)
+        return None
+
+
+class ResponseHeaderFilter(ResponseFilter):
+    """``ResponseHeaderModifier`` as a response filter."""
+
+    __slots__ = ("modifier",)
+
+    def __init__(self, modifier: HeaderModifier) -> None:
+        self.modifier = modifier
+
+    def on_response(self, ctx: FilterContext, head: ResponseHead) -> LocalReply | None:
+        head.headers = self.modifier.apply(head.headers)
+        return None

@@ -43,18 +43,30 @@ caller passes its own, e.g. per route) and kept on the instance (``outcome``, ``
 Sampling (``percent`` / ``fraction`` of the filter) is the caller's: ``sample(numerator,
 denominator, random.random())`` before making a ``Mirror``.
 
-This module imports nothing from ``turnout.proxy.upstream`` (the layering keeps filters
-and upstream independent): the pool and connection are described by the structural
-protocols ``MirrorPool`` and ``MirrorConnection``, which ``EndpointPool`` and
-``UpstreamConnection`` satisfy.
+``MirrorFilter`` is the rule's ``RequestMirror`` as a forward filter (filters/base.py):
+it samples, picks the target endpoint and returns the ``Mirror`` as the exchange's body
+tap. The pool and connection are described by the structural protocols ``MirrorPool``
+and ``MirrorConnection``, which ``EndpointPool`` and ``UpstreamConnection`` satisfy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final, Protocol
+from random import random
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from turnout.core.tasks import spawn
+from turnout.proxy.filters.base import BodyTap, FilterContext, ForwardFilter
+from turnout.proxy.upstream.affinity import NO_KEY
+
+if TYPE_CHECKING:
+    from turnout.proxy.upstream.balancer import Balancer
+    from turnout.proxy.upstream.endpoints import Endpoint
 
 from turnout.proxy.protocols.heads import Headers, ResponseHead
+
+# Mirror connects in flight, held until they end (the loop keeps weak references only).
+_CONNECTING: set[asyncio.Task[Any]] = set()
 
 # Outcomes (``Mirror.outcome``); 0 while the mirror is still running.
 RUNNING: Final = 0
@@ -164,7 +176,7 @@ class Mirror:
         if conn is not None:
             self._attach(conn)
         else:
-            task = loop.create_task(pool.open())
+            task = spawn(pool.open(), loop=loop, keep=_CONNECTING)
             self.connecting = task
             task.add_done_callback(self._connected)
 
@@ -321,3 +333,33 @@ class Mirror:
 
     def __repr__(self) -> str:
         return f"<Mirror outcome={self.outcome} status={self.status}>"
+
+
+class MirrorFilter(ForwardFilter):
+    """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
+
+    __slots__ = ("balancer", "counters", "denominator", "numerator", "single", "timeout")
+
+    def __init__(
+        self,
+        single: Endpoint | None,
+        balancer: Balancer,
+        numerator: int,
+        denominator: int,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.single = single  # the target's only endpoint, else its balancer picks
+        self.balancer = balancer
+        self.numerator = numerator
+        self.denominator = denominator
+        self.timeout = timeout
+        self.counters = MirrorCounters()
+
+    def on_forward(self, ctx: FilterContext, wire_head: bytes) -> BodyTap | None:
+        numerator = self.numerator
+        if numerator < self.denominator and not sample(numerator, self.denominator, random()):
+            return None
+        ep = self.single or self.balancer.pick(NO_KEY, ctx.started)
+        if ep is None:
+            return None
+        return Mirror(ep.pool, ctx.loop, wire_head, timeout=self.timeout, counters=self.counters)

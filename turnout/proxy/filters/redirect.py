@@ -8,6 +8,7 @@ default port for the scheme is left out of ``Location``. The query string is kep
 from __future__ import annotations
 
 from turnout.config.model import HTTPRequestRedirectFilter
+from turnout.proxy.filters.base import FilterContext, LocalReply, RequestFilter, Verdict
 from turnout.proxy.filters.rewrite import PathRewriter
 from turnout.proxy.protocols.heads import RequestHead
 
@@ -45,3 +46,17 @@ class Redirect:
         if port == _WELL_KNOWN.get(out_scheme):
             return b"%s://%s%s" % (out_scheme, host, path)
         return b"%s://%s:%d%s" % (out_scheme, host, port, path)
+
+
+class RedirectFilter(RequestFilter):
+    """``RequestRedirect`` as a request filter: always answers locally."""
+
+    __slots__ = ("redirect",)
+
+    def __init__(self, redirect: Redirect) -> None:
+        self.redirect = redirect
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        redirect = self.redirect
+        location = redirect.location(ctx.head, ctx.scheme, ctx.port, ctx.prefix)
+        return LocalReply(redirect.status, b"", b"", [(b"location", location)])

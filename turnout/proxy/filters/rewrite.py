@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from turnout.config.model import HTTPPathModifier, HTTPURLRewriteFilter
+from turnout.proxy.filters.base import FilterContext, RequestFilter, Verdict
 from turnout.proxy.protocols.heads import RequestHead
 
 
@@ -56,3 +57,16 @@ class UrlRewrite:
             head.authority = self.hostname
         if self.path is not None:
             head.path = self.path.rewrite(head.path, matched_prefix)
+
+
+class RewriteFilter(RequestFilter):
+    """``URLRewrite`` as a request filter (hostname and path, against the matched prefix)."""
+
+    __slots__ = ("rewrite",)
+
+    def __init__(self, rewrite: UrlRewrite) -> None:
+        self.rewrite = rewrite
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        self.rewrite.apply(ctx.head, ctx.prefix)
+        return None

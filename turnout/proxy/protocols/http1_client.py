@@ -7,17 +7,22 @@ and ``feed_eof`` when the upstream closes. Interim 1xx responses are reported th
 later byte goes to ``tunnel_data``. A response to HEAD ends at its head whatever its
 Content-Length says (llhttp cannot be told, so the parser is replaced). A body without
 Content-Length or chunking ends at EOF (``close_delimited``).
+
+The request side is rendering only: ``render_request`` makes the head the gateway sends
+upstream from a ``RequestHead`` (with the gateway's X-Forwarded-* and X-Request-Id), and
+``request_bytes``/``body_bytes``/``end_bytes`` frame the body for it (chunked or not).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 import httptools
 
 from turnout.core.headers import RESPONSE_CONSUMED
-from turnout.proxy.protocols.heads import Headers, ResponseHead
+from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1 import FORBIDDEN_TRAILERS
+from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 
 # Response headers that describe one hop's framing or connection; re-made per hop.
 RESPONSE_HOP_BY_HOP = RESPONSE_CONSUMED
@@ -229,3 +234,77 @@ class Http1ClientConnection:
         self._failed = True
         self.reusable = False
         self.handler.protocol_error(message)
+
+
+# -- request side: rendering ----------------------------------------------------------------
+
+# method, target, host, headers, x-forwarded-for, -proto, -host, x-request-id, framing
+_REQUEST_HEAD: Final = (
+    b"%s %s HTTP/1.1\r\nhost: %s\r\n%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n"
+    b"x-forwarded-host: %s\r\nx-request-id: %s\r\n%s\r\n"
+)
+
+
+def forwarded_for(head: RequestHead, client_ip: bytes) -> bytes:
+    """X-Forwarded-For as sent upstream: the client's chain, then the client."""
+    xff = head.forwarded_for
+    return xff + b", " + client_ip if xff else client_ip
+
+
+def render_request(head: RequestHead, client_ip: bytes, scheme: bytes) -> bytes:
+    """The HTTP/1.1 request head sent upstream for ``head``."""
+    if head.upgrade is not None:
+        framing = b"connection: upgrade\r\nupgrade: %s\r\n" % head.upgrade
+    elif head.chunked:
+        framing = b"transfer-encoding: chunked\r\n"
+    elif head.content_length is not None:
+        framing = b"content-length: %d\r\n" % head.content_length
+    else:
+        framing = b""
+    headers = head.headers
+    xff = head.forwarded_for
+    return _REQUEST_HEAD % (
+        head.method,
+        head.path + b"?" + head.query if head.query else head.path,
+        head.authority,
+        b"".join([b"%s: %s\r\n" % h for h in headers]) if headers else b"",
+        xff + b", " + client_ip if xff else client_ip,
+        scheme,
+        head.original_authority,
+        head.request_id,
+        framing,
+    )
+
+
+def body_bytes(chunked: bool, data: bytes) -> bytes:
+    """One request-body chunk as framed on the wire."""
+    return chunk(data) if chunked else data
+
+
+def end_bytes(chunked: bool, trailers: Headers | None) -> bytes:
+    """The end of a request body on the wire (nothing unless chunked)."""
+    return last_chunk(trailers) if chunked else b""
+
+
+def request_bytes(
+    head: RequestHead,
+    client_ip: bytes,
+    scheme: bytes,
+    body: list[bytes] | None,
+    end: bool,
+    trailers: Headers | None,
+) -> bytes:
+    """Head, the body so far and, when ``end``, its end: one write's worth."""
+    data = render_request(head, client_ip, scheme)
+    chunked = head.chunked
+    if not body and not (end and chunked):
+        return data
+    parts = [data]
+    if body:
+        if chunked:
+            parts.extend([chunk(part) for part in body])
+        else:
+            parts.extend(body)
+    if end and chunked:
+        parts.append(last_chunk(trailers))
+    return b"".join(parts)

@@ -2,12 +2,13 @@
 
 It presents the same surface as ``Http1ClientConnection`` (``expect``, ``feed``,
 ``feed_eof``, ``reusable``, ``done``, a handler receiving ``response_*`` events), so the
-exchange, the pool and retries work unchanged. The one difference is the request side:
-the exchange writes every request as HTTP/1.1 bytes (head, then the body with its
-framing) — for an HTTP/2 upstream those bytes are parsed back here with llhttp
-(httptools) and re-sent as HEADERS and DATA frames. Doing it at this edge keeps the
-exchange protocol-neutral (one rendering path, replay buffers for retries, mirrors)
-at the price of one parse of the request head per request to these backends only.
+exchange, the pool and retries work unchanged. The request side is protocol-neutral:
+``send_request(head, client_ip, scheme)`` builds the HEADERS block straight from the
+``RequestHead`` (pseudo-headers, the request's headers without the connection-specific
+ones, the gateway's X-Forwarded-* and X-Request-Id), ``send_body`` sends unframed body
+chunks as DATA within the flow-control windows and ``send_end`` ends the stream.
+Only a request mirror still writes HTTP/1.1 bytes (``send``): those are parsed back with
+llhttp (httptools) and re-sent as frames.
 
 One request at a time per connection, like an HTTP/1.1 connection in the pool: streams
 are not multiplexed yet (a long gRPC stream holds its connection). Response trailers
@@ -29,8 +30,8 @@ import h2.settings
 import httptools
 
 from turnout.core.headers import H2_REQUEST_DROPPED
-from turnout.proxy.protocols.heads import Headers, ResponseHead
-from turnout.proxy.protocols.http1_client import RESPONSE_HOP_BY_HOP, ClientEvents
+from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.http1_client import RESPONSE_HOP_BY_HOP, ClientEvents, forwarded_for
 
 # Connection-specific request headers HTTP/2 forbids (RFC 9113 §8.2.2); ``te`` is
 # allowed only as "trailers" and handled apart.
@@ -104,7 +105,7 @@ class Http2ClientConnection:
         self.done = False
         self.received_any = False
         self._stream = self._h2.get_next_available_stream_id()
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = None  # made by ``send`` only (HTTP/1.1 bytes from a mirror)
         self._headers = []
         self._pending = []
         self._pending_size = 0
@@ -113,10 +114,43 @@ class Http2ClientConnection:
         self._status = 0
         self._trailers = None
 
+    def send_request(self, head: RequestHead, client_ip: bytes, scheme: bytes) -> None:
+        """HEADERS for ``head`` (the body follows with ``send_body``/``send_end``)."""
+        out: list[tuple[bytes, bytes]] = [
+            (b":method", head.method),
+            (b":scheme", b"http"),
+            (b":authority", head.authority),
+            (b":path", (head.path + b"?" + head.query if head.query else head.path) or b"/"),
+        ]
+        for name, value in head.headers:
+            if name == b"te":
+                if value.strip().lower() == b"trailers":
+                    out.append((b"te", b"trailers"))
+            elif name not in _DROP:
+                out.append((name, value))
+        out.append((b"x-forwarded-for", forwarded_for(head, client_ip)))
+        out.append((b"x-forwarded-proto", scheme))
+        out.append((b"x-forwarded-host", head.original_authority))
+        out.append((b"x-request-id", head.request_id))
+        if head.content_length is not None and not head.chunked:
+            out.append((b"content-length", b"%d" % head.content_length))
+        self._h2.send_headers(self._stream, out)
+
+    def send_body(self, data: bytes) -> None:
+        """A chunk of the request body (unframed)."""
+        if data:
+            self.on_body(data)
+
+    def send_end(self) -> None:
+        """The request body is complete: END_STREAM once the pending data is out."""
+        self.on_message_complete()
+
     def send(self, data: bytes) -> None:
-        """HTTP/1.1 request bytes from the exchange (head, body, chunk framing)."""
-        if self._parser is None:
+        """HTTP/1.1 request bytes (a mirror's: head, body, chunk framing)."""
+        if self.done:
             return
+        if self._parser is None:
+            self._parser = httptools.HttpRequestParser(self)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:

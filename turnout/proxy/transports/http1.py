@@ -39,7 +39,7 @@ from turnout.proxy.transports.http2 import PREFACE, Http2Transport, negotiated_h
 
 if TYPE_CHECKING:
     from turnout.proxy.routing.table import PortTable
-    from turnout.proxy.snapshot import RouteAction, Snapshot
+    from turnout.proxy.snapshot.tables import RouteAction, Snapshot
 
 log = logging.getLogger("turnout.proxy")
 

@@ -46,7 +46,7 @@ from turnout.proxy.transports.accept import admit
 
 if TYPE_CHECKING:
     from turnout.proxy.routing.table import PortTable
-    from turnout.proxy.snapshot import RouteAction, Snapshot
+    from turnout.proxy.snapshot.tables import RouteAction, Snapshot
 
 log = logging.getLogger("turnout.proxy")
 

@@ -1,4 +1,12 @@
-"""One upstream HTTP/1.1 connection: asyncio glue around ``Http1ClientConnection``.
+"""One upstream connection: asyncio glue around ``Http1ClientConnection`` (or the h2c codec).
+
+The exchange sends a request through a protocol-neutral interface: ``send_request``
+(the ``RequestHead``, the client address and scheme for the gateway's forwarding
+headers, the body received so far and whether it is complete), then ``send_body`` for
+each later body chunk, ``send_end`` with the trailers, and ``abort`` to reset. The
+HTTP/1.1 codec renders and frames them (``protocols/http1_client.py``); the h2c codec
+makes HEADERS and DATA frames of them directly. ``write`` sends raw bytes: a tunnel's
+after ``101``, and a request mirror's HTTP/1.1 bytes.
 
 While a request is in flight the connection has an *owner* (the stream it serves); the
 codec reports parsed events straight to that owner, so no call layer is spent per
@@ -12,8 +20,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from turnout.proxy.protocols.heads import Headers, ResponseHead
-from turnout.proxy.protocols.http1_client import Http1ClientConnection
+from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
+from turnout.proxy.protocols.http1_client import (
+    Http1ClientConnection,
+    body_bytes,
+    end_bytes,
+    request_bytes,
+)
 from turnout.proxy.protocols.http2_client import Http2ClientConnection
 
 if TYPE_CHECKING:
@@ -67,6 +80,7 @@ class UpstreamConnection:
 
     __slots__ = (
         "_orphan",
+        "chunked",
         "closed",
         "codec",
         "h2",
@@ -94,6 +108,7 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self.requests = 0  # requests sent on this connection; > 1 means it was reused
         self.reading_paused = False
+        self.chunked = False  # the current request's body is chunked (HTTP/1.1 framing)
 
     # -- the asyncio protocol interface ---------------------------------------------------
 
@@ -198,6 +213,59 @@ class UpstreamConnection:
         if self.reading_paused:
             self.set_reading(True)
 
+    def send_request(
+        self,
+        head: RequestHead,
+        client_ip: bytes,
+        scheme: bytes,
+        body: list[bytes] | None,
+        end: bool,
+        trailers: Headers | None,
+    ) -> None:
+        """The request head, the body so far, and its end when ``end``."""
+        if self.closed:
+            return
+        self.chunked = head.chunked
+        h2 = self.h2
+        if h2 is None:
+            data = request_bytes(head, client_ip, scheme, body, end, trailers)
+            self.transport.write(data)  # type: ignore[union-attr]  # set before attach
+            return
+        h2.send_request(head, client_ip, scheme)
+        if body:
+            for part in body:
+                h2.send_body(part)
+        if end:
+            h2.send_end()
+        self._h2_flush(h2)
+
+    def send_body(self, data: bytes) -> None:
+        if self.closed:
+            return
+        h2 = self.h2
+        if h2 is None:
+            self.transport.write(body_bytes(self.chunked, data))  # type: ignore[union-attr]
+            return
+        h2.send_body(data)
+        self._h2_flush(h2)
+
+    def send_end(self, trailers: Headers | None) -> None:
+        if self.closed:
+            return
+        h2 = self.h2
+        if h2 is None:
+            if self.chunked:
+                self.transport.write(end_bytes(True, trailers))  # type: ignore[union-attr]
+            return
+        h2.send_end()
+        self._h2_flush(h2)
+
+    def _h2_flush(self, h2: Http2ClientConnection) -> None:
+        self.transport.write(h2.data_to_send())  # type: ignore[union-attr]
+        if not h2.writable and not self.h2_blocked and self.owner is not None:
+            self.h2_blocked = True
+            self.owner.upstream_writable(False)
+
     def write(self, data: bytes) -> None:
         if self.closed:
             return
@@ -205,12 +273,9 @@ class UpstreamConnection:
         if h2 is None:
             self.transport.write(data)  # type: ignore[union-attr]  # set before attach
             return
-        # HTTP/1.1 bytes from the exchange, re-framed as HTTP/2 (see protocols.http2_client)
+        # HTTP/1.1 bytes from a mirror, re-framed as HTTP/2 (see protocols.http2_client)
         h2.send(data)
-        self.transport.write(h2.data_to_send())  # type: ignore[union-attr]
-        if not h2.writable and not self.h2_blocked and self.owner is not None:
-            self.h2_blocked = True
-            self.owner.upstream_writable(False)
+        self._h2_flush(h2)
 
     def _h2_received(self, data: bytes, owner: UpstreamOwner | None) -> None:
         h2 = self.h2

@@ -341,6 +341,10 @@ class AuthFilter:
             return self._finish_later(step, ip, head, response)
         return self._conclude(step, ip, head, response)
 
+    def response_headers(self, origin: bytes | None) -> ResponseHeaders | None:
+        """The headers to set on an allowed request's response (``origin``: its Origin)."""
+        return self._response(origin)
+
     def _response(self, origin: bytes | None) -> ResponseHeaders | None:
         cors = self.cors
         if cors is None or origin is None:

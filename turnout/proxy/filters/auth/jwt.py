@@ -41,6 +41,7 @@ import jwt as pyjwt
 from turnout.config.model import JWTProviderSpec, JWTSpec
 from turnout.config.security import jwk_algorithms, load_jwks_document
 from turnout.core.durations import parse_duration
+from turnout.core.tasks import spawn
 from turnout.proxy.filters.auth.extract import (
     cookie_credential,
     header_credential,
@@ -279,7 +280,7 @@ class RemoteKeys(Keys):
             self.timer.cancel()
             self.timer = None
         self.last_attempt = time.monotonic()
-        self.fetching = loop.create_task(self._fetch())
+        self.fetching = spawn(self._fetch(), loop=loop, name=f"jwks {self.uri}")
 
     async def _fetch(self) -> None:
         try:

@@ -13,14 +13,10 @@ share of traffic answers 500; a rule with no backendRefs and no redirect answers
 
 from __future__ import annotations
 
-import random
 import ssl
-from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Final
 
 from turnout.config.attach import attach_route
 from turnout.config.configset import ConfigSet
@@ -29,15 +25,12 @@ from turnout.config.model import (
     L4_MAX_CONNECTIONS_ANNOTATION,
     TURNOUT_GROUP,
     BackendObject,
-    CircuitBreakerSpec,
     EndpointSpec,
     GatewayObject,
     HTTPBackendRef,
     HTTPRequestMirrorFilter,
     HTTPRouteObject,
     HTTPRouteRule,
-    PassiveHealthCheckSpec,
-    RateLimitSpec,
     TCPRouteObject,
     TLSRouteObject,
 )
@@ -53,20 +46,20 @@ from turnout.config.tls import (
 from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
-from turnout.observe.accesslog import json_string
-from turnout.observe.stats import RouteStats, WorkerStats
-from turnout.proxy.filters.auth import AuthFilter
-from turnout.proxy.filters.fault import FaultInjector
-from turnout.proxy.filters.headers import HeaderModifier
-from turnout.proxy.filters.mirror import MirrorCounters
+from turnout.observe.stats import WorkerStats
+from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.fault import FaultFilter
+from turnout.proxy.filters.headers import (
+    HeaderModifier,
+    RequestHeaderFilter,
+    ResponseHeaderFilter,
+)
+from turnout.proxy.filters.mirror import MirrorFilter
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
-from turnout.proxy.filters.redirect import Redirect
-from turnout.proxy.filters.rewrite import UrlRewrite
-from turnout.proxy.ratelimit.algorithms import SlidingWindow, TokenBucket
-from turnout.proxy.ratelimit.limiter import RateLimiter
-from turnout.proxy.ratelimit.local import LocalStore
-from turnout.proxy.ratelimit.redis_store import RedisStore
-from turnout.proxy.ratelimit.rules import KeyBy, KeySpec, RateLimitRule
+from turnout.proxy.filters.ratelimit import RateLimitFilter
+from turnout.proxy.filters.redirect import Redirect, RedirectFilter
+from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
+from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -76,359 +69,22 @@ from turnout.proxy.routing.build import (
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import ListenerId, TlsTable, server_context
+from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
+from turnout.proxy.snapshot.state import BackendState
+from turnout.proxy.snapshot.tables import (
+    ALPN,
+    HASH_SOURCES,
+    BackendChoice,
+    Cluster,
+    L4Route,
+    RouteAction,
+    Snapshot,
+)
 from turnout.proxy.upstream.affinity import endpoint_token, set_cookie
-from turnout.proxy.upstream.balancer import Balancer, build_balancer
-from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
+from turnout.proxy.upstream.balancer import build_balancer
 from turnout.proxy.upstream.endpoints import Endpoint
-from turnout.proxy.upstream.health import OutlierDetector
 from turnout.proxy.upstream.pool import EndpointPool
-from turnout.proxy.upstream.retry import RetryPolicy, backend_policy, route_policy
-
-# ALPN offered on HTTPS listeners.
-ALPN: Final = ("h2", "http/1.1")
-
-HASH_NONE: Final = 0
-HASH_SOURCE_IP: Final = 1
-HASH_HEADER: Final = 2
-HASH_COOKIE: Final = 3
-HASH_QUERY: Final = 4
-_HASH_SOURCES: Final = {
-    "SourceIP": HASH_SOURCE_IP,
-    "Header": HASH_HEADER,
-    "Cookie": HASH_COOKIE,
-    "QueryParameter": HASH_QUERY,
-}
-
-
-class LimitStores:
-    """Where rate-limit counters live: the worker's view of the host-wide table and its
-    Redis client (None in tests and trial builds: a private table / no global rules)."""
-
-    __slots__ = ("local", "redis")
-
-    def __init__(self, local: LocalStore | None, redis: RedisStore | None) -> None:
-        self.local = local
-        self.redis = redis
-
-
-_UNIT_SECONDS: Final = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0, "Day": 86400.0}
-_KEY_BY: Final = {
-    "ClientIP": KeyBy.CLIENT_IP,
-    "Header": KeyBy.HEADER,
-    "Route": KeyBy.ROUTE,
-    "Consumer": KeyBy.CONSUMER,
-    "JWTClaim": KeyBy.JWT_CLAIM,
-}
-
-
-def compile_rate_limits(spec: RateLimitSpec, policy: str) -> list[RateLimitRule]:
-    """A TrafficPolicy ``rateLimit`` as limiter rules named ``policy#index`` (the names
-    key the counters, so they survive reloads that keep the policy)."""
-    rules = []
-    for i, rule in enumerate(spec.rules):
-        period = _UNIT_SECONDS[rule.limit.unit]
-        requests = rule.limit.requests
-        algorithm: TokenBucket | SlidingWindow
-        if rule.algorithm == "TokenBucket":
-            algorithm = TokenBucket(requests, period, rule.burst or requests)
-        else:
-            algorithm = SlidingWindow(requests, period)
-        rules.append(
-            RateLimitRule(
-                f"{policy}#{i}",
-                algorithm,
-                KeySpec(_KEY_BY[rule.key.type], rule.key.name or ""),
-                scope=spec.type.lower(),
-                failure_mode=spec.failure_mode.lower(),
-                timeout=parse_duration(spec.timeout),
-            )
-        )
-    return rules
-
-
-class BackendState:
-    """Per-worker state of each backend that must survive reloads: its ``BackendGuard``
-    (concurrency counters, error-rate breaker) and its ``OutlierDetector``."""
-
-    def __init__(self, stats: WorkerStats | None = None) -> None:
-        self.stats = stats
-        self.guards: dict[str, BackendGuard] = {}
-        self.detectors: dict[str, tuple[tuple[float, ...], OutlierDetector]] = {}
-
-    def guard(self, label: str, spec: CircuitBreakerSpec | None) -> BackendGuard:
-        guard = self.guards.get(label)
-        if guard is None:
-            guard = self.guards[label] = BackendGuard()
-        if spec is None:
-            guard.max_connections = guard.max_pending = 1 << 30
-            guard.max_requests = guard.max_retries = 1 << 30
-            guard.breaker = None
-            return guard
-        guard.max_connections = spec.max_connections
-        guard.max_pending = spec.max_pending_requests
-        guard.max_requests = spec.max_parallel_requests
-        guard.max_retries = spec.max_parallel_retries
-        rate = spec.error_rate
-        if rate is None:
-            guard.breaker = None
-        else:
-            settings = (
-                rate.threshold,
-                rate.minimum_requests,
-                parse_duration(rate.window),
-                parse_duration(rate.open_duration),
-                rate.half_open_requests,
-            )
-            if guard.breaker is None:
-                guard.breaker = ErrorRateBreaker(*settings, on_transition=self._reporter(label))
-            else:
-                guard.breaker.configure(*settings)
-        return guard
-
-    def _reporter(self, label: str) -> Callable[[int], None]:
-        stats = self.stats
-
-        def report(state: int) -> None:
-            if stats is not None:
-                stats.event(label, "breaker:" + STATE_NAMES[state])
-
-        return report
-
-    def detector(self, label: str, spec: PassiveHealthCheckSpec | None) -> OutlierDetector | None:
-        if spec is None:
-            self.detectors.pop(label, None)
-            return None
-        settings = (
-            float(spec.consecutive_5xx_errors),
-            float(spec.consecutive_gateway_errors),
-            parse_duration(spec.base_ejection_time),
-            float(spec.max_ejection_percent),
-            parse_duration(spec.max_ejection_time),
-            parse_duration(spec.interval),
-        )
-        known = self.detectors.get(label)
-        if known is not None and known[0] == settings:
-            return known[1]
-        detector = OutlierDetector(
-            consecutive_5xx=spec.consecutive_5xx_errors,
-            consecutive_gateway_errors=spec.consecutive_gateway_errors,
-            base_ejection_time=settings[2],
-            max_ejection_percent=spec.max_ejection_percent,
-            max_ejection_time=settings[4],
-            interval=settings[5],
-        )
-        self.detectors[label] = (settings, detector)
-        return detector
-
-
-class Cluster:
-    """A ``Backend`` as reached through one port: what a backendRef resolves to."""
-
-    __slots__ = (
-        "balancer",
-        "connect_timeout",
-        "endpoints",
-        "guard",
-        "hash_cookie_max_age",
-        "hash_name",
-        "hash_source",
-        "label",
-        "label_json",
-        "outlier",
-        "retry",
-        "single",
-        "sticky_cookies",
-        "sticky_max_age",
-        "sticky_name",
-        "sticky_tokens",
-    )
-
-    def __init__(
-        self,
-        label: str,
-        balancer: Balancer,
-        connect_timeout: float,
-        guard: BackendGuard | None = None,
-    ) -> None:
-        self.label = label
-        self.label_json = _json_str(label)
-        self.balancer = balancer
-        self.connect_timeout = connect_timeout
-        self.endpoints: list[Endpoint] = balancer.endpoints
-        self.guard = guard if guard is not None else BackendGuard()
-        self.outlier: OutlierDetector | None = None
-        self.retry: RetryPolicy | None = None
-        # Consistent hashing input (HASH_*) and the header/cookie/parameter it names
-        self.hash_source = HASH_NONE
-        self.hash_name = b""
-        self.hash_cookie_max_age = -1  # >= 0: the gateway sets the cookie when absent
-        # Sticky sessions: cookie name, Max-Age (-1 = session cookie), token -> endpoint
-        self.sticky_name = b""
-        self.sticky_max_age = -1
-        self.sticky_tokens: dict[bytes, Endpoint] = {}
-        self.sticky_cookies: dict[str, bytes] = {}  # endpoint key -> its Set-Cookie value
-        # The one endpoint when there is exactly one: no balancing to do.
-        eps = balancer.endpoints
-        self.single = eps[0] if len(eps) == 1 else None
-
-
-class BackendChoice:
-    """One backendRef of a rule."""
-
-    __slots__ = (
-        "cluster",
-        "label",
-        "label_json",
-        "overrides",
-        "redirect",
-        "request_mod",
-        "response_mod",
-        "response_mods",
-        "retry",
-        "rewrite",
-        "stats",
-    )
-
-    def __init__(self, cluster: Cluster | None, label: str, stats: RouteStats) -> None:
-        self.cluster = cluster  # None: invalid reference, answers 500
-        self.label = label
-        self.label_json = _json_str(label)
-        self.stats = stats
-        # backendRef-level filters (Gateway API extended features)
-        self.request_mod: HeaderModifier | None = None
-        self.response_mod: HeaderModifier | None = None
-        self.rewrite: UrlRewrite | None = None
-        self.redirect: Redirect | None = None
-        # the route's then this backendRef's ResponseHeaderModifier, in order
-        self.response_mods: tuple[HeaderModifier, ...] = ()
-        # the rule's retry (Gateway API) over the backend's, or the backend's alone
-        self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
-        # routing key -> this choice with a Sandbox's endpoints instead of the baseline's
-        self.overrides: dict[bytes, BackendChoice] | None = None
-
-    def overridden(self, cluster: Cluster) -> BackendChoice:
-        """This choice, filters and all, with ``cluster`` in place of the baseline."""
-        twin = BackendChoice(cluster, self.label, self.stats)
-        twin.request_mod = self.request_mod
-        twin.response_mod = self.response_mod
-        twin.rewrite = self.rewrite
-        twin.redirect = self.redirect
-        twin.response_mods = self.response_mods
-        twin.retry = self.retry
-        return twin
-
-
-class MirrorTarget:
-    """One ``RequestMirror`` filter of a rule: where copies go, and how often."""
-
-    __slots__ = ("cluster", "counters", "denominator", "numerator")
-
-    def __init__(self, cluster: Cluster, numerator: int, denominator: int) -> None:
-        self.cluster = cluster
-        self.numerator = numerator
-        self.denominator = denominator
-        self.counters = MirrorCounters()
-
-
-class RouteAction:
-    """A compiled ``HTTPRouteRule``: what to do with a request that matched it."""
-
-    __slots__ = (
-        "backend_timeout",
-        "choices",
-        "cumulative",
-        "fault",
-        "limiter",
-        "limits",
-        "mirrors",
-        "rate_limit",
-        "rate_limit_name",
-        "redirect",
-        "request_mod",
-        "request_timeout",
-        "response_mod",
-        "rewrite",
-        "route_json",
-        "route_label",
-        "security",
-        "single",
-        "stats",
-        "total_weight",
-    )
-
-    def __init__(self, route_label: str, stats: RouteStats) -> None:
-        self.route_label = route_label
-        self.route_json = _json_str(route_label)
-        self.stats = stats  # for responses made without a backend (redirects, 500)
-        self.redirect: Redirect | None = None
-        self.rewrite: UrlRewrite | None = None
-        self.request_mod: HeaderModifier | None = None
-        self.response_mod: HeaderModifier | None = None
-        self.choices: tuple[BackendChoice, ...] = ()
-        self.cumulative: list[int] = []
-        self.total_weight = 0
-        self.request_timeout = 0.0  # 0 = none
-        self.backend_timeout = 0.0
-        self.single: BackendChoice | None = None  # the only backendRef with weight > 0
-        self.fault: FaultInjector | None = None  # TrafficPolicy faultInjection
-        self.mirrors: tuple[MirrorTarget, ...] = ()  # RequestMirror filters
-        # TrafficPolicy rateLimit (compiled into the worker's limiter) and the policy's name
-        self.rate_limit: RateLimitSpec | None = None
-        self.rate_limit_name = ""
-        # compiled: the snapshot's limiter and (rule index, key) of each of this rule's limits
-        self.limiter: RateLimiter | None = None
-        self.limits: tuple[tuple[int, KeySpec], ...] = ()
-        # SecurityPolicy: authentication, authorization, IP rules, CORS (None: no policy)
-        self.security: AuthFilter | None = None
-
-    def choose(self, rand: Callable[[], float] = random.random) -> BackendChoice | None:
-        choices = self.choices
-        if len(choices) == 1:
-            return choices[0] if self.total_weight else None
-        if not self.total_weight:
-            return None
-        return choices[bisect_right(self.cumulative, rand() * self.total_weight)]
-
-
-class L4Route:
-    """A compiled TCPRoute / TLSRoute rule: backends by weight (``choose``), then the
-    Backend's balancer picks the endpoint; a connection opens its own upstream socket."""
-
-    __slots__ = ("choices", "cumulative", "label", "total_weight")
-
-    def __init__(self, label: str, choices: list[tuple[Cluster | None, str, int]]) -> None:
-        self.label = label  # "namespace/name", the route label of the L4 metrics
-        # (cluster or None for an unresolvable ref, backend label) by weight > 0
-        self.choices = tuple((c, b) for c, b, w in choices if w > 0)
-        self.cumulative = list(accumulate(w for _, _, w in choices if w > 0))
-        self.total_weight = self.cumulative[-1] if self.cumulative else 0
-
-    def choose(self, rand: Callable[[], float] = random.random) -> tuple[Cluster | None, str]:
-        """(cluster, backend label); the cluster is None when the ref does not resolve
-        (or no backendRef has weight): the connection is closed."""
-        if not self.total_weight:
-            return None, ""
-        if len(self.choices) == 1:
-            return self.choices[0]
-        return self.choices[bisect_right(self.cumulative, rand() * self.total_weight)]
-
-
-@dataclass(slots=True)
-class Snapshot:
-    revision: int
-    sockets: dict[str, PortTable[RouteAction]]
-    # (ip, port) of every socket the snapshot serves, keyed like ``sockets``
-    bindings: dict[str, tuple[str, int]]
-    pools: dict[str, EndpointPool] = field(default_factory=dict)  # the endpoints it uses
-    # routing key -> "Sandbox ns/name" / "RouteGroup ns/name" for every key in force
-    keys: dict[bytes, str] = field(default_factory=dict)
-    # sockets that speak TLS: their listeners by SNI, and the certificates of the default
-    tls: dict[str, TlsTable] = field(default_factory=dict)
-    tls_default: dict[str, list[Certificate]] = field(default_factory=dict)
-    tls_client_ca: dict[str, bytes] = field(default_factory=dict)  # mutual TLS, per socket
-    # L4 sockets (TCP, TLS passthrough): their route tables; never also in ``sockets``
-    l4: dict[str, L4Table[L4Route]] = field(default_factory=dict)
-
+from turnout.proxy.upstream.retry import backend_policy, route_policy
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -602,31 +258,8 @@ class SnapshotBuilder:
         return table
 
     def _compile_limits(self) -> None:
-        """One limiter for the snapshot, over every policy's rules; each action keeps the
-        indices of its own. Raises (failing the build) for global rules without Redis."""
-        if not self.limited:
-            return
-        rules: list[RateLimitRule] = []
-        first: dict[str, int] = {}
-        for action in self.limited:
-            assert action.rate_limit is not None
-            name = action.rate_limit_name
-            if name not in first:
-                first[name] = len(rules)
-                rules.extend(compile_rate_limits(action.rate_limit, name))
-        stores = self.limit_stores
-        if stores.redis is None and any(r.scope == "global" for r in rules):
-            raise ValueError(
-                "a TrafficPolicy has Global rate limits but Turnout runs without Redis "
-                "(start it with --redis redis://HOST:PORT)"
-            )
-        limiter = RateLimiter(rules, local=stores.local, redis=stores.redis)
-        for action in self.limited:
-            assert action.rate_limit is not None
-            base = first[action.rate_limit_name]
-            n = len(action.rate_limit.rules)
-            action.limiter = limiter
-            action.limits = tuple((base + i, rules[base + i].key) for i in range(n))
+        if self.limited:
+            compile_limiter(self.limited, self.limit_stores)
 
     def _assemble(
         self,
@@ -717,19 +350,25 @@ class SnapshotBuilder:
         label = f"{route.metadata.namespace}/{route.metadata.name}"
         action = RouteAction(label, self.stats.cell(label, ""))
         policy = self.policies.effective(route, rule, gateway)
+        # The rule's filters by kind, then chained in a fixed order (below).
+        redirect: RequestFilter | None = None
+        rewrite: RequestFilter | None = None
+        request_mod: RequestFilter | None = None
+        response_mod: ResponseFilter | None = None
+        mirrors: list[ForwardFilter] = []
         for flt in rule.filters:
             if flt.request_redirect is not None:
-                action.redirect = Redirect(flt.request_redirect)
+                redirect = RedirectFilter(Redirect(flt.request_redirect))
             elif flt.url_rewrite is not None:
-                action.rewrite = UrlRewrite(flt.url_rewrite)
+                rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_header_modifier is not None:
-                action.request_mod = HeaderModifier(flt.request_header_modifier)
+                request_mod = RequestHeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                action.response_mod = HeaderModifier(flt.response_header_modifier)
+                response_mod = ResponseHeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.request_mirror is not None:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
-                    action.mirrors = (*action.mirrors, target)
+                    mirrors.append(target)
         if rule.timeouts is not None:
             if rule.timeouts.request:
                 action.request_timeout = parse_duration(rule.timeouts.request)
@@ -744,17 +383,40 @@ class SnapshotBuilder:
             compiled = backend_policy(policy.retry)
             for choice in choices:
                 choice.retry = compiled
-        fault = policy.fault_injection
-        if fault is not None:
-            action.fault = fault_injector(fault)
+        # Security before rate limits (they may count by Consumer or claim), then the
+        # redirect, fault injection, and the modifications of what is forwarded.
+        request: list[RequestFilter] = []
+        response: list[ResponseFilter] = []
+        if policy.security is not None:
+            auth = self.policies.auth_filter(policy.security)
+            request.append(SecurityFilter(auth))
+            response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
             action.rate_limit_name = policy.rate_limit_name
+            action.rate_limit_filter = limits = RateLimitFilter()
+            request.append(limits)
             self.limited.append(action)
-        if policy.security is not None:
-            action.security = self.policies.auth_filter(policy.security)
+        if redirect is not None:
+            request.append(redirect)
+        fault = policy.fault_injection
+        if fault is not None:
+            request.append(FaultFilter(fault_injector(fault)))
+        if request_mod is not None:
+            request.append(request_mod)
+        if rewrite is not None:
+            request.append(rewrite)
+        if response_mod is not None:
+            response.append(response_mod)
+        action.request_filters = tuple(request)
+        action.forward_filters = tuple(mirrors)
+        for choice in choices:
+            # the rule's response filters, then the backendRef's own
+            choice.response_filters = (*response, *choice.response_filters)
         action.choices = tuple(choices)
-        self._link_response_mods(action)
+        action.needs_context = bool(
+            request or mirrors or any(c.request_filters or c.response_filters for c in choices)
+        )
         if self.overridden:
             for choice, ref in zip(choices, rule.backend_refs, strict=True):
                 self._add_overrides(choice, route, ref)
@@ -777,18 +439,26 @@ class SnapshotBuilder:
             if backend is not None:
                 cluster = self._cluster(backend, ref.port)
         choice = BackendChoice(cluster, label, self.stats.cell(route_label, label))
+        redirect: RequestFilter | None = None
+        rewrite: RequestFilter | None = None
+        request_mod: RequestFilter | None = None
+        response_mod: ResponseFilter | None = None
         for flt in ref.filters:
             if flt.request_header_modifier is not None:
-                choice.request_mod = HeaderModifier(flt.request_header_modifier)
+                request_mod = RequestHeaderFilter(HeaderModifier(flt.request_header_modifier))
             elif flt.response_header_modifier is not None:
-                choice.response_mod = HeaderModifier(flt.response_header_modifier)
+                response_mod = ResponseHeaderFilter(HeaderModifier(flt.response_header_modifier))
             elif flt.url_rewrite is not None:
-                choice.rewrite = UrlRewrite(flt.url_rewrite)
+                rewrite = RewriteFilter(UrlRewrite(flt.url_rewrite))
             elif flt.request_redirect is not None:
-                choice.redirect = Redirect(flt.request_redirect)
+                redirect = RedirectFilter(Redirect(flt.request_redirect))
+        # A redirect answers before anything is modified.
+        choice.request_filters = tuple(f for f in (redirect, request_mod, rewrite) if f is not None)
+        if response_mod is not None:
+            choice.response_filters = (response_mod,)
         return choice
 
-    def _mirror(self, route: HTTPRouteObject, spec: HTTPRequestMirrorFilter) -> MirrorTarget | None:
+    def _mirror(self, route: HTTPRouteObject, spec: HTTPRequestMirrorFilter) -> MirrorFilter | None:
         ref = spec.backend_ref
         ns = ref.namespace or route.metadata.namespace
         if (ref.group, ref.kind) not in (("", "Service"), (TURNOUT_GROUP, "Backend")):
@@ -799,17 +469,12 @@ class SnapshotBuilder:
         cluster = self._cluster(backend, ref.port) if backend is not None else None
         if cluster is None:
             return None
+        numerator, denominator = 1, 1
         if spec.fraction is not None:
-            return MirrorTarget(cluster, spec.fraction.numerator, spec.fraction.denominator)
-        if spec.percent is not None:
-            return MirrorTarget(cluster, spec.percent, 100)
-        return MirrorTarget(cluster, 1, 1)
-
-    @staticmethod
-    def _link_response_mods(action: RouteAction) -> None:
-        for choice in action.choices:
-            mods = [m for m in (action.response_mod, choice.response_mod) if m is not None]
-            choice.response_mods = tuple(mods)
+            numerator, denominator = spec.fraction.numerator, spec.fraction.denominator
+        elif spec.percent is not None:
+            numerator, denominator = spec.percent, 100
+        return MirrorFilter(cluster.single, cluster.balancer, numerator, denominator)
 
     def _add_overrides(
         self, choice: BackendChoice, route: HTTPRouteObject, ref: HTTPBackendRef
@@ -917,7 +582,7 @@ class SnapshotBuilder:
         if spec.retry is not None:
             cluster.retry = backend_policy(spec.retry)
         if lb.type == "ConsistentHash" and ch is not None:
-            cluster.hash_source = _HASH_SOURCES[ch.type]
+            cluster.hash_source = HASH_SOURCES[ch.type]
             if ch.header is not None:
                 cluster.hash_name = ch.header.name.lower().encode()
             elif ch.cookie is not None:
@@ -940,7 +605,3 @@ class SnapshotBuilder:
                 for token, e in cluster.sticky_tokens.items()
             }
         return cluster
-
-
-def _json_str(text: str) -> bytes:
-    return json_string(text)

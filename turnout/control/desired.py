@@ -102,7 +102,8 @@ class DesiredState:
                         res.origin.line,
                     )
                 continue
-            resources.append(to_resource(obj.manifest(), base + i))
+            # Status is the control plane's record, not configuration (a Secret has none).
+            resources.append(to_resource(obj.manifest(with_status=False), base + i))
         return resources
 
     def file_owner(self, key: ObjectKey) -> str | None:

@@ -6,8 +6,11 @@ server starts is served."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
 from turnout.testing import TurnoutProcess, free_port
@@ -109,5 +112,39 @@ def test_a_change_made_during_start_up_is_served(echo: EchoFactory, tmp_path: Pa
         _replace(conf / "gateway.yaml", _tagged(port, up.port, "two"))
         gw.wait_ready()
         wait_until(lambda: get(port).headers.get("x-tag") == "two", 10, "the change to be served")
+    finally:
+        gw.stop()
+
+
+def _configmap_volume(directory: Path, text: str, version: int) -> None:
+    """Write ``gateway.yaml`` the way the kubelet updates a ConfigMap volume: a new
+    timestamped directory, ``..data`` swapped to it by a rename, the old one removed;
+    ``gateway.yaml`` itself is a symlink through ``..data`` that never changes."""
+    new = directory / f"..v{version}"
+    new.mkdir()
+    (new / "gateway.yaml").write_text(text)
+    old = (directory / "..data").resolve() if (directory / "..data").exists() else None
+    os.symlink(new.name, directory / "..data_tmp")
+    os.replace(directory / "..data_tmp", directory / "..data")
+    if old is not None:
+        shutil.rmtree(old)
+    if not (directory / "gateway.yaml").is_symlink():
+        os.symlink("..data/gateway.yaml", directory / "gateway.yaml")
+
+
+@pytest.mark.parametrize("given", ["file", "directory"])
+def test_a_configmap_volume_update_is_seen(echo: EchoFactory, tmp_path: Path, given: str) -> None:
+    port, up = free_port(), echo()
+    volume = tmp_path / "config"
+    volume.mkdir()
+    _configmap_volume(volume, _tagged(port, up.port, "one"), 1)
+    config = volume / "gateway.yaml" if given == "file" else volume
+    gw = TurnoutProcess(config, data_dir=tmp_path / "data").start()
+    try:
+        assert get(port).headers["x-tag"] == "one"
+        _configmap_volume(volume, _tagged(port, up.port, "two"), 2)
+        wait_until(lambda: get(port).headers.get("x-tag") == "two", 10, "the new ConfigMap data")
+        _configmap_volume(volume, _tagged(port, up.port, "three"), 3)
+        wait_until(lambda: get(port).headers.get("x-tag") == "three", 10, "the second update")
     finally:
         gw.stop()

@@ -105,33 +105,55 @@ class NotifyWatch:
 
 
 class ConfigWatcher:
-    def __init__(self, source: ConfigSource, arm: Arm = NotifyWatch) -> None:
+    def __init__(
+        self, source: ConfigSource, arm: Arm = NotifyWatch, retry: float = REARM_RETRY_SECONDS
+    ) -> None:
         self.source = source
         self._arm = arm
+        self._retry = retry
         self._watch: Watch | None = None
         self._stopped = False
+        self._failing = False  # warned about a failure to watch; quiet until it works
 
     def arm(self) -> bool:
         """Watch the configuration's paths as they are now; call it *before* reading them.
         ``False`` if that failed (``run`` retries, and re-reads once armed)."""
         try:
             self._watch = self._arm(self.source.watch_paths())
-        except OSError as exc:
+        except FileNotFoundError as exc:  # mid-save or mid-swap: normal, and brief
             log.debug("cannot watch %s yet: %s", self.source.name, exc)
-            self._watch = None
-            return False
-        return True
+        except (OSError, RuntimeError) as exc:  # e.g. the OS limit on watches
+            self._warn(f"cannot watch {self.source.name} for changes ({exc})")
+        else:
+            if self._failing:
+                log.info("watching %s for changes again", self.source.name)
+                self._failing = False
+            return True
+        self._watch = None
+        return False
+
+    def _warn(self, message: str) -> None:
+        if not self._failing:
+            log.warning("%s; retrying every %gs (SIGHUP reloads)", message, self._retry)
+            self._failing = True
 
     async def run(self, reread: Callable[[], Awaitable[object]]) -> None:
         """Until ``stop``: wait for a relevant change, re-arm, then ``reread``."""
         while not self._stopped:
             if self._watch is None:
                 if not self.arm():
-                    await asyncio.sleep(REARM_RETRY_SECONDS)
+                    await asyncio.sleep(self._retry)
                     continue
                 await reread()  # after arming: whatever changed before is read now
                 continue
-            changed = await self._watch.next(self.source.is_relevant)
+            try:
+                changed = await self._watch.next(self.source.is_relevant)
+            except (OSError, RuntimeError) as exc:
+                self._warn(f"watching {self.source.name} failed ({exc})")
+                self._watch.close()
+                self._watch = None
+                await asyncio.sleep(self._retry)
+                continue
             if changed is None:
                 return
             log.debug("configuration files changed: %s", ", ".join(map(str, changed)))

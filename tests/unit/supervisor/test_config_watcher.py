@@ -4,8 +4,11 @@ read and the watch that would report it; irrelevant changes never cause a re-rea
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from pathlib import Path
+
+import pytest
 
 from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
@@ -113,3 +116,78 @@ def test_changes_beside_the_configuration_are_ignored() -> None:
 def test_a_watch_that_cannot_be_armed_at_start_is_armed_by_run_then_read() -> None:
     journal = _run([], arm_first=False)
     assert journal == ["read", "arm", "read", "close"]
+
+
+def test_arming_failures_are_retried_then_the_files_are_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    journal: list[str] = []
+    source = FakeSource(journal)
+    events = FakeEvents(journal, [])
+    failures: list[Exception] = [
+        OSError(28, "OS file watch limit reached"),
+        OSError(28, "OS file watch limit reached"),
+        FileNotFoundError("gateway.yaml"),
+    ]
+
+    def arm(paths: list[Path]) -> FakeWatch:
+        if failures:
+            journal.append("arm failed")
+            raise failures.pop(0)
+        return events.arm(paths)
+
+    watcher = ConfigWatcher(source, arm, retry=0)
+    events.watcher = watcher
+
+    async def reread() -> None:
+        source.load()
+
+    async def main() -> None:
+        assert not watcher.arm()
+        source.load()
+        await watcher.run(reread)
+
+    with caplog.at_level(logging.DEBUG, "turnout"):
+        asyncio.run(main())
+    assert journal == ["arm failed", "read", "arm failed", "arm failed", "arm", "read", "close"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "cannot watch fake for changes ([Errno 28] OS file watch limit reached); "
+        "retrying every 0s (SIGHUP reloads)"
+    ]
+    assert "watching fake for changes again" in caplog.messages
+
+
+def test_a_failing_watch_is_replaced_and_the_files_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    journal: list[str] = []
+    source = FakeSource(journal)
+    events = FakeEvents(journal, [])
+    broken = [True]
+
+    class BrokenWatch(FakeWatch):
+        async def next(self, relevant: Relevant) -> list[Path] | None:
+            if broken:
+                broken.pop()
+                raise RuntimeError("watcher thread died")
+            return await super().next(relevant)
+
+    def arm(paths: list[Path]) -> FakeWatch:
+        journal.append("arm")
+        return BrokenWatch(events)
+
+    watcher = ConfigWatcher(source, arm, retry=0)
+    events.watcher = watcher
+
+    async def reread() -> None:
+        source.load()
+
+    async def main() -> None:
+        watcher.arm()
+        source.load()
+        await watcher.run(reread)
+
+    asyncio.run(main())
+    assert journal == ["arm", "read", "close", "arm", "read", "close"]
+    assert any("watcher thread died" in m for m in caplog.messages)

@@ -1,7 +1,8 @@
 """The file watcher: only the configuration's own files count. Files written beside it
 (an access log, the server's own log, a data directory) neither reload nor log; an edit
-reloads; a manifest added to a ``-f`` directory is picked up; a change made while the
-server starts is served."""
+reloads, also when saved by a rename or by a ConfigMap volume's symlink swap; a manifest
+added to a ``-f`` directory is picked up; a change made while the server starts is
+served."""
 
 from __future__ import annotations
 

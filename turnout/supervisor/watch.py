@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -58,7 +59,11 @@ class NotifyWatch:
 
         if not paths:
             raise FileNotFoundError("nothing to watch")
-        self._notify = RustNotify([str(p) for p in paths], False, False, 300, False, False)
+        # As watchfiles does: WATCHFILES_FORCE_POLLING for file systems without notifications
+        # (network mounts, some container volumes).
+        polling = os.environ.get("WATCHFILES_FORCE_POLLING", "").lower()
+        force = polling not in ("", "false", "disable", "disabled")
+        self._notify = RustNotify([str(p) for p in paths], False, force, 300, False, False)
         self._stop = threading.Event()
         # The Rust watch cannot be closed while a thread waits in it: whoever comes last
         # (``close`` or the returning thread) closes it, decided under this lock.

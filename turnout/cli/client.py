@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from turnout import __version__
+from turnout.cli.bearer import bearer_headers, token_fix
 from turnout.cli.contexts import Target, is_loopback, resolve
 from turnout.cli.errors import CliError, ServerProblem, ValidationFailed
 from turnout.cli.options import Connection
@@ -28,8 +29,7 @@ class Client:
     def __init__(self, target: Target) -> None:
         self.target = target
         headers = {"Accept": "application/json", "User-Agent": f"turnout-cli/{__version__}"}
-        if target.token:
-            headers["Authorization"] = f"Bearer {target.token}"
+        headers.update(bearer_headers(target))
         # Building the default TLS context costs ~80 ms; a plain-http URL never uses it
         # (redirects are not followed), so only https:// gets one. https is always verified.
         tls = target.server.startswith("https://")
@@ -194,16 +194,10 @@ class Client:
                 f"the Turnout admin API at {t.server} needs a token and none was found "
                 f"(looked at {looked}); pass --token, set TURNOUT_TOKEN, or add a context"
             )
-        if t.token_source.startswith("bootstrap token"):
-            fix = (
-                "it belongs to a different data dir or server; pass --token or set "
-                "TURNOUT_TOKEN (or TURNOUT_DATA_DIR to the server's --data-dir)"
-            )
-        elif t.token_source in ("--token", "TURNOUT_TOKEN"):
-            fix = "check it, or create a new one with `turnout token create`"
-        else:
-            fix = "update the context, or override it with --token / TURNOUT_TOKEN"
-        return f"the server at {t.server} rejected the token from {t.token_source}{detail}; {fix}"
+        return (
+            f"the server at {t.server} rejected the token from {t.token_source}{detail}; "
+            f"{token_fix(t)}"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvloop
 
 from turnout.config.sources import ConfigSource, FileSource, TextSource
+from turnout.core.logsetup import configure_logging
 from turnout.core.paths import default_data_dir
 from turnout.observe.accesslog import DEFAULT_FIELDS, FIELDS
 from turnout.proxy.protocols.http1 import Limits
@@ -115,11 +116,7 @@ async def _serve(files: list[str], options: ServeOptions) -> int:
 
 
 def run_serve(flags: ServeFlags) -> int:
-    logging.basicConfig(
-        level=flags.log_level.upper(),
-        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(flags.log_level)
     os.environ["TURNOUT_LOG_LEVEL"] = flags.log_level
     try:
         options = flags.options()

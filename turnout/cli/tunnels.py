@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from turnout.cli.bearer import bearer_headers
 from turnout.cli.contexts import Target, resolve
 from turnout.cli.errors import CliError
 from turnout.cli.options import Connection
@@ -49,7 +50,7 @@ async def _keep_open(target: Target, url: str, attach: Attach, what: str) -> Non
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    headers = bearer_headers(target)
     pause = 0.5
     announced = False
     while True:

@@ -18,6 +18,11 @@ from turnout.config.validate import validate
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def manifests_in(directory: Path) -> list[Path]:
+    """The manifests a ``-f`` directory holds, in name order (not recursive)."""
+    return sorted(p for p in directory.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+
+
 def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
     files: list[Path] = []
     problems: list[Problem] = []
@@ -27,9 +32,7 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
-            )
+            found = manifests_in(path)
             if not found:
                 problems.append(
                     Problem(

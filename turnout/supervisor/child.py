@@ -26,6 +26,7 @@ from typing import Any
 import uvloop
 
 from turnout.config.configset import ConfigSet
+from turnout.core.logsetup import configure_logging
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import open_access_log
 from turnout.proxy.messages import (
@@ -148,11 +149,7 @@ async def _run(fd: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("TURNOUT_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s turnout[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(os.environ.get("TURNOUT_LOG_LEVEL", "INFO"))
     uvloop.run(_run(int(sys.argv[1])))
 
 

@@ -6,7 +6,8 @@ bind the admin listener and every Gateway listener, start the admin server and
 
 Running: pings every worker each second and kills one that has not answered for
 ``worker_timeout`` (its loop is stuck); restarts workers that exit, with backoff when
-they crash at start-up; reloads on file change (watchfiles) or SIGHUP; aggregates the
+they crash at start-up; reloads on file change (``ConfigWatcher``, armed before the
+first read so a change during start-up is not lost) or SIGHUP; aggregates the
 workers' counters for ``/metrics``.
 
 Reload: parse → validate → trial snapshot build → bind new listeners → new revision to
@@ -60,6 +61,7 @@ from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
 from turnout.supervisor.tunnels import create_tunnel_dir, remove_tunnel_dir
+from turnout.supervisor.watch import ConfigWatcher
 from turnout.supervisor.workers import WorkerProcess
 
 if TYPE_CHECKING:
@@ -152,7 +154,9 @@ class Supervisor:
         self._admin: Any = None
         self._admin_sock: socket.socket | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
-        self._watch_stop = asyncio.Event()
+        self.watcher: ConfigWatcher | None = None
+        if options.watch and source.watch_paths():
+            self.watcher = ConfigWatcher(source)
         self.control: ControlPlane | None = None
         self.health = HealthFanout(self._send_health)
         self.limits_path = ""  # the host-wide rate-limit table the workers share
@@ -168,6 +172,8 @@ class Supervisor:
     # -- start ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.watcher is not None:
+            self.watcher.arm()  # before the first read: no change after it can be missed
         config, problems = self.source.load()
         log_problems(problems)
         if any(p.severity == "error" for p in problems):
@@ -216,8 +222,8 @@ class Supervisor:
         for index in range(self.options.workers):
             self._spawn(self._keep_worker(index))
         self._heartbeat = self.loop.call_later(1.0, self._beat)
-        if self.options.watch and self.source.watch_paths():
-            self._spawn(self._watch())
+        if self.watcher is not None:
+            self._spawn(self.watcher.run(self._reload_files))
         self._spawn(self._watch_certificates())
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
@@ -461,17 +467,8 @@ class Supervisor:
                 seen = now
                 await self.reload("certificate file change")
 
-    async def _watch(self) -> None:
-        from pathlib import Path
-
-        from watchfiles import awatch
-
-        paths = self.source.watch_paths()
-        async for changes in awatch(
-            *paths, stop_event=self._watch_stop, recursive=False, debounce=300
-        ):
-            if any(self.source.is_relevant(Path(p)) for _, p in changes):
-                await self.reload("file change")
+    async def _reload_files(self) -> None:
+        await self.reload("file change")
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -483,7 +480,8 @@ class Supervisor:
         self.stopping = True
         grace = self.options.settings.drain_timeout
         log.info("draining (up to %.0fs for in-flight requests)", grace)
-        self._watch_stop.set()
+        if self.watcher is not None:
+            self.watcher.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         # Our copies of the listening sockets go now; workers close theirs as they drain.
@@ -510,7 +508,12 @@ class Supervisor:
 
     async def run(self, on_started: Callable[[], None] | None = None) -> int:
         """Start, serve until shut down, return the exit code. Raises ``StartupError``."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            if self.watcher is not None:
+                self.watcher.stop()
+            raise
         if on_started is not None:
             on_started()
         code = await self.stopped

@@ -50,10 +50,10 @@ from collections.abc import Callable
 from typing import Final
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from turnout.proxy.ratelimit.algorithms import Decision, SlidingWindow, TokenBucket
 from turnout.proxy.ratelimit.breaker import HALF_OPEN, Breaker

@@ -44,6 +44,7 @@ class Worker:
         self.servers: dict[str, asyncio.Server] = {}
         self.tls_servers: set[str] = set()  # keys of the servers created with TLS
         self.client_cas: dict[str, bytes | None] = {}  # their client-certificate CAs
+        self.tls13_servers: set[str] = set()  # those whose listeners all require TLS 1.3
         self.l4_servers: set[str] = set()  # keys of the servers piping L4 (docs/l4.md)
         self.l4_listeners: dict[str, L4Listener] = {}  # their connection counts
         self.sockets: dict[str, socket.socket] = {}
@@ -60,13 +61,16 @@ class Worker:
             tls = key in snapshot.tls
             l4 = key in snapshot.l4
             client_ca = snapshot.tls_client_ca.get(key)
+            tls13 = tls and snapshot.tls[key].tls13_only
             if key in self.servers and (
                 (key in self.tls_servers) != tls
                 or (key in self.l4_servers) != l4
                 or self.client_cas.get(key) != client_ca
+                or (key in self.tls13_servers) != tls13
             ):
                 # The port switched between plain, TLS and L4, or its client-certificate
-                # CAs changed (the server's context holds them): a new server on the same
+                # CAs or minimum TLS version changed (the server's context holds them, and
+                # OpenSSL picks the version before SNI chooses a listener): a new server on the
                 # socket (closing a server closes its socket, so the new one gets a dup).
                 self.sockets[key] = self.sockets[key].dup()
                 self.servers.pop(key).close()
@@ -91,10 +95,18 @@ class Worker:
                 context = None
                 if tls:
                     context = socket_context(
-                        partial(self._tls_table, key), snapshot.tls_default[key], ALPN, client_ca
+                        partial(self._tls_table, key),
+                        snapshot.tls_default[key],
+                        ALPN,
+                        client_ca,
+                        tls13,
                     )
                     self.tls_servers.add(key)
                     self.client_cas[key] = client_ca
+                    if tls13:
+                        self.tls13_servers.add(key)
+                    else:
+                        self.tls13_servers.discard(key)
                 else:
                     self.tls_servers.discard(key)
                 # Http1Transport is a protocol by duck typing (see its docstring).

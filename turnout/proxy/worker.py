@@ -24,6 +24,7 @@ from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
 from turnout.proxy.transports.http1 import Http1Transport
 from turnout.proxy.transports.l4 import L4Listener, L4Transport
+from turnout.proxy.transports.tls_gate import gated_tls_factory
 
 log = logging.getLogger("turnout.worker")
 
@@ -114,13 +115,16 @@ class Worker:
                     "Callable[[], asyncio.Protocol]",
                     partial(Http1Transport, self.rt, key, b"https" if tls else b"http"),
                 )
-                self.servers[key] = await self.loop.create_server(
-                    factory,
-                    sock=sock,
-                    backlog=4096,
-                    ssl=context,
-                    ssl_handshake_timeout=self.rt.settings.header_timeout if tls else None,
-                )
+                if context is not None:
+                    # The loop's own TLS protocol behind a gate that sends TLS 1.0/1.1
+                    # clients the protocol_version alert the loop would drop (tls_gate.py).
+                    factory = cast(
+                        "Callable[[], asyncio.Protocol]",
+                        gated_tls_factory(
+                            self.loop, factory, context, self.rt.settings.header_timeout
+                        ),
+                    )
+                self.servers[key] = await self.loop.create_server(factory, sock=sock, backlog=4096)
         self.rt.install(snapshot)
         self.revision = revision
         for key in list(self.servers):

@@ -131,7 +131,42 @@ def test_on_a_shared_port_the_minimum_version_is_per_listener(ports: dict[str, i
 
 
 @pytest.mark.parametrize("version", ["-tls1_1", "-tls1"])
-def test_tls_1_0_and_1_1_are_refused(ports: dict[str, int], version: str) -> None:
+def test_tls_1_0_and_1_1_get_a_protocol_version_alert(ports: dict[str, int], version: str) -> None:
     # Debian's OpenSSL offers TLS < 1.2 only at security level 0.
     out = s_client(ports["default"], version, "-cipher", "DEFAULT:@SECLEVEL=0")
     assert negotiated(out) is None
+    assert "alert protocol version" in out
+
+
+def client_hello(version: bytes) -> bytes:
+    """A minimal ClientHello offering at most ``version`` (no extensions)."""
+    body = version + bytes(32) + b"\x00" + b"\x00\x02\xc0\x14" + b"\x01\x00"
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
+
+
+def test_a_raw_tls11_client_hello_in_pieces_gets_the_alert(ports: dict[str, int]) -> None:
+    hello = client_hello(b"\x03\x02")
+    with socket.create_connection(("127.0.0.1", ports["default"]), timeout=10) as sock:
+        for i in range(0, len(hello), 3):
+            sock.sendall(hello[i : i + 3])
+        data = b""
+        while chunk := sock.recv(100):
+            data += chunk
+    assert data == b"\x15\x03\x01\x00\x02\x02\x46"  # fatal protocol_version, then close
+
+
+def test_a_client_hello_sent_byte_by_byte_still_handshakes(ports: dict[str, int]) -> None:
+    ctx = ssl.create_default_context(cadata=CA.cert_pem.decode())
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="example.org")
+    with socket.create_connection(("127.0.0.1", ports["default"]), timeout=10) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                for byte in outgoing.read():
+                    sock.sendall(bytes([byte]))
+                incoming.write(sock.recv(65536))
+        assert tls.version() == "TLSv1.3"

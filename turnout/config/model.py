@@ -232,6 +232,13 @@ class SecretObjectReference(Spec):
 # namespace to implementations); the files are watched and reloaded when they change.
 TLS_CERT_FILE_OPTION: Final = "turnout.dev/certificate-file"
 TLS_KEY_FILE_OPTION: Final = "turnout.dev/key-file"
+# The TLS 1.2 cipher suites of an HTTPS listener (an OpenSSL cipher string; TLS 1.3 suites
+# are all AEAD and not affected) and its minimum protocol version ("1.2" or "1.3").
+TLS_CIPHERS_OPTION: Final = "turnout.dev/tls-ciphers"
+TLS_MIN_VERSION_OPTION: Final = "turnout.dev/tls-min-version"
+# Forward secrecy and AEAD only: no CBC suites (LUCKY13 and friends), no RSA key exchange.
+DEFAULT_TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
+TLS_MIN_VERSIONS: Final = ("1.2", "1.3")
 
 
 class FrontendTLSValidation(Spec):

@@ -7,6 +7,11 @@ A listener's ``tls.certificateRefs`` name ``kubernetes.io/tls`` Secrets (``tls.c
 disk reloads it. Either way this module returns PEM bytes that parse (``cryptography``),
 whose key matches the certificate, with the certificate's DNS names for SNI; or a
 message saying exactly what is wrong. The data plane turns them into ``ssl`` contexts.
+
+``listener_policy`` reads the listener's TLS 1.2 cipher string and minimum version from
+``tls.options``. Whether OpenSSL accepts the cipher string is judged where contexts are
+built (``proxy.compile``: the supervisor's trial build, located like this module's
+errors, before any worker sees the revision).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from turnout.config.model import (
+    DEFAULT_TLS12_CIPHERS,
     TLS_CERT_FILE_OPTION,
+    TLS_CIPHERS_OPTION,
     TLS_KEY_FILE_OPTION,
+    TLS_MIN_VERSION_OPTION,
+    TLS_MIN_VERSIONS,
     BackendTLSSpec,
     GatewayTLSConfig,
     SecretObject,
@@ -150,6 +159,30 @@ def certificate_files(tls: GatewayTLSConfig) -> tuple[str, str] | None:
             ("options",),
         )
     return cert, key
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPolicy:
+    """What a listener's handshakes may negotiate."""
+
+    ciphers: str = DEFAULT_TLS12_CIPHERS  # OpenSSL cipher string for TLS 1.2
+    tls13_only: bool = False
+
+
+def listener_policy(tls: GatewayTLSConfig) -> TLSPolicy:
+    """The listener's cipher string and minimum version from ``tls.options``; raises
+    ``TLSMaterialError`` (located at the option) for a value Turnout refuses."""
+    ciphers = tls.options.get(TLS_CIPHERS_OPTION, DEFAULT_TLS12_CIPHERS)
+    if not ciphers.strip():
+        raise TLSMaterialError("the cipher string is empty", ("options", TLS_CIPHERS_OPTION))
+    version = tls.options.get(TLS_MIN_VERSION_OPTION, "1.2")
+    if version not in TLS_MIN_VERSIONS:
+        raise TLSMaterialError(
+            f"unsupported minimum TLS version {version!r} (supported: "
+            f"{', '.join(TLS_MIN_VERSIONS)})",
+            ("options", TLS_MIN_VERSION_OPTION),
+        )
+    return TLSPolicy(ciphers, version == "1.3")
 
 
 def expired(cert: Certificate, now: datetime | None = None) -> bool:

@@ -52,6 +52,7 @@ from turnout.config.tls import (
     client_ca,
     expired,
     listener_certificates,
+    listener_policy,
 )
 from turnout.core.durations import parse_duration
 from turnout.core.headers import FILTER_FORBIDDEN_STR
@@ -185,6 +186,10 @@ def _check_tls(
             continue
         try:
             client_ca(tls, gw.metadata.namespace, secrets)
+        except TLSMaterialError as exc:
+            problems.append(res.problem((*base, "tls", *exc.field), str(exc)))
+        try:
+            listener_policy(tls)
         except TLSMaterialError as exc:
             problems.append(res.problem((*base, "tls", *exc.field), str(exc)))
         try:

@@ -9,8 +9,9 @@ every worker (as it could when the trial skipped the TLS contexts). Building ope
 socket and starts no task: pools connect on first use, timers start with the runtime.
 
 What the configuration's validation cannot see (OpenSSL refusing material that parses,
-e.g. a key below its security level) fails here; such errors are located on the object
-and field they come from (``CompileError``), like validation problems.
+e.g. a key below its security level, or a listener's cipher string) fails here; such
+errors are located on the object and field they come from (``CompileError``), like
+validation problems.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from __future__ import annotations
 import ssl
 
 from turnout.config.configset import ConfigSet
-from turnout.config.model import BackendObject
+from turnout.config.model import TLS_CIPHERS_OPTION, BackendObject, GatewayObject
 from turnout.config.problems import ConfigError, Problem, format_path
 from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.routing.tls import CipherStringError
 from turnout.proxy.snapshot import (
     BackendState,
     LimitStores,
@@ -49,14 +51,33 @@ def compile_snapshot(
 ) -> Snapshot:
     """Compile ``config`` as revision ``revision``. Raises ``CompileError`` (located) when
     TLS material is refused, other exceptions for compiler bugs."""
-    return SnapshotBuilder(
-        config,
-        stats,
-        _Locating(config, pool_for),
-        state,
-        limits=limits,
-        tunnel_dir=tunnel_dir,
-    ).build(revision)
+    try:
+        return SnapshotBuilder(
+            config,
+            stats,
+            _Locating(config, pool_for),
+            state,
+            limits=limits,
+            tunnel_dir=tunnel_dir,
+        ).build(revision)
+    except CipherStringError as exc:
+        raise CompileError([_locate_listener(config, exc)]) from exc
+
+
+def _locate_listener(config: ConfigSet, exc: CipherStringError) -> Problem:
+    """Where the cipher string of the listener ``exc`` names is written."""
+    for res in config.resources:
+        gw = res.obj
+        if not isinstance(gw, GatewayObject) or exc.listener is None:
+            continue
+        if f"{gw.metadata.namespace}/{gw.metadata.name}" != exc.listener[0]:
+            continue
+        for i, lst in enumerate(gw.spec.listeners):
+            if lst.name == exc.listener[1]:
+                return res.problem(
+                    ("spec", "listeners", i, "tls", "options", TLS_CIPHERS_OPTION), str(exc)
+                )
+    return Problem("compile", None, None, "", str(exc))
 
 
 class _Locating:

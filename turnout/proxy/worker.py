@@ -24,6 +24,7 @@ from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
 from turnout.proxy.transports.http1 import Http1Transport
 from turnout.proxy.transports.l4 import L4Listener, L4Transport
+from turnout.proxy.transports.tls_gate import gated_tls_factory
 
 log = logging.getLogger("turnout.worker")
 
@@ -44,6 +45,7 @@ class Worker:
         self.servers: dict[str, asyncio.Server] = {}
         self.tls_servers: set[str] = set()  # keys of the servers created with TLS
         self.client_cas: dict[str, bytes | None] = {}  # their client-certificate CAs
+        self.tls13_servers: set[str] = set()  # those whose listeners all require TLS 1.3
         self.l4_servers: set[str] = set()  # keys of the servers piping L4 (docs/l4.md)
         self.l4_listeners: dict[str, L4Listener] = {}  # their connection counts
         self.sockets: dict[str, socket.socket] = {}
@@ -60,13 +62,16 @@ class Worker:
             tls = key in snapshot.tls
             l4 = key in snapshot.l4
             client_ca = snapshot.tls_client_ca.get(key)
+            tls13 = tls and snapshot.tls[key].tls13_only
             if key in self.servers and (
                 (key in self.tls_servers) != tls
                 or (key in self.l4_servers) != l4
                 or self.client_cas.get(key) != client_ca
+                or (key in self.tls13_servers) != tls13
             ):
                 # The port switched between plain, TLS and L4, or its client-certificate
-                # CAs changed (the server's context holds them): a new server on the same
+                # CAs or minimum TLS version changed (the server's context holds them, and
+                # OpenSSL picks the version before SNI chooses a listener): a new server on the
                 # socket (closing a server closes its socket, so the new one gets a dup).
                 self.sockets[key] = self.sockets[key].dup()
                 self.servers.pop(key).close()
@@ -91,10 +96,18 @@ class Worker:
                 context = None
                 if tls:
                     context = socket_context(
-                        partial(self._tls_table, key), snapshot.tls_default[key], ALPN, client_ca
+                        partial(self._tls_table, key),
+                        snapshot.tls_default[key],
+                        ALPN,
+                        client_ca,
+                        tls13,
                     )
                     self.tls_servers.add(key)
                     self.client_cas[key] = client_ca
+                    if tls13:
+                        self.tls13_servers.add(key)
+                    else:
+                        self.tls13_servers.discard(key)
                 else:
                     self.tls_servers.discard(key)
                 # Http1Transport is a protocol by duck typing (see its docstring).
@@ -102,13 +115,16 @@ class Worker:
                     "Callable[[], asyncio.Protocol]",
                     partial(Http1Transport, self.rt, key, b"https" if tls else b"http"),
                 )
-                self.servers[key] = await self.loop.create_server(
-                    factory,
-                    sock=sock,
-                    backlog=4096,
-                    ssl=context,
-                    ssl_handshake_timeout=self.rt.settings.header_timeout if tls else None,
-                )
+                if context is not None:
+                    # The loop's own TLS protocol behind a gate that sends TLS 1.0/1.1
+                    # clients the protocol_version alert the loop would drop (tls_gate.py).
+                    factory = cast(
+                        "Callable[[], asyncio.Protocol]",
+                        gated_tls_factory(
+                            self.loop, factory, context, self.rt.settings.header_timeout
+                        ),
+                    )
+                self.servers[key] = await self.loop.create_server(factory, sock=sock, backlog=4096)
         self.rt.install(snapshot)
         self.revision = revision
         for key in list(self.servers):

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from turnout.config.model import BackendTLSSpec, GatewayTLSConfig, SecretObject
-from turnout.config.tls import TLSMaterialError, backend_tls, client_ca, listener_certificates
+from turnout.config.tls import (
+    TLSMaterialError,
+    TLSPolicy,
+    backend_tls,
+    client_ca,
+    listener_certificates,
+    listener_policy,
+)
 from turnout.testing.certs import CertificateAuthority
 
 CA = CertificateAuthority()
@@ -97,3 +104,29 @@ def test_client_and_upstream_cas(tmp_path: Path) -> None:
     )
     tls = backend_tls(good, "default", SECRETS)
     assert tls.ca_pem is not None and tls.sni == "x.internal" and tls.verify
+
+
+def test_the_default_policy_is_aead_only_from_tls_1_2() -> None:
+    policy = listener_policy(GatewayTLSConfig.model_validate(refs("good")))
+    assert policy == TLSPolicy("ECDHE+AESGCM:ECDHE+CHACHA20", tls13_only=False)
+
+
+def test_options_override_ciphers_and_minimum_version() -> None:
+    options = {"turnout.dev/tls-ciphers": "ECDHE+AES", "turnout.dev/tls-min-version": "1.3"}
+    policy = listener_policy(GatewayTLSConfig.model_validate({"options": options}))
+    assert policy == TLSPolicy("ECDHE+AES", tls13_only=True)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("turnout.dev/tls-ciphers", " ", "the cipher string is empty"),
+        ("turnout.dev/tls-min-version", "1.1", "unsupported minimum TLS version '1.1'"),
+        ("turnout.dev/tls-min-version", "TLSv1.3", "supported: 1.2, 1.3"),
+    ],
+)
+def test_policy_errors_name_the_option(option: str, value: str, message: str) -> None:
+    with pytest.raises(TLSMaterialError) as err:
+        listener_policy(GatewayTLSConfig.model_validate({"options": {option: value}}))
+    assert message in str(err.value)
+    assert err.value.field == ("options", option)

@@ -9,6 +9,7 @@ import pytest
 from turnout.config.parse import parse_text
 from turnout.config.problems import ConfigError, Problem
 from turnout.config.validate import path_match_problem, validate, validate_or_raise
+from turnout.testing.certs import CertificateAuthority
 from turnout.testing.manifests import backend, dump, gateway, route
 
 
@@ -608,3 +609,21 @@ def test_http2_backends_are_cleartext_only() -> None:
 def test_exact_and_prefix_values_use_the_gateway_api_character_set(value: str) -> None:
     assert path_match_problem("Exact", value) is not None
     assert path_match_problem("PathPrefix", value) is not None
+
+
+def test_an_unsupported_minimum_tls_version_is_a_located_error() -> None:
+    leaf = CertificateAuthority().issue("example.org")
+    listener = {
+        "name": "https",
+        "port": 443,
+        "protocol": "HTTPS",
+        "tls": {
+            "certificateRefs": [{"name": "cert"}],
+            "options": {"turnout.dev/tls-min-version": "1.1"},
+        },
+    }
+    problems = check(gateway(listeners=[listener]), leaf.secret("cert"), backend("b", 8080))
+    assert [(p.severity, p.path) for p in problems] == [
+        ("error", "spec.listeners[0].tls.options.turnout.dev/tls-min-version")
+    ]
+    assert "unsupported minimum TLS version '1.1'" in problems[0].message

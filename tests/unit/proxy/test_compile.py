@@ -83,3 +83,29 @@ def test_tls_material_openssl_refuses_is_a_located_compile_error(tmp_path: Path)
     assert problem.source == "m.yaml" and problem.line is not None
     assert "cannot build the TLS context" in problem.message
     assert str(problem).startswith(f"m.yaml:{problem.line}:")
+
+
+def test_a_cipher_string_openssl_refuses_is_a_located_compile_error() -> None:
+    leaf = CertificateAuthority().issue("example.org")
+    listener = {
+        "name": "https",
+        "port": 8443,
+        "protocol": "HTTPS",
+        "tls": {
+            "certificateRefs": [{"name": "cert"}],
+            "options": {"turnout.dev/tls-ciphers": "RC4-NONSENSE"},
+        },
+    }
+    text = dump(gateway("gw", listeners=[listener]), leaf.secret("cert"), backend("b", 8080))
+    resources, problems = parse_text(text, "m.yaml")
+    config, more = validate(resources)  # validation cannot judge a cipher string
+    assert not [p for p in problems + more if p.severity == "error"], problems + more
+
+    with pytest.raises(CompileError) as caught:
+        _build(config)
+    (problem,) = caught.value.problems
+    assert problem.obj == "Gateway default/gw"
+    assert problem.path == "spec.listeners[0].tls.options.turnout.dev/tls-ciphers"
+    assert "OpenSSL refuses the cipher string 'RC4-NONSENSE'" in problem.message
+    line = text.splitlines().index(next(x for x in text.splitlines() if "RC4" in x)) + 1
+    assert str(problem).startswith(f"m.yaml:{line}:")

@@ -4,10 +4,11 @@
 which already refuses CL+TE, duplicate Content-Length, bad chunk sizes, obs-fold, bare
 CR/LF and ~30 other smuggling vectors). On top it enforces what llhttp accepts but a
 proxy must not (reliability.md): HTTP/0.9 and unknown versions, Transfer-Encoding in
-HTTP/1.0, missing or duplicate Host, invalid Host, fragments and non-origin targets,
-size and count limits (414/431/413), CONNECT, and unsupported ``Upgrade`` tokens, which
-are stripped (never tunnelled: no h2c smuggling). Every refusal is reported once through
-``protocol_error(status, message)`` and the connection accepts nothing more.
+HTTP/1.0 or with empty list elements, missing or duplicate Host, invalid Host, fragments
+and non-origin targets, size and count limits (414/431/413), CONNECT, and unsupported
+``Upgrade`` tokens, which are stripped (never tunnelled: no h2c smuggling). Every refusal
+is reported once through ``protocol_error(status, message)`` and the connection accepts
+nothing more.
 
 Pipelining: requests that arrive while an earlier one is still being answered have
 their events queued here and replayed when the handler calls ``response_finished()``,
@@ -429,10 +430,12 @@ class Http1ServerConnection:
         if te_values:
             if vbytes == b"1.0":
                 raise _RequestRejected(400, "Transfer-Encoding is not allowed in HTTP/1.0")
-            codings = [
-                c for v in te_values for c in (x.strip().lower() for x in v.split(b",")) if c
-            ]
-            if not codings or codings[-1] != b"chunked":
+            codings = [c for v in te_values for c in (x.strip().lower() for x in v.split(b","))]
+            if b"" in codings:
+                # ",chunked", "chunked," or "chunked, ,": llhttp reads them as chunked, a
+                # strict parser behind us may not; refuse rather than guess (RFC 9112 §6.1).
+                raise _RequestRejected(400, "empty element in Transfer-Encoding")
+            if codings[-1] != b"chunked":
                 # The body length cannot be determined (RFC 9112 §6.1: 400 and close).
                 raise _RequestRejected(400, "chunked must be the final transfer coding")
             if len(codings) > 1:

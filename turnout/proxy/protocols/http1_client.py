@@ -153,6 +153,9 @@ class Http1ClientConnection:
             if lname == b"content-length":
                 self._cl_value = value
             elif lname == b"transfer-encoding":
+                if any(not c.strip() for c in value.split(b",")):
+                    # Read as chunked by llhttp, not by stricter parsers: never guess.
+                    raise ValueError("upstream Transfer-Encoding has an empty element")
                 self._te_seen = True
             elif lname == b"connection":
                 self._conn_tokens.extend(t.strip().lower() for t in value.split(b","))

@@ -42,6 +42,7 @@ from turnout.config.tls import (
     backend_tls,
     client_ca,
     listener_certificates,
+    listener_policy,
 )
 from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
 from turnout.core.durations import parse_duration
@@ -68,7 +69,7 @@ from turnout.proxy.routing.build import (
 )
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
-from turnout.proxy.routing.tls import ListenerId, TlsTable, server_context
+from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
 from turnout.proxy.snapshot.state import BackendState
 from turnout.proxy.snapshot.tables import (
@@ -308,7 +309,11 @@ class SnapshotBuilder:
                     table.scheme = b"https"
                     if lname not in contexts:
                         certs = listener_certificates(lst.tls, gw_ns, secrets)
-                        contexts[lname] = (server_context(certs, ALPN), certs)
+                        policy = listener_policy(lst.tls)
+                        try:
+                            contexts[lname] = (server_context(certs, ALPN, policy), certs)
+                        except CipherStringError as exc:
+                            raise CipherStringError(str(exc), (gw_key, lname)) from None
                     ctx, certs = contexts[lname]
                     tls.setdefault(key, {})[lst.hostname] = ((gw_key, lname), ctx)
                     tls_default.setdefault(key, certs)

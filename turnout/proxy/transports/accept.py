@@ -3,7 +3,8 @@
 The peer address (for logs and limits), and on TLS sockets the listener the handshake
 chose and the verified client certificate (``routing.tls.handshake_identity``). The
 connection is registered with the runtime and counted either way; one whose listener
-requires a client certificate it did not present is then aborted (``None``).
+requires a client certificate it did not present (or TLS 1.3 it did not negotiate) is
+then aborted (``None``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def admit(
     rt.connections.add(conn)
     rt.stats.active_connections += 1
     rt.stats.connections_total += 1
-    if refuse:  # the listener requires a client certificate: counted, then closed
+    if refuse:  # the listener requires a client certificate or TLS 1.3: counted, closed
         rt.stats.protocol_errors += 1
         transport.abort()  # type: ignore[attr-defined]  # a stream transport
         return None

@@ -194,6 +194,13 @@ class Http1Transport:
             # The request body can never complete: abort instead of holding the upstream.
             self.protocol_error(400, "the client closed the connection mid-request")
             return False
+        if ex is not None and self.scheme == b"https" and not self.tunnel:
+            # TLS close_notify: asyncio's and uvloop's SSL transports close the connection
+            # right after this call (TLS 1.2's rule), dropping every later write; the
+            # response can never arrive, so stop the upstream request now (499).
+            self.exchange = None
+            ex.downstream_lost()
+            return False
         # Nothing in flight: close now. Otherwise half-close: finish the response first.
         return ex is not None and not self.tunnel
 

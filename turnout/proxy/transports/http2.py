@@ -220,14 +220,17 @@ class Http2Transport:
         self.client_eof = True
         if self.closing_since or self.codec.closed:
             return False  # we were closing anyway: done
-        # Streams still waiting for request bytes can never complete.
+        # Streams still waiting for request bytes can never complete. Over TLS no stream
+        # can: the SSL transport closes right after this call and drops later writes
+        # (see Http1Transport.eof_received); what is written now still goes out.
+        tls = self.scheme == b"https"
         for st in list(self.streams.values()):
             ex = st.exchange
-            if ex is not None and not ex.request_done:
+            if ex is not None and (tls or not ex.request_done):
                 self.codec.reset(st.sid, ErrorCodes.CANCEL)
         self._write_out()
         # Keep the socket open for writing while responses are still going out.
-        return bool(self.streams) and not self.closed
+        return bool(self.streams) and not self.closed and not tls
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True

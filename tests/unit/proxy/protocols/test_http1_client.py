@@ -272,6 +272,17 @@ def test_a_malformed_response_is_a_protocol_error() -> None:
     assert rec.kinds == ["error"]
 
 
+@pytest.mark.parametrize("te", [",chunked", "chunked,", "chunked, ,", " , chunked"])
+def test_an_empty_transfer_encoding_element_is_a_protocol_error(te: str) -> None:
+    raw = resp(f"HTTP/1.1 200 OK\nTransfer-Encoding: {te}", b"3\r\nabc\r\n0\r\n\r\n")
+
+    rec, conn = upstream(raw)
+
+    assert rec.kinds == ["error"]
+    assert "empty element" in rec.events[0][1]
+    assert not conn.reusable
+
+
 def test_an_oversized_response_head_is_a_protocol_error() -> None:
     rec = ClientRecorder()
     conn = Http1ClientConnection(rec, max_header_bytes=100)

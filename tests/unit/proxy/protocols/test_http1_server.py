@@ -401,6 +401,14 @@ REJECTIONS = [
     ("te not chunked", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: gzip"), 400),
     ("te chunked not last", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked, gzip"), 400),
     ("te gzip chunked", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: gzip, chunked"), 501),
+    ("te leading empty", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: ,chunked"), 400),
+    ("te trailing empty", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked,"), 400),
+    ("te blank element", req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked, ,"), 400),
+    (
+        "te empty line",
+        req("POST / HTTP/1.1\nHost: a\nTransfer-Encoding:\nTransfer-Encoding: chunked"),
+        400,
+    ),
     ("backslash", req("GET /a\\..\\b HTTP/1.1\nHost: a"), 400),
     (
         "too many gateway-set headers",

@@ -1,66 +1,27 @@
 """The upstream side of an exchange (``proxy/forward.py``) driven on its own.
 
-A ``Forwarder`` is built from a real snapshot (``ExchangeHarness``) and reports to a
-``RecordingSink`` instead of an exchange, so its interface is all a test sees: the
-request goes up through ``admit``/``send``, events come back through ``UpstreamSink``.
-The fake loop moves time only when told; connects end when the test says so.
+A ``Forwarder`` is built by the test from a real snapshot (``ExchangeHarness``) and
+driven through its interface: the request goes up through ``admit``/``send``, events
+come back through ``UpstreamSink``. The sink is a bare ``Exchange`` over a fake client
+(no routing or filters ran: a compiled ``UpstreamSink`` cannot be subclassed by a test
+class), so what the forwarder reports shows as what the client receives. The fake loop
+moves time only when told; connects end when the test says so.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from turnout.proxy.attempts import UpstreamSink
 from turnout.proxy.forward import Forwarder
-from turnout.proxy.protocols.heads import Headers, ResponseHead
+from turnout.proxy.streams import Exchange
 from turnout.testing.exchange import ExchangeHarness, Upstream
 from turnout.testing.fakeloop import FakeTask
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.peers import FakeDownstream
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
 FAST_BACK_OFF = {"baseInterval": "10ms", "maxInterval": "10ms"}
-
-
-class RecordingSink(UpstreamSink):
-    """Stands where the exchange stands; records what the forwarder reports."""
-
-    def __init__(self) -> None:
-        self.head: ResponseHead | None = None
-        self.body = bytearray()
-        self.ended = False
-        self.failed: tuple[int, bytes] | None = None  # (status, code) answered locally
-        self.broken = False
-        self.timed_out = 0
-        self.paused: list[bool] = []
-
-    @property
-    def status(self) -> int:
-        """The relayed response's status (0: none yet)."""
-        return self.head.status if self.head is not None else 0
-
-    def upstream_head(self, head: ResponseHead) -> None:
-        self.head = head
-
-    def upstream_body(self, data: bytes) -> None:
-        self.body += data
-
-    def upstream_end(self, trailers: Headers | None) -> None:
-        self.ended = True
-
-    def upstream_failed(
-        self, status: int, code: bytes, message: bytes, extra: Headers | None
-    ) -> None:
-        self.failed = (status, code)
-
-    def upstream_broken(self) -> None:
-        self.broken = True
-
-    def upstream_timed_out(self) -> None:
-        self.timed_out += 1
-
-    def request_buffer_full(self, full: bool) -> None:
-        self.paused.append(full)
 
 
 def _harness(*ports: int, rule: dict[str, Any] | None = None, **spec: Any) -> ExchangeHarness:
@@ -77,20 +38,21 @@ def _forward(
     h: ExchangeHarness,
     method: bytes = b"GET",
     content_length: int | None = None,
-) -> tuple[Forwarder, RecordingSink]:
-    """Admit and send a request the way the exchange does, to a recording sink."""
+) -> tuple[Forwarder, FakeDownstream]:
+    """Admit and send a request the way the exchange does; returns the client it answers."""
     action = h.action()
     choice = action.single or action.choices[0]
     assert choice.cluster is not None
-    sink = RecordingSink()
+    down = FakeDownstream()
     head = h.head(method, b"/", content_length=content_length)
-    fw = Forwarder(
+    sink = Exchange(h.rt, down, head, h.loop.time())
+    fw = sink.forward = Forwarder(
         h.rt, sink, head, choice, choice.cluster, action.backend_timeout, b"192.0.2.1", b"http"
     )
     assert fw.admit(h.loop.time())
     fw.send(None, 0, content_length is None, None)
     h.loop.run_ready()
-    return fw, sink
+    return fw, down
 
 
 def _connect(h: ExchangeHarness, fw: Forwarder) -> Upstream:
@@ -102,10 +64,6 @@ def _connect(h: ExchangeHarness, fw: Forwarder) -> Upstream:
     return up
 
 
-def _finish(fw: Forwarder, h: ExchangeHarness) -> None:
-    fw.finish(h.loop.time())
-
-
 def test_retry_backs_off_then_succeeds_on_the_other_endpoint() -> None:
     retry = {
         "numRetries": 1,
@@ -113,12 +71,12 @@ def test_retry_backs_off_then_succeeds_on_the_other_endpoint() -> None:
         "perRetry": {"backOff": FAST_BACK_OFF},
     }
     h = _harness(9000, 9001, retry=retry)
-    fw, sink = _forward(h)
+    fw, down = _forward(h)
     first = _connect(h, fw)
     failed_endpoint = fw.endpoint
     h.respond(first, UNAVAILABLE)
 
-    assert sink.status == 0 and sink.failed is None  # not relayed: retried
+    assert down.head is None  # not relayed, nothing answered: retried
     assert fw.attempt == 1 and fw.endpoint is None and fw.retry_timer is not None
     assert h.loop.pending_tasks() == []  # nothing happens during the back-off
     assert first.socket.aborted
@@ -128,23 +86,20 @@ def test_retry_backs_off_then_succeeds_on_the_other_endpoint() -> None:
     second = _connect(h, fw)
     assert second.received.startswith(b"GET / HTTP/1.1\r\n")
     h.respond(second, OK)
-    assert sink.status == 200
-    assert bytes(sink.body) == b"ok" and sink.ended
+    assert down.status == 200 and bytes(down.body) == b"ok" and down.ended
     guard = fw.cluster.guard
-    assert guard.retries == 1  # in flight until the request is counted
-    _finish(fw, h)
-    assert guard.retries == 0 and guard.active == 0
+    assert guard.retries == 0 and guard.active == 0  # the request was counted
+    assert fw.done and fw.upstream is None
 
 
 def test_the_per_try_timer_fires_on_a_slow_upstream() -> None:
     h = _harness(rule=to("app", timeouts={"request": "10s", "backendRequest": "1s"}))
-    fw, sink = _forward(h)
+    fw, down = _forward(h)
     up = _connect(h, fw)
     assert fw.backend_timer is not None
 
     h.loop.advance(1.5)  # no answer within the per-try timeout, and no retry policy
-    assert sink.timed_out == 1 and sink.status == 0
-    fw.timed_out()  # the exchange gives up the request (it answers 504)
+    assert down.status == 504 and b"backend_timeout" in down.body
     assert up.socket.aborted and fw.upstream is None and fw.gateway_error
 
 
@@ -155,26 +110,26 @@ def test_the_per_try_timer_retries_when_the_policy_covers_it() -> None:
         "perRetry": {"timeout": "1s", "backOff": FAST_BACK_OFF},
     }
     h = _harness(retry=retry)
-    fw, sink = _forward(h)
+    fw, down = _forward(h)
     slow = _connect(h, fw)
     h.loop.advance(1.5)
-    assert sink.timed_out == 0 and fw.attempt == 1 and slow.socket.aborted
+    assert down.head is None and fw.attempt == 1 and slow.socket.aborted
     h.loop.advance(0.02)
     fast = _connect(h, fw)
     h.respond(fast, OK)
-    assert sink.status == 200 and sink.ended
+    assert down.status == 200 and down.ended
 
 
 def test_a_reset_after_the_response_head_breaks_the_response() -> None:
     h = _harness()
-    fw, sink = _forward(h)
+    fw, down = _forward(h)
     up = _connect(h, fw)
     h.respond(up, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\npart")
-    assert sink.status == 200 and bytes(sink.body) == b"part"
+    assert down.status == 200 and bytes(down.body) == b"part"
 
     h.reset(up)
-    assert sink.broken and not sink.ended  # the exchange aborts the client
-    assert sink.failed is None  # never answered locally once the head went out
+    assert down.aborted and not down.ended  # a truncated body never looks complete
+    assert down.status == 200  # never answered locally once the head went out
     assert fw.upstream is None and fw.gateway_error
 
 
@@ -189,22 +144,23 @@ def _stale(h: ExchangeHarness) -> Upstream:
 def test_a_dead_pooled_connection_is_retried_once_for_an_idempotent_request() -> None:
     h = _harness()
     stale = _stale(h)
-    fw, sink = _forward(h)
+    fw, down = _forward(h)
     assert fw.upstream is stale.conn and stale.received.startswith(b"GET /")
     h.reset(stale)  # died before any response byte
-    assert sink.failed is None and fw.retried
+    assert down.head is None and fw.retried
     fresh = _connect(h, fw)  # a fresh connection, not a policy retry
     assert fw.attempt == 0
     h.reset(fresh)  # only once: the second loss is a failure
-    assert sink.failed == (502, b"upstream_error")
+    assert down.status == 502 and b"upstream_error" in down.body
 
 
 def test_a_dead_pooled_connection_is_not_retried_for_a_request_with_a_body() -> None:
     h = _harness()
     stale = _stale(h)
-    fw, sink = _forward(h, b"POST", content_length=5)
+    fw, down = _forward(h, b"POST", content_length=5)
     assert fw.upstream is stale.conn
     fw.request_body(b"hello", False)
     fw.request_end(None)
     h.reset(stale)
-    assert sink.failed == (502, b"upstream_error") and fw.connecting is None
+    assert down.status == 502 and b"upstream_error" in down.body
+    assert fw.connecting is None

@@ -49,6 +49,10 @@ HOT_MODULES: Final = (
     "turnout.proxy.snapshot.state",
     "turnout.proxy.snapshot.builder",
     "turnout.proxy.runtime",
+    "turnout.proxy.accounting",
+    "turnout.proxy.attempts",
+    "turnout.proxy.replies",
+    "turnout.proxy.forward",
     "turnout.proxy.streams",
     "turnout.proxy.transports.http1",
 )

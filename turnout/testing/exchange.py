@@ -21,6 +21,7 @@ from typing import cast
 
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
+from turnout.proxy.forward import Forwarder
 from turnout.proxy.protocols.heads import Headers, RequestHead
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot.tables import RouteAction, Snapshot
@@ -113,15 +114,21 @@ class ExchangeHarness:
 
     # -- upstream ------------------------------------------------------------------------------
 
+    def forwarder(self, call: Call) -> Forwarder:
+        """The exchange's upstream side (there once the request's filters passed)."""
+        fw = call.exchange.forward
+        assert fw is not None, "the request was not forwarded"
+        return fw
+
     def connecting(self, call: Call) -> FakeTask:
-        task = call.exchange.connecting
+        task = self.forwarder(call).connecting
         assert task is not None, "the exchange is not connecting"
         return cast(FakeTask, task)
 
     def connect(self, call: Call) -> Upstream:
         """The exchange's pending connect succeeds: returns the new upstream connection."""
         task = self.connecting(call)
-        endpoint = call.exchange.endpoint
+        endpoint = self.forwarder(call).endpoint
         assert endpoint is not None
         up = self.open(endpoint.pool)
         task.set_result(up.conn)

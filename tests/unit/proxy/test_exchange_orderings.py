@@ -52,14 +52,14 @@ def test_client_leaves_while_the_password_check_is_pending() -> None:
     h = _harness(_basic_auth_policy())
     call = h.request(headers=_credentials())
     (check,) = h.loop.pending_tasks()  # the bcrypt check: the exchange is suspended
-    assert call.down.head is None and call.exchange.connecting is None
+    assert call.down.head is None and call.exchange.forward is None
 
     call.down.leave(call.exchange)
     h.loop.run_ready()
 
     assert check.cancelled()  # the pending decision is dropped with the request
     assert call.exchange.finished and call.exchange.status == 499
-    assert call.exchange.connecting is None and call.exchange.endpoint is None
+    assert call.exchange.forward is None and call.exchange.endpoint is None
     assert call.down.late == []  # nothing was written to the gone client
 
 
@@ -74,7 +74,7 @@ def test_a_decision_arriving_after_the_request_timed_out_is_ignored() -> None:
     h.loop.advance(2.5)  # the request timer fires during the suspension
     assert call.down.status == 504 and call.down.ended
     assert check.cancelled()
-    assert call.exchange.connecting is None  # the upstream is never contacted
+    assert call.exchange.forward is None  # the upstream is never contacted
 
 
 def test_the_suspended_request_resumes_with_the_decision() -> None:
@@ -101,7 +101,7 @@ def test_request_timer_fires_during_the_retry_back_off() -> None:
     up = h.connect(call)
     h.loop.advance(1.0)
     h.respond(up, UNAVAILABLE)  # a retryable answer: back off 2.5-5 s, then try again
-    ex = call.exchange
+    ex = h.forwarder(call)
     back_off = ex.retry_timer
     assert back_off is not None and ex.attempt == 1 and call.down.head is None
     assert back_off.when() > h.loop.time() + 2.0  # still backing off at t = 3 s
@@ -126,7 +126,7 @@ def test_the_failed_attempts_backend_timer_never_fires_while_the_retry_connects(
     first = h.connect(call)
     h.reset(first)  # reset before any response: retried after the back-off
     h.loop.advance(0.05)
-    ex = call.exchange
+    ex = h.forwarder(call)
     assert ex.connecting is not None  # the retry is connecting
     assert ex.backend_timer is None  # the first attempt's per-try timer went with it
 
@@ -141,10 +141,11 @@ def test_the_failed_attempts_backend_timer_never_fires_while_the_retry_connects(
 def test_request_timer_fires_while_connecting_and_the_late_connection_is_closed() -> None:
     h = _harness(rule=to("app", timeouts={"request": "1s"}))
     call = h.request()
+    fw = h.forwarder(call)
     task = h.connecting(call)
     h.loop.advance(1.5)
     assert call.down.status == 504 and task.cancelled()
-    assert call.exchange.connecting is None
+    assert fw.connecting is None
 
 
 def test_a_request_filter_answers_locally_and_no_upstream_is_contacted() -> None:
@@ -156,7 +157,7 @@ def test_a_request_filter_answers_locally_and_no_upstream_is_contacted() -> None
     call = h.request(target=b"/a?b=1")
     assert call.down.status == 301
     assert call.down.header(b"location") == b"http://elsewhere.example:8080/a?b=1"
-    assert call.exchange.connecting is None and call.exchange.endpoint is None
+    assert call.exchange.forward is None and call.exchange.endpoint is None
     assert h.loop.pending_tasks() == []
     pool = next(iter(h.snapshot.pools.values()))
     assert pool.open_count == 0

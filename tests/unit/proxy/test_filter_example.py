@@ -79,14 +79,14 @@ def test_the_filter_answers_locally_without_contacting_the_upstream() -> None:
     call = h.request(headers=[(b"x-api-version", b"3")])
     assert call.down.status == 400
     assert b'"error":"bad_api_version"' in bytes(call.down.body)
-    assert call.exchange.connecting is None and h.loop.pending_tasks() == []
+    assert call.exchange.forward is None and h.loop.pending_tasks() == []
 
 
 def test_the_request_waits_for_the_quota_then_goes_through_modified() -> None:
     h = _harness()
     call = h.request(headers=[(b"x-api-version", b"2.1")])
     (quota,) = h.loop.pending_tasks()  # suspended: nothing sent anywhere yet
-    assert call.exchange.connecting is None and call.down.head is None
+    assert call.exchange.forward is None and call.down.head is None
 
     quota.set_result(10)
     h.loop.run_ready()
@@ -103,7 +103,7 @@ def test_an_exhausted_quota_is_answered_locally() -> None:
     (quota,) = h.loop.pending_tasks()
     quota.set_result(0)
     h.loop.run_ready()
-    assert call.down.status == 429 and call.exchange.connecting is None
+    assert call.down.status == 429 and call.exchange.forward is None
 
 
 def test_a_failing_decision_answers_500() -> None:

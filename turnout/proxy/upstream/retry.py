@@ -14,7 +14,7 @@ flight for a backend to ``max(min_concurrency, percent × active requests)``, so
 cannot multiply the load of a failing backend (Envoy's retry budget).
 
 Whether a request *can* be retried is the exchange's business: its body must still be
-replayable (see ``streams.REPLAY_LIMIT``) and no response byte may have reached the client.
+replayable (see ``attempts.REPLAY_LIMIT``) and no response byte may have reached the client.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def _state(value: object) -> object:
     resources are compared by identity)."""
     if is_dataclass(value) and not isinstance(value, type):
         return (type(value), tuple(_state(getattr(value, f.name)) for f in fields(value)))
-    slots = getattr(type(value), "__slots__", None)
+    # A class compiled with mypyc has no __slots__ but lists its attributes in __mypyc_attrs__.
+    slots = getattr(type(value), "__slots__", None) or getattr(type(value), "__mypyc_attrs__", None)
     if slots and not isinstance(value, (str, bytes, tuple)):
         return (type(value), tuple(_state(getattr(value, s)) for s in slots))
     if isinstance(value, list | tuple):

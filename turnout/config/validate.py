@@ -15,28 +15,29 @@ import re
 from turnout.config.attach import ROUTE_KINDS_BY_PROTOCOL, AnyRoute, attach_route
 from turnout.config.configset import ConfigSet
 from turnout.config.grpcroute import as_http
-from turnout.config.model import (
-    GATEWAY_GROUP,
+from turnout.config.kinds import TURNOUT_GROUP
+from turnout.config.model.backend import BackendObject
+from turnout.config.model.base import GATEWAY_GROUP
+from turnout.config.model.gateway import (
     L4_IDLE_TIMEOUT_ANNOTATION,
     L4_MAX_CONNECTIONS_ANNOTATION,
     TLS_CERT_FILE_OPTION,
     TLS_KEY_FILE_OPTION,
-    TURNOUT_GROUP,
-    BackendObject,
-    ConsumerObject,
     GatewayObject,
     GatewayTLSConfig,
+)
+from turnout.config.model.kubernetes import SecretObject
+from turnout.config.model.routes import (
     GRPCRouteObject,
     HTTPPathModifier,
     HTTPRouteFilter,
     HTTPRouteObject,
     HTTPRouteRule,
-    SecretObject,
-    SecurityPolicyObject,
     TCPRouteObject,
     TLSRouteObject,
-    TrafficPolicyObject,
 )
+from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
+from turnout.config.model.traffic import TrafficPolicyObject
 from turnout.config.parse import Resource
 from turnout.config.problems import ConfigError, Problem
 from turnout.config.sandboxes import resolve as resolve_sandboxes

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 
 from turnout.config.configset import ConfigSet
-from turnout.config.model import BackendObject
+from turnout.config.model.backend import BackendObject
 from turnout.config.problems import ConfigError, Problem, format_path
 from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import BackendTLSSpec, GatewayTLSConfig, SecretObject
+from turnout.config.model.backend import BackendTLSSpec
+from turnout.config.model.gateway import GatewayTLSConfig
+from turnout.config.model.kubernetes import SecretObject
 from turnout.config.tls import TLSMaterialError, backend_tls, client_ca, listener_certificates
 from turnout.testing.certs import CertificateAuthority
 

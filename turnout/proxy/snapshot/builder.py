@@ -20,13 +20,14 @@ from itertools import accumulate
 
 from turnout.config.attach import attach_route
 from turnout.config.configset import ConfigSet
-from turnout.config.model import (
+from turnout.config.kinds import TURNOUT_GROUP
+from turnout.config.model.backend import BackendObject, EndpointSpec
+from turnout.config.model.gateway import (
     L4_IDLE_TIMEOUT_ANNOTATION,
     L4_MAX_CONNECTIONS_ANNOTATION,
-    TURNOUT_GROUP,
-    BackendObject,
-    EndpointSpec,
     GatewayObject,
+)
+from turnout.config.model.routes import (
     HTTPBackendRef,
     HTTPRequestMirrorFilter,
     HTTPRouteObject,

@@ -44,7 +44,8 @@ from turnout.config.tls import (
     client_ca,
     listener_certificates,
 )
-from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
+from turnout.config.validate.backend import HTTP2_APP_PROTOCOLS
+from turnout.config.validate.gateway import L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 from turnout.config.hostnames import effective_hostnames
 from turnout.config.kinds import route_kinds_by_protocol
-from turnout.config.model import (
-    GATEWAY_GROUP,
-    GatewayObject,
+from turnout.config.model.base import GATEWAY_GROUP
+from turnout.config.model.gateway import GatewayObject, LabelSelector, Listener
+from turnout.config.model.routes import (
     HTTPRouteObject,
-    LabelSelector,
-    Listener,
     ParentReference,
     TCPRouteObject,
     TLSRouteObject,

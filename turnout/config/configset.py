@@ -10,14 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from turnout.config.grpcroute import as_http
-from turnout.config.model import (
-    BackendObject,
-    GatewayObject,
-    GRPCRouteObject,
-    HTTPRouteObject,
-    NamespaceObject,
-    SecretObject,
-)
+from turnout.config.model.backend import BackendObject
+from turnout.config.model.gateway import GatewayObject
+from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.routes import GRPCRouteObject, HTTPRouteObject
 from turnout.config.parse import Resource
 
 

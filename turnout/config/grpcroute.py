@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from turnout.config.model import GRPCMethodMatch, GRPCRouteAsHTTP, GRPCRouteObject
+from turnout.config.model.routes import GRPCMethodMatch, GRPCRouteAsHTTP, GRPCRouteObject
 
 _ANY_SEGMENT = "[^/]+"
 

@@ -38,7 +38,7 @@ class KindEntry:
     plural: str
     group: str  # "" for the Kubernetes core group (Namespace, Secret)
     version: str  # the version the server reports and writes
-    model: str  # name of the object model class in turnout.config.model
+    model: str  # name of the object model class (turnout.config.model imports it)
     namespaced: bool = True
     short_names: tuple[str, ...] = ()  # also the CLI's aliases (``routes`` for HTTPRoute)
     # Other versions accepted on input (the model's apiVersion Literal checks them).

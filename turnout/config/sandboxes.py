@@ -21,11 +21,8 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from turnout.config.model import (
-    EndpointSpec,
-    RouteGroupObject,
-    SandboxObject,
-)
+from turnout.config.model.backend import EndpointSpec
+from turnout.config.model.sandbox import RouteGroupObject, SandboxObject
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
 from turnout.core.netaddr import AddressError, parse_address

@@ -16,16 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from turnout.config.model import (
+from turnout.config.model.gateway import GatewayObject
+from turnout.config.model.routes import HTTPRouteObject
+from turnout.config.model.security import (
     JWT_ALGORITHMS,
     ConsumerObject,
-    GatewayObject,
-    HTTPRouteObject,
     JWTProviderSpec,
-    PolicyTargetRef,
     SecurityPolicyObject,
-    TrafficPolicyObject,
 )
+from turnout.config.model.traffic import PolicyTargetRef, TrafficPolicyObject
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
 from turnout.core.durations import parse_duration

@@ -27,18 +27,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from turnout.config.model import (
+from turnout.config.model.backend import BackendTLSSpec
+from turnout.config.model.gateway import (
     DEFAULT_TLS12_CIPHERS,
     TLS_CERT_FILE_OPTION,
     TLS_CIPHERS_OPTION,
     TLS_KEY_FILE_OPTION,
     TLS_MIN_VERSION_OPTION,
     TLS_MIN_VERSIONS,
-    BackendTLSSpec,
     GatewayTLSConfig,
-    SecretObject,
     SecretObjectReference,
 )
+from turnout.config.model.kubernetes import SecretObject
 
 SecretKey = tuple[str, str]  # (namespace, name)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import ssl
 
 from turnout.config.configset import ConfigSet
-from turnout.config.model import TLS_CIPHERS_OPTION, BackendObject, GatewayObject
+from turnout.config.model.backend import BackendObject
+from turnout.config.model.gateway import TLS_CIPHERS_OPTION, GatewayObject
 from turnout.config.problems import ConfigError, Problem, format_path
 from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address

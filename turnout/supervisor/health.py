@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from turnout.config.configset import ConfigSet
-from turnout.config.model import BackendObject
+from turnout.config.model.backend import BackendObject
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 from turnout.proxy.upstream.probe import HealthChecker, ProbeTarget
@@ -27,7 +27,7 @@ log = logging.getLogger("turnout.supervisor")
 
 
 def _ports_by_backend(config: ConfigSet) -> dict[tuple[str, str], set[int]]:
-    from turnout.config.model import HTTPRouteObject
+    from turnout.config.model.routes import HTTPRouteObject
 
     ports: dict[tuple[str, str], set[int]] = {}
     for res in config.resources:

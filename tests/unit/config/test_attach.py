@@ -12,7 +12,8 @@ from turnout.config.attach import (
     namespace_labels,
     selector_matches,
 )
-from turnout.config.model import GatewayObject, HTTPRouteObject, LabelSelector
+from turnout.config.model.gateway import GatewayObject, LabelSelector
+from turnout.config.model.routes import HTTPRouteObject
 
 LISTENERS = [
     {"name": "plain", "port": 80, "protocol": "HTTP"},

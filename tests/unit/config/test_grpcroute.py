@@ -9,7 +9,7 @@ import pytest
 
 from turnout.config.configset import ConfigSet
 from turnout.config.grpcroute import as_http, method_path
-from turnout.config.model import GRPCMethodMatch, GRPCRouteObject, HTTPRouteObject
+from turnout.config.model.routes import GRPCMethodMatch, GRPCRouteObject, HTTPRouteObject
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
 from turnout.testing.manifests import backend, dump, gateway

@@ -29,6 +29,7 @@ from turnout.config.kinds import (
     KindRegistry,
     route_kinds_by_protocol,
 )
+from turnout.config.model.base import ObjectMeta, Spec
 from turnout.config.parse import parse_text
 from turnout.control.api.objects import path_plurals
 from turnout.control.objects import BY_PLURAL, KIND_INFO, api_kinds
@@ -135,14 +136,14 @@ def test_the_registry_refuses_a_name_used_twice() -> None:
 # -- worked example: adding a kind ---------------------------------------------------------
 
 
-class WidgetSpec(model.Spec):
+class WidgetSpec(Spec):
     size: int = 1
 
 
-class WidgetObject(model.Spec):
+class WidgetObject(Spec):
     api_version: Literal["turnout.dev/v1alpha1"]
     kind: Literal["Widget"]
-    metadata: model.ObjectMeta
+    metadata: ObjectMeta
     spec: WidgetSpec
     status: dict[str, Any] | None = None
 

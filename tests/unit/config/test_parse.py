@@ -6,12 +6,9 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import (
-    BackendObject,
-    GatewayObject,
-    HTTPPathMatch,
-    HTTPRouteObject,
-)
+from turnout.config.model.backend import BackendObject
+from turnout.config.model.gateway import GatewayObject
+from turnout.config.model.routes import HTTPPathMatch, HTTPRouteObject
 from turnout.config.parse import parse_text
 
 ROUTE_META = """\

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import BackendTLSSpec, GatewayTLSConfig, SecretObject
+from turnout.config.model.backend import BackendTLSSpec
+from turnout.config.model.gateway import GatewayTLSConfig
+from turnout.config.model.kubernetes import SecretObject
 from turnout.config.tls import (
     TLSMaterialError,
     TLSPolicy,

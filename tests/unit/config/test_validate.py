@@ -8,7 +8,8 @@ import pytest
 
 from turnout.config.parse import parse_text
 from turnout.config.problems import ConfigError, Problem
-from turnout.config.validate import path_match_problem, validate, validate_or_raise
+from turnout.config.validate import validate, validate_or_raise
+from turnout.config.validate.routes import path_match_problem
 from turnout.testing.certs import CertificateAuthority
 from turnout.testing.manifests import backend, dump, gateway, route
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from turnout.config import security, validate
+from turnout.config import security
+from turnout.config.validate import routes as route_checks
 from turnout.core import headers as h
 from turnout.proxy.protocols import http1
 
@@ -78,7 +79,7 @@ def test_the_codecs_and_checks_use_these_sets() -> None:
     assert http1.PROTECTED is h.PROTECTED_FROM_CONNECTION
     assert http1.FORBIDDEN_TRAILERS is h.FORBIDDEN_TRAILERS
     assert http1.CONNECTION_OPTIONS is h.CONNECTION_OPTIONS
-    assert validate.FILTER_FORBIDDEN_STR is h.FILTER_FORBIDDEN_STR
+    assert route_checks.FILTER_FORBIDDEN_STR is h.FILTER_FORBIDDEN_STR
     assert security.IDENTITY_RESERVED_STR is h.IDENTITY_RESERVED_STR
 
 

@@ -7,7 +7,7 @@ changes the upstream authority (the codec keeps Host out of the header list).
 
 from __future__ import annotations
 
-from turnout.config.model import HTTPHeaderFilter
+from turnout.config.model.routes import HTTPHeaderFilter
 from turnout.proxy.filters.base import (
     FilterContext,
     LocalReply,

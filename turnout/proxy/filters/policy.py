@@ -19,16 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from turnout.config.configset import ConfigSet
-from turnout.config.model import (
-    ConsumerObject,
-    FaultInjectionSpec,
-    HTTPRouteObject,
-    HTTPRouteRule,
-    RateLimitSpec,
-    RetrySpec,
-    SecurityPolicyObject,
-    TrafficPolicyObject,
-)
+from turnout.config.model.backend import RetrySpec
+from turnout.config.model.routes import HTTPRouteObject, HTTPRouteRule
+from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
+from turnout.config.model.traffic import FaultInjectionSpec, RateLimitSpec, TrafficPolicyObject
 from turnout.core.durations import parse_duration
 from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.fault import FaultInjector

@@ -7,7 +7,7 @@ default port for the scheme is left out of ``Location``. The query string is kep
 
 from __future__ import annotations
 
-from turnout.config.model import HTTPRequestRedirectFilter
+from turnout.config.model.routes import HTTPRequestRedirectFilter
 from turnout.proxy.filters.base import FilterContext, LocalReply, RequestFilter, Verdict
 from turnout.proxy.filters.rewrite import PathRewriter
 from turnout.proxy.protocols.heads import RequestHead

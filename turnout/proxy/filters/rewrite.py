@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from turnout.config.model import HTTPPathModifier, HTTPURLRewriteFilter
+from turnout.config.model.routes import HTTPPathModifier, HTTPURLRewriteFilter
 from turnout.proxy.filters.base import FilterContext, RequestFilter, Verdict
 from turnout.proxy.protocols.heads import RequestHead
 

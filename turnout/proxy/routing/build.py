@@ -10,7 +10,7 @@ import re
 from typing import TypeVar
 
 from turnout.config.hostnames import is_wildcard
-from turnout.config.model import HTTPRouteMatch
+from turnout.config.model.routes import HTTPRouteMatch
 from turnout.proxy.routing.table import (
     Candidate,
     HeaderPredicate,

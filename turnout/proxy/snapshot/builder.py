@@ -20,13 +20,14 @@ from itertools import accumulate
 
 from turnout.config.attach import attach_route
 from turnout.config.configset import ConfigSet
-from turnout.config.model import (
+from turnout.config.kinds import TURNOUT_GROUP
+from turnout.config.model.backend import BackendObject, EndpointSpec
+from turnout.config.model.gateway import (
     L4_IDLE_TIMEOUT_ANNOTATION,
     L4_MAX_CONNECTIONS_ANNOTATION,
-    TURNOUT_GROUP,
-    BackendObject,
-    EndpointSpec,
     GatewayObject,
+)
+from turnout.config.model.routes import (
     HTTPBackendRef,
     HTTPRequestMirrorFilter,
     HTTPRouteObject,
@@ -44,7 +45,8 @@ from turnout.config.tls import (
     listener_certificates,
     listener_policy,
 )
-from turnout.config.validate import HTTP2_APP_PROTOCOLS, L4_PROTOCOLS
+from turnout.config.validate.backend import HTTP2_APP_PROTOCOLS
+from turnout.config.validate.gateway import L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from turnout.config.model import (
-    RateLimitSpec,
-)
+from turnout.config.model.traffic import RateLimitSpec
 from turnout.core.durations import parse_duration
 from turnout.proxy.ratelimit.algorithms import SlidingWindow, TokenBucket
 from turnout.proxy.ratelimit.limiter import RateLimiter

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from turnout.config.model import (
-    CircuitBreakerSpec,
-    PassiveHealthCheckSpec,
-)
+from turnout.config.model.backend import CircuitBreakerSpec, PassiveHealthCheckSpec
 from turnout.core.durations import parse_duration
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Final
 
-from turnout.config.model import (
-    RateLimitSpec,
-)
+from turnout.config.model.traffic import RateLimitSpec
 from turnout.config.tls import (
     Certificate,
 )

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from turnout.config.model import HTTPRouteRetry, RetrySpec
+from turnout.config.model.backend import RetrySpec
+from turnout.config.model.routes import HTTPRouteRetry
 from turnout.core.durations import parse_duration
 
 GATEWAY_STATUSES: Final = frozenset({502, 503, 504})

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import HTTPHeaderFilter
+from turnout.config.model.routes import HTTPHeaderFilter
 from turnout.proxy.filters.headers import HeaderModifier
 from turnout.proxy.protocols.heads import Headers, RequestHead
 

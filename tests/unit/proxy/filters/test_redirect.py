@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import HTTPRequestRedirectFilter
+from turnout.config.model.routes import HTTPRequestRedirectFilter
 from turnout.proxy.filters.redirect import Redirect
 from turnout.proxy.protocols.heads import RequestHead
 

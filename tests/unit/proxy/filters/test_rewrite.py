@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import HTTPPathModifier, HTTPURLRewriteFilter
+from turnout.config.model.routes import HTTPPathModifier, HTTPURLRewriteFilter
 from turnout.proxy.filters.rewrite import PathRewriter, UrlRewrite, replace_prefix
 from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.routing.build import normalize_prefix

@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from turnout.config.hostnames import hostname_matches, is_wildcard
-from turnout.config.model import HTTPRouteMatch
+from turnout.config.model.routes import HTTPRouteMatch
 from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.routing.build import build_host_index, build_vhost, compile_match
 

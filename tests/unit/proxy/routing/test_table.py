@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from turnout.config.model import HTTPRouteMatch
+from turnout.config.model.routes import HTTPRouteMatch
 from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.routing.build import (
     MatchEntry,

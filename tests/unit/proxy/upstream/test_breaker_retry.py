@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from turnout.config.model import HTTPRouteRetry, RetrySpec
+from turnout.config.model.backend import RetrySpec
+from turnout.config.model.routes import HTTPRouteRetry
 from turnout.proxy.upstream.breaker import (
     BREAKER_OPEN,
     CLOSED,

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from turnout.config.model import APIKeyAuthSpec, ConsumerObject
+from turnout.config.model.security import APIKeyAuthSpec, ConsumerObject
 from turnout.proxy.filters.auth.extract import (
     cookie_credential,
     header_credential,

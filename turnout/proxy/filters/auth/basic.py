@@ -25,7 +25,7 @@ from typing import Final
 
 import bcrypt
 
-from turnout.config.model import BasicAuthSpec
+from turnout.config.model.security import BasicAuthSpec
 from turnout.config.security import parse_htpasswd
 from turnout.proxy.protocols.heads import RequestHead
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
-from turnout.config.model import (
+from turnout.config.model.security import (
     AuthorizationPrincipal,
     AuthorizationSpec,
     ConsumerObject,

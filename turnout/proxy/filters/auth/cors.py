@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from turnout.config.model import CORSSpec
+from turnout.config.model.security import CORSSpec
 from turnout.config.security import parse_origin
 from turnout.core.durations import parse_duration
 from turnout.proxy.protocols.heads import Headers, RequestHead

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from turnout.config.model import SecurityHeadersSpec, parse_long_duration
+from turnout.config.model.security import SecurityHeadersSpec, parse_long_duration
 from turnout.proxy.protocols.heads import Headers
 
 _APPENDED: Final = frozenset({b"vary"})

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import jwt as pyjwt
 
-from turnout.config.model import JWTProviderSpec, JWTSpec
+from turnout.config.model.security import JWTProviderSpec, JWTSpec
 from turnout.config.security import jwk_algorithms, load_jwks_document
 from turnout.core.durations import parse_duration
 from turnout.core.tasks import spawn

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tests.unit.proxy.filters.auth.conftest import request
-from turnout.config.model import APIKeyAuthSpec, ConsumerObject
+from turnout.config.model.security import APIKeyAuthSpec, ConsumerObject
 from turnout.proxy.filters.auth.apikeys import APIKeyTable
 
 KEY_A1 = "a1-0123456789abcdef"

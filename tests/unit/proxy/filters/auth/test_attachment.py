@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnout.config.model import HTTPRouteObject
+from turnout.config.model.routes import HTTPRouteObject
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
 from turnout.proxy.filters.policy import PolicyIndex

@@ -11,7 +11,7 @@ import bcrypt
 import pytest
 
 from tests.unit.proxy.filters.auth.conftest import request
-from turnout.config.model import BasicAuthSpec, SecurityPolicyObject
+from turnout.config.model.security import BasicAuthSpec, SecurityPolicyObject
 from turnout.proxy.filters.auth.basic import MALFORMED, BasicAuth
 from turnout.proxy.filters.auth.chain import AuthFilter, AuthVerdict
 

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from tests.unit.proxy.filters.auth.conftest import Signer, jwks, request
-from turnout.config.model import ConsumerObject, SecurityPolicyObject
+from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
 from turnout.proxy.filters.auth.chain import AuthFilter, AuthVerdict
 from turnout.proxy.protocols.heads import RequestHead
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.proxy.filters.auth.conftest import request
-from turnout.config.model import CORSSpec
+from turnout.config.model.security import CORSSpec
 from turnout.config.security import parse_origin
 from turnout.proxy.filters.auth.cors import CORSPolicy
 

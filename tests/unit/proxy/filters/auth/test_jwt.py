@@ -22,7 +22,7 @@ from tests.unit.proxy.filters.auth.conftest import (
     raw_token,
     request,
 )
-from turnout.config.model import JWTProviderSpec, JWTSpec
+from turnout.config.model.security import JWTProviderSpec, JWTSpec
 from turnout.proxy.filters.auth.jwt import (
     MAX_TOKEN_BYTES,
     Fetching,

@@ -1,0 +1,92 @@
+"""The ``TrafficPolicy`` kind (turnout.dev): rate limits, fault injection and retry, and
+``PolicyTargetRef``, what a policy (this one or a ``SecurityPolicy``) attaches to."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictInt, StrictStr
+
+from turnout.config.model.backend import RetrySpec
+from turnout.config.model.base import (
+    Count,
+    Duration,
+    HeaderName,
+    HeaderValue,
+    ObjectMeta,
+    ObjectName,
+    SectionName,
+    Spec,
+)
+
+
+class PolicyTargetRef(Spec):
+    """What a policy attaches to: a Gateway (optionally one listener) or an HTTPRoute
+    (optionally one named rule), in the policy's namespace."""
+
+    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
+    kind: Literal["Gateway", "HTTPRoute"]
+    name: ObjectName
+    section_name: SectionName | None = None
+
+
+class RateLimitValue(Spec):
+    requests: Count
+    unit: Literal["Second", "Minute", "Hour", "Day"]
+
+
+class RateLimitKey(Spec):
+    """What one bucket counts: each client address, each value of a header, or the route."""
+
+    type: Literal["ClientIP", "Header", "Route", "Consumer", "JWTClaim"] = "ClientIP"
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+
+
+class RateLimitRule(Spec):
+    key: RateLimitKey = RateLimitKey()
+    algorithm: Literal["TokenBucket", "SlidingWindow"] = "TokenBucket"
+    limit: RateLimitValue
+    burst: Count | None = None  # token bucket capacity; default: limit.requests
+
+
+class RateLimitSpec(Spec):
+    type: Literal["Local", "Global"] = "Local"
+    rules: tuple[RateLimitRule, ...] = Field(min_length=1, max_length=16)
+    failure_mode: Literal["Open", "Closed"] = "Open"  # Global: when Redis cannot answer
+    timeout: Duration = "50ms"  # Global: per Redis call
+
+
+class FaultDelay(Spec):
+    fixed_delay: Duration
+    percentage: Annotated[float, Field(ge=0, le=100, strict=False)] = 100.0
+
+
+class FaultAbort(Spec):
+    http_status: Annotated[StrictInt, Field(ge=200, le=599)]
+    percentage: Annotated[float, Field(ge=0, le=100, strict=False)] = 100.0
+
+
+class FaultHeader(Spec):
+    name: HeaderName
+    value: HeaderValue
+
+
+class FaultInjectionSpec(Spec):
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+    headers: tuple[FaultHeader, ...] = Field(default=(), max_length=16)  # all must match
+
+
+class TrafficPolicySpec(Spec):
+    target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
+    rate_limit: RateLimitSpec | None = None
+    fault_injection: FaultInjectionSpec | None = None
+    retry: RetrySpec | None = None
+
+
+class TrafficPolicyObject(Spec):
+    api_version: Literal["turnout.dev/v1alpha1"]
+    kind: Literal["TrafficPolicy"]
+    metadata: ObjectMeta
+    spec: TrafficPolicySpec
+    status: dict[str, Any] | None = None

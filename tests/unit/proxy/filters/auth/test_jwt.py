@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -112,20 +113,27 @@ def test_hs256_signed_with_the_rsa_public_key_is_refused(
     refused(verify(lenient, _hs256_with_public_key(rsa_signer, kid=None), loop), "unknown")
 
 
+# Claims as functions of the current time: parameters are made at collection, and a long
+# run reaches this test many minutes later (a fixed "now + 600" had become the past).
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
-        ({"exp": int(time.time()) - 60}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
-        ({"aud": "someone-else"}, "audience"),
-        ({"iss": "https://evil.example.com"}, "issuer"),
-        ({"exp": None}, "required claim"),
+        (lambda now: {"exp": now - 60}, "expired"),
+        (lambda now: {"nbf": now + 600}, "not valid yet"),
+        (lambda now: {"aud": "someone-else"}, "audience"),
+        (lambda now: {"iss": "https://evil.example.com"}, "issuer"),
+        (lambda now: {"exp": None}, "required claim"),
     ],
+    ids=["expired", "nbf", "aud", "iss", "no-exp"],
 )
 def test_claims_are_checked(
-    claims: dict[str, Any], reason: str, rsa_signer: Signer, loop: asyncio.AbstractEventLoop
+    claims: Callable[[int], dict[str, Any]],
+    reason: str,
+    rsa_signer: Signer,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
-    refused(verify(provider(jwks(rsa_signer)), rsa_signer.token(**claims), loop), reason)
+    token = rsa_signer.token(**claims(int(time.time())))
+    refused(verify(provider(jwks(rsa_signer)), token, loop), reason)
 
 
 def test_clock_skew_is_tolerated(rsa_signer: Signer, loop: asyncio.AbstractEventLoop) -> None:

@@ -547,6 +547,10 @@ def start_turnout(t: Target, run: Path, config: str, log_on: bool) -> Spawned:
         f"127.0.0.1:{t.admin_port}",
         "--access-log",
         str(t.access_log) if log_on else "off",
+        # A store of the run's own: never the user's (an older checkout could not open a
+        # store a newer one migrated, and runs would see each other's objects).
+        "--data-dir",
+        str(confdir / "data"),
     ]
     t.command = shlex.join(argv)
     return Spawned(t.name, argv, run)

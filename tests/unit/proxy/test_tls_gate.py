@@ -85,6 +85,16 @@ def test_refused_versions(version: bytes, refused: bool) -> None:
     assert refused_version(hello(version)) is refused
 
 
+def test_the_alert_waits_for_the_end_of_the_refused_record() -> None:
+    """Closing with unread bytes makes the kernel send a reset that can destroy the alert:
+    the gate reads the whole ClientHello record first."""
+    raw = hello(b"\x03\x02")
+    transport, _ = run(raw[:20])
+    assert transport.written == [] and not transport.closed
+    transport, _ = run(raw[:20], raw[20:])
+    assert transport.written == [b"\x15\x03\x01\x00\x02\x02\x46"] and transport.closed
+
+
 def test_a_tls11_hello_gets_the_alert_even_in_pieces() -> None:
     raw = hello(b"\x03\x02")
     transport, made = run(*[raw[i : i + 1] for i in range(len(raw))])

@@ -8,8 +8,11 @@ drop. ``TlsVersionGate`` is the socket's protocol until the first 11 bytes are i
 record header, the handshake header and the ClientHello's ``client_version``): a
 ClientHello whose highest version is below TLS 1.2 gets the alert written here and the
 connection closed; anything else is handed, bytes included, to the loop's own TLS
-protocol, exactly as ``create_server(ssl=...)`` would have set it up. The gate holds one
-timer so a client that sends nothing is closed after the handshake timeout.
+protocol, exactly as ``create_server(ssl=...)`` would have set it up. A refused
+ClientHello is read to the end of its record before the alert is written and the socket
+closed: closing with unread bytes would make the kernel send a reset, which can destroy
+the alert before the client reads it. The gate holds one timer so a client that sends
+nothing (or not its whole record) is closed after the handshake timeout.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class TlsVersionGate:
     """An asyncio protocol (duck typing) that lives until the ClientHello's version is
     known; ``make_tls`` returns the loop's TLS protocol around the application's."""
 
-    __slots__ = ("buffered", "make_tls", "timeout", "timer", "transport")
+    __slots__ = ("alert", "buffered", "make_tls", "owed", "timeout", "timer", "transport")
 
     def __init__(self, make_tls: Callable[[], Any], timeout: float) -> None:
         self.make_tls = make_tls
@@ -58,26 +61,32 @@ class TlsVersionGate:
         self.buffered = b""
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.alert = b""  # set once refused: written when the record has been read
+        self.owed = 0  # bytes of the refused ClientHello's record still to come
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.timer = asyncio.get_running_loop().call_later(self.timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:
-        head = self.buffered + data if self.buffered else data
         t = self.transport
         if t is None:
             return
+        if self.alert:
+            self._consume(t, len(data))
+            return
+        head = self.buffered + data if self.buffered else data
         if len(head) < _HEAD and head[0] == _HANDSHAKE:
             self.buffered = head  # a ClientHello in pieces: wait for its version
             return
-        self._cancel_timer()
-        self.transport = None  # decided: nothing more comes through the gate
         self.buffered = b""
         if len(head) >= _HEAD and refused_version(head):
-            t.write(b"\x15" + head[1:3] + PROTOCOL_VERSION_ALERT)
-            t.close()
+            self.alert = b"\x15" + head[1:3] + PROTOCOL_VERSION_ALERT
+            self.owed = 5 + (head[3] << 8 | head[4])  # the whole record, header included
+            self._consume(t, len(head))
             return
+        self._cancel_timer()
+        self.transport = None  # decided: nothing more comes through the gate
         tls = self.make_tls()
         t.set_protocol(tls)
         tls.connection_made(t)
@@ -88,6 +97,16 @@ class TlsVersionGate:
             buf[:n] = view[:n]
             tls.buffer_updated(n)
             view = view[n:]
+
+    def _consume(self, t: asyncio.Transport, n: int) -> None:
+        """Count ``n`` bytes of the refused record; at its end, alert and close."""
+        self.owed -= n
+        if self.owed > 0:
+            return
+        self._cancel_timer()
+        self.transport = None
+        t.write(self.alert)
+        t.close()
 
     def eof_received(self) -> bool:
         return False

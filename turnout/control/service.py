@@ -27,7 +27,7 @@ from turnout.config.problems import Problem
 from turnout.control.audit import AuditLog
 from turnout.control.auth import Principal
 from turnout.control.desired import DesiredState, Entry, store_key
-from turnout.control.reconcile.base import Reconciler
+from turnout.control.reconcile.base import Reconciler, no_observations
 from turnout.control.reconcile.manager import ReconcileManager
 from turnout.control.reconcile.registry import default_reconcilers
 from turnout.control.status import KEYED_KINDS, RuntimeStatus, StatusRenderer
@@ -39,6 +39,7 @@ from turnout.control.writes import OwnedByFile, Writes
 from turnout.core.clock import SYSTEM_CLOCK, Clock
 from turnout.core.tasks import spawn
 from turnout.observe.history import RequestHistory
+from turnout.observe.metrics import Aggregate
 
 log = logging.getLogger("turnout.control")
 
@@ -66,6 +67,7 @@ class ControlPlane:
         feed_poll_interval: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
         reconcilers: list[Reconciler] | None = None,
+        observe: Callable[[], Aggregate] | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
@@ -82,6 +84,7 @@ class ControlPlane:
             store,
             self.writes,
             clock,
+            observe=observe or no_observations,
         )
         self.writes.on_adopted = self.reconcile.observe
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -259,7 +259,11 @@ class Supervisor:
         except StoreUnavailable as exc:
             raise StartupError(str(exc)) from None
         control = ControlPlane(
-            store, data_dir=data_dir, on_change=self._on_store_change, runtime=self.runtime
+            store,
+            data_dir=data_dir,
+            on_change=self._on_store_change,
+            runtime=self.runtime,
+            observe=self.aggregate,
         )
         try:
             await control.start()

@@ -10,13 +10,14 @@ with capped exponential back-off and reports the error in the reconciler's ``con
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from turnout.control.store.records import Change, StoredObject
 from turnout.core.clock import Clock, utcnow
+from turnout.observe.metrics import Aggregate
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +41,20 @@ class Committer(Protocol):
     async def __call__(self, changes: list[Change], *, message: str, action: str) -> None: ...
 
 
+def no_observations() -> Aggregate:
+    """What a control plane without a data plane (tests, ``turnout check``) observes."""
+    return Aggregate()
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a reconciler may use: the clock and a commit as ``system:<its name>``."""
+    """What a reconciler may use: the clock, a commit as ``system:<its name>`` and the
+    data plane's counters of this replica (``observe()``: summed over its workers, the
+    same totals ``/metrics`` serves; cumulative, so a reconciler diffs two readings)."""
 
     clock: Clock
     commit: Committer
+    observe: Callable[[], Aggregate] = no_observations
 
     @property
     def now(self) -> float:

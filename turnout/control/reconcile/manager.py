@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from turnout.control.reconcile.base import Condition, Context, Reconciler
+from turnout.control.reconcile.base import Condition, Context, Reconciler, no_observations
 from turnout.control.reconcile.conditions import condition_dict, merge_conditions
 from turnout.control.store.records import Change, ObjectKey, Progress, StoredObject, describe
 from turnout.core.clock import Clock, utcnow
+from turnout.observe.metrics import Aggregate
 
 log = logging.getLogger("turnout.control.reconcile")
 
@@ -86,6 +87,7 @@ class ReconcileManager:
         *,
         backoff_first: float = BACKOFF_FIRST,
         backoff_max: float = BACKOFF_MAX,
+        observe: Callable[[], Aggregate] = no_observations,
     ) -> None:
         names = [r.name for r in reconcilers]
         if len(set(names)) != len(names):
@@ -103,7 +105,9 @@ class ReconcileManager:
         self._progress: dict[Slot, Progress] = {}
         self._forget: set[Slot] = set()  # deleted objects whose progress goes next
         self._wake = asyncio.Event()
-        self._contexts = {r.name: Context(clock, _ActorCommit(host, r.name)) for r in reconcilers}
+        self._contexts = {
+            r.name: Context(clock, _ActorCommit(host, r.name), observe) for r in reconcilers
+        }
 
     # -- inputs ---------------------------------------------------------------------------
 

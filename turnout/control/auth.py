@@ -110,10 +110,9 @@ class Principal:
         return not self.namespaces or (namespace != "" and namespace in self.namespaces)
 
 
-def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
     if expires_at is None:
         return False
-    now = now or datetime.now(UTC)
     if expires_at.tzinfo is None:  # SQLite returns naive datetimes for aware columns
         expires_at = expires_at.replace(tzinfo=UTC)
     return expires_at <= now

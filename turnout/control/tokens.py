@@ -28,7 +28,7 @@ from turnout.control.auth import (
 )
 from turnout.control.store.errors import Conflict, StoreUnavailable
 from turnout.control.store.repository import Store, TokenRecord
-from turnout.core.clock import SYSTEM_CLOCK, Clock
+from turnout.core.clock import SYSTEM_CLOCK, Clock, utcnow
 from turnout.core.paths import ADMIN_TOKEN_FILE
 from turnout.core.tasks import spawn
 
@@ -70,7 +70,7 @@ class Tokens:
             problem = "invalid token"
         elif rec.revoked_at is not None:
             problem = "token revoked"
-        elif is_expired(rec.expires_at):
+        elif is_expired(rec.expires_at, utcnow(self.clock)):
             problem = "token expired"
         if problem is not None or rec is None:
             actor = f"token:{rec.name}" if rec is not None else "anonymous"
@@ -148,9 +148,18 @@ class Tokens:
         )
         log.info("bootstrap admin token written to %s (mode 0600)", path)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
+    async def close(self, grace: float = 1.0) -> None:
+        """Let pending ``last_used_at`` touches finish (bounded by ``grace``), then cancel.
+
+        Cancelling a touch in the middle of its SQLite statement left aiosqlite's connection
+        close waiting for ever, so a touch gets the chance to complete first."""
+        pending = list(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
             task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def write_secret(path: Path, text: str) -> None:

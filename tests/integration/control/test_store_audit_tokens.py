@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
+from turnout.control.audit import AuditLog
+from turnout.control.auth import new_token
 from turnout.control.store import Change, Conflict, NotFound, Store, TokenRecord
+from turnout.control.tokens import AuthError, Tokens
+from turnout.testing.clock import FakeClock
 
 Runner = Callable[..., Any]
 
@@ -147,5 +151,34 @@ def test_concurrent_token_creates_with_one_name(with_store: Runner) -> None:
         assert sum(r is None for r in results) == 1
         assert all(isinstance(r, Conflict) for r in results if r is not None)
         assert len(await store.tokens()) == 1
+
+    with_store(body)
+
+
+def test_token_expiry_follows_the_injected_clock(with_store: Runner) -> None:
+    """A token's expiry is judged by the control plane's clock, not the host's."""
+
+    async def body(store: Store) -> None:
+        clock = FakeClock(wall=datetime(2030, 1, 1, tzinfo=UTC))
+        tokens = Tokens(store, AuditLog(store), clock)
+        made = new_token()
+        rec = token(
+            made.id,
+            "short-lived",
+            secret_hash=made.secret_hash,
+            created_at=clock.now(),
+            expires_at=clock.now() + timedelta(seconds=60),
+        )
+        await store.create_token(rec)
+        header = f"Bearer {made.token}"
+        # 2030 is the future for the host clock: only the injected clock can expire it
+        principal = await tokens.authenticate(header, "127.0.0.1", "/api/v1/x")
+        assert principal.actor == "token:short-lived"
+        clock.advance(59)
+        await tokens.authenticate(header, "127.0.0.1", "/api/v1/x")
+        clock.advance(2)
+        with pytest.raises(AuthError, match="token expired"):
+            await tokens.authenticate(header, "127.0.0.1", "/api/v1/x")
+        await tokens.close()
 
     with_store(body)

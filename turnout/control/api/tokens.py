@@ -8,7 +8,7 @@ cache at once; other replicas stop accepting it within the cache lifetime (5 s).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -19,6 +19,7 @@ from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.auth import Role, new_token
 from turnout.control.store.errors import Conflict
 from turnout.control.store.repository import AuditEntry, TokenRecord, rfc3339
+from turnout.core.clock import utcnow
 from turnout.core.durations import DurationError, parse_duration
 
 router = APIRouter(tags=["access"], responses=FAILURES)
@@ -100,12 +101,13 @@ async def create_token(
     for ns in namespaces:
         if not _NAME.fullmatch(ns):
             raise ApiError(400, f"{ns!r} is not a namespace name")
+    now = utcnow(control.tokens.clock)
     expires = None
     if ttl:
         seconds = _ttl_seconds(ttl)
         if seconds <= 0:
             raise ApiError(400, "ttl must be positive")
-        expires = datetime.now(UTC) + timedelta(seconds=seconds)
+        expires = now + timedelta(seconds=seconds)
     tok = new_token()
     rec = TokenRecord(
         id=tok.id,
@@ -113,7 +115,7 @@ async def create_token(
         role=parsed_role.label,
         namespaces=sorted(set(namespaces)),
         secret_hash=tok.secret_hash,
-        created_at=datetime.now(UTC),
+        created_at=now,
         created_by=principal.actor,
         expires_at=expires,
         revoked_at=None,

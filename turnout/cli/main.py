@@ -122,6 +122,15 @@ def serve(
             show_default=False,
         ),
     ] = "",
+    secrets_key_file: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_SECRETS_KEY_FILE",
+            help="Keys that encrypt Secrets in the store, one base64 32-byte key a line, "
+            "the first seals [default: TURNOUT_SECRETS_KEY, else secrets.key in the data dir].",
+            show_default=False,
+        ),
+    ] = "",
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -147,6 +156,7 @@ def serve(
         data_dir=data_dir,
         store=store,
         redis=redis,
+        secrets_key_file=secrets_key_file,
     )
     raise typer.Exit(run_serve(flags))
 

@@ -44,6 +44,7 @@ class ServeFlags:
     data_dir: str = ""
     store: str = ""
     redis: str = ""
+    secrets_key_file: str = ""
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -75,6 +76,7 @@ class ServeFlags:
             data_dir=Path(self.data_dir).expanduser() if self.data_dir else default_data_dir(),
             store=self.store,
             redis=self.redis,
+            secrets_key_file=self.secrets_key_file,
         )
 
 

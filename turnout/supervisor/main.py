@@ -84,6 +84,7 @@ class ServeOptions:
     store: str = ""  # "" = SQLite in data_dir; or postgresql://...
     store_timeout: float = 2.0
     redis: str = ""  # redis:// URL for Global rate limits; "" = none
+    secrets_key_file: str = ""  # "" = TURNOUT_SECRETS_KEY, else <data dir>/secrets.key
 
 
 class StartupError(Exception):
@@ -245,6 +246,7 @@ class Supervisor:
         from turnout.control.service import ControlPlane
         from turnout.control.store.engine import open_store, store_url
         from turnout.control.store.errors import StoreUnavailable
+        from turnout.control.store.sealing import KEY_ENV, SecretsKeyError, load_keyring
 
         data_dir = self.options.data_dir
         assert data_dir is not None
@@ -255,8 +257,9 @@ class Supervisor:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         try:
-            store = await open_store(url, timeout=self.options.store_timeout)
-        except StoreUnavailable as exc:
+            keyring = load_keyring(self.options.secrets_key_file, os.environ.get(KEY_ENV), data_dir)
+            store = await open_store(url, timeout=self.options.store_timeout, keyring=keyring)
+        except (StoreUnavailable, SecretsKeyError) as exc:
             raise StartupError(str(exc)) from None
         control = ControlPlane(
             store,
@@ -270,7 +273,13 @@ class Supervisor:
         except StoreUnavailable as exc:
             await store.close()
             raise StartupError(str(exc)) from None
-        log.info("store: %s (revision %d)", store.url, control.store_revision)
+        log.info(
+            "store: %s (revision %d); Secrets encrypted at rest with key id %s from %s",
+            store.url,
+            control.store_revision,
+            keyring.primary,
+            keyring.source,
+        )
         return control
 
     def _note_store_revision(self) -> None:

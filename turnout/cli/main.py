@@ -131,6 +131,27 @@ def serve(
             show_default=False,
         ),
     ] = "",
+    admin_tls_cert: Annotated[
+        str,
+        typer.Option(envvar="TURNOUT_ADMIN_TLS_CERT", help="PEM certificate: admin API on https."),
+    ] = "",
+    admin_tls_key: Annotated[
+        str, typer.Option(envvar="TURNOUT_ADMIN_TLS_KEY", help="PEM key of --admin-tls-cert.")
+    ] = "",
+    admin_tls_secret: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_ADMIN_TLS_SECRET",
+            help="NAMESPACE/NAME of a kubernetes.io/tls Secret for the admin API's https.",
+        ),
+    ] = "",
+    admin_allow_insecure: Annotated[
+        bool,
+        typer.Option(
+            envvar="TURNOUT_ADMIN_ALLOW_INSECURE",
+            help="Let the admin API bind beyond loopback without TLS (tokens in clear).",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -157,6 +178,10 @@ def serve(
         store=store,
         redis=redis,
         secrets_key_file=secrets_key_file,
+        admin_tls_cert=admin_tls_cert,
+        admin_tls_key=admin_tls_key,
+        admin_tls_secret=admin_tls_secret,
+        admin_allow_insecure=admin_allow_insecure,
     )
     raise typer.Exit(run_serve(flags))
 

@@ -38,7 +38,7 @@ from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
 from turnout.config.tls import certificate_files
 from turnout.core import accel
-from turnout.core.netaddr import parse_address
+from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
@@ -57,6 +57,12 @@ from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import LimitStores
 from turnout.supervisor.admin import make_server
+from turnout.supervisor.admin_tls import (
+    AdminTLSError,
+    admin_context,
+    exposure_warning,
+)
+from turnout.supervisor.admin_tls import AdminTLSOptions as AdminTLSOptions  # for cli.serve
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
@@ -85,6 +91,7 @@ class ServeOptions:
     store_timeout: float = 2.0
     redis: str = ""  # redis:// URL for Global rate limits; "" = none
     secrets_key_file: str = ""  # "" = TURNOUT_SECRETS_KEY, else <data dir>/secrets.key
+    admin_tls: AdminTLSOptions = field(default_factory=AdminTLSOptions)
 
 
 class StartupError(Exception):
@@ -203,7 +210,18 @@ class Supervisor:
         if self.control is not None:
             self.control.tunnel_dir = self.tunnel_dir
             self.control.history = self.history
-        addr = parse_address(self.options.admin_address)
+        try:
+            addr = parse_address(self.options.admin_address)
+            admin_ssl = admin_context(self.options.admin_tls, config)
+            warning = exposure_warning(
+                addr.host, admin_ssl is not None, self.options.admin_tls.allow_insecure
+            )
+        except (AdminTLSError, AddressError) as exc:
+            if self.control is not None:
+                await self.control.close()
+            raise StartupError(str(exc)) from None
+        if warning:
+            log.warning("%s", warning)
         try:
             self._admin_sock = bind_listener(addr.host, addr.port)
         except OSError as exc:
@@ -216,7 +234,7 @@ class Supervisor:
         self.config, self.revision, self.fingerprint = config, 1, _fingerprint(config)
         self._note_store_revision()
         self.health.configure(config)
-        self._admin = make_server(self, self._admin_sock, self.control)
+        self._admin = make_server(self, self._admin_sock, self.control, admin_ssl)
         if self.control is not None:
             self.control.start_background()
         self._spawn(self._admin.serve(sockets=[self._admin_sock]))
@@ -236,9 +254,10 @@ class Supervisor:
                 accel.compiled_path(module),
             )
         log.info(
-            "serving revision %d on %s; admin on http://%s",
+            "serving revision %d on %s; admin on %s://%s",
             self.revision,
             ", ".join(sorted(self.listeners.sockets)) or "no listeners",
+            "https" if admin_ssl is not None else "http",
             addr,
         )
 

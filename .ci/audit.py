@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,7 +27,7 @@ SOURCES = {"pypi": "https://pypi.org/pypi/pip/json", "osv": "https://api.osv.dev
 def reachable(url: str) -> bool:
     data = b"{}" if "osv" in url else None
     try:
-        with urllib.request.urlopen(url, data=data, timeout=8) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, data=data, timeout=8) as resp:
             return bool(resp.status < 500)
     except urllib.error.HTTPError as exc:
         return exc.code < 500  # the service answered (e.g. 400 for an empty query)

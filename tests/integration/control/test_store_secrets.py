@@ -4,15 +4,20 @@ plaintext stores, a store opened without (or with the wrong) key, key rotation."
 from __future__ import annotations
 
 import asyncio
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import ServeFactory
 from turnout.control.store import Change, Keyring, SecretsKeyError, open_store
 from turnout.control.store.engine import normalise_url
 from turnout.control.store.sealing import new_key_text
+from turnout.testing import TurnoutProcess
+from turnout.testing.manifests import dump, gateway
 
 PLAIN = "hunter2-at-rest"
 
@@ -95,3 +100,30 @@ def new_key_text_of(ring: Keyring) -> str:
     import base64
 
     return base64.b64encode(ring.keys[ring.primary]).decode() + "\n"
+
+
+def test_serve_generates_a_private_key_and_refuses_a_foreign_one(
+    serve: ServeFactory, port: int, tmp_path: Path
+) -> None:
+    """The embedded default: ``turnout serve`` with no key makes one (0600) in its data
+    dir; a Secret applied through the API never reaches the SQLite files in clear; the
+    same data dir started with another key refuses to start, naming the fix."""
+    proc = serve(dump(gateway(port=port)))
+    manifest = secret("db").manifest
+    code, body = proc.api("POST", "/api/v1/apply", {"manifests": [manifest]})
+    assert code == 200, body
+    key_file = proc.data_dir / "secrets.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    stored = b"".join(p.read_bytes() for p in proc.data_dir.glob("turnout.db*"))
+    assert b"Secret" in stored and PLAIN.encode() not in stored
+    proc.stop()
+
+    other = TurnoutProcess(
+        proc.config, data_dir=proc.data_dir, env={"TURNOUT_SECRETS_KEY": new_key_text()}
+    )
+    other.start(expect_ready=False)
+    try:
+        assert other.proc is not None and other.proc.wait(timeout=60) == 2
+        assert "not among the keys from TURNOUT_SECRETS_KEY" in other.stderr()
+    finally:
+        other.stop()

@@ -127,3 +127,25 @@ def test_serve_generates_a_private_key_and_refuses_a_foreign_one(
         assert "not among the keys from TURNOUT_SECRETS_KEY" in other.stderr()
     finally:
         other.stop()
+
+
+def test_a_replica_without_the_new_key_answers_503_naming_the_fix(
+    serve: ServeFactory, port: int
+) -> None:
+    """A rotation that reached the store but not this process's key file: writes are
+    ``503 SecretsKeyMissing`` with the message, not an internal error."""
+    proc = serve(dump(gateway(port=port)))
+    code, body = proc.api("POST", "/api/v1/apply", {"manifests": [secret("db").manifest]})
+    assert code == 200, body
+    old = (proc.data_dir / "secrets.key").read_text()
+    url = f"sqlite:///{proc.data_dir / 'turnout.db'}"
+
+    async def rotate() -> None:
+        store = await open_store(url, keyring=Keyring.parse(new_key_text() + old, "new+old"))
+        await store.close()
+
+    asyncio.run(rotate())
+    code, body = proc.api("POST", "/api/v1/apply", {"manifests": [secret("db", "v2").manifest]})
+    assert code == 503, body
+    assert body["reason"] == "SecretsKeyMissing"
+    assert "not among the keys" in body["message"]

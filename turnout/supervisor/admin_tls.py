@@ -5,8 +5,10 @@ The admin listener carries bearer tokens, Secrets on their way in and tunnels, s
 - TLS material comes, as for Gateway listeners, from PEM files (``--admin-tls-cert`` and
   ``--admin-tls-key``) or from a ``kubernetes.io/tls`` Secret (``--admin-tls-secret
   NAMESPACE/NAME``, looked up in the configuration the gateway starts with: manifests
-  and the store). The pair is checked (``config.tls.check_pair``) and loaded once at
-  start; a new certificate takes a restart.
+  and the store). The pair is checked (``config.tls.check_pair``) and loaded at start.
+  Files are polled (``watch_files``): a renewed pair is checked and loaded into the same
+  context, so new connections get it and open ones are untouched; a broken renewal is
+  logged and the old pair keeps serving. A Secret's pair changes with a restart.
 - Without TLS the listener binds only to a loopback address. A wider bind (``0.0.0.0``,
   a LAN address, a host name) is refused at start unless ``--admin-allow-insecure`` says
   the operator accepts it (a TLS-terminating sidecar, a private network); then a WARNING
@@ -15,16 +17,22 @@ The admin listener carries bearer tokens, Secrets on their way in and tunnels, s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
+import logging
+import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from turnout.config.configset import ConfigSet
 from turnout.config.tls import TLSMaterialError, check_pair
 from turnout.proxy.routing.tls import load_pem_pair
+
+log = logging.getLogger("turnout.supervisor")
 
 
 class AdminTLSError(ValueError):
@@ -70,6 +78,44 @@ def admin_context(opts: AdminTLSOptions, config: ConfigSet) -> ssl.SSLContext | 
     except ssl.SSLError as exc:
         raise AdminTLSError(f"admin TLS: OpenSSL refuses {source}: {exc}") from None
     return ctx
+
+
+def _stamp(opts: AdminTLSOptions) -> tuple[tuple[int, int, int] | None, ...]:
+    out: list[tuple[int, int, int] | None] = []
+    for name in (opts.cert_file, opts.key_file):
+        try:
+            st = os.stat(Path(name).expanduser())  # follows symlinks, as renewals swap them
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+async def watch_files(
+    ctx: ssl.SSLContext, opts: AdminTLSOptions, stopping: Callable[[], bool], interval: float
+) -> None:
+    """Reload the admin certificate files into ``ctx`` when they change (module doc)."""
+    if opts.secret or not opts.cert_file:
+        return
+    seen = _stamp(opts)
+    while not stopping():
+        await asyncio.sleep(interval)
+        now = _stamp(opts)
+        if now == seen:
+            continue
+        seen = now
+        try:
+            cert_pem, key_pem, source = _material(opts, _NO_CONFIG)
+            check_pair(cert_pem, key_pem, source)
+            load_pem_pair(ctx, cert_pem, key_pem)
+        except (AdminTLSError, TLSMaterialError, ssl.SSLError) as exc:
+            log.warning("admin TLS: keeping the current certificate: %s", exc)
+            continue
+        log.info("admin TLS: certificate reloaded from %s", source)
+
+
+_NO_CONFIG = ConfigSet()
 
 
 def _material(opts: AdminTLSOptions, config: ConfigSet) -> tuple[bytes, bytes, str]:

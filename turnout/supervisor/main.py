@@ -61,6 +61,7 @@ from turnout.supervisor.admin_tls import (
     AdminTLSError,
     admin_context,
     exposure_warning,
+    watch_files,
 )
 from turnout.supervisor.admin_tls import AdminTLSOptions as AdminTLSOptions  # for cli.serve
 from turnout.supervisor.health import HealthFanout
@@ -244,6 +245,12 @@ class Supervisor:
         if self.watcher is not None:
             self._spawn(self.watcher.run(self._reload_files))
         self._spawn(self._watch_certificates())
+        if admin_ssl is not None:
+            self._spawn(
+                watch_files(
+                    admin_ssl, self.options.admin_tls, lambda: self.stopping, CERT_POLL_SECONDS
+                )
+            )
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)

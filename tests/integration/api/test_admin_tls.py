@@ -95,6 +95,23 @@ def test_admin_api_over_tls_from_files_verified_by_the_cli(
     assert untrusted.returncode != 0
     assert "not trusted" in untrusted.stderr and "TURNOUT_CA_FILE" in untrusted.stderr
 
+    # A renewal (here from another CA) is picked up without a restart; a broken one is
+    # refused and the current pair keeps serving.
+    ca2 = CertificateAuthority("Renewal CA")
+    ca2.issue("127.0.0.1").write(tmp_path, "admin")
+    ca2_file = tmp_path / "ca2.pem"
+    ca2_file.write_bytes(ca2.cert_pem)
+    wait_until(lambda: https_status(proc, ca2_file) == 200, 15.0, "the renewed certificate")
+    assert https_status(proc, ca_file) == 0
+    refusals = proc.stderr().count("keeping the current certificate")
+    cert.write_text("not a certificate")
+    wait_until(
+        lambda: proc.stderr().count("keeping the current certificate") > refusals,
+        15.0,
+        "the broken renewal to be refused",
+    )
+    assert https_status(proc, ca2_file) == 200
+
 
 def test_admin_tls_from_a_secret(launch: Launch, port: int, tmp_path: Path) -> None:
     ca = CertificateAuthority()

@@ -11,6 +11,7 @@ never by ``turnout --help``.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Generator
 from typing import Any
 
@@ -30,16 +31,13 @@ class Client:
         self.target = target
         headers = {"Accept": "application/json", "User-Agent": f"turnout-cli/{__version__}"}
         headers.update(bearer_headers(target))
-        # Building the default TLS context costs ~80 ms; a plain-http URL never uses it
-        # (redirects are not followed), so only https:// gets one. https is always verified.
-        tls = target.server.startswith("https://")
         self._http = httpx.Client(
             base_url=target.server,
             headers=headers,
             timeout=target.timeout,
             # proxies (HTTPS_PROXY...) apply to remote servers, never to a local one
             trust_env=not is_loopback(target.server),
-            verify=tls,
+            verify=tls_verify(target),
         )
 
     def __enter__(self) -> Client:
@@ -141,6 +139,12 @@ class Client:
         cause: BaseException | None = exc
         reason = _first_line(exc) or "connect failed"
         while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return (
+                    f"the Turnout admin API at {self.target.server} presented a certificate "
+                    f"that is not trusted ({cause.verify_message}); name its CA with "
+                    "TURNOUT_CA_FILE or the context's certificateAuthority"
+                )
             if isinstance(cause, ConnectionRefusedError):
                 reason = "connection refused"
                 break
@@ -198,6 +202,23 @@ class Client:
             f"the server at {t.server} rejected the token from {t.token_source}{detail}; "
             f"{token_fix(t)}"
         )
+
+
+def tls_verify(target: Target) -> ssl.SSLContext | bool:
+    """How to check an https server: its CA file, the system's CAs, or (asked for
+    explicitly) not at all. Building a TLS context costs ~80 ms; a plain-http URL never
+    uses one (redirects are not followed), so it gets ``False``."""
+    if not target.server.startswith("https://"):
+        return False
+    if target.insecure:
+        return False
+    if target.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(target.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise CliError(f"cannot load the CA file {target.ca_file}: {reason}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,7 +7,10 @@ Each of the two is resolved on its own, first found wins (contract "CLI contexts
 3. the context named by ``--context`` / ``TURNOUT_CONTEXT`` or by ``current-context`` in the
    contexts file (``$TURNOUT_CONFIG``, else ``$XDG_CONFIG_HOME/turnout/config.yaml``, else
    ``~/.config/turnout/config.yaml``), whose entries carry ``server``, ``token`` or
-   ``tokenFile`` (relative to the contexts file) and optionally ``namespace``;
+   ``tokenFile`` (relative to the contexts file) and optionally ``namespace``,
+   ``certificateAuthority`` (a PEM file verifying an https server; env
+   ``TURNOUT_CA_FILE``) and ``insecureSkipTLSVerify`` (env
+   ``TURNOUT_INSECURE_SKIP_TLS_VERIFY=1``);
 4. the local defaults: ``http://127.0.0.1:9901`` and the bootstrap token that
    ``turnout serve`` writes to ``<data dir>/admin-token``.
 
@@ -49,6 +52,8 @@ class Target:
     timeout: float = 10.0
     namespace: str | None = None  # the context's default namespace, if it sets one
     looked_for_token: tuple[str, ...] = ()  # when token is None: the places tried
+    ca_file: Path | None = None  # PEM CAs that verify an https server (else the system's)
+    insecure: bool = False  # https without verifying the server (never the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,8 @@ class Context:
     token: str | None
     token_file: Path | None
     namespace: str | None
+    ca_file: Path | None = None
+    insecure: bool = False
 
 
 def normalise_server(raw: str, source: str) -> str:
@@ -124,12 +131,20 @@ def load_contexts(path: Path) -> tuple[str | None, dict[str, Context]]:
             if value is not None and not isinstance(value, str):
                 raise CliError(f"{path}: contexts[{i}].{key} must be a string")
         token_file = fields.get("tokenFile")
+        ca_file = fields.get("certificateAuthority")
+        if ca_file is not None and not isinstance(ca_file, str):
+            raise CliError(f"{path}: contexts[{i}].certificateAuthority must be a string")
+        insecure = fields.get("insecureSkipTLSVerify", False)
+        if not isinstance(insecure, bool):
+            raise CliError(f"{path}: contexts[{i}].insecureSkipTLSVerify must be true or false")
         contexts[entry["name"]] = Context(
             name=entry["name"],
             server=fields.get("server"),
             token=fields.get("token"),
             token_file=(path.parent / Path(token_file).expanduser()) if token_file else None,
             namespace=fields.get("namespace"),
+            ca_file=(path.parent / Path(ca_file).expanduser()) if ca_file else None,
+            insecure=insecure,
         )
     return current, contexts
 
@@ -159,6 +174,8 @@ def resolve(conn: Connection) -> Target:
         token = (env["TURNOUT_TOKEN"], "TURNOUT_TOKEN")
 
     namespace: str | None = None
+    ca_file = Path(env["TURNOUT_CA_FILE"]).expanduser() if env.get("TURNOUT_CA_FILE") else None
+    insecure = env.get("TURNOUT_INSECURE_SKIP_TLS_VERIFY", "").lower() in ("1", "true", "yes")
     context_name = conn.context or env.get("TURNOUT_CONTEXT") or None
     name_source = "--context" if conn.context else "TURNOUT_CONTEXT"
     path = default_contexts_file()
@@ -188,6 +205,8 @@ def resolve(conn: Connection) -> Target:
                     label = f"tokenFile {ctx.token_file} of {where}"
                     token = (_read_token_file(ctx.token_file, where), label)
             namespace = ctx.namespace
+            ca_file = ca_file or ctx.ca_file
+            insecure = insecure or ctx.insecure
 
     if server is None:
         server = (DEFAULT_SERVER, "the default")
@@ -209,4 +228,6 @@ def resolve(conn: Connection) -> Target:
         timeout=conn.timeout,
         namespace=namespace,
         looked_for_token=looked,
+        ca_file=ca_file,
+        insecure=insecure,
     )

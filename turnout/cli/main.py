@@ -122,6 +122,36 @@ def serve(
             show_default=False,
         ),
     ] = "",
+    secrets_key_file: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_SECRETS_KEY_FILE",
+            help="Keys that encrypt Secrets in the store, one base64 32-byte key a line, "
+            "the first seals [default: TURNOUT_SECRETS_KEY, else secrets.key in the data dir].",
+            show_default=False,
+        ),
+    ] = "",
+    admin_tls_cert: Annotated[
+        str,
+        typer.Option(envvar="TURNOUT_ADMIN_TLS_CERT", help="PEM certificate: admin API on https."),
+    ] = "",
+    admin_tls_key: Annotated[
+        str, typer.Option(envvar="TURNOUT_ADMIN_TLS_KEY", help="PEM key of --admin-tls-cert.")
+    ] = "",
+    admin_tls_secret: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_ADMIN_TLS_SECRET",
+            help="NAMESPACE/NAME of a kubernetes.io/tls Secret for the admin API's https.",
+        ),
+    ] = "",
+    admin_allow_insecure: Annotated[
+        bool,
+        typer.Option(
+            envvar="TURNOUT_ADMIN_ALLOW_INSECURE",
+            help="Let the admin API bind beyond loopback without TLS (tokens in clear).",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -147,6 +177,11 @@ def serve(
         data_dir=data_dir,
         store=store,
         redis=redis,
+        secrets_key_file=secrets_key_file,
+        admin_tls_cert=admin_tls_cert,
+        admin_tls_key=admin_tls_key,
+        admin_tls_secret=admin_tls_secret,
+        admin_allow_insecure=admin_allow_insecure,
     )
     raise typer.Exit(run_serve(flags))
 

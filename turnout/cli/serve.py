@@ -17,7 +17,7 @@ from turnout.core.paths import default_data_dir
 from turnout.observe.accesslog import DEFAULT_FIELDS, FIELDS
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.runtime import ProxySettings
-from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
+from turnout.supervisor.main import AdminTLSOptions, ServeOptions, StartupError, Supervisor
 
 log = logging.getLogger("turnout")
 
@@ -44,6 +44,11 @@ class ServeFlags:
     data_dir: str = ""
     store: str = ""
     redis: str = ""
+    secrets_key_file: str = ""
+    admin_tls_cert: str = ""
+    admin_tls_key: str = ""
+    admin_tls_secret: str = ""
+    admin_allow_insecure: bool = False
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -75,6 +80,13 @@ class ServeFlags:
             data_dir=Path(self.data_dir).expanduser() if self.data_dir else default_data_dir(),
             store=self.store,
             redis=self.redis,
+            secrets_key_file=self.secrets_key_file,
+            admin_tls=AdminTLSOptions(
+                self.admin_tls_cert,
+                self.admin_tls_key,
+                self.admin_tls_secret,
+                self.admin_allow_insecure,
+            ),
         )
 
 

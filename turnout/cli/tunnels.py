@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -45,12 +46,27 @@ def _ws_url(target: Target, path: str, query: dict[str, Any]) -> str:
 Attach = Callable[[TunnelSession], Awaitable[None]]
 
 
+def _ws_tls(target: Target) -> ssl.SSLContext:
+    """The same server check as the API client's (``client.tls_verify``)."""
+    from turnout.cli.client import tls_verify
+
+    verify = tls_verify(target)
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    ctx = ssl.create_default_context()
+    if not verify:  # insecureSkipTLSVerify, asked for explicitly
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 async def _keep_open(target: Target, url: str, attach: Attach, what: str) -> None:
     """Hold a tunnel session open over ``url`` until cancelled, reconnecting on drops."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
     headers = bearer_headers(target)
+    tls = _ws_tls(target) if url.startswith("wss://") else None
     pause = 0.5
     announced = False
     while True:
@@ -60,6 +76,7 @@ async def _keep_open(target: Target, url: str, attach: Attach, what: str) -> Non
                 additional_headers=headers,
                 compression=None,
                 open_timeout=target.timeout,
+                ssl=tls,
                 ping_interval=20,
                 ping_timeout=20,
             ) as ws:

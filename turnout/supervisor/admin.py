@@ -4,13 +4,15 @@ Serves ``/metrics`` (Prometheus text format, aggregated over workers), ``/health
 (the supervisor's loop is alive) and ``/readyz`` (every worker runs the current
 revision and the gateway is not draining), unauthenticated; and the control plane's
 token-protected REST API under ``/api/v1`` (``turnout.control.api``), whose OpenAPI
-document is ``/api/v1/openapi.json``. It binds 127.0.0.1 unless told otherwise.
+document is ``/api/v1/openapi.json``. It binds 127.0.0.1 unless told otherwise, and
+speaks https when given a certificate (``admin_tls``: also where it may bind without one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -67,8 +69,13 @@ class _AdminServer(uvicorn.Server):
 
 
 def make_server(
-    source: AdminSource, sock: socket.socket, control: ControlPlane | None = None
+    source: AdminSource,
+    sock: socket.socket,
+    control: ControlPlane | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> _AdminServer:
+    """The admin server on ``sock``; https with ``tls`` (see ``admin_tls``)."""
+    factory = None if tls is None else (lambda _config, _default: tls)
     config = uvicorn.Config(
         create_app(source, control),
         log_level="warning",
@@ -76,5 +83,6 @@ def make_server(
         lifespan="off",
         loop="none",
         timeout_graceful_shutdown=2,
+        ssl_context_factory=factory,
     )
     return _AdminServer(config)

@@ -38,7 +38,7 @@ from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
 from turnout.config.tls import certificate_files
 from turnout.core import accel
-from turnout.core.netaddr import parse_address
+from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
@@ -57,6 +57,13 @@ from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import LimitStores
 from turnout.supervisor.admin import make_server
+from turnout.supervisor.admin_tls import (
+    AdminTLSError,
+    admin_context,
+    exposure_warning,
+    watch_files,
+)
+from turnout.supervisor.admin_tls import AdminTLSOptions as AdminTLSOptions  # for cli.serve
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
@@ -84,6 +91,8 @@ class ServeOptions:
     store: str = ""  # "" = SQLite in data_dir; or postgresql://...
     store_timeout: float = 2.0
     redis: str = ""  # redis:// URL for Global rate limits; "" = none
+    secrets_key_file: str = ""  # "" = TURNOUT_SECRETS_KEY, else <data dir>/secrets.key
+    admin_tls: AdminTLSOptions = field(default_factory=AdminTLSOptions)
 
 
 class StartupError(Exception):
@@ -202,7 +211,18 @@ class Supervisor:
         if self.control is not None:
             self.control.tunnel_dir = self.tunnel_dir
             self.control.history = self.history
-        addr = parse_address(self.options.admin_address)
+        try:
+            addr = parse_address(self.options.admin_address)
+            admin_ssl = admin_context(self.options.admin_tls, config)
+            warning = exposure_warning(
+                addr.host, admin_ssl is not None, self.options.admin_tls.allow_insecure
+            )
+        except (AdminTLSError, AddressError) as exc:
+            if self.control is not None:
+                await self.control.close()
+            raise StartupError(str(exc)) from None
+        if warning:
+            log.warning("%s", warning)
         try:
             self._admin_sock = bind_listener(addr.host, addr.port)
         except OSError as exc:
@@ -215,7 +235,7 @@ class Supervisor:
         self.config, self.revision, self.fingerprint = config, 1, _fingerprint(config)
         self._note_store_revision()
         self.health.configure(config)
-        self._admin = make_server(self, self._admin_sock, self.control)
+        self._admin = make_server(self, self._admin_sock, self.control, admin_ssl)
         if self.control is not None:
             self.control.start_background()
         self._spawn(self._admin.serve(sockets=[self._admin_sock]))
@@ -225,6 +245,12 @@ class Supervisor:
         if self.watcher is not None:
             self._spawn(self.watcher.run(self._reload_files))
         self._spawn(self._watch_certificates())
+        if admin_ssl is not None:
+            self._spawn(
+                watch_files(
+                    admin_ssl, self.options.admin_tls, lambda: self.stopping, CERT_POLL_SECONDS
+                )
+            )
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -235,9 +261,10 @@ class Supervisor:
                 accel.compiled_path(module),
             )
         log.info(
-            "serving revision %d on %s; admin on http://%s",
+            "serving revision %d on %s; admin on %s://%s",
             self.revision,
             ", ".join(sorted(self.listeners.sockets)) or "no listeners",
+            "https" if admin_ssl is not None else "http",
             addr,
         )
 
@@ -245,6 +272,7 @@ class Supervisor:
         from turnout.control.service import ControlPlane
         from turnout.control.store.engine import open_store, store_url
         from turnout.control.store.errors import StoreUnavailable
+        from turnout.control.store.sealing import KEY_ENV, SecretsKeyError, load_keyring
 
         data_dir = self.options.data_dir
         assert data_dir is not None
@@ -255,8 +283,9 @@ class Supervisor:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         try:
-            store = await open_store(url, timeout=self.options.store_timeout)
-        except StoreUnavailable as exc:
+            keyring = load_keyring(self.options.secrets_key_file, os.environ.get(KEY_ENV), data_dir)
+            store = await open_store(url, timeout=self.options.store_timeout, keyring=keyring)
+        except (StoreUnavailable, SecretsKeyError) as exc:
             raise StartupError(str(exc)) from None
         control = ControlPlane(
             store,
@@ -270,7 +299,13 @@ class Supervisor:
         except StoreUnavailable as exc:
             await store.close()
             raise StartupError(str(exc)) from None
-        log.info("store: %s (revision %d)", store.url, control.store_revision)
+        log.info(
+            "store: %s (revision %d); Secrets encrypted at rest with key id %s from %s",
+            store.url,
+            control.store_revision,
+            keyring.primary,
+            keyring.source,
+        )
         return control
 
     def _note_store_revision(self) -> None:

@@ -9,6 +9,7 @@ leaf.write(directory)                       # (cert path, key path)
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +82,7 @@ class CertificateAuthority:
             .serial_number(serial)
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
+            .add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -93,6 +92,17 @@ class CertificateAuthority:
             .sign(self.key, hashes.SHA256())
         )
         return Leaf(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), serial)
+
+
+def _alt_names(names: tuple[str, ...]) -> list[x509.GeneralName]:
+    """DNS names, and IP addresses for names that are one (``ca.issue("127.0.0.1")``)."""
+    out: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            out.append(x509.DNSName(name))
+    return out
 
 
 def weak_rsa_leaf(name: str = "weak.test", bits: int = 1024) -> Leaf:

@@ -19,6 +19,7 @@ from starlette.routing import Match
 from turnout.control.objects import problem_json
 from turnout.control.service import AuthError, OwnedByFile
 from turnout.control.store.errors import Conflict, Invalid, NotFound, StoreUnavailable
+from turnout.control.store.sealing import SecretsKeyError
 
 log = logging.getLogger("turnout.control")
 
@@ -135,6 +136,12 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )
 
+    async def secrets_key(_: Request, exc: Exception) -> JSONResponse:
+        # Another replica sealed Secrets with a key this one lacks (a rotation that did
+        # not reach every replica's key file): say so, not "internal error".
+        log.error("admin API: %s", exc)
+        return failure(503, str(exc), reason="SecretsKeyMissing")
+
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         for err in exc.errors():
@@ -163,5 +170,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(Invalid, invalid)
     app.add_exception_handler(StoreUnavailable, unavailable)
+    app.add_exception_handler(SecretsKeyError, secrets_key)
     app.add_exception_handler(RequestValidationError, bad_request)
     app.add_exception_handler(StarletteHTTPException, http_error)

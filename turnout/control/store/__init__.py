@@ -22,6 +22,7 @@ from turnout.control.store.repository import (
     TokenRecord,
     changes_to_reach,
 )
+from turnout.control.store.sealing import Keyring, SecretsKeyError, load_keyring
 
 __all__ = [
     "AuditEntry",
@@ -30,12 +31,14 @@ __all__ = [
     "CommitResult",
     "Conflict",
     "Invalid",
+    "Keyring",
     "LeaderLock",
     "NotFound",
     "ObjectKey",
     "Progress",
     "RevisionFeed",
     "RevisionInfo",
+    "SecretsKeyError",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -43,6 +46,7 @@ __all__ = [
     "TokenRecord",
     "changes_to_reach",
     "display_url",
+    "load_keyring",
     "open_store",
     "store_url",
 ]

@@ -24,10 +24,12 @@ from turnout.control.store.errors import (
     driver_errors,
     translate,
 )
+from turnout.control.store.sealing import Sealer
 from turnout.core.clock import SYSTEM_CLOCK, Clock, utcnow
 
 DRIVER_ERRORS: Final = driver_errors()
 SQLITE_IMMEDIATE: Final = "turnout_sqlite_immediate"  # see engine._sqlite_engine
+COMMIT_LOCK: Final = 0x7475726E6F7574 + 1  # advisory-lock key serialising commits
 
 
 class StoreBase:
@@ -41,8 +43,10 @@ class StoreBase:
         display: str,
         timeout: float,
         clock: Clock = SYSTEM_CLOCK,
+        sealer: Sealer | None = None,
     ) -> None:
         self.clock = clock
+        self.sealer = sealer or Sealer(None)  # Secret content at rest (see sealing.py)
         self._engine = engine
         self._sa_url = url  # carries the password: never log or show it
         self._timeout = timeout

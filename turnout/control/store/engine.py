@@ -40,6 +40,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from turnout.control.store.errors import StoreError, StoreUnavailable, translate
 from turnout.control.store.repository import DRIVER_ERRORS, SQLITE_IMMEDIATE, Store
+from turnout.control.store.sealing import Keyring, Sealer
 from turnout.core.clock import SYSTEM_CLOCK, Clock
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
@@ -92,26 +93,38 @@ def display_url(url: URL) -> str:
     return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
 
 
-async def open_store(url: str, *, timeout: float = 2.0, clock: Clock = SYSTEM_CLOCK) -> Store:  # noqa: ASYNC109
-    """Create the engine, bring the schema to the latest migration, return the ``Store``.
+async def open_store(
+    url: str,
+    *,
+    timeout: float = 2.0,  # noqa: ASYNC109
+    clock: Clock = SYSTEM_CLOCK,
+    keyring: Keyring | None = None,
+) -> Store:
+    """Create the engine, bring the schema to the latest migration, seal the store's
+    Secrets with ``keyring`` (``Store.reseal``), return the ``Store``.
 
     Raises ``StoreUnavailable`` (within about ``timeout`` for an unreachable server),
     ``StoreError`` when the schema cannot be migrated, ``ValueError`` for a bad URL.
     ``clock`` gives the store its timestamps (creation, revisions, audit).
+    ``SecretsKeyError`` when the store's Secrets are sealed with a key not in ``keyring``.
     """
     sa_url = normalise_url(url)
     where = display_url(sa_url)
     secret = sa_url.password if isinstance(sa_url.password, str) else None
     engine = create_engine(sa_url, timeout=timeout)
+    store = Store(
+        engine, sa_url, display=where, timeout=timeout, clock=clock, sealer=Sealer(keyring)
+    )
     try:
         await migrate(engine)
+        await store.reseal()
     except DRIVER_ERRORS as exc:
         await engine.dispose()
         raise translate(exc, where, secret) from exc
     except BaseException:
         await engine.dispose()
         raise
-    return Store(engine, sa_url, display=where, timeout=timeout, clock=clock)
+    return store
 
 
 def create_engine(url: URL, *, timeout: float) -> AsyncEngine:

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.control.store import tables as t
 from turnout.control.store.auth_tables import AuditAndTokens
-from turnout.control.store.connection import DRIVER_ERRORS, SQLITE_IMMEDIATE
+from turnout.control.store.connection import COMMIT_LOCK, DRIVER_ERRORS, SQLITE_IMMEDIATE
 from turnout.control.store.errors import (
     Invalid,
     NotFound,
@@ -66,10 +66,11 @@ from turnout.control.store.records import (
     describe,
     rfc3339,
 )
+from turnout.control.store.sealed_rows import SealedRows
+from turnout.control.store.sealing import Sealer
 
 log = logging.getLogger("turnout.control.store")
 
-COMMIT_LOCK: Final = 0x7475726E6F7574 + 1  # advisory-lock key serialising commits
 REVISIONS_CHANNEL: Final = "turnout_revisions"  # NOTIFY channel, payload = revision number
 # commit's status hook: the conditions (Gateway-API dicts) each object should have
 ConditionsHook = Callable[[list[StoredObject]], Mapping[ObjectKey, Sequence[dict[str, Any]]]]
@@ -78,7 +79,7 @@ ConditionsHook = Callable[[list[StoredObject]], Mapping[ObjectKey, Sequence[dict
 # -- row conversion -----------------------------------------------------------------------
 
 
-def _object(m: RowMapping) -> StoredObject:
+def _object(m: RowMapping, sealer: Sealer) -> StoredObject:
     return StoredObject(
         kind=m["kind"],
         namespace=m["namespace"],
@@ -86,7 +87,7 @@ def _object(m: RowMapping) -> StoredObject:
         api_version=m["api_version"],
         labels=dict(m["labels"] or {}),
         annotations=dict(m["annotations"] or {}),
-        spec=m["spec"],
+        spec=sealer.open_spec(m["kind"], m["namespace"], m["name"], m["spec"]),
         status=m["status"],
         resource_version=int(m["resource_version"]),
         generation=int(m["generation"]),
@@ -95,7 +96,7 @@ def _object(m: RowMapping) -> StoredObject:
     )
 
 
-def _object_values(obj: StoredObject) -> dict[str, Any]:
+def _object_values(obj: StoredObject, sealer: Sealer) -> dict[str, Any]:
     return {
         "kind": obj.kind,
         "namespace": obj.namespace,
@@ -103,7 +104,7 @@ def _object_values(obj: StoredObject) -> dict[str, Any]:
         "api_version": obj.api_version,
         "labels": obj.labels,
         "annotations": obj.annotations,
-        "spec": obj.spec,
+        "spec": sealer.seal_spec(obj.kind, obj.namespace, obj.name, obj.spec),
         "status": obj.status,
         "resource_version": obj.resource_version,
         "generation": obj.generation,
@@ -139,7 +140,7 @@ _REVISION_COLUMNS = (
 # -- the store ----------------------------------------------------------------------------
 
 
-class Store(ProgressTable, AuditAndTokens):
+class Store(ProgressTable, AuditAndTokens, SealedRows):
     """The persistent store; create it with ``engine.open_store``. Connections and
     transactions come from ``StoreBase``; audit, tokens and reconciler progress from the
     mixins; objects, revisions, commits and status are here."""
@@ -156,7 +157,7 @@ class Store(ProgressTable, AuditAndTokens):
         with self._guard():
             async with self._connection(self._snapshot_engine) as conn:
                 latest = await _latest(conn)
-                return latest, await _objects(conn)
+                return latest, await _objects(conn, self.sealer)
 
     async def get(self, kind: str, namespace: str, name: str) -> StoredObject:
         with self._guard():
@@ -168,7 +169,7 @@ class Store(ProgressTable, AuditAndTokens):
                 ).first()
         if row is None:
             raise NotFound(f"{describe(kind, namespace, name)} not found")
-        return _object(row._mapping)
+        return _object(row._mapping, self.sealer)
 
     async def commit(
         self,
@@ -217,7 +218,7 @@ class Store(ProgressTable, AuditAndTokens):
         conditions: ConditionsHook | None = None,
     ) -> Plan:
         latest = await _latest(conn)
-        current = {o.key: o for o in await _objects(conn)}
+        current = {o.key: o for o in await _objects(conn, self.sealer)}
         plan = Plan(revision=latest + 1, current=current, working=dict(current))
         plan.apply(changes, self._now())
         plan.finish()
@@ -252,9 +253,9 @@ class Store(ProgressTable, AuditAndTokens):
         inserts = [o for o in plan.upserts if o.key not in plan.current]
         updates = [o for o in plan.upserts if o.key in plan.current]
         if inserts:
-            await conn.execute(insert(t.objects), [_object_values(o) for o in inserts])
+            await conn.execute(insert(t.objects), [_object_values(o, self.sealer) for o in inserts])
         for obj in updates:
-            values = _object_values(obj)
+            values = _object_values(obj, self.sealer)
             for k in ("kind", "namespace", "name"):
                 del values[k]
             await conn.execute(update(t.objects).where(_key_clause(obj.key)).values(values))
@@ -267,7 +268,9 @@ class Store(ProgressTable, AuditAndTokens):
                 actor=actor,
                 message=message,
                 changes=plan.summary(),
-                snapshot=[o.manifest(with_status=False) for o in plan.objects],
+                snapshot=[
+                    self.sealer.seal_manifest(o.manifest(with_status=False)) for o in plan.objects
+                ],
                 rollback_of=rollback_of,
             )
         )
@@ -307,7 +310,8 @@ class Store(ProgressTable, AuditAndTokens):
                 row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"revision {number} not found")
-        return _revision(row._mapping), [dict(m) for m in row._mapping["snapshot"] or []]
+        manifests = row._mapping["snapshot"] or []
+        return _revision(row._mapping), [self.sealer.open_manifest(dict(m)) for m in manifests]
 
     async def merge_conditions(
         self, kind: str, namespace: str, name: str, conditions: Sequence[dict[str, Any]]
@@ -353,9 +357,9 @@ async def _latest(conn: AsyncConnection) -> int:
     return int(value or 0)
 
 
-async def _objects(conn: AsyncConnection) -> list[StoredObject]:
+async def _objects(conn: AsyncConnection, sealer: Sealer) -> list[StoredObject]:
     query = select(t.objects).order_by(t.objects.c.kind, t.objects.c.namespace, t.objects.c.name)
-    return [_object(r._mapping) for r in (await conn.execute(query)).all()]
+    return [_object(r._mapping, sealer) for r in (await conn.execute(query)).all()]
 
 
 __all__ = [

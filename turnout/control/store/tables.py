@@ -164,3 +164,12 @@ reconciler_progress = Table(
     Column("last_error", Text, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# Named values about the store itself; "secrets_kid": the id of the key that sealed every
+# Secret in it (see sealing.py and sealed_rows.py).
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(KIND), primary_key=True),
+    Column("value", Text, nullable=False),
+)

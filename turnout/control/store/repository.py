@@ -66,6 +66,7 @@ from turnout.control.store.records import (
     describe,
     rfc3339,
 )
+from turnout.control.store.remediation_tables import RemediationTables
 
 log = logging.getLogger("turnout.control.store")
 
@@ -139,7 +140,7 @@ _REVISION_COLUMNS = (
 # -- the store ----------------------------------------------------------------------------
 
 
-class Store(ProgressTable, AuditAndTokens):
+class Store(ProgressTable, AuditAndTokens, RemediationTables):
     """The persistent store; create it with ``engine.open_store``. Connections and
     transactions come from ``StoreBase``; audit, tokens and reconciler progress from the
     mixins; objects, revisions, commits and status are here."""

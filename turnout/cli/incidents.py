@@ -1,0 +1,158 @@
+"""``incidents`` and ``runbook``: thin clients of ``/api/v1/incidents`` and
+``/api/v1/remediation/test``; ``runbook apply`` is ``apply -f`` limited to Runbooks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from turnout.cli.client import connect
+from turnout.cli.errors import CliError
+from turnout.cli.options import Connection
+from turnout.cli.output import render_table, write
+
+COLUMNS = ("ID", "RUNBOOK", "TARGET", "STATE", "STEP", "REASON")
+
+
+def _row(run: dict[str, Any]) -> list[str]:
+    return [
+        run["id"],
+        run["runbook"],
+        run["target"],
+        run["state"],
+        f"{min(run['step'] + 1, run['steps'])}/{run['steps']}",
+        (run.get("reason") or "")[:80],
+    ]
+
+
+def _print(items: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        write(json.dumps({"items": items}, indent=2))
+    elif output == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow([c.lower() for c in COLUMNS])
+        writer.writerows(_row(r) for r in items)
+        write(buf.getvalue().rstrip("\n"))
+    elif output == "table":
+        write(render_table(COLUMNS, [_row(r) for r in items]) if items else "No runs.")
+    else:
+        raise CliError(f"--format {output!r}: expected table, json or csv", 2)
+
+
+def list_runs(conn: Connection, active: bool, approvals: bool, output: str) -> None:
+    with connect(conn) as client:
+        if approvals:
+            body = client.get_json("/api/v1/incidents/approvals")
+        else:
+            body = client.get_json("/api/v1/incidents", {"active": "true" if active else None})
+    _print(body["items"], output)
+
+
+def _when(at: Any) -> str:
+    return datetime.fromtimestamp(float(at), UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def show(conn: Connection, run_id: str, output: str) -> None:
+    with connect(conn) as client:
+        run = client.get_json(f"/api/v1/incidents/{run_id}")
+    if output == "json":
+        write(json.dumps(run, indent=2))
+        return
+    alert = run.get("alertDetail", {})
+    lines = [
+        f"Run:      {run['id']} ({run['state']})",
+        f"Runbook:  {run['runbook']}",
+        f"Target:   {run['target']}",
+        f"Alert:    {alert.get('alertname', '')} [{alert.get('status', '')}] "
+        f"fingerprint {alert.get('fingerprint', '')}, {alert.get('deliveries', 0)} deliveries",
+    ]
+    if run.get("reason"):
+        lines.append(f"Reason:   {run['reason']}")
+    if run.get("state") == "waiting_approval" and run.get("approval"):
+        a = run["approval"]
+        roles = ", ".join(a["roles"])
+        lines.append(
+            f"Approval: step {a['step'] + 1} needs {roles} before {_when(a['expiresAt'])}"
+            f" (turnout incidents approve {run['id']})"
+        )
+    lines.append("Steps:")
+    for i, step in enumerate(run.get("plan", [])):
+        mark = "done" if i < run["step"] else ("skip" if step.get("skip") else "")
+        lines.append(
+            f"  {i + 1}. {step['name']}: {step['action']} {json.dumps(step['params'])} {mark}"
+        )
+    lines.append("Timeline:")
+    for event in run.get("timeline", []):
+        lines.append(f"  {_when(event['at'])}  {event['event']:<20} {event.get('detail', '')}")
+    write("\n".join(lines))
+
+
+def decide(conn: Connection, run_id: str, verb: str) -> None:
+    with connect(conn) as client:
+        run = client.call("POST", f"/api/v1/incidents/{run_id}/{verb}")
+    write(f"run {run['id']}: {run['state']}")
+
+
+def export(conn: Connection, output: str) -> None:
+    with connect(conn) as client:
+        items = client.get_json("/api/v1/incidents", {"limit": 5000})["items"]
+        if output == "json":
+            full = [client.get_json(f"/api/v1/incidents/{r['id']}") for r in items]
+            write(json.dumps({"items": full}, indent=2))
+            return
+    if output != "csv":
+        raise CliError(f"--format {output!r}: expected json or csv", 2)
+    _print(items, "csv")
+
+
+def apply_runbooks(conn: Connection, file: Path) -> None:
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(file.read_text()) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"{file}: {exc}", 2) from None
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Runbook":
+            raise CliError(f"{file}: only Runbook objects here (use `turnout apply` for others)", 2)
+    from turnout.cli.apply import apply
+
+    apply(conn, [str(file)], False, "runbook apply")
+
+
+def test_alert(conn: Connection, labels: list[str], resolved: bool) -> None:
+    pairs: dict[str, str] = {}
+    for raw in labels:
+        key, sep, value = raw.partition("=")
+        if not sep or not key:
+            raise CliError(f"--label {raw!r}: expected KEY=VALUE", 2)
+        pairs[key] = value
+    body = {"labels": pairs, "status": "resolved" if resolved else "firing"}
+    with connect(conn) as client:
+        answer = client.call("POST", "/api/v1/remediation/test", json=body)
+    if not answer["runs"]:
+        raise CliError(answer["message"] or "no runbook matches", 1)
+    for run in answer["runs"]:
+        write(f"runbook {run['runbook']} would run on target {run['target']} (dry run):")
+        for i, step in enumerate(run["plan"]):
+            flags = []
+            if step.get("skip"):
+                flags.append("skipped: its when does not match")
+            if step.get("approval"):
+                flags.append(f"needs approval by {', '.join(step['approval']['roles'])}")
+            extra = f"  [{'; '.join(flags)}]" if flags else ""
+            write(
+                f"  {i + 1}. {step['name']}: {step['action']} {json.dumps(step['params'])}{extra}"
+            )
+
+
+def runbook_history(conn: Connection, name: str, output: str) -> None:
+    ref = name if "/" in name else f"default/{name}"
+    with connect(conn) as client:
+        body = client.get_json("/api/v1/incidents", {"runbook": ref})
+    _print(body["items"], output)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -21,19 +22,13 @@ from pydantic import ValidationError
 from turnout.control.api.deps import Control, Editor, Viewer, forbid, remote_of
 from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.auth import Principal, Role
+from turnout.control.remediation import decisions
+from turnout.control.remediation.decisions import DecisionError
 from turnout.control.remediation.engine import RemediationReconciler
 from turnout.control.remediation.intake import RUNBOOK, plan_for, run_json, runbooks
 from turnout.control.service import ControlPlane
 from turnout.control.store.errors import Conflict
-from turnout.control.store.remediation_records import (
-    ACTIVE_STATES,
-    CANCELLED,
-    DENIED,
-    RUNNING,
-    WAITING,
-    AlertRecord,
-    RunRecord,
-)
+from turnout.control.store.remediation_records import WAITING, AlertRecord, RunRecord
 from turnout.core.clock import utcnow
 
 router = APIRouter(tags=["remediation"], responses=FAILURES)
@@ -93,10 +88,20 @@ async def _decide(
     control: ControlPlane,
     request: Request,
     principal: Principal,
-    run: RunRecord,
-    expect: str,
+    run_id: str,
+    decision: Callable[[RunRecord, str, float], str],
     action: str,
 ) -> dict[str, Any]:
+    run = await _visible(control, principal, run_id)
+    if action == "approve" and run.state == WAITING and run.approval is not None:
+        roles = [Role.parse(r) for r in run.approval.get("roles", ["admin"])]
+        if not any(principal.may(r) for r in roles):
+            names = ", ".join(r.label for r in roles)
+            await forbid(control, request, principal, f"approving run {run_id} needs role {names}")
+    try:
+        expect = decision(run, principal.actor, control.store.clock.time())
+    except DecisionError as exc:
+        raise ApiError(409, str(exc)) from None
     try:
         await control.store.save_run(run, expect_state=expect)
     except Conflict:
@@ -110,59 +115,21 @@ async def _decide(
 async def approve(
     run_id: str, request: Request, control: Control, principal: Viewer
 ) -> dict[str, Any]:
-    run = await _visible(control, principal, run_id)
-    if run.state != WAITING or run.approval is None:
-        raise ApiError(409, f"run {run_id} is {run.state}, not waiting for an approval")
-    now = control.store.clock.time()
-    if now >= float(run.approval["expiresAt"]):
-        raise ApiError(409, f"the approval of run {run_id} expired; the run will not act")
-    roles = [Role.parse(r) for r in run.approval.get("roles", ["admin"])]
-    if not any(principal.may(r) for r in roles):
-        names = ", ".join(r.label for r in roles)
-        await forbid(control, request, principal, f"approving run {run_id} needs role {names}")
-    step = run.plan[run.step]["name"]
-    run.approval = {**run.approval, "approved": True, "approvedBy": principal.actor}
-    run.state = RUNNING
-    run.next_at = now
-    run.timeline.append({"at": now, "event": "approved", "detail": f"{step} by {principal.actor}"})
-    return await _decide(control, request, principal, run, WAITING, "approve")
+    return await _decide(control, request, principal, run_id, decisions.approve, "approve")
 
 
 @router.post("/incidents/{run_id}/deny")
 async def deny(
     run_id: str, request: Request, control: Control, principal: Editor
 ) -> dict[str, Any]:
-    run = await _visible(control, principal, run_id)
-    if run.state != WAITING:
-        raise ApiError(409, f"run {run_id} is {run.state}, not waiting for an approval")
-    return await _finish(control, request, principal, run, DENIED, "deny")
+    return await _decide(control, request, principal, run_id, decisions.deny, "deny")
 
 
 @router.post("/incidents/{run_id}/cancel")
 async def cancel(
     run_id: str, request: Request, control: Control, principal: Editor
 ) -> dict[str, Any]:
-    run = await _visible(control, principal, run_id)
-    if run.state not in ACTIVE_STATES:
-        raise ApiError(409, f"run {run_id} is {run.state}: only active runs can be cancelled")
-    return await _finish(control, request, principal, run, CANCELLED, "cancel")
-
-
-async def _finish(
-    control: ControlPlane,
-    request: Request,
-    principal: Principal,
-    run: RunRecord,
-    state: str,
-    action: str,
-) -> dict[str, Any]:
-    now = control.store.clock.time()
-    expect = run.state
-    run.state = state
-    run.reason = f"{state} by {principal.actor}"
-    run.finished_at = run.next_at = now
-    run.timeline.append({"at": now, "event": state, "detail": run.reason})
-    return await _decide(control, request, principal, run, expect, action)
+    return await _decide(control, request, principal, run_id, decisions.cancel, "cancel")
 
 
 @router.post("/remediation/test")

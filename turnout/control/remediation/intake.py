@@ -56,12 +56,11 @@ def plan_for(
     dry_run: bool = False,
 ) -> tuple[list[RunRecord], str]:
     """Runs for ``alert`` and, when none matched, the closest miss in words."""
-    candidates = {
-        Candidate(obj.namespace, obj.name, spec.match): (obj, spec) for obj, spec in books.values()
-    }
+    specs = {(obj.namespace, obj.name): (obj, spec) for obj, spec in books.values()}
+    candidates = [Candidate(ns, name, spec.match) for (ns, name), (_, spec) in specs.items()]
     runs = []
     for cand in matching(candidates, alert):
-        obj, spec = candidates[cand]
+        obj, spec = specs[(cand.namespace, cand.name)]
         try:
             runs.append(
                 plan_run(

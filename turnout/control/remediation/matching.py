@@ -16,7 +16,7 @@ from turnout.config.model.remediation import AlertMatch
 from turnout.control.store.remediation_records import AlertRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Candidate:
     namespace: str
     name: str

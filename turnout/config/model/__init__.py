@@ -9,7 +9,8 @@ one module per area:
   breaker, retry, upstream TLS);
 - ``traffic``: ``TrafficPolicy`` and ``PolicyTargetRef``;
 - ``security``: ``SecurityPolicy``, ``Consumer``;
-- ``sandbox``: ``Sandbox``, ``RouteGroup``.
+- ``sandbox``: ``Sandbox``, ``RouteGroup``;
+- ``remediation``: ``Runbook``, ``Mitigation``.
 
 Import a model from the module that defines it. This package itself holds what spans every
 kind: ``ConfigObject`` (the union of all object models), ``KINDS`` (kind -> model, resolved

@@ -22,6 +22,7 @@ from turnout.control.remediation.intake import Intake, receive
 from turnout.control.store import Store, open_store
 from turnout.control.store.records import Change
 from turnout.control.store.remediation_records import RunRecord
+from turnout.observe.metrics import Aggregate
 from turnout.testing.clock import FakeClock
 
 T0 = 1_800_000_000.0
@@ -87,6 +88,7 @@ class Bench:
     control: MemoryControl
     engine: RemediationReconciler
     breakers: Breakers = field(default_factory=Breakers)
+    observed: Aggregate = field(default_factory=Aggregate)
 
     @classmethod
     async def open(cls, tmp: Path, clock: FakeClock | None = None) -> Bench:
@@ -99,6 +101,7 @@ class Bench:
         return Context(
             self.clock,
             Commit(self.control, actor),
+            observe=lambda: self.observed,
             objects=self.control.objects,
             runs=self.store,
         )

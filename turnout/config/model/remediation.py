@@ -83,9 +83,23 @@ class BlastRadius(Spec):
     max_blocked_clients: Annotated[StrictInt, Field(ge=0, le=100_000)] = 256
 
 
+class InternalSignal(Spec):
+    """A rule over the gateway's own counters for one HTTPRoute (in the Runbook's
+    namespace), evaluated every second on the leader: when more than ``errorRateAbove``
+    of the route's upstream answers within ``window`` are 5xx (at least ``minRequests``
+    answers), the Runbook runs as for an alert named ``alertname``."""
+
+    route: ObjectName
+    error_rate_above: Annotated[float, Field(gt=0.0, lt=1.0)]
+    window: Duration = "10s"
+    min_requests: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 20
+    alertname: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "TurnoutRouteErrors"
+
+
 class RunbookSpec(Spec):
     description: Text | None = None
-    match: AlertMatch
+    match: AlertMatch = Field(default_factory=AlertMatch)
+    signal: InternalSignal | None = None
     target: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "{alertname}"
     cooldown: Duration = "5m"
     deadline: Duration = "10m"

@@ -31,6 +31,8 @@ from turnout.config.model.remediation import RunbookSpec
 from turnout.control.reconcile.base import Condition, Context, Result
 from turnout.control.remediation.actions import ActionContext, ActionError, lookup
 from turnout.control.remediation.breaker import Breakers
+from turnout.control.remediation.plan import plan_run
+from turnout.control.remediation.signals import SignalWatch
 from turnout.control.store.errors import Conflict
 from turnout.control.store.records import StoredObject
 from turnout.control.store.remediation_records import (
@@ -64,12 +66,16 @@ class RemediationReconciler:
     def __init__(self, breakers: Breakers | None = None, poll: float = POLL) -> None:
         self.breakers = breakers or Breakers()
         self.poll = poll
+        self.signals = SignalWatch()
+        self._signalled: set[str] = set()  # internal alerts already stored
 
     async def reconcile(self, obj: StoredObject, ctx: Context) -> Result:
         store = ctx.runs
         if store is None:
             return Result()
         spec = RunbookSpec.model_validate(obj.spec)
+        if spec.signal is not None:
+            await self._signal(obj, spec, ctx, store)
         runs = await store.runs(active=True, runbook=(obj.namespace, obj.name))
         due: list[float] = [ctx.now + self.poll]
         for run in reversed(runs):  # oldest first
@@ -83,6 +89,20 @@ class RemediationReconciler:
                 due.append(run.next_at)
         ok = Condition("Runs", True, "Ready", "runs execute on the leader")
         return Result(conditions=[ok], requeue_at=min(due))
+
+    async def _signal(
+        self, obj: StoredObject, spec: RunbookSpec, ctx: Context, store: RemediationTables
+    ) -> None:
+        assert spec.signal is not None
+        alert = self.signals.evaluate(obj.namespace, obj.name, spec.signal, ctx.observe(), ctx.now)
+        if alert is None or alert.dedup_key in self._signalled:
+            return
+        run = plan_run(obj.namespace, obj.name, obj.resource_version, spec, alert, ctx.now)
+        if await store.record_alert(alert, [run]):
+            log.info("internal signal %s fired on %s/%s", alert.alertname, obj.namespace, obj.name)
+        if len(self._signalled) > 10_000:  # bounded: the store dedups anyway
+            self._signalled.clear()
+        self._signalled.add(alert.dedup_key)
 
     async def advance(
         self, run: RunRecord, spec: RunbookSpec, ctx: Context, store: RemediationTables

@@ -14,6 +14,7 @@ carry secrets (Slack's do).
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -75,7 +76,8 @@ async def _write(
     key = (MITIGATION, ctx.namespace, name)
     if key in ctx.objects():
         return f"mitigation {ctx.namespace}/{name} already applied"
-    expires = datetime.fromtimestamp(ctx.now + parse_duration(ttl), UTC)
+    # rounded up: expiresAt has whole seconds, and a lease must never be shorter than asked
+    expires = datetime.fromtimestamp(math.ceil(ctx.now + parse_duration(ttl)), UTC)
     manifest = {
         "apiVersion": "turnout.dev/v1alpha1",
         "kind": MITIGATION,

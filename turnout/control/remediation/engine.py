@@ -168,7 +168,7 @@ class RemediationReconciler:
             until = (recent[0].finished_at or now) + cooldown
             return (
                 f"cooldown: target {run.target} was remediated by run {recent[0].id}; "
-                f"next run allowed in {until - now:.0f}s"
+                f"next run allowed in {until - now:.1f}s"
             )
         return None
 

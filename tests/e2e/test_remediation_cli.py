@@ -64,6 +64,7 @@ def test_intake_refuses_bad_input_and_tokens_without_the_role(server: TurnoutPro
     viewer = token(server, "am-viewer", "viewer")
     status, body = server.api("POST", path, webhook("x"), token=viewer)
     assert status == 403 and "needs editor" in body["message"]
+    assert "# TYPE turnout_remediation_breaker_state gauge" in server.metrics()
 
 
 def test_runbook_cli_and_the_approval_flow(

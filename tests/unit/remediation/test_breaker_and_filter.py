@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
-from turnout.control.remediation.breaker import BreakerOpen, CircuitBreaker
+from turnout.control.remediation.breaker import BreakerOpen, Breakers, CircuitBreaker
+from turnout.control.remediation.metrics import BreakerCollector
 from turnout.proxy.filters.mitigation import MitigationFilter
 from turnout.proxy.snapshot.mitigations import mitigation_filters
 from turnout.testing.clock import FakeClock
@@ -103,3 +105,17 @@ def test_blocked_addresses_and_networks() -> None:
         assert block._blocked(ip), ip
     for ip in (b"10.1.2.4", b"198.51.100.1", b"", b"not-an-ip"):
         assert not block._blocked(ip), ip
+
+
+def test_breaker_state_and_transitions_are_metrics() -> None:
+    clock = FakeClock()
+    breakers = Breakers(clock, failure_threshold=1)
+    breakers.get("webhook:hooks:443").failed("refused")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BreakerCollector(lambda: breakers))
+    text = generate_latest(registry).decode()
+    assert 'turnout_remediation_breaker_state{breaker="webhook:hooks:443"} 2.0' in text
+    assert (
+        'turnout_remediation_breaker_transitions_total{breaker="webhook:hooks:443",'
+        'from="closed",to="open"} 1.0'
+    ) in text

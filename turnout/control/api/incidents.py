@@ -24,7 +24,7 @@ from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.auth import Principal, Role
 from turnout.control.remediation import decisions
 from turnout.control.remediation.decisions import DecisionError
-from turnout.control.remediation.engine import RemediationReconciler
+from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.intake import RUNBOOK, plan_for, run_json, runbooks
 from turnout.control.service import ControlPlane
 from turnout.control.store.errors import Conflict
@@ -171,7 +171,5 @@ async def test_alert(
 
 @router.get("/remediation/breakers")
 async def breakers(control: Control, principal: Viewer) -> dict[str, Any]:
-    engine = control.reconcile.reconcilers.get(ENGINE)
-    if not isinstance(engine, RemediationReconciler):
-        return {"items": []}
-    return {"items": engine.breakers.snapshot()}
+    found = remediation_breakers(control)
+    return {"items": found.snapshot() if found is not None else []}

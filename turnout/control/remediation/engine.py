@@ -262,3 +262,9 @@ class _Saver:
         self.run.next_at = at
         self.event(at, state, reason)
         await self.save()
+
+
+def remediation_breakers(control: Any) -> Breakers | None:
+    """The breakers of a control plane's remediation reconciler (None without one)."""
+    engine = control.reconcile.reconcilers.get(RemediationReconciler.name)
+    return engine.breakers if isinstance(engine, RemediationReconciler) else None

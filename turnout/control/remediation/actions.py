@@ -32,6 +32,7 @@ from turnout.control.reconcile.base import Committer
 from turnout.control.remediation.breaker import Breakers
 from turnout.control.store.records import ObjectKey, StoredObject
 from turnout.core.clock import Clock
+from turnout.observe.metrics import Aggregate
 
 log = logging.getLogger("turnout.control.remediation")
 ENTRY_POINT_GROUP: Final = "turnout.actions"
@@ -58,6 +59,7 @@ class ActionContext:
     limits: BlastRadius
     breakers: Breakers
     timeout: float
+    observe: Callable[[], Aggregate] = Aggregate  # this replica's data-plane counters
 
     @property
     def now(self) -> float:
@@ -123,7 +125,7 @@ def load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from turnout.control.remediation import builtin_actions  # noqa: F401  (registers)
+    from turnout.control.remediation import builtin_actions, verify  # noqa: F401  (registers)
 
     load_entry_points()
 

@@ -195,6 +195,7 @@ class RemediationReconciler:
             limits=spec.limits,
             breakers=self.breakers,
             timeout=timeout,
+            observe=ctx.observe,
         )
         try:
             entry = lookup(str(step["action"]))

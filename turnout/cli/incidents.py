@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,42 @@ def runbook_history(conn: Connection, name: str, output: str) -> None:
     with connect(conn) as client:
         body = client.get_json("/api/v1/incidents", {"runbook": ref})
     _print(body["items"], output)
+
+
+SKELETON = """\
+# A Runbook for the {alert} alert: edit, then `turnout runbook apply -f FILE`.
+# Try it first: `turnout runbook test -l alertname={alert} -l route=ROUTE`.
+apiVersion: turnout.dev/v1alpha1
+kind: Runbook
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  match:
+    labels: {{alertname: {alert}}}     # equality; labelsRegex / annotations also work
+  target: "{{namespace}}/{{route}}"      # alert labels as {{label}}: one run per target
+  cooldown: 5m
+  deadline: 10m
+  dryRun: true                       # plan only until you trust it
+  limits: {{maxShedPercent: 50, maxBlockedClients: 256}}
+  steps:
+  - name: shed
+    action: shed
+    params: {{route: "{{route}}", percent: 30, ttl: 5m}}
+  - name: verify
+    action: verify_error_rate
+    params: {{route: "{{route}}", below: 0.05, minRequests: 20}}
+    retries: 2
+    backoff: 30s
+  # - name: notify
+  #   action: notify_webhook
+  #   params: {{url: "https://hooks.example/...", format: slack, message: "shed {{route}}"}}
+"""
+
+
+def new_runbook(alert: str, namespace: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_:][A-Za-z0-9_:]*", alert):
+        raise CliError(f"--for-alert {alert!r}: not an alert name (letters, digits, _ and :)", 2)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "-", alert.replace("_", "-").replace(":", "-")).lower()
+    name = re.sub(r"-+", "-", name).strip("-")[:63]
+    write(SKELETON.format(alert=alert, name=name, namespace=namespace).rstrip("\n"))

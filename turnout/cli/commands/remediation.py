@@ -155,3 +155,17 @@ def runbook_history(
         from turnout.cli.incidents import runbook_history as run
 
         run(connection(server, token, context, timeout), name, output)
+
+
+@runbook_app.command("new")
+def runbook_new(
+    for_alert: Annotated[
+        str, typer.Option("--for-alert", help="The alert name (alertname label) it answers.")
+    ],
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Its namespace.")] = "default",
+) -> None:
+    """Print a Runbook skeleton for an alert (shed the route, verify, notify): edit, apply."""
+    with cli_errors():
+        from turnout.cli.incidents import new_runbook
+
+        new_runbook(for_alert, namespace)

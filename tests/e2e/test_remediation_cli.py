@@ -101,5 +101,8 @@ def test_runbook_cli_and_the_approval_flow(
     assert [r["id"] for r in exported["items"]] == [run_id]
     assert exported["items"][0]["timeline"][-1]["event"] == "succeeded"
     assert editor not in json.dumps(exported)
+    html = cli.ok("incidents", "export", "--format", "html")
+    assert html.startswith("<!DOCTYPE html>") and f"<h2>{run_id} " in html
+    assert "approved" in html and "<script" not in html and editor not in html
     csv_lines = cli.ok("incidents", "export", "--format", "csv").splitlines()
     assert csv_lines[0] == "id,runbook,target,state,step,reason" and run_id in csv_lines[1]

@@ -102,12 +102,17 @@ def decide(conn: Connection, run_id: str, verb: str) -> None:
 def export(conn: Connection, output: str) -> None:
     with connect(conn) as client:
         items = client.get_json("/api/v1/incidents", {"limit": 5000})["items"]
-        if output == "json":
+        if output in ("json", "html"):
             full = [client.get_json(f"/api/v1/incidents/{r['id']}") for r in items]
-            write(json.dumps({"items": full}, indent=2))
+            if output == "json":
+                write(json.dumps({"items": full}, indent=2))
+            else:
+                from turnout.cli.incident_report import render_report
+
+                write(render_report(full, datetime.now(UTC)))
             return
     if output != "csv":
-        raise CliError(f"--format {output!r}: expected json or csv", 2)
+        raise CliError(f"--format {output!r}: expected json, csv or html", 2)
     _print(items, "csv")
 
 

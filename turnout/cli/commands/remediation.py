@@ -95,13 +95,15 @@ _decision("cancel", "Cancel an active run (its applied mitigations expire by the
 
 @incidents_app.command("export")
 def incidents_export(
-    output: Annotated[str, typer.Option("--format", "-o", help="json or csv.")] = "json",
+    output: Annotated[
+        str, typer.Option("--format", "-o", help="json, csv or html (a standalone report).")
+    ] = "json",
     server: ServerOpt = None,
     token: TokenOpt = None,
     context: ContextOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Export every run with its timeline (json) or one line per run (csv)."""
+    """Export every run with its timeline (json, html) or one line per run (csv)."""
     with cli_errors():
         from turnout.cli.incidents import export
 

@@ -94,6 +94,8 @@ def test_runbook_cli_and_the_approval_flow(
     assert "running" in cli.ok("incidents", "approve", run_id)
     wait_until(lambda: '"succeeded"' in cli.ok("incidents", "show", run_id, "-o", "json"), 10)
     assert run_id in cli.ok("runbook", "history", "careful")
+    ranked = cli.ok("runbook", "rank", "-l", "alertname=HighLatency", "-l", "route=checkout")
+    assert "default/careful" in ranked and "1/1" in ranked
     denied = cli("incidents", "deny", run_id)
     assert denied.code != 0 and "not waiting for an approval" in denied.out + denied.err
 

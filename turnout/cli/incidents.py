@@ -131,14 +131,35 @@ def apply_runbooks(conn: Connection, file: Path) -> None:
     apply(conn, [str(file)], False, "runbook apply")
 
 
-def test_alert(conn: Connection, labels: list[str], resolved: bool) -> None:
+def _pairs(labels: list[str]) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for raw in labels:
         key, sep, value = raw.partition("=")
         if not sep or not key:
             raise CliError(f"--label {raw!r}: expected KEY=VALUE", 2)
         pairs[key] = value
-    body = {"labels": pairs, "status": "resolved" if resolved else "firing"}
+    return pairs
+
+
+def rank(conn: Connection, labels: list[str]) -> None:
+    with connect(conn) as client:
+        body = client.call("POST", "/api/v1/remediation/rank", json={"labels": _pairs(labels)})
+    rows = [
+        [
+            r["runbook"],
+            f"{r['score']:.3f}",
+            f"{r['effective']}/{r['runs']}",
+            f"{r['similarity']:.2f}",
+            "yes" if r["matches"] else "no",
+        ]
+        for r in body["items"]
+    ]
+    headers = ("RUNBOOK", "SCORE", "EFFECTIVE", "SIMILARITY", "MATCHES")
+    write(render_table(headers, rows) if rows else "No runbooks.")
+
+
+def test_alert(conn: Connection, labels: list[str], resolved: bool) -> None:
+    body = {"labels": _pairs(labels), "status": "resolved" if resolved else "firing"}
     with connect(conn) as client:
         answer = client.call("POST", "/api/v1/remediation/test", json=body)
     if not answer["runs"]:

@@ -171,3 +171,20 @@ def runbook_new(
         from turnout.cli.incidents import new_runbook
 
         new_runbook(for_alert, namespace)
+
+
+@runbook_app.command("rank")
+def runbook_rank(
+    label: Annotated[
+        list[str], typer.Option("--label", "-l", help="An alert label KEY=VALUE (repeatable).")
+    ],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Rank the Runbooks for a sample alert by past effectiveness and similarity."""
+    with cli_errors():
+        from turnout.cli.incidents import rank
+
+        rank(connection(server, token, context, timeout), label)

@@ -8,6 +8,8 @@
   safely (the run is written only if it is still in the state the decision was made on);
 - ``POST /remediation/test``: plan a sample alert in dry-run against the stored Runbooks
   (nothing is stored) and say which runbook would run, or the closest miss;
+- ``POST /remediation/rank``: the stored Runbooks ranked for a sample alert by past
+  effectiveness and similarity (``ranking``);
 - ``GET /remediation/breakers``: the circuit breakers' states and transitions.
 """
 
@@ -26,6 +28,7 @@ from turnout.control.remediation import decisions
 from turnout.control.remediation.decisions import DecisionError
 from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.intake import RUNBOOK, plan_for, run_json, runbooks
+from turnout.control.remediation.ranking import Outcome, rank
 from turnout.control.service import ControlPlane
 from turnout.control.store.errors import Conflict
 from turnout.control.store.remediation_records import WAITING, AlertRecord, RunRecord
@@ -173,3 +176,51 @@ async def test_alert(
 async def breakers(control: Control, principal: Viewer) -> dict[str, Any]:
     found = remediation_breakers(control)
     return {"items": found.snapshot() if found is not None else []}
+
+
+@router.post("/remediation/rank")
+async def rank_runbooks(
+    control: Control,
+    principal: Viewer,
+    alert: Annotated[dict[str, Any], Body()],
+) -> dict[str, Any]:
+    """Rank the stored Runbooks for a sample alert by past effectiveness and similarity."""
+    labels = alert.get("labels")
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ApiError(422, "labels: must be an object of strings")
+    record = AlertRecord(
+        dedup_key="rank",
+        group_key="rank",
+        fingerprint="rank",
+        status="firing",
+        alertname=labels.get("alertname", ""),
+        labels=labels,
+        annotations={},
+        starts_at=utcnow(control.store.clock),
+        ends_at=None,
+    )
+    books = {
+        f"{k[1]}/{k[2]}": spec
+        for k, (_, spec) in runbooks(control.stored).items()
+        if principal.sees_namespace(k[1])
+    }
+    history = [
+        Outcome(alertname, f"{ns}/{name}", action, state == "succeeded")
+        for alertname, ns, name, state, action in await control.store.outcomes()
+    ]
+    return {
+        "items": [
+            {
+                "runbook": r.runbook,
+                "action": r.action,
+                "score": r.score,
+                "effective": r.effective,
+                "runs": r.runs,
+                "similarity": r.similarity,
+                "matches": r.matches,
+            }
+            for r in rank(books, record, history)
+        ]
+    }

@@ -106,6 +106,25 @@ class RemediationTables(StoreBase):
                 rows = (await conn.execute(query)).all()
         return [_run(row._mapping) for row in rows]
 
+    async def outcomes(self, limit: int = 5000) -> list[tuple[str, str, str, str, str]]:
+        """(alertname, runbook namespace, name, state, first action) of the latest
+        finished runs that acted (succeeded or failed)."""
+        r, a = t.remediation_runs, t.alerts
+        query = (
+            select(a.c.alertname, r.c.runbook_namespace, r.c.runbook_name, r.c.state, r.c.plan)
+            .join(a, a.c.id == r.c.alert_id)
+            .where(r.c.state.in_(("succeeded", "failed")), r.c.dry_run.is_(False))
+            .order_by(r.c.created_at.desc())
+            .limit(limit)
+        )
+        with self._guard():
+            async with self._connection(self._engine) as conn:
+                rows = (await conn.execute(query)).all()
+        return [
+            (row[0], row[1], row[2], row[3], str(row[4][0]["action"]) if row[4] else "")
+            for row in rows
+        ]
+
     async def run(self, run_id: str) -> RunRecord:
         r = t.remediation_runs
         with self._guard():

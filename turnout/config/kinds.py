@@ -203,6 +203,22 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "ConsumerObject",
         short_names=("consumer",),
     ),
+    KindEntry(
+        "Runbook",
+        "runbooks",
+        _TD,
+        "v1alpha1",
+        "RunbookObject",
+        short_names=("rb",),
+    ),
+    KindEntry(
+        "Mitigation",
+        "mitigations",
+        _TD,
+        "v1alpha1",
+        "MitigationObject",
+        short_names=("mit",),
+    ),
 )
 
 

@@ -31,6 +31,7 @@ HOT_MODULES: Final = (
     "turnout.proxy.filters.fault",
     "turnout.proxy.filters.headers",
     "turnout.proxy.filters.mirror",
+    "turnout.proxy.filters.mitigation",
     "turnout.proxy.filters.redirect",
     "turnout.proxy.filters.rewrite",
     "turnout.proxy.filters.ratelimit",

@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.control.api import mount_api
+from turnout.control.remediation.engine import remediation_breakers
+from turnout.control.remediation.metrics import BreakerCollector
 from turnout.control.service import ControlPlane
 from turnout.observe.metrics import Aggregate, TurnoutCollector
 
@@ -42,6 +44,8 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TurnoutCollector(source))
+    if control is not None:
+        registry.register(BreakerCollector(lambda: remediation_breakers(control)))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from turnout.cli.commands import admin, objects, sandboxes, tunnels
+from turnout.cli.commands import admin, objects, remediation, sandboxes, tunnels
 from turnout.cli.commands import store as store_commands
 
 
@@ -20,3 +20,4 @@ def register(app: typer.Typer) -> None:
     sandboxes.register(app)
     tunnels.register(app)
     store_commands.register(app)
+    remediation.register(app)

@@ -9,7 +9,8 @@ one module per area:
   breaker, retry, upstream TLS);
 - ``traffic``: ``TrafficPolicy`` and ``PolicyTargetRef``;
 - ``security``: ``SecurityPolicy``, ``Consumer``;
-- ``sandbox``: ``Sandbox``, ``RouteGroup``.
+- ``sandbox``: ``Sandbox``, ``RouteGroup``;
+- ``remediation``: ``Runbook``, ``Mitigation``.
 
 Import a model from the module that defines it. This package itself holds what spans every
 kind: ``ConfigObject`` (the union of all object models), ``KINDS`` (kind -> model, resolved
@@ -29,6 +30,7 @@ from turnout.config.model.backend import BackendObject
 from turnout.config.model.base import Spec
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.remediation import MitigationObject, RunbookObject
 from turnout.config.model.routes import (
     GRPCRouteObject,
     HTTPRouteObject,
@@ -56,6 +58,8 @@ ConfigObject = (
     | RouteGroupObject
     | SecurityPolicyObject
     | ConsumerObject
+    | RunbookObject
+    | MitigationObject
 )
 
 

@@ -10,7 +10,9 @@ from turnout.control.service import ControlPlane
 
 def mount_api(app: FastAPI, control: ControlPlane) -> None:
     from turnout.control.api import (
+        alerts,
         apply,
+        incidents,
         objects,
         revisions,
         tokens,
@@ -22,5 +24,6 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
     app.state.control = control
     install_error_handlers(app)
     # objects last: its paths are generic
-    for module in (tokens, revisions, apply, watch, trace, tunnels, objects):
+    routers = (tokens, revisions, apply, watch, trace, tunnels, alerts, incidents, objects)
+    for module in routers:
         app.include_router(module.router, prefix="/api/v1")

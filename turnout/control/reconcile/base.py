@@ -10,12 +10,13 @@ with capped exponential back-off and reports the error in the reconciler's ``con
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from turnout.control.store.records import Change, StoredObject
+from turnout.control.store.records import Change, ObjectKey, StoredObject
+from turnout.control.store.remediation_tables import RemediationTables
 from turnout.core.clock import Clock, utcnow
 from turnout.observe.metrics import Aggregate
 
@@ -55,6 +56,9 @@ class Context:
     clock: Clock
     commit: Committer
     observe: Callable[[], Aggregate] = no_observations
+    # The remediation engine's extras: every stored object, and the runs' tables.
+    objects: Callable[[], Mapping[ObjectKey, StoredObject]] = dict
+    runs: RemediationTables | None = None
 
     @property
     def now(self) -> float:

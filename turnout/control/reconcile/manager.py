@@ -42,6 +42,7 @@ from typing import Any, Final, Protocol
 from turnout.control.reconcile.base import Condition, Context, Reconciler, no_observations
 from turnout.control.reconcile.conditions import condition_dict, merge_conditions
 from turnout.control.store.records import Change, ObjectKey, Progress, StoredObject, describe
+from turnout.control.store.remediation_tables import RemediationTables
 from turnout.core.clock import Clock, utcnow
 from turnout.observe.metrics import Aggregate
 
@@ -105,8 +106,10 @@ class ReconcileManager:
         self._progress: dict[Slot, Progress] = {}
         self._forget: set[Slot] = set()  # deleted objects whose progress goes next
         self._wake = asyncio.Event()
+        runs = store if isinstance(store, RemediationTables) else None
         self._contexts = {
-            r.name: Context(clock, _ActorCommit(host, r.name), observe) for r in reconcilers
+            r.name: Context(clock, _ActorCommit(host, r.name), observe, host.objects, runs)
+            for r in reconcilers
         }
 
     # -- inputs ---------------------------------------------------------------------------
@@ -139,6 +142,13 @@ class ReconcileManager:
             self._due.pop(slot, None)
             self._forget.add(slot)
         self._wake.set()
+
+    def poke(self, name: str, key: ObjectKey) -> None:
+        """Run reconciler ``name`` on ``key`` now (news that is not an object change:
+        a stored alert, an approval)."""
+        if self.leading and (name, key) in self._seen:
+            self._due[(name, key)] = self.clock.time()
+            self._wake.set()
 
     # -- running --------------------------------------------------------------------------
 

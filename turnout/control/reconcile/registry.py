@@ -10,8 +10,14 @@ from typing import Final
 
 from turnout.control.reconcile.base import Reconciler
 from turnout.control.reconcile.sandbox_ttl import SandboxTTLReconciler
+from turnout.control.remediation.engine import RemediationReconciler
+from turnout.control.remediation.expiry import MitigationExpiryReconciler
 
-RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (SandboxTTLReconciler,)
+RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (
+    SandboxTTLReconciler,
+    RemediationReconciler,
+    MitigationExpiryReconciler,
+)
 
 
 def default_reconcilers() -> list[Reconciler]:

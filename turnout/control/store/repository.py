@@ -66,6 +66,7 @@ from turnout.control.store.records import (
     describe,
     rfc3339,
 )
+from turnout.control.store.remediation_tables import RemediationTables
 from turnout.control.store.sealed_rows import SealedRows
 from turnout.control.store.sealing import Sealer
 
@@ -140,7 +141,7 @@ _REVISION_COLUMNS = (
 # -- the store ----------------------------------------------------------------------------
 
 
-class Store(ProgressTable, AuditAndTokens, SealedRows):
+class Store(ProgressTable, AuditAndTokens, SealedRows, RemediationTables):
     """The persistent store; create it with ``engine.open_store``. Connections and
     transactions come from ``StoreBase``; audit, tokens and reconciler progress from the
     mixins; objects, revisions, commits and status are here."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -172,4 +173,54 @@ store_meta = Table(
     metadata,
     Column("key", String(KIND), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Alerts received (Alertmanager webhook or internal signals), one row per delivery key
+# (sha256 of groupKey, fingerprint, status, startsAt): duplicates only count deliveries.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("group_key", Text, nullable=False),
+    Column("fingerprint", String(NAME), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("alertname", String(NAME), nullable=False),
+    Column("labels", json_type(), nullable=False),
+    Column("annotations", json_type(), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("deliveries", Integer, nullable=False),
+    Column("source", String(32), nullable=False),
+)
+
+# Remediation runs, persisted step by step (control/remediation/engine.py): the plan
+# (steps rendered at creation), the step reached and its attempt, when it is due next,
+# its deadline, its timeline. ``idempotency_key`` makes one alert start one run per runbook.
+remediation_runs = Table(
+    "remediation_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("runbook_namespace", String(NAME), nullable=False),
+    Column("runbook_name", String(NAME), nullable=False),
+    Column("runbook_version", Integer, nullable=False),
+    Column("alert_id", Integer, nullable=False),
+    Column("target", String(NAME), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("deadline_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("plan", json_type(), nullable=False),
+    Column("timeline", json_type(), nullable=False),
+    Column("approval", json_type(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_remediation_runs_state", "state"),
+    Index("ix_remediation_runs_target", "target"),
 )

@@ -73,6 +73,7 @@ from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
+from turnout.proxy.snapshot.mitigations import mitigation_filters
 from turnout.proxy.snapshot.state import BackendState
 from turnout.proxy.snapshot.tables import (
     ALPN,
@@ -146,6 +147,7 @@ class SnapshotBuilder:
         self.state = state if state is not None else BackendState()
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
+        self.mitigations = mitigation_filters(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
@@ -394,6 +396,9 @@ class SnapshotBuilder:
         # redirect, fault injection, and the modifications of what is forwarded.
         request: list[RequestFilter] = []
         response: list[ResponseFilter] = []
+        mitigation = self.mitigations.get((route.metadata.namespace, route.metadata.name))
+        if mitigation is not None:  # first: a shed request costs the least
+            request.append(mitigation)
         if policy.security is not None:
             auth = self.policies.auth_filter(policy.security)
             request.append(SecurityFilter(auth))

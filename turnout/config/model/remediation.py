@@ -1,0 +1,146 @@
+"""The remediation kinds (turnout.dev): ``Runbook`` (alert matchers → ordered steps, with
+approvals, cooldown, blast-radius limits and dry-run) and ``Mitigation`` (a leased,
+self-expiring change to the data plane that a runbook step writes: shed a share of a
+route's traffic with a fast 503, or block client addresses).
+
+String parameters of a step may name alert labels as ``{label}``; they are filled in when
+a run is planned (``control.remediation.plan``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr
+
+from turnout.config.model.base import Duration, ObjectMeta, ObjectName, Spec, Timestamp
+
+RISKS = ("low", "medium", "high")
+
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"{v!r} is not a valid regular expression: {exc}") from None
+    return v
+
+
+def _network(v: str) -> str:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address or CIDR network") from None
+    return v
+
+
+Regex = Annotated[StrictStr, AfterValidator(_regex)]
+Network = Annotated[StrictStr, AfterValidator(_network)]
+Text = Annotated[StrictStr, Field(max_length=1024)]
+
+
+class AlertMatch(Spec):
+    """Which alerts start a run: every listed label/annotation must equal (or, in the
+    ``*Regex`` maps, fully match) the alert's. Firing alerts only, unless ``resolved``."""
+
+    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    labels_regex: dict[StrictStr, Regex] = Field(default_factory=dict)
+    annotations: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    annotations_regex: dict[StrictStr, Regex] = Field(default_factory=dict)
+    resolved: StrictBool = False
+
+
+class StepWhen(Spec):
+    """A step runs only when the alert's labels match (equality)."""
+
+    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
+class Approval(Spec):
+    """A person must approve before the step runs; unanswered, the run expires."""
+
+    roles: tuple[Literal["editor", "admin"], ...] = ("admin",)
+    expiry: Duration = "15m"
+
+
+class RunbookStep(Spec):
+    name: ObjectName
+    action: Annotated[StrictStr, Field(min_length=1, max_length=63)]
+    params: dict[StrictStr, Any] = Field(default_factory=dict)
+    timeout: Duration = "30s"
+    retries: Annotated[StrictInt, Field(ge=0, le=20)] = 0
+    backoff: Duration = "1s"  # doubled after each failed attempt
+    when: StepWhen | None = None
+    risk: Literal["low", "medium", "high"] = "low"
+    approval: Approval | None = None
+
+
+class BlastRadius(Spec):
+    """Refuse a step that would take the route's mitigations beyond these."""
+
+    max_shed_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50
+    max_blocked_clients: Annotated[StrictInt, Field(ge=0, le=100_000)] = 256
+
+
+class InternalSignal(Spec):
+    """A rule over the gateway's own counters for one HTTPRoute (in the Runbook's
+    namespace), evaluated every second on the leader: when more than ``errorRateAbove``
+    of the route's upstream answers within ``window`` are 5xx (at least ``minRequests``
+    answers), the Runbook runs as for an alert named ``alertname``."""
+
+    route: ObjectName
+    error_rate_above: Annotated[float, Field(gt=0.0, lt=1.0)]
+    window: Duration = "10s"
+    min_requests: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 20
+    alertname: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "TurnoutRouteErrors"
+
+
+class RunbookSpec(Spec):
+    description: Text | None = None
+    match: AlertMatch = Field(default_factory=AlertMatch)
+    signal: InternalSignal | None = None
+    target: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "{alertname}"
+    cooldown: Duration = "5m"
+    deadline: Duration = "10m"
+    dry_run: StrictBool = False
+    approve_risk: Literal["medium", "high", "never"] = "high"  # risk that needs approval
+    limits: BlastRadius = Field(default_factory=BlastRadius)
+    steps: tuple[RunbookStep, ...] = Field(min_length=1, max_length=32)
+
+
+class RunbookObject(Spec):
+    api_version: Literal["turnout.dev/v1alpha1"]
+    kind: Literal["Runbook"]
+    metadata: ObjectMeta
+    spec: RunbookSpec
+    status: dict[str, Any] | None = None
+
+
+class MitigationTarget(Spec):
+    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
+    kind: Literal["HTTPRoute"] = "HTTPRoute"
+    name: ObjectName
+
+
+class Shed(Spec):
+    percent: Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+class MitigationSpec(Spec):
+    """A data-plane change with a lease: the control plane deletes it at ``expiresAt``."""
+
+    target_ref: MitigationTarget
+    shed: Shed | None = None
+    block_clients: tuple[Network, ...] = Field(default=(), max_length=100_000)
+    expires_at: Timestamp
+    reason: Text = ""
+    run: StrictStr = ""
+
+
+class MitigationObject(Spec):
+    api_version: Literal["turnout.dev/v1alpha1"]
+    kind: Literal["Mitigation"]
+    metadata: ObjectMeta
+    spec: MitigationSpec
+    status: dict[str, Any] | None = None

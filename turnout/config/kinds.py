@@ -203,6 +203,14 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "ConsumerObject",
         short_names=("consumer",),
     ),
+    KindEntry(
+        "Release",
+        "releases",
+        _TD,
+        "v1alpha1",
+        "ReleaseObject",
+        short_names=("rel",),
+    ),
 )
 
 

@@ -29,6 +29,7 @@ from turnout.config.model.backend import BackendObject
 from turnout.config.model.base import Spec
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.release import ReleaseObject
 from turnout.config.model.routes import (
     GRPCRouteObject,
     HTTPRouteObject,
@@ -56,6 +57,7 @@ ConfigObject = (
     | RouteGroupObject
     | SecurityPolicyObject
     | ConsumerObject
+    | ReleaseObject
 )
 
 

@@ -10,8 +10,12 @@ from typing import Final
 
 from turnout.control.reconcile.base import Reconciler
 from turnout.control.reconcile.sandbox_ttl import SandboxTTLReconciler
+from turnout.control.releases.reconciler import ReleaseReconciler
 
-RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (SandboxTTLReconciler,)
+RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (
+    SandboxTTLReconciler,
+    ReleaseReconciler,
+)
 
 
 def default_reconcilers() -> list[Reconciler]:

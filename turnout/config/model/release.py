@@ -28,8 +28,9 @@ from turnout.config.model.base import (
 )
 from turnout.config.model.sandbox import RoutingKey
 
-# The annotation the reconciler writes; the snapshot builder compiles it.
-TRAFFIC_ANNOTATION = "turnout.dev/release-traffic"
+# The annotation holding the release's state (JSON, written by the reconciler and the
+# release commands); the snapshot builder compiles its "phase" and "weight".
+STATE_ANNOTATION = "turnout.dev/release-state"
 DEFAULT_COOKIE = "turnout-release"
 
 

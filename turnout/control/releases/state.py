@@ -25,10 +25,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
-from turnout.config.model.release import ReleaseSpec
+from turnout.config.model.release import STATE_ANNOTATION, ReleaseSpec
 from turnout.core.durations import parse_duration
-
-STATE_ANNOTATION: Final = "turnout.dev/release-state"
 
 PENDING: Final = "Pending"
 PROGRESSING: Final = "Progressing"
@@ -39,6 +37,8 @@ DEGRADED: Final = "Degraded"
 PHASES: Final = (PENDING, PROGRESSING, PAUSED, PROMOTED, ABORTED, DEGRADED)
 ON_STABLE: Final = frozenset({PENDING, ABORTED, DEGRADED})
 LIVE: Final = frozenset({PROGRESSING, PAUSED})
+
+__all__ = ["STATE_ANNOTATION", "ReleaseState", "Step", "plan"]
 
 StepKind = Literal["setWeight", "pause", "analysis"]
 

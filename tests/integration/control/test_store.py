@@ -119,7 +119,7 @@ def test_open_migrates_and_reopen_is_idempotent(db_url: str) -> None:
                 ).all()
         finally:
             await engine.dispose()
-        assert [tuple(v) for v in versions] == [("0002",)]
+        assert [tuple(v) for v in versions] == [("0003_rel",)]
 
     asyncio.run(main())
 

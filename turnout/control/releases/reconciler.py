@@ -12,7 +12,8 @@ numbers behind the verdict are reported in the ``Analysis`` condition at every t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from turnout.config.model.release import ReleaseSpec, version_labels
 from turnout.control.reconcile.base import Condition, Context, Result
@@ -35,7 +36,7 @@ from turnout.control.releases.tracker import Tracker, Versions
 from turnout.control.store.errors import Conflict
 from turnout.control.store.records import Change, ObjectKey, StoredObject
 from turnout.core.durations import parse_duration
-from turnout.observe.metrics import Aggregate
+from turnout.observe.metrics import RouteTotals
 
 log = logging.getLogger("turnout.control.releases")
 
@@ -91,8 +92,9 @@ class ReleaseReconciler:
 
     def __init__(self) -> None:
         self._trackers: dict[ObjectKey, Tracker] = {}
-        # Where counters come from; None: ``ctx.observe`` (this replica's workers).
-        self.observe: Callable[[], Aggregate] | None = None
+        # Where counters come from: every replica's (``observations.ReplicaObservations
+        # .read``, set by the control plane); None: ``ctx.observe``, this replica's.
+        self.source: Callable[[], Awaitable[Mapping[Any, RouteTotals]]] | None = None
 
     def tracker(self, obj: StoredObject, spec: ReleaseSpec) -> Tracker:
         stable, candidate = version_labels(obj.namespace, obj.name, spec)
@@ -116,7 +118,7 @@ class ReleaseReconciler:
         tracker = self.tracker(obj, spec)
         tracker.follow((state.generation, state.run), state.step)
         if state.phase in LIVE:
-            tracker.read((self.observe or ctx.observe)().routes)
+            tracker.read(await self.source() if self.source is not None else ctx.observe().routes)
         found: dict[str, list[Judgement]] = {}
 
         def judge(scope: str) -> tuple[Outcome, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from turnout.control.releases.stats import Window
 from turnout.observe.metrics import RouteTotals
@@ -34,7 +35,7 @@ class Tracker:
     step: int = -1
     run: Versions = field(default_factory=Versions)
     step_window: Versions = field(default_factory=Versions)
-    last: dict[tuple[str, str], tuple[list[int], list[int]]] = field(default_factory=dict)
+    last: dict[tuple[str, ...], tuple[list[int], list[int]]] = field(default_factory=dict)
     primed: bool = False
 
     def follow(self, run_id: tuple[int, int], step: int) -> None:
@@ -47,9 +48,11 @@ class Tracker:
             self.step = step
             self.step_window = Versions()
 
-    def read(self, routes: Mapping[tuple[str, str], RouteTotals]) -> None:
+    def read(self, routes: Mapping[Any, RouteTotals]) -> None:
+        """``routes``: cumulative totals by (..., backend label) keys, e.g. (route,
+        backend) for one replica or (replica, route, backend) across replicas."""
         for key, totals in routes.items():
-            label = key[1]
+            label = key[-1]
             if label == self.candidate_label:
                 windows = (self.run.candidate, self.step_window.candidate)
             elif label == self.stable_label:

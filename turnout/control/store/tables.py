@@ -164,3 +164,14 @@ reconciler_progress = Table(
     Column("last_error", Text, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# Each replica's data-plane counters of released backends (control/releases/observations.py):
+# one row per replica, replaced about once a second; the leader's release analysis sums
+# the rows of live replicas. ``routes`` is JSON: [[route, backend, codes, buckets], ...].
+replica_observations = Table(
+    "replica_observations",
+    metadata,
+    Column("replica", String(64), primary_key=True),
+    Column("published_at", Float, nullable=False),
+    Column("routes", Text, nullable=False),
+)

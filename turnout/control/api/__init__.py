@@ -12,6 +12,7 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
     from turnout.control.api import (
         apply,
         objects,
+        releases,
         revisions,
         tokens,
         trace,
@@ -22,5 +23,5 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
     app.state.control = control
     install_error_handlers(app)
     # objects last: its paths are generic
-    for module in (tokens, revisions, apply, watch, trace, tunnels, objects):
+    for module in (tokens, revisions, apply, watch, trace, tunnels, releases, objects):
         app.include_router(module.router, prefix="/api/v1")

@@ -4,6 +4,10 @@ are idempotent and audited; a server restart mid-release resumes at the same ste
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from tests.conftest import EchoFactory, ServeFactory
 from tests.integration.releases.helpers import Users, apply, release, state, wait_phase
 from turnout.testing.manifests import backend, dump, gateway, route, to
@@ -96,5 +100,30 @@ def test_a_restart_mid_release_resumes_at_the_same_step(
     for _ in range(60):
         users.one()
     assert set(users.pods) == {"orders-v1", "orders-v2"}  # the data plane kept the split
-    assert proc.api("POST", f"{PATH}/promote", {"reason": "looks good"})[0] == 200
+    # the CLI: status, promote, history
+    cli = [sys.executable, "-m", "turnout", "release"]
+    auth = ["--server", proc.admin, "--token", proc.token]
+    out = subprocess.run(
+        [*cli, "status", "orders-v2", "-o", "json", *auth],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"]["phase"] == "Paused"
+    out = subprocess.run(
+        [*cli, "promote", "orders-v2", "--reason", "looks good", *auth],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "promote orders-v2: done; Promoted" in out.stdout, out
     assert wait_phase(proc, "orders-v2", "Promoted")["by"] != "system:release"
+    out = subprocess.run(
+        [*cli, "history", "orders-v2", *auth], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0 and "looks good" in out.stdout, out
+    out = subprocess.run(
+        [*cli, "skip-analysis", "orders-v2", *auth], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode != 0 and "reason" in out.stderr + out.stdout

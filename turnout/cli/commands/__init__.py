@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from turnout.cli.commands import admin, objects, sandboxes, tunnels
+from turnout.cli.commands import releases as release_commands
 
 
 def register(app: typer.Typer) -> None:
@@ -18,3 +19,4 @@ def register(app: typer.Typer) -> None:
     admin.register(app)
     sandboxes.register(app)
     tunnels.register(app)
+    release_commands.register(app)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.control.api import mount_api
+from turnout.control.releases.metrics import ReleaseCollector
 from turnout.control.service import ControlPlane
 from turnout.observe.metrics import Aggregate, TurnoutCollector
 
@@ -40,6 +41,8 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TurnoutCollector(source))
+    if control is not None:
+        registry.register(ReleaseCollector(lambda: control.stored.values()))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

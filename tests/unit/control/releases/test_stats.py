@@ -114,3 +114,32 @@ def test_combine_ignores_dry_run_metrics() -> None:
     assert combine([failing, passing]) == "pass"
     assert combine([Judgement("x", "fail", ""), passing]) == "fail"
     assert combine([Judgement("x", "inconclusive", ""), passing]) == "inconclusive"
+
+
+def test_release_metrics_expose_phase_weight_and_step() -> None:
+    from datetime import UTC, datetime
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from turnout.control.releases.metrics import ReleaseCollector
+    from turnout.control.releases.state import STATE_ANNOTATION, ReleaseState
+    from turnout.control.store.records import StoredObject
+
+    now = datetime.now(UTC)
+    state = ReleaseState(phase="Degraded", step=1, weight=0)
+    obj = StoredObject(
+        "Release", "default", "orders-v2", "turnout.dev/v1alpha1", {},
+        {STATE_ANNOTATION: state.to_json()}, {}, None, 3, 1, now, now,
+    )  # fmt: skip
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReleaseCollector(lambda: [obj]))
+    text = generate_latest(registry).decode()
+    assert (
+        'turnout_release_phase{namespace="default",phase="Degraded",release="orders-v2"} 1.0'
+        in text
+    )
+    assert (
+        'turnout_release_phase{namespace="default",phase="Promoted",release="orders-v2"} 0.0'
+        in text
+    )
+    assert 'turnout_release_step{namespace="default",release="orders-v2"} 1.0' in text

@@ -112,6 +112,7 @@ def decision(tmp: Path, bg: BackgroundLoop, rate: float, weight: int) -> dict[st
         degraded_at = 0.0
         quiet = 0
         sent_failing = 0  # requests sent between the break and the Degraded verdict
+        polled = 0.0
         while True:
             t = time.monotonic()
             if not broke_at and t - start > 5:
@@ -129,9 +130,10 @@ def decision(tmp: Path, bg: BackgroundLoop, rate: float, weight: int) -> dict[st
                 quiet += 1
             if pod == "v2":
                 cand += 1
-            poll = broke_at and not degraded_at and cand_failed and cand_failed % 5 == 0
-            if poll and _phase(proc) == "Degraded":
-                degraded_at = time.monotonic()
+            if broke_at and not degraded_at and time.monotonic() - polled > 0.1:
+                polled = time.monotonic()
+                if _phase(proc) == "Degraded":
+                    degraded_at = polled
             if degraded_at and quiet >= 200:
                 break
             if t - start > 120:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.conftest import EchoFactory, ServeFactory
-from tests.integration.releases.helpers import Users, apply, release, state
+from tests.integration.releases.helpers import Users, apply, release, state, wait_phase
 from turnout.testing.manifests import backend, dump, gateway, route, to
 
 STEPS = [
@@ -118,3 +118,35 @@ def test_a_healthy_canary_is_promoted_and_users_stay_on_their_version(
     for _ in range(50):
         after.one({"x-user": "someone"})
     assert set(after.pods) == {"orders-v2"}
+
+
+def test_low_traffic_pauses_with_a_clear_reason(
+    serve: ServeFactory, port: int, echo: EchoFactory
+) -> None:
+    stable, candidate = echo("orders-v1"), echo("orders-v2")
+    candidate.force_status = 503  # failing, but too little traffic to say so
+    proc = serve(
+        dump(
+            gateway(port=port),
+            backend("orders", stable.port),
+            backend("orders-v2", candidate.port),
+            route("shop", [to("orders")]),
+        )
+    )
+    apply(
+        proc,
+        release(
+            "orders-v2",
+            "orders",
+            "orders-v2",
+            strategy={"canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "3s"}}]}},
+            analysis={"minSamples": 1000},
+        ),
+    )
+    users = Users(port)
+    for _ in range(10):
+        users.one()
+    found = wait_phase(proc, "orders-v2", "Paused", "Degraded")
+    assert found["phase"] == "Paused" and found["weight"] == 50, found
+    assert "inconclusive after 3s" in found["reason"]
+    assert "low traffic" in found["reason"] and "< minSamples 1000" in found["reason"]

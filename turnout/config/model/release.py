@@ -162,12 +162,36 @@ class StrategySpec(Spec):
         return self
 
 
+WebhookType = Literal[
+    "confirm-rollout",
+    "pre-rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "rollback",
+    "post-rollout",
+]
+
+
+class WebhookSpec(Spec):
+    """A Flagger-compatible gate: ``POST url`` with ``{"name", "namespace", "phase",
+    "metadata"}``; a 2xx answer opens a ``confirm-*`` gate (others hold the release),
+    fails ``pre-rollout`` (the release is degraded), triggers ``rollback``;
+    ``post-rollout`` is told the outcome."""
+
+    name: ObjectName
+    type: WebhookType
+    url: Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2048)]
+    timeout: Duration = "5s"
+    metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
 class ReleaseSpec(Spec):
     backend: ObjectName
     candidate: CandidateSpec
     strategy: StrategySpec
     split: SplitSpec = SplitSpec()
     analysis: AnalysisSpec = AnalysisSpec()
+    webhooks: tuple[WebhookSpec, ...] = Field(default=(), max_length=32)
     description: Annotated[StrictStr, Field(max_length=1024)] | None = None
 
 

@@ -76,9 +76,27 @@ def tick(
     now: float,
     judge: Judge,
     analysis: AnalysisSpec,
+    gates: dict[str, tuple[bool, str]] | None = None,
 ) -> tuple[ReleaseState, float | None]:
+    """``gates``: (open, why) per configured webhook gate type (``webhooks.evaluate``);
+    a confirm gate is used up by the transition it opens."""
     if state.phase not in LIVE:
         return state, None
+    gates = dict(gates or {})
+    rollback = gates.get("rollback")
+    if rollback is not None and rollback[0]:
+        return state.moved(
+            now, phase=DEGRADED, weight=0, hold="", reason=f"rolled back: {rollback[1]}", by=SYSTEM
+        ), None
+    if state.phase == PROGRESSING and state.step == 0 and state.weight == 0:
+        pre = gates.get("pre-rollout")
+        if pre is not None and not pre[0]:
+            return state.moved(
+                now, phase=DEGRADED, reason=f"pre-rollout failed: {pre[1]}", by=SYSTEM
+            ), None
+        confirm = gates.get("confirm-rollout")
+        if confirm is not None and not confirm[0]:
+            return _held(state, now, "confirm-rollout", confirm[1])
     if analysis.continuous and not state.skip_analysis:
         outcome, message = judge("run")
         if outcome == "fail":
@@ -89,6 +107,15 @@ def tick(
         return state, now + TICK  # keep judging a candidate that still takes traffic
     notes: list[str] = []
     while True:
+        gate = _gate_before(steps, state)
+        if gate is not None and gate in gates:
+            is_open, why = gates[gate]
+            gates[gate] = (False, "asked again at the next tick")  # used up
+            if not is_open:
+                held, again = _held(state, now, gate, why)
+                if notes:
+                    held = replace(held, reason="; ".join([*notes, held.reason]))
+                return held, again
         new, requeue = _step(steps, state, now, judge, analysis)
         if new.reason != state.reason:
             notes.append(new.reason)
@@ -97,6 +124,22 @@ def tick(
                 new = replace(new, reason="; ".join(notes))
             return new, requeue
         state = new
+
+
+def _gate_before(steps: tuple[Step, ...], state: ReleaseState) -> str | None:
+    """The confirm gate the next transition needs, if it is gated at all."""
+    if state.step >= len(steps):
+        return "confirm-promotion"
+    if steps[state.step].kind == "setWeight":
+        return "confirm-traffic-increase"
+    return None
+
+
+def _held(state: ReleaseState, now: float, gate: str, why: str) -> tuple[ReleaseState, float]:
+    reason = f"step {state.step}: waiting for {gate} ({why})"
+    if state.reason == reason:
+        return state, now + TICK
+    return state.moved(now, reason=reason, by=SYSTEM), now + TICK
 
 
 def _step(

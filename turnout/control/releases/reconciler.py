@@ -15,9 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import httpx
+
 from turnout.config.model.release import ReleaseSpec, version_labels
 from turnout.control.reconcile.base import Condition, Context, Result
-from turnout.control.releases import machine
+from turnout.control.releases import machine, webhooks
 from turnout.control.releases.state import (
     DEGRADED,
     LIVE,
@@ -92,9 +94,15 @@ class ReleaseReconciler:
 
     def __init__(self) -> None:
         self._trackers: dict[ObjectKey, Tracker] = {}
+        self._http: httpx.AsyncClient | None = None  # for webhooks, made on first use
         # Where counters come from: every replica's (``observations.ReplicaObservations
         # .read``, set by the control plane); None: ``ctx.observe``, this replica's.
         self.source: Callable[[], Awaitable[Mapping[Any, RouteTotals]]] | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
 
     def tracker(self, obj: StoredObject, spec: ReleaseSpec) -> Tracker:
         stable, candidate = version_labels(obj.namespace, obj.name, spec)
@@ -126,7 +134,12 @@ class ReleaseReconciler:
             found[scope] = js = judgements(spec, window)
             return combine(js), explain(js)
 
-        new, requeue = machine.tick(steps, state, now, judge, spec.analysis)
+        gates = None
+        if spec.webhooks and state.phase in LIVE:
+            gates = await webhooks.evaluate(
+                self._client(), spec, steps, state, obj.namespace, obj.name
+            )
+        new, requeue = machine.tick(steps, state, now, judge, spec.analysis, gates)
         if new != state or obj.annotations.get(STATE_ANNOTATION) != state.to_json():
             try:
                 await ctx.commit([with_state(obj, new)], message=new.reason, action="release")
@@ -134,6 +147,8 @@ class ReleaseReconciler:
                 return Result(requeue_at=now)  # someone else moved it: look again
             if new.phase != state.phase:
                 log.info("release %s/%s: %s (%s)", obj.namespace, obj.name, new.phase, new.reason)
+                if new.phase not in LIVE and spec.webhooks:
+                    await webhooks.notify(self._client(), spec, obj.namespace, obj.name, new.phase)
         return Result(conditions=self._conditions(new, found), requeue_at=requeue)
 
     def _conditions(

@@ -189,3 +189,38 @@ def test_every_command_is_legal_in_every_phase_and_idempotent() -> None:
     )
     assert skipped.skip_analysis and skipped.phase == "Progressing" and skipped.step == 2
     assert "hotfix" in skipped.reason
+
+
+def _judge_pass(scope: str) -> tuple[Any, str]:
+    return "pass", "ok"
+
+
+def test_webhook_gates_hold_fail_and_roll_back() -> None:
+    from turnout.config.model.release import AnalysisSpec
+    from turnout.control.releases.machine import tick
+    from turnout.control.releases.state import Step
+
+    steps = (Step("setWeight", weight=10), Step("setWeight", weight=50))
+    analysis = AnalysisSpec()
+    fresh = ReleaseState(phase="Progressing", step=0, generation=1, step_started=T0)
+    closed = {"confirm-traffic-increase": (False, "webhook ok answered 403")}
+    held, again = tick(steps, fresh, T0 + 1, _judge_pass, analysis, closed)
+    assert (held.weight, held.step, again) == (0, 0, T0 + 1.5)
+    assert "waiting for confirm-traffic-increase (webhook ok answered 403)" in held.reason
+    assert tick(steps, held, T0 + 2, _judge_pass, analysis, closed)[0] == held  # no rewrite
+    opened = {"confirm-traffic-increase": (True, "answered 200")}
+    moved, _ = tick(steps, held, T0 + 3, _judge_pass, analysis, opened)
+    assert (moved.weight, moved.step) == (10, 1)  # one increase per opened gate
+    assert "waiting for confirm-traffic-increase" in moved.reason
+    pre = {"pre-rollout": (False, "webhook load answered 500")}
+    failed, _ = tick(steps, fresh, T0 + 1, _judge_pass, analysis, pre)
+    assert failed.phase == "Degraded" and "pre-rollout failed" in failed.reason
+    rollback = {"rollback": (True, "webhook pager answered 200")}
+    rolled, _ = tick(steps, moved, T0 + 4, _judge_pass, analysis, rollback)
+    assert (rolled.phase, rolled.weight) == ("Degraded", 0)
+    last = ReleaseState(phase="Progressing", step=2, weight=50, generation=1)
+    promo = {"confirm-promotion": (False, "answered 403")}
+    waiting, _ = tick(steps, last, T0 + 5, _judge_pass, analysis, promo)
+    assert waiting.phase == "Progressing" and "confirm-promotion" in waiting.reason
+    done, _ = tick(steps, last, T0 + 5, _judge_pass, analysis, {"confirm-promotion": (True, "")})
+    assert done.phase == "Promoted"

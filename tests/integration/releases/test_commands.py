@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from tests.conftest import EchoFactory, ServeFactory
 from tests.integration.releases.helpers import Users, apply, release, state, wait_phase
@@ -50,6 +51,21 @@ def test_abort_retry_pause_resume_and_the_bypass(
     for _ in range(60):
         users.one()
     assert set(users.pods) == {"orders-v1", "orders-v2"}
+    # the Argo Rollouts web-provider view: per-version numbers (workers report each second)
+    deadline = time.monotonic() + 10
+    while True:
+        code, seen = proc.api("GET", f"{PATH}/measurements")
+        assert code == 200, seen
+        counted = seen["stable"]["requests"] + seen["candidate"]["requests"]
+        if counted >= 60:
+            break
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    assert seen["candidate"]["requests"] == users.pods["orders-v2"]
+    assert seen["candidate"]["successRate"] == 1.0 and seen["candidate"]["backend"] == (
+        "default/orders-v2"
+    )
+    assert seen["verdict"] in ("pass", "inconclusive") and seen["state"]["phase"] == "Paused"
 
     code, body = proc.api("POST", f"{PATH}/abort", {"reason": "pager"})
     assert code == 200 and body["changed"] and body["state"]["phase"] == "Aborted", body

@@ -1,7 +1,8 @@
 """Release commands and views: ``POST /api/v1/namespaces/{ns}/releases/{name}/{command}``
 (promote, abort, retry, pause, resume, skip-analysis; body ``{"reason": "..."}``,
 required for skip-analysis), ``GET .../{name}/state`` (phase, step, weights, why, the
-analysis in numbers) and ``GET .../{name}/history`` (the revisions that moved it).
+analysis in numbers), ``GET .../{name}/history`` (the revisions that moved it) and
+``GET .../{name}/measurements`` (per-version numbers for an Argo Rollouts web provider).
 
 Commands need the editor role and write access to the namespace; each is a revision
 whose audit record names the caller, the command and the reason. They are idempotent:
@@ -21,6 +22,7 @@ from turnout.control.api.deps import Control, Editor, Viewer, forbid
 from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.api.revisions import info_json
 from turnout.control.releases import commands
+from turnout.control.releases.measurements import measurements
 from turnout.control.releases.state import plan
 
 router = APIRouter(tags=["releases"], responses=FAILURES)
@@ -93,3 +95,20 @@ async def release_history(
     await control.store.get("Release", namespace, name)  # 404 when absent
     revisions = [info_json(i) for i in await control.store.revisions(limit=500)]
     return {"items": commands.history(revisions, namespace, name)}
+
+
+@router.get("/namespaces/{namespace}/releases/{name}/measurements")
+async def release_measurements(
+    namespace: Name, name: Name, request: Request, control: Control, principal: Viewer
+) -> dict[str, Any]:
+    """Per-version requests, failures, success rate and latency across replicas, with
+    the sequential test's verdict: usable as an Argo Rollouts ``web`` metric provider."""
+    if not principal.sees_namespace(namespace):
+        await forbid(
+            control, request, principal, f"token {principal.name!r} may not read {namespace}"
+        )
+    obj = await control.store.get("Release", namespace, name)
+    spec = ReleaseSpec.model_validate(obj.spec)
+    found = measurements(namespace, name, spec, await control.observations.read())
+    found["state"] = asdict(commands.current(obj))
+    return found

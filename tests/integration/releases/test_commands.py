@@ -67,6 +67,11 @@ def test_abort_retry_pause_resume_and_the_bypass(
     )
     assert seen["verdict"] in ("pass", "inconclusive") and seen["state"]["phase"] == "Paused"
 
+    code, viewer = proc.api("POST", "/api/v1/tokens", {"name": "watcher", "role": "viewer"})
+    assert code == 201, viewer
+    code, body = proc.api("POST", f"{PATH}/abort", {"reason": "no"}, token=viewer["token"])
+    assert code == 403, body  # commands need the editor role
+    assert proc.api("GET", f"{PATH}/state", token=viewer["token"])[0] == 200
     code, body = proc.api("POST", f"{PATH}/abort", {"reason": "pager"})
     assert code == 200 and body["changed"] and body["state"]["phase"] == "Aborted", body
     code, body = proc.api("POST", f"{PATH}/abort", {"reason": "again"})

@@ -219,6 +219,14 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "MitigationObject",
         short_names=("mit",),
     ),
+    KindEntry(
+        "Release",
+        "releases",
+        _TD,
+        "v1alpha1",
+        "ReleaseObject",
+        short_names=("rel",),
+    ),
 )
 
 

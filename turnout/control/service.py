@@ -30,6 +30,8 @@ from turnout.control.desired import DesiredState, Entry, store_key
 from turnout.control.reconcile.base import Reconciler, no_observations
 from turnout.control.reconcile.manager import ReconcileManager
 from turnout.control.reconcile.registry import default_reconcilers
+from turnout.control.releases.observations import ReplicaObservations, release_labels
+from turnout.control.releases.reconciler import ReleaseReconciler
 from turnout.control.status import KEYED_KINDS, RuntimeStatus, StatusRenderer
 from turnout.control.store.records import ObjectKey, StoredObject
 from turnout.control.store.repository import Change, CommitResult, Store
@@ -87,6 +89,15 @@ class ControlPlane:
             observe=observe or no_observations,
         )
         self.writes.on_adopted = self.reconcile.observe
+        self.observations = ReplicaObservations(
+            store,
+            observe or no_observations,
+            clock,
+            lambda: release_labels(self.state.stored.values()),
+        )
+        for rec in self.reconcile.reconcilers.values():
+            if isinstance(rec, ReleaseReconciler):
+                rec.source = self.observations.read
         self._tasks: set[asyncio.Task[Any]] = set()
         self._syncing: asyncio.Task[None] | None = None
         self._sync_again = False
@@ -118,6 +129,7 @@ class ControlPlane:
             self.leader.run(self._on_leader_change),
             self.tokens.run(),
             self.reconcile.run(),
+            self.observations.run(),
         ):
             spawn(coro, keep=self._tasks)
 

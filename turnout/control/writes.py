@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from turnout.config.configset import ConfigSet
 from turnout.config.kinds import ROUTING_KEY_KINDS
+from turnout.config.model.release import STATE_ANNOTATION
 from turnout.config.problems import Problem
 from turnout.config.sandboxes import new_routing_key
 from turnout.config.validate import validate
@@ -75,7 +76,7 @@ class Writes:
         remote: str = "",
         rollback_of: int | None = None,
     ) -> CommitResult:
-        changes = [self._with_routing_key(ch) for ch in changes]
+        changes = [self._with_release_state(self._with_routing_key(ch)) for ch in changes]
         for ch in changes:
             owner = self.state.file_owner(ch.key)
             if owner is not None:
@@ -140,6 +141,26 @@ class Writes:
         )
         key = old if isinstance(old, str) and old else new_routing_key()
         return replace(change, manifest={**manifest, "spec": {**spec, "routingKey": key}})
+
+    def _with_release_state(self, change: Change) -> Change:
+        """A Release re-applied without its state annotation (a user's manifest) keeps
+        the stored state while its spec is unchanged: re-applying must not restart a
+        release or move its traffic. A changed spec starts a new run anyway."""
+        manifest = change.manifest
+        if change.op != "put" or change.kind != "Release" or manifest is None:
+            return change
+        meta = manifest.get("metadata") or {}
+        annotations = dict(meta.get("annotations") or {})
+        known = self.state.stored.get(change.key)
+        if STATE_ANNOTATION in annotations or known is None or known.spec != manifest.get("spec"):
+            return change
+        kept = known.annotations.get(STATE_ANNOTATION)
+        if kept is None:
+            return change
+        annotations[STATE_ANNOTATION] = kept
+        return replace(
+            change, manifest={**manifest, "metadata": {**meta, "annotations": annotations}}
+        )
 
     # -- adopting revisions --------------------------------------------------------------
 

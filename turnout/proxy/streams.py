@@ -89,6 +89,7 @@ class Exchange(UpstreamSink):
         "pending",
         "pending_size",
         "progress",
+        "release_cookie",
         "request_done",
         "request_timer",
         "request_trailers",
@@ -131,6 +132,7 @@ class Exchange(UpstreamSink):
         self.sweep_mark = (-1, now)
         self.taps: list[BodyTap] | None = None  # copies of the body (request mirrors)
         self.routing_key = b""  # a Sandbox / RouteGroup key in force, found in the request
+        self.release_cookie = b""  # a Release split's new Set-Cookie value
         self.key_source = 0  # where it was found (routing.keys.FROM_*)
         # what the rule's filters see and where they stand (None: the rule has none)
         self.ctx: FilterContext | None = None
@@ -220,6 +222,11 @@ class Exchange(UpstreamSink):
         key = self.routing_key
         if key and choice.overrides is not None:
             choice = self.choice = choice.overrides.get(key, choice)
+        release = choice.release
+        if release is not None:
+            to_candidate, self.release_cookie = release.pick(head, self.down.client_ip)
+            if to_candidate:
+                choice = self.choice = release.candidate
         if b"x-forwarded-client-cert" in head.received:
             # Only the gateway vouches for client certificates: never pass a client's claim.
             head.headers = [h for h in head.headers if h[0] != b"x-forwarded-client-cert"]
@@ -388,6 +395,8 @@ class Exchange(UpstreamSink):
     def upstream_head(self, head: ResponseHead) -> None:
         if self.key_source == FROM_QUERY:
             head.headers.append((b"set-cookie", preview_cookie(self.routing_key)))
+        if self.release_cookie:
+            head.headers.append((b"set-cookie", self.release_cookie))
         ctx = self.ctx
         if ctx is not None:
             if ctx.response_headers is not None:

@@ -256,11 +256,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9101)
     parser.add_argument("--name", default="echo", help="service name reported as the pod prefix")
     parser.add_argument("--namespace", default="default")
+    parser.add_argument(
+        "--status",
+        type=int,
+        default=0,
+        help="answer every request with this status (a broken version, for the release tutorial)",
+    )
     args = parser.parse_args()
 
     async def run() -> None:
         ident = EchoIdentity(args.namespace, f"{args.name}-local-0", args.name)
         server, state = await start_echo(args.host, args.port, ident)
+        state.force_status = args.status
         print(f"echo {args.name} listening on {args.host}:{state.port}", flush=True)
         async with server:
             await server.serve_forever()

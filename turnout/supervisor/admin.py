@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.control.api import mount_api
+from turnout.control.releases.metrics import ReleaseCollector
 from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.metrics import BreakerCollector
 from turnout.control.service import ControlPlane
@@ -46,6 +47,7 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
     registry.register(TurnoutCollector(source))
     if control is not None:
         registry.register(BreakerCollector(lambda: remediation_breakers(control)))
+        registry.register(ReleaseCollector(lambda: control.stored.values()))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -50,7 +50,14 @@ class MemoryControl:
                 self.delete(*ch.key)
             else:
                 assert ch.manifest is not None
-                self.put(ch.kind, ch.name, ch.manifest.get("spec"), namespace=ch.namespace)
+                meta = ch.manifest.get("metadata") or {}
+                self.put(
+                    ch.kind,
+                    ch.name,
+                    ch.manifest.get("spec"),
+                    namespace=ch.namespace,
+                    annotations=dict(meta.get("annotations") or {}),
+                )
 
     async def write_conditions(self, key: ObjectKey, conditions: Sequence[dict[str, Any]]) -> None:
         self.status_writes += 1
@@ -72,7 +79,14 @@ class MemoryControl:
     # -- what a test does ------------------------------------------------------------------
 
     def put(
-        self, kind: str, name: str, spec: Any, *, namespace: str = "default", **labels: str
+        self,
+        kind: str,
+        name: str,
+        spec: Any,
+        *,
+        namespace: str = "default",
+        annotations: dict[str, str] | None = None,
+        **labels: str,
     ) -> StoredObject:
         key = (kind, namespace, name)
         old = self.stored.get(key)
@@ -84,7 +98,7 @@ class MemoryControl:
             name=name,
             api_version="turnout.dev/v1alpha1",
             labels=dict(labels),
-            annotations={},
+            annotations=dict(annotations or {}),
             spec=spec,
             status=old.status if old is not None else None,
             resource_version=self.revision,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from turnout.cli.commands import admin, objects, remediation, sandboxes, tunnels
+from turnout.cli.commands import releases as release_commands
 from turnout.cli.commands import store as store_commands
 
 
@@ -21,3 +22,4 @@ def register(app: typer.Typer) -> None:
     tunnels.register(app)
     store_commands.register(app)
     remediation.register(app)
+    release_commands.register(app)

@@ -30,6 +30,7 @@ from turnout.config.model.backend import BackendObject
 from turnout.config.model.base import Spec
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.release import ReleaseObject
 from turnout.config.model.remediation import MitigationObject, RunbookObject
 from turnout.config.model.routes import (
     GRPCRouteObject,
@@ -60,6 +61,7 @@ ConfigObject = (
     | ConsumerObject
     | RunbookObject
     | MitigationObject
+    | ReleaseObject
 )
 
 

@@ -14,6 +14,7 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
         apply,
         incidents,
         objects,
+        releases,
         revisions,
         tokens,
         trace,
@@ -24,6 +25,6 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
     app.state.control = control
     install_error_handlers(app)
     # objects last: its paths are generic
-    routers = (tokens, revisions, apply, watch, trace, tunnels, alerts, incidents, objects)
-    for module in routers:
+    routers = (tokens, revisions, apply, watch, trace, tunnels, alerts, incidents, releases)
+    for module in (*routers, objects):
         app.include_router(module.router, prefix="/api/v1")

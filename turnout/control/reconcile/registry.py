@@ -10,6 +10,7 @@ from typing import Final
 
 from turnout.control.reconcile.base import Reconciler
 from turnout.control.reconcile.sandbox_ttl import SandboxTTLReconciler
+from turnout.control.releases.reconciler import ReleaseReconciler
 from turnout.control.remediation.engine import RemediationReconciler
 from turnout.control.remediation.expiry import MitigationExpiryReconciler
 
@@ -17,6 +18,7 @@ RECONCILERS: Final[tuple[Callable[[], Reconciler], ...]] = (
     SandboxTTLReconciler,
     RemediationReconciler,
     MitigationExpiryReconciler,
+    ReleaseReconciler,
 )
 
 

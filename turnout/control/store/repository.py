@@ -45,6 +45,7 @@ from turnout.control.store.errors import (
     Invalid,
     NotFound,
 )
+from turnout.control.store.observations_table import ObservationsTable
 from turnout.control.store.plan import (
     Plan,
     changes_to_reach,
@@ -141,7 +142,7 @@ _REVISION_COLUMNS = (
 # -- the store ----------------------------------------------------------------------------
 
 
-class Store(ProgressTable, AuditAndTokens, SealedRows, RemediationTables):
+class Store(ProgressTable, AuditAndTokens, SealedRows, RemediationTables, ObservationsTable):
     """The persistent store; create it with ``engine.open_store``. Connections and
     transactions come from ``StoreBase``; audit, tokens and reconciler progress from the
     mixins; objects, revisions, commits and status are here."""

@@ -224,3 +224,14 @@ remediation_runs = Table(
     Index("ix_remediation_runs_state", "state"),
     Index("ix_remediation_runs_target", "target"),
 )
+
+# Each replica's data-plane counters of released backends (control/releases/observations.py):
+# one row per replica, replaced about once a second; the leader's release analysis sums
+# the rows of live replicas. ``routes`` is JSON: [[route, backend, codes, buckets], ...].
+replica_observations = Table(
+    "replica_observations",
+    metadata,
+    Column("replica", String(64), primary_key=True),
+    Column("published_at", Float, nullable=False),
+    Column("routes", Text, nullable=False),
+)

@@ -74,6 +74,7 @@ from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
 from turnout.proxy.snapshot.mitigations import mitigation_filters
+from turnout.proxy.snapshot.releases import ReleaseTable
 from turnout.proxy.snapshot.state import BackendState
 from turnout.proxy.snapshot.tables import (
     ALPN,
@@ -159,6 +160,9 @@ class SnapshotBuilder:
             for backend, override in entry.overrides.items():
                 self.overridden.setdefault(backend, []).append((entry.key.encode(), override))
         self.pools: dict[str, EndpointPool] = {}
+        self.releases = ReleaseTable(
+            config, self.backends, stats, self._cluster, self._make_cluster
+        )
         # (gateway ns/name, listener) -> hostname (None: any) -> L4 routes, oldest first
         self.l4_entries: dict[tuple[str, str], dict[str | None, list[L4Route]]] = {}
 
@@ -328,6 +332,7 @@ class SnapshotBuilder:
                         if validation is not None and validation.mode == "AllowValidOnly":
                             required.setdefault(key, set()).add((gw_key, lname))
         keys = {e.key.encode(): f"{e.kind} {e.namespace}/{e.name}" for e in self.key_table.values()}
+        keys.update(self.releases.preview_keys())
         sockets = {k: PortTable(build_host_index(v), keys) for k, v in per_socket.items()}
         for key, ca in tls_ca.items():
             # Verification after an SNI swap uses the chosen context's trust store (and
@@ -432,6 +437,9 @@ class SnapshotBuilder:
         if self.overridden:
             for choice, ref in zip(choices, rule.backend_refs, strict=True):
                 self._add_overrides(choice, route, ref)
+        if self.releases:
+            for choice, ref in zip(choices, rule.backend_refs, strict=True):
+                self.releases.attach(choice, label, route.metadata.namespace, ref.port)
         weights = [ref.weight for ref in rule.backend_refs]
         action.cumulative = list(accumulate(weights))
         action.total_weight = sum(weights)

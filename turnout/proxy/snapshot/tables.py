@@ -35,12 +35,15 @@ from turnout.proxy.filters.base import (
     response_filter,
 )
 from turnout.proxy.filters.ratelimit import RateLimitFilter
+from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import PortTable
 from turnout.proxy.routing.tls import TlsTable
+from turnout.proxy.upstream.affinity import cookie_value, new_cookie_value, set_cookie
 from turnout.proxy.upstream.balancer import Balancer
 from turnout.proxy.upstream.breaker import BackendGuard
 from turnout.proxy.upstream.endpoints import Endpoint
+from turnout.proxy.upstream.hashing import hash_bytes
 from turnout.proxy.upstream.health import OutlierDetector
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.proxy.upstream.retry import RetryPolicy
@@ -120,6 +123,7 @@ class BackendChoice:
         "label",
         "label_json",
         "overrides",
+        "release",
         "request_filters",
         "response_filters",
         "retry",
@@ -139,6 +143,8 @@ class BackendChoice:
         self.retry: RetryPolicy | None = cluster.retry if cluster is not None else None
         # routing key -> this choice with a Sandbox's endpoints instead of the baseline's
         self.overrides: dict[bytes, BackendChoice] | None = None
+        # a Release of this backend: sends some requests to its candidate
+        self.release: ReleaseSplit | None = None
 
     def overridden(self, cluster: Cluster) -> BackendChoice:
         """This choice, filters and all, with ``cluster`` in place of the baseline."""
@@ -147,6 +153,81 @@ class BackendChoice:
         twin.response_filters = self.response_filters
         twin.retry = self.retry
         return twin
+
+
+SPLIT_COOKIE: Final = 0
+SPLIT_HEADER: Final = 1
+SPLIT_CLIENT: Final = 2
+SPLIT_RANDOM: Final = 3
+SPLIT_BUCKETS: Final = 10_000
+PINNED: Final = b"stable"
+
+
+class ReleaseSplit:
+    """A Release's split of one backendRef: which requests go to ``candidate``.
+
+    A keyed split hashes (key, release) into one of ``SPLIT_BUCKETS`` buckets and sends
+    buckets below ``threshold`` to the candidate: every worker and replica agrees, and
+    as the weight grows a user already on the candidate stays there. ``by`` cookie: the
+    gateway sets the cookie when absent (``pick`` returns its Set-Cookie value); a
+    request without it that carries the ``pin`` session cookie gets the value
+    ``stable`` and stays on stable. ``match``: header (name, value) pairs that all must
+    be present (an A/B test): matching requests go to the candidate, others stay.
+    """
+
+    def __init__(
+        self,
+        candidate: BackendChoice,
+        threshold: int,
+        by: int,
+        name: bytes,
+        salt: bytes,
+        pin: bytes = b"",
+        match: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        self.candidate = candidate
+        self.threshold = threshold
+        self.by = by
+        self.name = name
+        self.salt = salt
+        self.pin = pin
+        self.match = match
+
+    def pick(self, head: RequestHead, client_ip: bytes) -> tuple[bool, bytes]:
+        """(to the candidate?, a Set-Cookie value to add or b"")."""
+        if self.match:
+            received = head.received
+            for name, value in self.match:
+                if received.get(name) != value:
+                    return False, b""
+            return True, b""
+        threshold = self.threshold
+        if threshold <= 0:
+            return False, b""
+        if threshold >= SPLIT_BUCKETS:
+            return True, b""
+        by = self.by
+        new = b""
+        if by == SPLIT_RANDOM:
+            return random.random() * SPLIT_BUCKETS < threshold, b""
+        if by == SPLIT_COOKIE:
+            key = cookie_value(head, self.name)
+            if key is None:
+                if self.pin and cookie_value(head, self.pin) is not None:
+                    key = PINNED
+                else:
+                    key = new_cookie_value()
+                new = set_cookie(self.name, key, -1)
+            if key == PINNED:
+                return False, new
+        elif by == SPLIT_HEADER:
+            found = head.received.get(self.name)
+            if found is None:
+                return random.random() * SPLIT_BUCKETS < threshold, b""
+            key = found
+        else:
+            key = client_ip
+        return hash_bytes(self.salt + key) % SPLIT_BUCKETS < threshold, new
 
 
 class RouteAction:

@@ -1,0 +1,115 @@
+"""``release`` (Typer signatures; lazy bodies): start, status (``--watch``), promote,
+abort, retry, pause, resume, skip-analysis, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from turnout.cli.errors import cli_errors
+from turnout.cli.options import (
+    ContextOpt,
+    NamespaceOpt,
+    ServerOpt,
+    TimeoutOpt,
+    TokenOpt,
+    connection,
+)
+
+PANEL = "Progressive delivery"
+
+release_app = typer.Typer(
+    name="release",
+    help="Run Releases: canary, blue-green and A/B rollouts judged by the gateway's own "
+    "per-request data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+NameArg = Annotated[str, typer.Argument(help="The Release's name.")]
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", help="Why (kept in the audit log with the revision).")
+]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text or json.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(release_app, rich_help_panel=PANEL)
+
+
+@release_app.command("start")
+def release_start(
+    file: Annotated[str, typer.Option("--filename", "-f", help="A Release manifest (YAML).")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Apply a Release manifest: the gateway starts it at once."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.start(connection(server, token, context, timeout), file)
+
+
+@release_app.command("status")
+def release_status(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it live.")] = False,
+    output: OutputOpt = "text",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Phase, step, weight, the reason in numbers and the analysis per version."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.status(connection(server, token, context, timeout), name, namespace, watch, output)
+
+
+@release_app.command("history")
+def release_history(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """The revisions that moved the Release: who, when, why."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.history(connection(server, token, context, timeout), name, namespace)
+
+
+def _command(verb: str, doc: str) -> None:
+    def run(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        reason: ReasonOpt = "",
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+        context: ContextOpt = None,
+        timeout: TimeoutOpt = 10.0,
+    ) -> None:
+        with cli_errors():
+            from turnout.cli import releases as impl
+
+            impl.command(connection(server, token, context, timeout), verb, name, namespace, reason)
+
+    run.__doc__ = doc
+    release_app.command(verb)(run)
+
+
+_command("promote", "Send all traffic to the candidate now.")
+_command("abort", "Send all traffic back to stable, in every worker and replica.")
+_command("retry", "Start an aborted or degraded Release over from its first step.")
+_command("pause", "Stop advancing (the candidate is still judged).")
+_command("resume", "Go on from a pause.")
+_command("skip-analysis", "The emergency bypass: stop judging (needs --reason; audited).")

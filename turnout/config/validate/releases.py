@@ -1,0 +1,50 @@
+"""Cross-object checks of ``Release``: the Backends it names, and one Release per
+released Backend. A missing Backend is a warning (traffic stays on stable until it
+exists, as for a route's missing backend); two Releases of one Backend are an error
+(which one splits would depend on names)."""
+
+from __future__ import annotations
+
+from turnout.config.model.backend import BackendObject
+from turnout.config.model.release import ReleaseObject
+from turnout.config.parse import Resource
+from turnout.config.problems import Problem
+
+
+def validate_releases(
+    resources: list[Resource],
+    backends: dict[tuple[str, str], BackendObject],
+    problems: list[Problem],
+) -> None:
+    released: dict[tuple[str, str], str] = {}
+    for res in resources:
+        obj = res.obj
+        if not isinstance(obj, ReleaseObject):
+            continue
+        ns = obj.metadata.namespace
+        spec = obj.spec
+        if (ns, spec.backend) not in backends:
+            problems.append(
+                res.problem(
+                    ("spec", "backend"),
+                    f"Backend {ns}/{spec.backend} not found: the release has nothing to split",
+                    "warning",
+                )
+            )
+        cand = spec.candidate.backend
+        if cand is not None and (ns, cand) not in backends:
+            problems.append(
+                res.problem(
+                    ("spec", "candidate", "backend"),
+                    f"Backend {ns}/{cand} not found: traffic stays on stable until it exists",
+                    "warning",
+                )
+            )
+        first = released.setdefault((ns, spec.backend), obj.metadata.name)
+        if first != obj.metadata.name:
+            problems.append(
+                res.problem(
+                    ("spec", "backend"),
+                    f"Backend {ns}/{spec.backend} is already released by Release {ns}/{first}",
+                )
+            )

@@ -280,6 +280,26 @@ def test_identity_headers_cannot_be_gateway_owned() -> None:
     ]
 
 
+def test_identity_headers_cannot_be_the_ones_that_vouch_for_the_client() -> None:
+    ps = problems(
+        security(
+            jwt={"providers": [provider(claimToHeaders=[{"claim": "sub", "header": "Forwarded"}])]},
+            apiKeyAuth={"forwardConsumerHeader": "X-Forwarded-Client-Cert"},
+        ),
+        consumer("c", apiKeys=[{"key": "k" * 16}]),
+    )
+    assert found(ps) == [
+        (
+            "spec.jwt.providers[0].claimToHeaders[0].header",
+            "header 'forwarded' cannot carry an identity",
+        ),
+        (
+            "spec.apiKeyAuth.forwardConsumerHeader",
+            "header 'x-forwarded-client-cert' cannot carry an identity",
+        ),
+    ]
+
+
 def test_consumer_keys_are_hashed_at_parse_time_and_unique() -> None:
     plain = "plain-text-key-only-for-files"
     resources, ps = parse_text(dump(consumer("a", apiKeys=[{"key": plain}])), "c.yaml")

@@ -49,6 +49,8 @@ class Aggregate:
     backend_events: dict[tuple[str, str], int] = field(default_factory=dict)
     # endpoint -> {"healthy", "checks", "failures", "backend", ...} from active checks
     endpoint_health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # endpoint -> seconds it stays ejected by outlier detection (host-wide table)
+    endpoint_ejections: dict[str, float] = field(default_factory=dict)
     # L4 counters: (kind, label, label) -> count, see WorkerStats.l4
     l4: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -119,6 +121,14 @@ class TurnoutCollector(Collector):
         yield connect
         yield from _backend_events(agg.backend_events)
         yield from _endpoint_health(agg.endpoint_health)
+        ejected = GaugeMetricFamily(
+            "turnout_endpoint_ejected_seconds",
+            "Seconds an endpoint stays ejected by outlier detection (host-wide; 0 when in)",
+            labels=["endpoint"],
+        )
+        for endpoint, left in sorted(agg.endpoint_ejections.items()):
+            ejected.add_metric([endpoint], left)
+        yield ejected
         yield from _l4(agg.l4)
         yield _counter(
             "turnout_upstream_timeouts",

@@ -586,6 +586,9 @@ class SnapshotBuilder:
         )
         hc = spec.health_check
         cluster.outlier = self.state.detector(label, hc.passive if hc is not None else None)
+        if cluster.outlier is not None and self.state.ejections is not None:
+            for endpoint in endpoints:  # host-wide ejections (upstream/ejections.py)
+                endpoint.health.share(self.state.ejections)
         if spec.retry is not None:
             cluster.retry = backend_policy(spec.retry)
         if lb.type == "ConsistentHash" and ch is not None:

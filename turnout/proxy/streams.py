@@ -167,6 +167,10 @@ class Exchange(UpstreamSink):
             self.local_reply(404, b"no_route", b"no route matches this request")
             return
         action = self.action = cand.action
+        limit = action.body_limit
+        if limit and head.content_length is not None and head.content_length > limit:
+            self._body_too_large()
+            return
         timeout = action.request_timeout or self.rt.settings.request_timeout
         grpc_timeout = head.received.get(b"grpc-timeout")
         if grpc_timeout is not None:  # only gRPC calls pay for the parse (an interpreted call)
@@ -303,6 +307,10 @@ class Exchange(UpstreamSink):
     def request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.progress += 1
+        action = self.action
+        if action is not None and action.body_limit and self.bytes_in > action.body_limit:
+            self._body_too_large()
+            return
         taps = self.taps
         if taps is not None:
             framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
@@ -523,6 +531,22 @@ class Exchange(UpstreamSink):
         fw = self.forward
         if fw is not None:
             fw.cancel_timers()
+
+    def _body_too_large(self) -> None:
+        """The route's requestBodyLimit: 413 and close (the rest is never read), or, once
+        the response has begun, abort; the upstream never gets the rest of the body."""
+        if self.response_started:
+            if not self.response_done:
+                fw = self.forward
+                if fw is not None:
+                    fw.stop()
+                self.down.abort()
+            return
+        if self.status:
+            return  # answered already
+        self.local_reply(
+            413, b"body_too_large", b"the request body is larger than this route accepts"
+        )
 
     # -- completion -----------------------------------------------------------------------
 

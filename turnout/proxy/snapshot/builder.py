@@ -376,6 +376,7 @@ class SnapshotBuilder:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
                     mirrors.append(target)
+        action.body_limit = policy.body_limit
         if rule.timeouts is not None:
             if rule.timeouts.request:
                 action.request_timeout = parse_duration(rule.timeouts.request)

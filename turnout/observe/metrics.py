@@ -212,6 +212,11 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
         "Endpoints ejected by passive health checking (outlier detection)",
         labels=["backend"],
     )
+    bans = CounterMetricFamily(
+        "turnout_auth_bans",
+        "Client addresses banned after repeated failed authentications (SecurityPolicy)",
+        labels=["policy"],
+    )
     transitions = CounterMetricFamily(
         "turnout_circuit_breaker_transitions",
         "Error-rate breaker state changes, by the state entered",
@@ -227,9 +232,12 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
             ejections.add_metric([backend], n)
         elif kind == "breaker":
             transitions.add_metric([backend, detail], n)
+        elif kind == "ban":
+            bans.add_metric([backend], n)
     yield retries
     yield overflow
     yield ejections
+    yield bans
     yield transitions
 
 

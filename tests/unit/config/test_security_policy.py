@@ -356,3 +356,21 @@ def test_identity_rate_limit_keys_need_a_covering_security_policy() -> None:
     assert found(problems(traffic({"type": "Consumer"}), on_rule))
     rule_target = [{"kind": "HTTPRoute", "name": "api", "sectionName": "main"}]
     assert found(problems(traffic({"type": "Consumer"}, rule_target), on_rule)) == []
+
+
+def test_brute_force_needs_authentication_and_positive_durations() -> None:
+    ps = problems(security(cors={"allowOrigins": ["*"]}, bruteForce={"banFor": "0s"}))
+    assert found(ps) == [
+        (
+            "spec.bruteForce",
+            "bruteForce counts failed authentications: give jwt, apiKeyAuth or basicAuth",
+        ),
+        ("spec.bruteForce.banFor", "must be longer than 0s"),
+    ]
+    ps = problems(
+        security(apiKeyAuth={}, bruteForce={"maxFailures": 5, "window": "1m", "banFor": "1h"}),
+        consumer("c", apiKeys=[{"key": "k" * 16}]),
+    )
+    assert found(ps) == []
+    ps = problems(security(apiKeyAuth={}, bruteForce={"maxFailures": 0}))
+    assert [p.path for p in ps if p.severity == "error"] == ["spec.bruteForce.maxFailures"]

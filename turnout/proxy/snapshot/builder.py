@@ -35,6 +35,7 @@ from turnout.config.model.routes import (
     TCPRouteObject,
     TLSRouteObject,
 )
+from turnout.config.model.security import SecurityPolicyObject
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import (
@@ -51,6 +52,7 @@ from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.bruteforce import BruteForceGuard
 from turnout.proxy.filters.fault import FaultFilter
 from turnout.proxy.filters.headers import (
     HeaderModifier,
@@ -63,6 +65,7 @@ from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
 from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
+from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -147,6 +150,7 @@ class SnapshotBuilder:
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
+        self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}
@@ -259,6 +263,22 @@ class SnapshotBuilder:
             for route in routes:
                 table.add(host, route)
         return table
+
+    def _guard(self, policy: SecurityPolicyObject) -> BruteForceGuard | None:
+        """The policy's bruteForce bans, in the host-wide table (one guard per policy)."""
+        spec = policy.spec.brute_force
+        if spec is None:
+            return None
+        label = f"{policy.metadata.namespace}/{policy.metadata.name}"
+        guard = self.guards.get(label)
+        if guard is None:
+            local = self.limit_stores.local
+            if local is None:  # a trial build or a test: a small table of its own
+                local = LocalStore.private(1024)
+            guard = self.guards[label] = BruteForceGuard(
+                label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
+            )
+        return guard
 
     def _compile_limits(self) -> None:
         if self.limited:
@@ -397,7 +417,7 @@ class SnapshotBuilder:
         response: list[ResponseFilter] = []
         if policy.security is not None:
             auth = self.policies.auth_filter(policy.security)
-            request.append(SecurityFilter(auth))
+            request.append(SecurityFilter(auth, self._guard(policy.security)))
             response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit

@@ -46,6 +46,8 @@ def test_an_address_is_banned_after_max_failures_across_workers(
         workers=2,
     )
     assert request(port, "/", headers={"x-api-key": GOOD}).status == 200
+    # no credential at all is not a failed guess (a browser's first request is one)
+    assert [request(port, "/").status for _ in range(4)] == [401] * 4
     # a new connection per request: the kernel spreads them over both workers
     statuses = [request(port, "/", headers={"x-api-key": BAD}).status for _ in range(3)]
     assert statuses == [401, 401, 401]

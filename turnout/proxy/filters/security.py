@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from turnout.proxy.filters.auth.chain import AuthFilter, AuthVerdict
+from turnout.proxy.filters.auth.chain import MISSING_CREDENTIALS, AuthFilter, AuthVerdict
 from turnout.proxy.filters.base import (
     FilterContext,
     LocalReply,
@@ -53,8 +53,12 @@ class SecurityFilter(RequestFilter):
         return self._concluded(ctx, outcome)
 
     def _concluded(self, ctx: FilterContext, verdict: AuthVerdict) -> Verdict:
-        if verdict.status == 401 and self.guard is not None:
-            self.guard.failed(ctx)
+        if (
+            verdict.status == 401
+            and self.guard is not None
+            and verdict.message not in MISSING_CREDENTIALS
+        ):
+            self.guard.failed(ctx)  # a credential was given, and it was wrong
         return _concluded(ctx, verdict)
 
 

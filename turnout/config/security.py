@@ -306,6 +306,18 @@ def check_security_policy(
     _check_authorization(res, policy, consumers, problems)
     _check_network(res, policy, problems)
     _check_cors(res, policy, problems)
+    brute = spec.brute_force
+    if brute is not None:
+        if not (spec.jwt or spec.api_key_auth or spec.basic_auth):
+            add(
+                res.problem(
+                    ("spec", "bruteForce"),
+                    "bruteForce counts failed authentications: give jwt, apiKeyAuth or basicAuth",
+                )
+            )
+        for field, value in (("window", brute.window), ("banFor", brute.ban_for)):
+            if parse_duration(value) <= 0:
+                add(res.problem(("spec", "bruteForce", field), "must be longer than 0s"))
     if not any(
         (
             spec.client_certificate is not None,

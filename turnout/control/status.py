@@ -99,7 +99,9 @@ class StatusRenderer:
         conditions += [c for t, c in stored.items() if t not in COMPUTED]
         status: dict[str, Any] = {"conditions": conditions}
         if entry.key[0] == "Backend":
-            status["endpoints"] = endpoint_status(entry.manifest, runtime.get("health", {}))
+            status["endpoints"] = endpoint_status(
+                entry.manifest, runtime.get("health", {}), runtime.get("ejections", {})
+            )
         elif entry.key[0] in KEYED_KINDS:
             status.update(self._keyed_status(entry, workers))
         return {
@@ -148,8 +150,11 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
-def endpoint_status(manifest: dict[str, Any], health: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each endpoint of a Backend with the verdict of its active health checks, if any."""
+def endpoint_status(
+    manifest: dict[str, Any], health: dict[str, Any], ejections: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Each endpoint of a Backend with the verdict of its active health checks, if any,
+    and, while outlier detection holds it out (host-wide), ``ejectedFor`` seconds."""
     out = []
     spec = manifest.get("spec") or {}
     for ep in spec.get("endpoints") or ():
@@ -166,5 +171,8 @@ def endpoint_status(manifest: dict[str, Any], health: dict[str, Any]) -> list[di
             item["health"] = "Healthy" if st.get("healthy") else "Unhealthy"
             item["lastError"] = st.get("lastError", "")
             item["consecutive"] = st.get("consecutive", 0)
+        left = (ejections or {}).get(key)
+        if left:
+            item["ejectedFor"] = left
         out.append(item)
     return out

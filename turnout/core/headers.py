@@ -81,30 +81,48 @@ CONNECTION_OPTIONS: Final = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 # Trailer fields dropped rather than forwarded (RFC 9110 §6.5.1: framing, routing,
 # authentication, content handling and the Trailer field itself may not come as trailers).
-FORBIDDEN_TRAILERS: Final = frozenset(
-    {
-        b"content-length",
-        b"transfer-encoding",
-        b"host",
-        b"connection",
-        b"te",
-        b"trailer",
-        b"authorization",
-        b"content-type",
-        b"content-encoding",
-        b"upgrade",
-        b"keep-alive",
-    }
+# Beyond the RFC's list: whatever the head is checked or rewritten for may not arrive after
+# it, so a trailer cannot smuggle a client address (X-Forwarded-*, Forwarded, RFC 7239),
+# a session (Cookie) or an expectation (Expect) past the checks made on the head. The
+# ``x-forwarded-`` family is open-ended, hence the prefix as well as the names.
+FORBIDDEN_TRAILERS: Final = (
+    frozenset(
+        {
+            b"content-length",
+            b"transfer-encoding",
+            b"host",
+            b"connection",
+            b"te",
+            b"trailer",
+            b"authorization",
+            b"content-type",
+            b"content-encoding",
+            b"upgrade",
+            b"keep-alive",
+            b"forwarded",
+            b"cookie",
+            b"expect",
+            b"x-forwarded-client-cert",
+        }
+    )
+    | GATEWAY_SET
 )
+
+# Any trailer name starting with this is dropped too (X-Forwarded-Port, -Prefix, ...).
+FORBIDDEN_TRAILER_PREFIX: Final = b"x-forwarded-"
+
 
 # -- configuration checks (str) ---------------------------------------------------------
 
 # Framing and hop-by-hop fields belong to the gateway: a header filter may not set, add or
-# remove them (RFC 9110 §7.6.1; Content-Length, RFC 9112 §6.3). Proxy-Connection is not.
-FILTER_FORBIDDEN_STR: Final = _str((HOP_BY_HOP - {b"proxy-connection"}) | {b"content-length"})
+# remove them (RFC 9110 §7.6.1, Proxy-Connection included; Content-Length, RFC 9112 §6.3;
+# Trailer announces framing, RFC 9110 §6.6.2; Expect makes the upstream answer an interim
+# 100 the gateway did not ask for, RFC 9110 §10.1.1).
+FILTER_FORBIDDEN_STR: Final = _str(HOP_BY_HOP | {b"content-length", b"trailer", b"expect"})
 
 # Names an identity header (a SecurityPolicy's claim/consumer headers) may not take: the
-# gateway-owned ones above, Host, credentials and the fields the gateway sets itself.
+# gateway-owned ones above, Host, credentials, the fields the gateway sets itself and the
+# ones that vouch for the client (Forwarded, RFC 7239; the mutual-TLS client certificate).
 IDENTITY_RESERVED_STR: Final = FILTER_FORBIDDEN_STR | _str(
-    GATEWAY_SET | {b"host", b"authorization", b"cookie"}
+    GATEWAY_SET | {b"host", b"authorization", b"cookie", b"forwarded", b"x-forwarded-client-cert"}
 )

@@ -49,6 +49,8 @@ class Aggregate:
     backend_events: dict[tuple[str, str], int] = field(default_factory=dict)
     # endpoint -> {"healthy", "checks", "failures", "backend", ...} from active checks
     endpoint_health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # endpoint -> seconds it stays ejected by outlier detection (host-wide table)
+    endpoint_ejections: dict[str, float] = field(default_factory=dict)
     # L4 counters: (kind, label, label) -> count, see WorkerStats.l4
     l4: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -119,6 +121,14 @@ class TurnoutCollector(Collector):
         yield connect
         yield from _backend_events(agg.backend_events)
         yield from _endpoint_health(agg.endpoint_health)
+        ejected = GaugeMetricFamily(
+            "turnout_endpoint_ejected_seconds",
+            "Seconds an endpoint stays ejected by outlier detection (host-wide; 0 when in)",
+            labels=["endpoint"],
+        )
+        for endpoint, left in sorted(agg.endpoint_ejections.items()):
+            ejected.add_metric([endpoint], left)
+        yield ejected
         yield from _l4(agg.l4)
         yield _counter(
             "turnout_upstream_timeouts",
@@ -202,6 +212,11 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
         "Endpoints ejected by passive health checking (outlier detection)",
         labels=["backend"],
     )
+    bans = CounterMetricFamily(
+        "turnout_auth_bans",
+        "Client addresses banned after repeated failed authentications (SecurityPolicy)",
+        labels=["policy"],
+    )
     transitions = CounterMetricFamily(
         "turnout_circuit_breaker_transitions",
         "Error-rate breaker state changes, by the state entered",
@@ -217,9 +232,12 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
             ejections.add_metric([backend], n)
         elif kind == "breaker":
             transitions.add_metric([backend, detail], n)
+        elif kind == "ban":
+            bans.add_metric([backend], n)
     yield retries
     yield overflow
     yield ejections
+    yield bans
     yield transitions
 
 

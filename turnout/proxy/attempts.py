@@ -34,6 +34,7 @@ from turnout.proxy.upstream.affinity import (
     query_value,
     set_cookie,
 )
+from turnout.proxy.upstream.health import ejected_count
 
 if TYPE_CHECKING:
     from turnout.proxy.runtime import Runtime
@@ -256,9 +257,14 @@ class Attempts:
         endpoint.health.inflight -= 1
         cluster.guard.record(0 < outcome < 500, now)
         detector = cluster.outlier
-        if detector is not None and detector.on_response(
-            endpoint.health, outcome, now, len(cluster.endpoints)
-        ):
+        if detector is None:
+            return
+        ejected = -1
+        health = endpoint.health
+        if health.shared is not None and (outcome == 0 or outcome >= 500):
+            # other workers' ejections count against max_ejection_percent too
+            ejected = ejected_count([e.health for e in cluster.endpoints], now)
+        if detector.on_response(health, outcome, now, len(cluster.endpoints), ejected):
             self.rt.stats.event(cluster.label, "ejection")
 
     def _capture(self, data: bytes) -> None:

@@ -34,6 +34,7 @@ class InitWorker:
     index: int  # the worker's slot, 0 … workers-1
     limits_path: str  # the host-wide rate-limit table ("" = private to the worker)
     redis_url: str  # for Global rate limits ("" = none)
+    ejections_path: str = ""  # the host-wide outlier table ("" = ejections per worker)
 
 
 @dataclass(frozen=True, slots=True)

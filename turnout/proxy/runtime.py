@@ -33,6 +33,7 @@ from turnout.proxy.snapshot.builder import pool_key, server_name
 from turnout.proxy.snapshot.limits import LimitStores
 from turnout.proxy.snapshot.state import BackendState
 from turnout.proxy.snapshot.tables import Snapshot
+from turnout.proxy.upstream.ejections import EjectionTable
 from turnout.proxy.upstream.endpoints import Resolver
 from turnout.proxy.upstream.pool import EndpointPool
 from turnout.proxy.upstream.tls import ContextCache
@@ -103,6 +104,10 @@ class Runtime:
         local = LocalStore.open(table_path) if table_path else LocalStore.private()
         redis = RedisStore(redis_url) if redis_url else None
         self.limits = LimitStores(local, redis)
+
+    def open_ejection_table(self, path: str) -> None:
+        """The host-wide outlier table (shared with the other workers); "" = per worker."""
+        self.backend_state.ejections = EjectionTable.open(path) if path else None
 
     async def close_limit_stores(self) -> None:
         local, redis = self.limits.local, self.limits.redis

@@ -84,6 +84,8 @@ class Exchange(UpstreamSink):
         "finished",
         "forward",
         "head",
+        "held",
+        "holding",
         "keep_alive",
         "key_source",
         "pending",
@@ -137,6 +139,10 @@ class Exchange(UpstreamSink):
         # what the rule's filters see and where they stand (None: the rule has none)
         self.ctx: FilterContext | None = None
         self.stage = 0  # the chain being run: 0 the rule's, 1 the backendRef's
+        # Framing not yet known to be valid (see ``_hold``): the head waits for the first
+        # body chunk, or the chunk completing an HTTP/2 declared length for END_STREAM.
+        self.holding = False
+        self.held: bytes | None = None
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -169,6 +175,10 @@ class Exchange(UpstreamSink):
             self.local_reply(404, b"no_route", b"no route matches this request")
             return
         action = self.action = cand.action
+        limit = action.body_limit
+        if limit and head.content_length is not None and head.content_length > limit:
+            self._body_too_large()
+            return
         timeout = action.request_timeout or self.rt.settings.request_timeout
         grpc_timeout = head.received.get(b"grpc-timeout")
         if grpc_timeout is not None:  # only gRPC calls pay for the parse (an interpreted call)
@@ -247,8 +257,36 @@ class Exchange(UpstreamSink):
                 return
         self._forward()
 
+    def _hold(self) -> bool:
+        """Whether the head must wait before going upstream (issue 20 item 3).
+
+        The upstream must never get a complete request the client is refused, nor a head
+        whose body framing is already broken. Bodiless requests pay one test. An HTTP/1.1
+        chunked body holds the head until its first chunk has parsed (or the request
+        ended). HTTP/2 DATA frames carry their own framing, so a stream without
+        content-length is never held (a gRPC bidirectional call may wait for the server's
+        first message before sending its own). An HTTP/2 content-length is only
+        checked against the DATA at END_STREAM, so a declared length of 0 holds the head,
+        and a longer one holds the chunk that completes it (``request_body``), until the
+        stream ends.
+        """
+        head = self.head
+        if self.request_done or head.upgrade is not None:
+            return False
+        if head.version == b"2":
+            return head.content_length == 0
+        return head.chunked and self.pending is None
+
     def _forward(self) -> None:
         """Filters done: hand the request to the upstream side."""
+        head = self.head
+        if (head.chunked or head.content_length == 0) and self._hold():
+            self.holding = True
+            if head.expect_continue:
+                head.expect_continue = False  # the client waits for it to send the body
+                self.down.send_continue()
+            return
+        self.holding = False
         choice = self.choice
         action = self.action
         assert choice is not None and action is not None
@@ -273,7 +311,13 @@ class Exchange(UpstreamSink):
             self._start_taps(action)
         pending = self.pending
         self.pending = None
-        fw.send(pending, self.pending_size, self.request_done, self.request_trailers)
+        size = self.pending_size
+        cl = head.content_length
+        if pending and cl and size >= cl and not self.request_done and head.version == b"2":
+            # the whole declared body came first: its last chunk waits for END_STREAM
+            self.held = pending.pop()
+            size -= len(self.held)
+        fw.send(pending, size, self.request_done, self.request_trailers)
 
     def _start_taps(self, action: RouteAction) -> None:
         """The rule's forward filters (request mirrors): copies of the body as it goes."""
@@ -310,6 +354,10 @@ class Exchange(UpstreamSink):
     def request_body(self, data: bytes) -> None:
         self.bytes_in += len(data)
         self.progress += 1
+        action = self.action
+        if action is not None and action.body_limit and self.bytes_in > action.body_limit:
+            self._body_too_large()
+            return
         taps = self.taps
         if taps is not None:
             framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
@@ -317,6 +365,11 @@ class Exchange(UpstreamSink):
                 tap.body(framed)
         fw = self.forward
         if fw is not None:
+            cl = self.head.content_length
+            if cl is not None and self.bytes_in >= cl and self.head.version == b"2":
+                # it completes the declared length: held until END_STREAM confirms it
+                self.held = data
+                return
             fw.request_body(data, self.response_done or self.status != 0)
             return
         if self.response_done or self.status:
@@ -328,6 +381,8 @@ class Exchange(UpstreamSink):
         self.pending_size += len(data)
         if self.pending_size > BUFFER_LIMIT:
             self.down.set_reading(PAUSE_BUFFER, False)
+        if self.holding:
+            self._forward()  # the first chunk parsed: the head may go
 
     def request_complete(self, trailers: Headers | None) -> None:
         self.request_done = True
@@ -341,7 +396,13 @@ class Exchange(UpstreamSink):
                 tap.body(data)
         self.request_trailers = trailers  # kept for the forwarder made later
         fw = self.forward
-        if fw is not None:
+        if self.holding:
+            self._forward()  # sends the end with the body it buffered
+        elif fw is not None:
+            held = self.held
+            if held is not None:
+                self.held = None
+                fw.request_body(held, self.response_done or self.status != 0)
             fw.request_end(trailers)
         if taps is not None:
             for tap in taps:
@@ -532,6 +593,22 @@ class Exchange(UpstreamSink):
         fw = self.forward
         if fw is not None:
             fw.cancel_timers()
+
+    def _body_too_large(self) -> None:
+        """The route's requestBodyLimit: 413 and close (the rest is never read), or, once
+        the response has begun, abort; the upstream never gets the rest of the body."""
+        if self.response_started:
+            if not self.response_done:
+                fw = self.forward
+                if fw is not None:
+                    fw.stop()
+                self.down.abort()
+            return
+        if self.status:
+            return  # answered already
+        self.local_reply(
+            413, b"body_too_large", b"the request body is larger than this route accepts"
+        )
 
     # -- completion -----------------------------------------------------------------------
 

@@ -38,10 +38,12 @@ class Worker:
         *,
         limits_path: str = "",
         redis_url: str = "",
+        ejections_path: str = "",
     ) -> None:
         self.loop = loop
         self.rt = Runtime(loop, settings, access_log)
         self.rt.open_limit_stores(limits_path, redis_url)
+        self.rt.open_ejection_table(ejections_path)
         self.servers: dict[str, asyncio.Server] = {}
         self.tls_servers: set[str] = set()  # keys of the servers created with TLS
         self.client_cas: dict[str, bytes | None] = {}  # their client-certificate CAs

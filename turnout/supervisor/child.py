@@ -92,6 +92,7 @@ class WorkerMain:
             open_access_log(msg.access_log, msg.access_log_fields),
             limits_path=msg.limits_path,
             redis_url=msg.redis_url,
+            ejections_path=msg.ejections_path,
         )
         self.channel.send(WorkerReady(os.getpid()))
         self._stats_handle = self.loop.call_later(1.0, self.send_stats)

@@ -56,6 +56,7 @@ from turnout.proxy.messages import (
 from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import LimitStores
+from turnout.proxy.upstream.ejections import EjectionTable
 from turnout.supervisor.admin import make_server
 from turnout.supervisor.admin_tls import (
     AdminTLSError,
@@ -65,7 +66,12 @@ from turnout.supervisor.admin_tls import (
 )
 from turnout.supervisor.admin_tls import AdminTLSOptions as AdminTLSOptions  # for cli.serve
 from turnout.supervisor.health import HealthFanout
-from turnout.supervisor.limits import create_limit_table, remove_limit_table
+from turnout.supervisor.limits import (
+    create_ejection_table,
+    create_limit_table,
+    ejected_endpoints,
+    remove_limit_table,
+)
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
 from turnout.supervisor.tunnels import create_tunnel_dir, remove_tunnel_dir
 from turnout.supervisor.watch import ConfigWatcher
@@ -169,6 +175,8 @@ class Supervisor:
         self.control: ControlPlane | None = None
         self.health = HealthFanout(self._send_health)
         self.limits_path = ""  # the host-wide rate-limit table the workers share
+        self.ejections_path = ""  # the host-wide outlier table the workers share
+        self.ejections: EjectionTable | None = None  # read for status and metrics
         self.tunnel_dir = ""
         # Trial builds need a Redis client object to accept Global rate limits (it never
         # connects: the supervisor makes no decisions).
@@ -207,6 +215,8 @@ class Supervisor:
                 f"the configuration in {self.source.name} cannot be compiled"
             ) from None
         self.limits_path = create_limit_table(self.options.data_dir)
+        self.ejections_path = create_ejection_table(self.options.data_dir)
+        self.ejections = EjectionTable.open(self.ejections_path)
         self.options.settings.tunnel_dir = self.tunnel_dir = create_tunnel_dir()
         if self.control is not None:
             self.control.tunnel_dir = self.tunnel_dir
@@ -344,7 +354,13 @@ class Supervisor:
     def _init_message(self, index: int) -> InitWorker:
         o = self.options
         return InitWorker(
-            o.settings, o.access_log, o.access_log_fields, index, self.limits_path, o.redis
+            o.settings,
+            o.access_log,
+            o.access_log_fields,
+            index,
+            self.limits_path,
+            o.redis,
+            self.ejections_path,
         )
 
     def _config_message(self, keys: list[str]) -> ApplyConfig:
@@ -539,6 +555,7 @@ class Supervisor:
             self._admin.should_exit = True
         await self.health.close()
         remove_limit_table(self.limits_path)
+        remove_limit_table(self.ejections_path)
         remove_tunnel_dir(self.tunnel_dir)
         if self.control is not None:
             await self.control.close()
@@ -574,6 +591,7 @@ class Supervisor:
         agg.backend_events.update(self.retired.backend_events)
         agg.l4.update(self.retired.l4)
         agg.endpoint_health = self.health.snapshot()
+        agg.endpoint_ejections = ejected_endpoints(self.ejections, self.config)
         agg.counters.update(self.retired.counters)
         for worker in self.workers.values():
             if worker.stats:
@@ -590,6 +608,7 @@ class Supervisor:
         return {
             "revision": self.revision,
             "health": self.health.snapshot(),
+            "ejections": ejected_endpoints(self.ejections, self.config),
             "workers": [
                 {
                     "pid": w.pid,

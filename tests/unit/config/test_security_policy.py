@@ -280,6 +280,26 @@ def test_identity_headers_cannot_be_gateway_owned() -> None:
     ]
 
 
+def test_identity_headers_cannot_be_the_ones_that_vouch_for_the_client() -> None:
+    ps = problems(
+        security(
+            jwt={"providers": [provider(claimToHeaders=[{"claim": "sub", "header": "Forwarded"}])]},
+            apiKeyAuth={"forwardConsumerHeader": "X-Forwarded-Client-Cert"},
+        ),
+        consumer("c", apiKeys=[{"key": "k" * 16}]),
+    )
+    assert found(ps) == [
+        (
+            "spec.jwt.providers[0].claimToHeaders[0].header",
+            "header 'forwarded' cannot carry an identity",
+        ),
+        (
+            "spec.apiKeyAuth.forwardConsumerHeader",
+            "header 'x-forwarded-client-cert' cannot carry an identity",
+        ),
+    ]
+
+
 def test_consumer_keys_are_hashed_at_parse_time_and_unique() -> None:
     plain = "plain-text-key-only-for-files"
     resources, ps = parse_text(dump(consumer("a", apiKeys=[{"key": plain}])), "c.yaml")
@@ -336,3 +356,21 @@ def test_identity_rate_limit_keys_need_a_covering_security_policy() -> None:
     assert found(problems(traffic({"type": "Consumer"}), on_rule))
     rule_target = [{"kind": "HTTPRoute", "name": "api", "sectionName": "main"}]
     assert found(problems(traffic({"type": "Consumer"}, rule_target), on_rule)) == []
+
+
+def test_brute_force_needs_authentication_and_positive_durations() -> None:
+    ps = problems(security(cors={"allowOrigins": ["*"]}, bruteForce={"banFor": "0s"}))
+    assert found(ps) == [
+        (
+            "spec.bruteForce",
+            "bruteForce counts failed authentications: give jwt, apiKeyAuth or basicAuth",
+        ),
+        ("spec.bruteForce.banFor", "must be longer than 0s"),
+    ]
+    ps = problems(
+        security(apiKeyAuth={}, bruteForce={"maxFailures": 5, "window": "1m", "banFor": "1h"}),
+        consumer("c", apiKeys=[{"key": "k" * 16}]),
+    )
+    assert found(ps) == []
+    ps = problems(security(apiKeyAuth={}, bruteForce={"maxFailures": 0}))
+    assert [p.path for p in ps if p.severity == "error"] == ["spec.bruteForce.maxFailures"]

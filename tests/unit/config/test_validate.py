@@ -271,6 +271,34 @@ FILTER_CASES = [
         ],
     ),
     (
+        rule(
+            filters=[
+                {
+                    "type": "RequestHeaderModifier",
+                    "requestHeaderModifier": {
+                        "set": [{"name": "Expect", "value": "100-continue"}],
+                        "add": [{"name": "Trailer", "value": "x-t"}],
+                        "remove": ["Proxy-Connection"],
+                    },
+                }
+            ]
+        ),
+        [
+            (
+                "spec.rules[0].filters[0].requestHeaderModifier.set[0]",
+                "header 'expect' is managed by the gateway",
+            ),
+            (
+                "spec.rules[0].filters[0].requestHeaderModifier.add[0]",
+                "header 'trailer' is managed by the gateway",
+            ),
+            (
+                "spec.rules[0].filters[0].requestHeaderModifier.remove[0]",
+                "header 'proxy-connection' is managed by the gateway",
+            ),
+        ],
+    ),
+    (
         {
             "matches": [{"path": {"type": "Exact", "value": "/a"}}],
             "filters": [

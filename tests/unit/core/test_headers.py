@@ -78,6 +78,7 @@ def test_the_codecs_and_checks_use_these_sets() -> None:
     assert http1.SPECIAL is h.REQUEST_REPLACED
     assert http1.PROTECTED is h.PROTECTED_FROM_CONNECTION
     assert http1.FORBIDDEN_TRAILERS is h.FORBIDDEN_TRAILERS
+    assert http1.FORBIDDEN_TRAILER_PREFIX is h.FORBIDDEN_TRAILER_PREFIX
     assert http1.CONNECTION_OPTIONS is h.CONNECTION_OPTIONS
     assert route_checks.FILTER_FORBIDDEN_STR is h.FILTER_FORBIDDEN_STR
     assert security.IDENTITY_RESERVED_STR is h.IDENTITY_RESERVED_STR
@@ -121,7 +122,7 @@ def test_the_sets_hold_what_they_held() -> None:
         b"forwarded",
     } == h.PROTECTED_FROM_CONNECTION - h.GATEWAY_SET
     assert frozenset({b"close", b"keep-alive", b"upgrade"}) == h.CONNECTION_OPTIONS
-    assert len(h.FORBIDDEN_TRAILERS) == 11
+    assert len(h.FORBIDDEN_TRAILERS) == 19
     assert {
         b"content-length",
         b"host",
@@ -129,13 +130,20 @@ def test_the_sets_hold_what_they_held() -> None:
         b"authorization",
         b"content-type",
         b"content-encoding",
-    } == h.FORBIDDEN_TRAILERS - h.HOP_BY_HOP
+        b"forwarded",
+        b"cookie",
+        b"expect",
+        b"x-forwarded-client-cert",
+    } | h.GATEWAY_SET == h.FORBIDDEN_TRAILERS - h.HOP_BY_HOP
+    assert h.FORBIDDEN_TRAILER_PREFIX == b"x-forwarded-"
     owned = {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-    assert owned | {"te"} == h.FILTER_FORBIDDEN_STR
+    assert owned | {"te", "proxy-connection", "trailer", "expect"} == h.FILTER_FORBIDDEN_STR
     assert {
         "host",
         "authorization",
         "cookie",
+        "forwarded",
+        "x-forwarded-client-cert",
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",
@@ -146,4 +154,5 @@ def test_the_sets_hold_what_they_held() -> None:
 def test_a_filter_may_not_set_a_framing_header() -> None:
     assert "transfer-encoding" in h.FILTER_FORBIDDEN_STR
     assert "content-length" in h.FILTER_FORBIDDEN_STR
-    assert "proxy-connection" not in h.FILTER_FORBIDDEN_STR  # today's behaviour
+    for name in ("proxy-connection", "trailer", "expect"):  # hop-by-hop / framing
+        assert name in h.FILTER_FORBIDDEN_STR

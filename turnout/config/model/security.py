@@ -255,6 +255,15 @@ class ClientCertificateAuthSpec(Spec):
     the principal is its subject's common name (a Consumer of that name lends its groups)."""
 
 
+class BruteForceSpec(Spec):
+    """fail2ban's ``maxretry`` / ``findtime`` / ``bantime``: a client address that fails
+    authentication ``maxFailures`` times within ``window`` is refused for ``banFor``."""
+
+    max_failures: Annotated[StrictInt, Field(ge=1, le=10_000)] = 5
+    window: Duration = "1m"
+    ban_for: Duration = "10m"
+
+
 class SecurityPolicySpec(Spec):
     """Envoy Gateway's ``SecurityPolicy`` fields (``jwt``, ``apiKeyAuth``, ``basicAuth``,
     ``authorization``, ``cors``) plus client certificates, IP rules and security response
@@ -272,6 +281,7 @@ class SecurityPolicySpec(Spec):
     ] = None
     cors: CORSSpec | None = None
     response_headers: SecurityHeadersSpec | None = None
+    brute_force: BruteForceSpec | None = None  # bans after repeated failed authentications
 
 
 class SecurityPolicyObject(Spec):

@@ -77,11 +77,29 @@ class FaultInjectionSpec(Spec):
     headers: tuple[FaultHeader, ...] = Field(default=(), max_length=16)  # all must match
 
 
+_SIZE_UNITS: dict[str, int] = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+BodyLimit = (
+    Annotated[StrictInt, Field(ge=1)]
+    | Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]{0,12}(Ki|Mi|Gi)?$")]
+)
+
+
+def body_limit_bytes(value: int | str) -> int:
+    """``requestBodyLimit`` in bytes: an integer, or a string like ``512Ki`` / ``10Mi``."""
+    if isinstance(value, int):
+        return value
+    digits = value.rstrip("KMGi")
+    return int(digits) * _SIZE_UNITS[value[len(digits) :]]
+
+
 class TrafficPolicySpec(Spec):
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
     rate_limit: RateLimitSpec | None = None
     fault_injection: FaultInjectionSpec | None = None
     retry: RetrySpec | None = None
+    # the largest request body the targets accept (413 beyond it), below the gateway's
+    # own --max-body-bytes
+    request_body_limit: BodyLimit | None = None
 
 
 class TrafficPolicyObject(Spec):

@@ -58,10 +58,17 @@ def validate_traffic_policy(
     fault = policy.spec.fault_injection
     if fault is not None and fault.delay is None and fault.abort is None:
         problems.append(res.problem(("spec", "faultInjection"), "give a delay, an abort, or both"))
-    if rl is None and fault is None and policy.spec.retry is None:
+    if (
+        rl is None
+        and fault is None
+        and policy.spec.retry is None
+        and policy.spec.request_body_limit is None
+    ):
         problems.append(
             res.problem(
-                ("spec",), "the policy sets nothing (rateLimit, faultInjection or retry)", "warning"
+                ("spec",),
+                "the policy sets nothing (rateLimit, faultInjection, retry or requestBodyLimit)",
+                "warning",
             )
         )
 

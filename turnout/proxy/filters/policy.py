@@ -22,7 +22,12 @@ from turnout.config.configset import ConfigSet
 from turnout.config.model.backend import RetrySpec
 from turnout.config.model.routes import HTTPRouteObject, HTTPRouteRule
 from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
-from turnout.config.model.traffic import FaultInjectionSpec, RateLimitSpec, TrafficPolicyObject
+from turnout.config.model.traffic import (
+    FaultInjectionSpec,
+    RateLimitSpec,
+    TrafficPolicyObject,
+    body_limit_bytes,
+)
 from turnout.core.durations import parse_duration
 from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.fault import FaultInjector
@@ -50,6 +55,7 @@ class Effective:
     rate_limit_name: str = ""  # "namespace/name" of the policy that set it
     fault_injection: FaultInjectionSpec | None = None
     retry: RetrySpec | None = None
+    body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
 
 
@@ -123,6 +129,8 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
+                if not out.body_limit and spec.request_body_limit is not None:
+                    out.body_limit = body_limit_bytes(spec.request_body_limit)
         out.security = self._security(route, rule, gateway)
         return out
 

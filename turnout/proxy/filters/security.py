@@ -13,7 +13,9 @@ derived again here rather than kept per request.
 
 from __future__ import annotations
 
-from turnout.proxy.filters.auth.chain import AuthFilter, AuthVerdict
+from typing import TYPE_CHECKING
+
+from turnout.proxy.filters.auth.chain import MISSING_CREDENTIALS, AuthFilter, AuthVerdict
 from turnout.proxy.filters.base import (
     FilterContext,
     LocalReply,
@@ -24,22 +26,40 @@ from turnout.proxy.filters.base import (
 )
 from turnout.proxy.protocols.heads import ResponseHead
 
+if TYPE_CHECKING:
+    from turnout.proxy.filters.bruteforce import BruteForceGuard
+
 
 class SecurityFilter(RequestFilter):
-    __slots__ = ("auth",)
+    __slots__ = ("auth", "guard")
 
-    def __init__(self, auth: AuthFilter) -> None:
+    def __init__(self, auth: AuthFilter, guard: BruteForceGuard | None = None) -> None:
         self.auth = auth
+        self.guard = guard  # bruteForce: bans after failed authentications
 
     def on_request(self, ctx: FilterContext) -> Verdict:
+        guard = self.guard
+        if guard is not None:
+            banned = guard.check(ctx)
+            if banned is not None:
+                return banned
         verdict = self.auth.check(ctx.head, ctx.client_ip, ctx.loop, ctx.client_cert)
         if isinstance(verdict, AuthVerdict):
-            return _concluded(ctx, verdict)
+            return self._concluded(ctx, verdict)
         return Suspend(verdict)
 
     def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
         assert isinstance(outcome, AuthVerdict)
-        return _concluded(ctx, outcome)
+        return self._concluded(ctx, outcome)
+
+    def _concluded(self, ctx: FilterContext, verdict: AuthVerdict) -> Verdict:
+        if (
+            verdict.status == 401
+            and self.guard is not None
+            and verdict.message not in MISSING_CREDENTIALS
+        ):
+            self.guard.failed(ctx)  # a credential was given, and it was wrong
+        return _concluded(ctx, verdict)
 
 
 class SecurityResponseFilter(ResponseFilter):

@@ -51,6 +51,7 @@ PROTECTED: Final = header_sets.PROTECTED_FROM_CONNECTION
 CONNECTION_OPTIONS: Final = header_sets.CONNECTION_OPTIONS
 # Trailer fields that would change framing, routing or auth are dropped.
 FORBIDDEN_TRAILERS: Final = header_sets.FORBIDDEN_TRAILERS
+FORBIDDEN_TRAILER_PREFIX: Final = header_sets.FORBIDDEN_TRAILER_PREFIX
 ALLOWED_UPGRADES: Final = frozenset({b"websocket"})
 _OWS: Final = frozenset(b" \t")
 
@@ -268,7 +269,7 @@ class Http1ServerConnection:
             value = value.rstrip(b" \t")  # RFC 9110 §5.5: not part of the field value
         lname = name.lower()
         if self._in_trailers:
-            if lname not in FORBIDDEN_TRAILERS:
+            if lname not in FORBIDDEN_TRAILERS and not lname.startswith(FORBIDDEN_TRAILER_PREFIX):
                 self._trailers.append((lname, value))
             return
         if lname in SPECIAL:

@@ -21,7 +21,7 @@ import httptools
 
 from turnout.core.headers import RESPONSE_CONSUMED
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
-from turnout.proxy.protocols.http1 import FORBIDDEN_TRAILERS
+from turnout.proxy.protocols.http1 import FORBIDDEN_TRAILER_PREFIX, FORBIDDEN_TRAILERS
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 
 # Response headers that describe one hop's framing or connection; re-made per hop.
@@ -146,7 +146,7 @@ class Http1ClientConnection:
             what = "trailer" if self._in_trailers else "response header"
             raise ValueError(f"upstream {what} section too large")
         if self._in_trailers:
-            if lname not in FORBIDDEN_TRAILERS:
+            if lname not in FORBIDDEN_TRAILERS and not lname.startswith(FORBIDDEN_TRAILER_PREFIX):
                 self._trailers.append((lname, value))
             return
         if lname in RESPONSE_HOP_BY_HOP:

@@ -21,7 +21,12 @@ from turnout.proxy.protocols.hosts import (
     path_needs_normalizing,
     split_authority,
 )
-from turnout.proxy.protocols.http1 import FORBIDDEN_TRAILERS, SPECIAL, Limits
+from turnout.proxy.protocols.http1 import (
+    FORBIDDEN_TRAILER_PREFIX,
+    FORBIDDEN_TRAILERS,
+    SPECIAL,
+    Limits,
+)
 
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # h2 refuses NUL, CR and LF; the other control characters are refused here so that no
@@ -164,6 +169,6 @@ def filter_trailers(headers: list[tuple[bytes, bytes]]) -> Headers:
     for name, value in headers:
         if _BAD_VALUE.search(value) is not None or _TOKEN.fullmatch(name) is None:
             raise Malformed("invalid trailer field")
-        if name not in FORBIDDEN_TRAILERS:
+        if name not in FORBIDDEN_TRAILERS and not name.startswith(FORBIDDEN_TRAILER_PREFIX):
             out.append((name, value))
     return out

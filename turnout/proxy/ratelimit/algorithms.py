@@ -205,3 +205,10 @@ def _window_retry(
 
 
 Algorithm = TokenBucket | SlidingWindow
+
+
+class Stepper(Protocol):
+    """What ``local.LocalStore.decide`` runs on a slot: the algorithms above, or another
+    three-word state machine (``filters.bruteforce.BanCounter``)."""
+
+    def step(self, s: State, j: int, now: float, cost: int) -> Decision: ...

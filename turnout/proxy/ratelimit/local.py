@@ -76,7 +76,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from turnout.proxy.ratelimit.algorithms import Algorithm, Decision
+from turnout.proxy.ratelimit.algorithms import Decision, Stepper
 
 MAGIC: Final = b"TNRLTAB1"
 VERSION: Final = 1
@@ -204,7 +204,7 @@ class LocalStore:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def decide(self, h: int, algorithm: Algorithm, now: float, cost: int) -> Decision:
+    def decide(self, h: int, algorithm: Stepper, now: float, cost: int) -> Decision:
         """Apply ``algorithm`` to the counter of key hash ``h`` (non-zero) at time ``now``."""
         g = h & self._mask
         base = g * _GROUP_WORDS

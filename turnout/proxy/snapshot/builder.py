@@ -35,6 +35,7 @@ from turnout.config.model.routes import (
     TCPRouteObject,
     TLSRouteObject,
 )
+from turnout.config.model.security import SecurityPolicyObject
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import (
@@ -51,6 +52,7 @@ from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
+from turnout.proxy.filters.bruteforce import BruteForceGuard
 from turnout.proxy.filters.fault import FaultFilter
 from turnout.proxy.filters.headers import (
     HeaderModifier,
@@ -63,6 +65,7 @@ from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
 from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
+from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -150,6 +153,7 @@ class SnapshotBuilder:
         self.policies = PolicyIndex(config)
         self.mitigations = mitigation_filters(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
+        self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}
@@ -265,6 +269,22 @@ class SnapshotBuilder:
             for route in routes:
                 table.add(host, route)
         return table
+
+    def _guard(self, policy: SecurityPolicyObject) -> BruteForceGuard | None:
+        """The policy's bruteForce bans, in the host-wide table (one guard per policy)."""
+        spec = policy.spec.brute_force
+        if spec is None:
+            return None
+        label = f"{policy.metadata.namespace}/{policy.metadata.name}"
+        guard = self.guards.get(label)
+        if guard is None:
+            local = self.limit_stores.local
+            if local is None:  # a trial build or a test: a small table of its own
+                local = LocalStore.private(1024)
+            guard = self.guards[label] = BruteForceGuard(
+                label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
+            )
+        return guard
 
     def _compile_limits(self) -> None:
         if self.limited:
@@ -383,6 +403,7 @@ class SnapshotBuilder:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
                     mirrors.append(target)
+        action.body_limit = policy.body_limit
         if rule.timeouts is not None:
             if rule.timeouts.request:
                 action.request_timeout = parse_duration(rule.timeouts.request)
@@ -406,7 +427,7 @@ class SnapshotBuilder:
             request.append(mitigation)
         if policy.security is not None:
             auth = self.policies.auth_filter(policy.security)
-            request.append(SecurityFilter(auth))
+            request.append(SecurityFilter(auth, self._guard(policy.security)))
             response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
@@ -599,6 +620,9 @@ class SnapshotBuilder:
         )
         hc = spec.health_check
         cluster.outlier = self.state.detector(label, hc.passive if hc is not None else None)
+        if cluster.outlier is not None and self.state.ejections is not None:
+            for endpoint in endpoints:  # host-wide ejections (upstream/ejections.py)
+                endpoint.health.share(self.state.ejections)
         if spec.retry is not None:
             cluster.retry = backend_policy(spec.retry)
         if lb.type == "ConsistentHash" and ch is not None:

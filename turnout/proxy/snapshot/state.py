@@ -13,6 +13,7 @@ from turnout.config.model.backend import CircuitBreakerSpec, PassiveHealthCheckS
 from turnout.core.durations import parse_duration
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.upstream.breaker import STATE_NAMES, BackendGuard, ErrorRateBreaker
+from turnout.proxy.upstream.ejections import EjectionTable
 from turnout.proxy.upstream.health import OutlierDetector
 
 
@@ -24,6 +25,8 @@ class BackendState:
         self.stats = stats
         self.guards: dict[str, BackendGuard] = {}
         self.detectors: dict[str, tuple[tuple[float, ...], OutlierDetector]] = {}
+        # the host-wide outlier table the workers share (None: ejections per worker)
+        self.ejections: EjectionTable | None = None
 
     def guard(self, label: str, spec: CircuitBreakerSpec | None) -> BackendGuard:
         guard = self.guards.get(label)

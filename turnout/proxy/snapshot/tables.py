@@ -241,6 +241,7 @@ class RouteAction:
 
     __slots__ = (
         "backend_timeout",
+        "body_limit",
         "choices",
         "cumulative",
         "forward_filters",
@@ -270,6 +271,7 @@ class RouteAction:
         self.total_weight = 0
         self.request_timeout = 0.0  # 0 = none
         self.backend_timeout = 0.0
+        self.body_limit = 0  # the TrafficPolicy's requestBodyLimit (0 = none)
         self.single: BackendChoice | None = None  # the only backendRef with weight > 0
         # TrafficPolicy rateLimit and the policy's name, and the filter that enforces it
         # (its limiter is set when the snapshot's one limiter is compiled)

@@ -38,6 +38,12 @@ responses of requests sent before) are ignored. The consecutive counters live on
 ``EndpointHealth`` (no dictionary lookup per response); two backends that share an
 address therefore share them.
 
+Across workers: with a host-wide ``ejections.EjectionTable`` attached (``share``), the
+consecutive counters, the ejection and its multiplier live in the table's row for the
+endpoint, not in this worker's record: the detector counts under the row's lock, and
+every ``available()`` first adopts an ``ejected_until`` another worker wrote, so the
+threshold counts the host's consecutive errors and one ejection holds everywhere.
+
 Clock: every ``now`` is ``time.perf_counter()`` seconds, as ``ejected_until`` is.
 This module is compiled with mypyc: everything is typed, classes have ``__slots__``.
 """
@@ -45,7 +51,10 @@ This module is compiled with mypyc: everything is typed, classes have ``__slots_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from turnout.proxy.upstream.ejections import EjectionTable
 
 GATEWAY_ERRORS: Final = (0, 502, 503, 504)
 
@@ -56,6 +65,7 @@ class EndpointHealth:
     __slots__ = (
         "active_ok",
         "available_since",
+        "cells",
         "consecutive_5xx",
         "consecutive_gateway",
         "ejected_until",
@@ -63,6 +73,9 @@ class EndpointHealth:
         "inflight",
         "key",
         "released_at",
+        "row",
+        "seen_until",
+        "shared",
         "times_ejected",
     )
 
@@ -77,9 +90,57 @@ class EndpointHealth:
         self.consecutive_gateway = 0
         self.times_ejected = 0  # the ejection-time multiplier (decays, see OutlierDetector)
         self.released_at = 0.0  # when the last ejection ended (for the multiplier's decay)
+        self.shared: EjectionTable | None = None  # the host-wide table, when attached
+        self.cells: memoryview[float] | None = None  # its words (doubles); None = this worker's own
+        self.row = 0  # this endpoint's row in ``cells``
+        self.seen_until = 0.0  # the table's ejected_until last adopted
+
+    def share(self, table: EjectionTable) -> None:
+        """Keep outlier state in the host-wide ``table`` from now on (idempotent)."""
+        if self.shared is table:
+            return
+        row = table.row_for(self.key)
+        if row < 0:
+            return  # the table is full: this worker's own state, as before
+        self.shared = table
+        self.cells = table.cells
+        self.row = row
+
+    def pull(self) -> None:
+        """Adopt an ejection another worker wrote into the shared row."""
+        cells = self.cells
+        if cells is not None:
+            until = cells[self.row + 1]
+            if until != self.seen_until:
+                self.seen_until = until
+                self.ejected_until = until
+
+    def load(self) -> None:
+        """Row → this record (under the row's lock)."""
+        cells = self.cells
+        if cells is not None:
+            row = self.row
+            self.pull()
+            self.released_at = cells[row + 2]
+            self.consecutive_5xx = int(cells[row + 3])
+            self.consecutive_gateway = int(cells[row + 4])
+            self.times_ejected = int(cells[row + 5])
+
+    def store(self) -> None:
+        """This record → row (under the row's lock)."""
+        cells = self.cells
+        if cells is not None:
+            row = self.row
+            cells[row + 1] = self.seen_until = self.ejected_until
+            cells[row + 2] = self.released_at
+            cells[row + 3] = float(self.consecutive_5xx)
+            cells[row + 4] = float(self.consecutive_gateway)
+            cells[row + 5] = float(self.times_ejected)
 
     def available(self, now: float) -> bool:
         """``active_ok`` and not ejected at ``now``; ends an expired ejection on the way."""
+        if self.cells is not None:
+            self.pull()
         until = self.ejected_until
         if now < until:
             return False
@@ -89,6 +150,8 @@ class EndpointHealth:
 
     def ejected_now(self, now: float) -> bool:
         """Whether outlier detection holds it out at ``now`` (for metrics and status)."""
+        if self.cells is not None:
+            self.pull()
         until = self.ejected_until
         if now < until:
             return True
@@ -122,6 +185,8 @@ def ejected_count(healths: Iterable[EndpointHealth], now: float) -> int:
     """How many of ``healths`` outlier detection holds out at ``now``."""
     n = 0
     for health in healths:
+        if health.cells is not None:
+            health.pull()
         if now < health.ejected_until:
             n += 1
     return n
@@ -213,8 +278,33 @@ class OutlierDetector:
         ``total`` is the number of endpoints of the backend and ``ejected`` how many of
         them are ejected now (``ejected_count``); -1 counts the ejections this detector
         made that are still in force, which is exact unless backends share addresses or
-        the detector was replaced while ejections were running.
+        the detector was replaced while ejections were running (or, with a shared table,
+        other workers ejected some: pass ``ejected`` then).
         """
+        shared = health.shared
+        if shared is None:
+            return self._count(health, status, now, total, ejected)
+        cells = health.cells
+        assert cells is not None
+        row = health.row
+        if status < 500 and status != 0:
+            # a success only zeroes the counters: no lock, and no store when already zero
+            if cells[row + 3] or cells[row + 4]:
+                cells[row + 3] = cells[row + 4] = 0.0
+            health.consecutive_5xx = health.consecutive_gateway = 0
+            return False
+        shared.lock(row)
+        try:
+            health.load()
+            done = self._count(health, status, now, total, ejected)
+            health.store()
+        finally:
+            shared.unlock(row)
+        return done
+
+    def _count(
+        self, health: EndpointHealth, status: int, now: float, total: int, ejected: int
+    ) -> bool:
         if status < 500 and status != 0:
             health.consecutive_5xx = 0
             health.consecutive_gateway = 0

@@ -179,6 +179,16 @@ def test_chunked_body_fed_bytewise() -> None:
         b"Trailer",
         b"Upgrade",
         b"Keep-Alive",
+        # what the head is checked or rewritten for may not be smuggled in after it
+        b"X-Forwarded-For",
+        b"X-Forwarded-Proto",
+        b"X-Forwarded-Host",
+        b"X-Forwarded-Port",
+        b"X-Forwarded-Client-Cert",
+        b"X-Request-Id",
+        b"Forwarded",
+        b"Cookie",
+        b"Expect",
     ],
 )
 def test_forbidden_trailer_fields_are_dropped(name: bytes) -> None:

@@ -255,6 +255,23 @@ def test_post_with_body_and_trailers() -> None:
     assert [e[0] for e in p.rec.events] == ["head", "body", "body", "end"]
 
 
+def test_trailers_cannot_smuggle_what_the_head_is_checked_for() -> None:
+    p = Pair()
+    p.request(1, b"/upload", b"POST", end=False)
+    p.client.send_data(1, b"x")
+    smuggled = [
+        (b"x-forwarded-for", b"10.0.0.1"),
+        (b"x-forwarded-port", b"1"),
+        (b"forwarded", b"for=10.0.0.1"),
+        (b"cookie", b"session=evil"),
+        (b"expect", b"100-continue"),
+        (b"x-request-id", b"forged"),
+    ]
+    p.client.send_headers(1, [(b"x-kept", b"1"), *smuggled], end_stream=True)
+    p.send()
+    assert p.rec.of("end", 1) == [("end", 1, [(b"x-kept", b"1")])]
+
+
 def test_content_length_request() -> None:
     p = Pair()
     p.request(1, b"/put", b"PUT", extra=[(b"content-length", b"5")], end=False)

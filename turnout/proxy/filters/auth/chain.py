@@ -57,6 +57,13 @@ UNAUTHORIZED: Final = b"unauthorized"
 FORBIDDEN: Final = b"forbidden"
 
 
+# 401s for a credential that is missing, not wrong (bruteForce does not count them: a
+# browser's first request to a Basic-protected page is one)
+NO_CREDENTIALS: Final = b"authentication is required"
+NO_CERTIFICATE: Final = b"a client certificate is required"
+MISSING_CREDENTIALS: Final = frozenset({NO_CREDENTIALS, NO_CERTIFICATE})
+
+
 class Principal:
     """Who made the request: a Consumer name (API key), a Basic user, or a JWT subject;
     the groups of the Consumer of that name; the JWT claims."""
@@ -332,9 +339,7 @@ class AuthFilter:
                 return self._authorize(who, ip, head, response)
         if self.jwt is None and self.api_keys is None and self.basic is None:
             if self.client_certs:
-                return self._refuse(
-                    401, UNAUTHORIZED, b"a client certificate is required", [], response
-                )
+                return self._refuse(401, UNAUTHORIZED, NO_CERTIFICATE, [], response)
             return self._authorize(None, ip, head, response)
         step = self._authenticate(head, loop)
         if isinstance(step, _Pending):
@@ -433,7 +438,7 @@ class AuthFilter:
                 return self._basic_step(basic, creds)
         if jwt is not None and jwt.optional:
             return None
-        return AuthVerdict(401, UNAUTHORIZED, b"authentication is required", list(self.challenges))
+        return AuthVerdict(401, UNAUTHORIZED, NO_CREDENTIALS, list(self.challenges))
 
     @staticmethod
     def _unauthorized(message: bytes, challenge: bytes) -> AuthVerdict:

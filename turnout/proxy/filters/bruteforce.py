@@ -1,0 +1,125 @@
+"""Intrusion response: ban a client address after repeated failed authentications.
+
+A ``SecurityPolicy`` with ``bruteForce: {maxFailures, window, banFor}`` (fail2ban's
+``maxretry`` / ``findtime`` / ``bantime``) gets a ``BruteForceGuard`` beside its
+``AuthFilter``. The ``SecurityFilter`` asks it first whether the client address is
+banned (answered ``403 {"error": "banned"}`` with ``Retry-After``, before any credential
+is checked, so a banned client cannot keep guessing), and tells it about every ``401``.
+
+State lives in the host-wide rate-limit table (``ratelimit.local.LocalStore``, one slot
+per policy and address, every worker mapping the same memory), so a ban holds in all
+workers of the host at once and N workers do not multiply the allowed failures. The
+slot's three words hold ``BanCounter``'s state: the start of the current failure window,
+the failures counted in it and the end of the ban. A ban is logged once (policy, client
+address, failures, duration; never a credential) and counted in
+``turnout_auth_bans_total{policy}``. Like rate-limit counters, a slot can be evicted
+when its group fills with newer keys (the oldest first), which lifts that ban early.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Final
+
+from turnout.core.durations import parse_duration
+from turnout.observe.stats import WorkerStats
+from turnout.proxy.filters.base import FilterContext, LocalReply
+from turnout.proxy.ratelimit.algorithms import Decision, State
+from turnout.proxy.ratelimit.local import LocalStore
+
+log = logging.getLogger("turnout.security")
+
+BANNED: Final = b"banned"
+
+
+class BanCounter:
+    """Failures per window and the ban they lead to, as a three-word state machine.
+
+    ``cost`` 0 asks (allowed unless banned), ``cost`` 1 counts a failure; the failure
+    that reaches ``max_failures`` starts a ban (``allowed`` False, ``retry_after`` the
+    ban). State ``(window start, failures, banned until)``; all zero is "never seen".
+    """
+
+    def __init__(self, max_failures: int, window: float, ban_for: float) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.ban_for = ban_for
+
+    def step(self, s: State, j: int, now: float, cost: int) -> Decision:
+        limit = self.max_failures
+        until = s[j + 2]
+        if now < until:
+            return Decision(False, limit, 0, until - now, until - now)
+        if not cost:
+            return Decision(True, limit, limit - int(s[j + 1]), 0.0, 0.0)
+        if not s[j] or now - s[j] >= self.window:
+            s[j] = now
+            s[j + 1] = 0.0
+        failures = s[j + 1] + 1.0
+        if failures >= limit:
+            s[j] = s[j + 1] = 0.0
+            s[j + 2] = now + self.ban_for
+            return Decision(False, limit, 0, self.ban_for, self.ban_for)
+        s[j + 1] = failures
+        return Decision(True, limit, limit - int(failures), 0.0, 0.0)
+
+
+class BruteForceGuard:
+    """One SecurityPolicy's bans, in the host-wide table."""
+
+    def __init__(
+        self,
+        policy: str,
+        max_failures: int,
+        window: str,
+        ban_for: str,
+        store: LocalStore,
+        stats: WorkerStats | None,
+        clock: Callable[[], float] = time.monotonic,  # the table's clock, one per host
+    ) -> None:
+        self.policy = policy  # "namespace/name", for the log and the metric
+        self.counter = BanCounter(max_failures, parse_duration(window), parse_duration(ban_for))
+        self.store = store
+        self.stats = stats
+        self.clock = clock
+        self.hasher = store.key_hasher("bruteForce:" + policy)
+
+    def _key(self, client_ip: bytes) -> int:
+        h = self.hasher.copy()
+        h.update(client_ip)
+        return int.from_bytes(h.digest(), "little") or 1
+
+    def check(self, ctx: FilterContext) -> LocalReply | None:
+        """A refusal while ``ctx``'s client address is banned."""
+        decision = self.store.decide(self._key(ctx.client_ip), self.counter, self.clock(), 0)
+        if decision.allowed:
+            return None
+        return _refusal(decision.retry_after)
+
+    def failed(self, ctx: FilterContext) -> None:
+        """Count one failed authentication; the one that reaches the limit bans."""
+        decision = self.store.decide(self._key(ctx.client_ip), self.counter, self.clock(), 1)
+        if decision.allowed:
+            return
+        if self.stats is not None:
+            self.stats.event(self.policy, "ban")
+        log.warning(
+            "banned client %s for %gs after %d failed authentications (SecurityPolicy %s)",
+            ctx.client_ip.decode("ascii", "replace"),
+            self.counter.ban_for,
+            self.counter.max_failures,
+            self.policy,
+        )
+
+
+def _refusal(retry_after: float) -> LocalReply:
+    seconds = max(1, math.ceil(retry_after))
+    return LocalReply(
+        403,
+        BANNED,
+        b"too many failed authentications from this address; try again later",
+        [(b"retry-after", str(seconds).encode())],
+    )

@@ -1,0 +1,79 @@
+"""The soak's judgement: which failures a worker kill explains, and how slopes are fitted."""
+
+from __future__ import annotations
+
+import pytest
+
+from turnout.testing.soak import Failure, Kill, Sample, classify, resource_trend, steep
+
+KILL = Kill(pid=7, frozen_at=100.0, killed_at=100.05, ports=frozenset({40001, 40002}))
+
+
+def _fail(at: float, port: int | None, kind: str = "h1-keepalive") -> Failure:
+    return Failure(kind, at, port, "ReadError('')")
+
+
+def test_a_failure_on_the_victims_connection_right_after_the_kill_is_allowed() -> None:
+    verdict = classify([_fail(100.06, 40001), _fail(104.0, 40002, "grpc-stream")], [KILL], 5.0)
+    assert len(verdict.allowed) == 2 and verdict.unallowed == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "why"),
+    [
+        (_fail(100.06, 40003), "a connection the victim did not hold"),
+        (_fail(99.9, 40001), "before the victim was frozen"),
+        (_fail(105.1, 40001), "after the window"),
+        (_fail(100.06, None), "a request that never had a connection"),
+    ],
+)
+def test_anything_else_is_a_failure(failure: Failure, why: str) -> None:
+    verdict = classify([failure], [KILL], 5.0)
+    assert verdict.unallowed == [failure], why
+
+
+def test_each_kill_explains_only_its_own_connections() -> None:
+    later = Kill(pid=8, frozen_at=200.0, killed_at=200.1, ports=frozenset({50000}))
+    verdict = classify([_fail(200.2, 40001), _fail(200.2, 50000)], [KILL, later], 5.0)
+    assert [f.port for f in verdict.allowed] == [50000]
+    assert [f.port for f in verdict.unallowed] == [40001]
+
+
+def _series(
+    pid: int, role: str, rss_per_s: float, fds_per_s: float, start: float = 0.0
+) -> list[Sample]:
+    return [
+        Sample(start + t, pid, role, int(100 * 2**20 + rss_per_s * t), int(20 + fds_per_s * t))
+        for t in range(0, 1201, 10)
+    ]
+
+
+def test_slopes_are_per_hour_and_leave_the_warm_up_out() -> None:
+    # 1 KiB/s is 3.5 MiB/h; a warm-up jump (first 60 s) must not count.
+    samples = _series(1, "supervisor", 1024, 0)
+    samples[:6] = [Sample(s.at, 1, "supervisor", 10 * 2**20, 5) for s in samples[:6]]
+    (trend,) = resource_trend(samples, warmup=60)
+    assert trend.rss_slope == pytest.approx(1024 * 3600)
+    assert trend.fds_slope == pytest.approx(0)
+    assert trend.fds_start == trend.fds_end == 20
+    assert trend.seconds == 1140
+    assert steep(trend, min_seconds=600, max_rss_mib_h=8, max_fds_h=10) == []
+    assert steep(trend, min_seconds=600, max_rss_mib_h=1, max_fds_h=10) == [
+        "supervisor 1: RSS grows 3.5 MiB/h (limit 1)"
+    ]
+
+
+def test_a_replacement_worker_is_its_own_line() -> None:
+    old = _series(2, "worker", 0, 0)[:30]
+    new = _series(3, "worker", 0, 0.01, start=300)
+    trends = {t.pid: t for t in resource_trend(old + new, warmup=60)}
+    assert trends[2].rss_slope == pytest.approx(0)
+    assert trends[3].fds_slope == pytest.approx(36, rel=1e-3)  # fds are whole numbers
+    assert "open fds grow 36.0/h" in steep(trends[3], 600, 8, 10)[0]
+
+
+def test_a_short_line_is_not_judged() -> None:
+    (trend,) = resource_trend(_series(4, "worker", 10 * 2**20, 1)[:10], warmup=0)
+    assert trend.rss_slope is not None and trend.rss_slope > 8 * 2**20
+    assert steep(trend, min_seconds=600, max_rss_mib_h=8, max_fds_h=10) == []
+    assert resource_trend(_series(5, "worker", 0, 0)[:3], warmup=60) == []

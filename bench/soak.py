@@ -9,13 +9,15 @@ bidirectional-stream echo), a ``turnout serve`` with ``--workers`` workers routi
 gRPC streams). Meanwhile, from this thread:
 
 - every ``--reload-every`` s it rewrites the manifest with a new ``x-soak-tag`` response
-  header (saved by a rename, as editors do; the file watcher picks it up) and waits until
-  the supervisor and every worker report the new revision;
+  header (saved by a rename, as editors do; the file watcher picks it up), waits until
+  the supervisor and every worker report the new revision, and checks that a new
+  connection is answered with the new header;
 - every ``--kill-every`` s it freezes one worker (SIGSTOP), reads the ports of all its TCP
   sockets, and SIGKILLs it; a failure is allowed only when it happened on one of those
   connections between the freeze and ``--window`` s after the kill;
-- every ``--sample-every`` s it reads RSS and open fds of the supervisor and each worker,
-  and fits a slope per process after ``--warmup`` s.
+- every ``--sample-every`` s it reads RSS and open fds of the supervisor and each worker;
+  per process, after ``--warmup`` s, RSS is judged by its slope and fds by their floor
+  (see ``turnout/testing/soak.py``), both only over ``--min-slope-window`` s or more.
 
 ``--storm N`` instead reloads N times back to back (each waits for the previous revision
 to be live everywhere) under the same load, with no kills: zero failures expected.
@@ -24,8 +26,8 @@ to be live everywhere) under the same load, with no kills: zero failures expecte
     python bench/soak.py --storm 100
 
 It prints a summary table, writes ``soak.json`` (and the server's log) into ``--out`` and
-exits 1 when a failure was not allowed, a reload did not apply, or a slope over a long
-enough window exceeds its limit.
+exits 1 when a failure was not allowed, a reload did not apply or was not served, or a
+process's RSS slope or fds floor over a long enough window exceeds its limit.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -61,6 +64,7 @@ from bench.soak_load import KINDS, Tally, run_load  # noqa: E402
 from turnout.samples.echo import start_echo  # noqa: E402
 from turnout.testing import BackgroundLoop, TurnoutProcess, free_port  # noqa: E402
 from turnout.testing.manifests import backend, dump, gateway, route, to  # noqa: E402
+from turnout.testing.requests import get  # noqa: E402
 from turnout.testing.soak import (  # noqa: E402
     Kill,
     Sample,
@@ -208,12 +212,24 @@ class Conductor:
             if status.get("revision", 0) >= want and all(w["revision"] >= want for w in workers):
                 self.revision = int(status["revision"])
                 self.reloads.append(Reload(want, start, time.monotonic() - start))
+                self.probe(want)
                 return
             time.sleep(0.02)
         error = f"revision {want} not live after {self.args.reload_timeout}s: {status}"
         self.reloads.append(Reload(want, start, None, error))
         self.problems.append(error)
         self.revision = max(self.revision, int(status.get("revision", self.revision)))
+
+    def probe(self, revision: int) -> None:
+        """A new connection after the reload is answered by the new revision."""
+        try:
+            reply = get(self.port, "/probe", timeout=10)
+        except (OSError, http.client.HTTPException) as exc:
+            self.problems.append(f"probe after revision {revision}: {exc!r}")
+            return
+        tag = reply.headers.get("x-soak-tag")
+        if reply.status != 200 or tag != f"rev-{revision}":
+            self.problems.append(f"revision {revision} live, yet served {reply.status} {tag}")
 
     def kill(self) -> None:
         pids = self.gw.worker_pids()
@@ -274,8 +290,8 @@ class Conductor:
         self.sample()
 
     def storm(self, stop: threading.Event) -> None:
-        self.sample()
         time.sleep(2)  # every kind of load under way before the first reload
+        self.sample()
         for _ in range(self.args.storm):
             if stop.is_set():
                 break
@@ -341,7 +357,7 @@ def report(args: Any, seconds: float, tally: Tally, c: Conductor) -> dict[str, A
     steep_lines = [
         line
         for t in trends
-        for line in steep(t, args.min_slope_window, args.max_rss_slope, args.max_fd_slope)
+        for line in steep(t, args.min_slope_window, args.max_rss_slope, args.max_fd_drift)
     ]
     applied = [r.seconds for r in c.reloads if r.seconds is not None]
     return {
@@ -389,7 +405,7 @@ def summary(r: dict[str, Any]) -> str:
         f"kills: {len(r['kills'])}; replacement ready within {r['replace_max_s']} s",
         "",
         f"{'process':18} {'fitted':>7} {'RSS start':>10} {'RSS end':>9} {'MiB/h':>8} "
-        f"{'fds':>9} {'fds/h':>7}",
+        f"{'fds':>9} {'fds/h':>7} {'fds floor':>10}",
     ]
     for t in r["trends"]:
         rss = "-" if t["rss_slope"] is None else f"{t['rss_slope'] / MiB:.1f}"
@@ -397,7 +413,8 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(
             f"{t['role'] + ' ' + str(t['pid']):18} {t['seconds']:6.0f}s "
             f"{t['rss_start'] / MiB:9.1f}M {t['rss_end'] / MiB:8.1f}M {rss:>8} "
-            f"{t['fds_start']:>4}→{t['fds_end']:<4} {fds:>7}"
+            f"{t['fds_start']:>4}→{t['fds_end']:<4} {fds:>7} "
+            f"{t['fds_floor_start']:>5}→{t['fds_floor_end']:<4}"
         )
     lines.append("")
     for f in r["unallowed"][:20]:
@@ -422,7 +439,9 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=15, help="seconds after a kill")
     ap.add_argument("--reload-timeout", type=float, default=15)
     ap.add_argument("--max-rss-slope", type=float, default=8, help="MiB/h per process")
-    ap.add_argument("--max-fd-slope", type=float, default=10, help="fds/h per process")
+    ap.add_argument(
+        "--max-fd-drift", type=int, default=5, help="rise of a process's fewest open fds"
+    )
     ap.add_argument(
         "--min-slope-window", type=float, default=600, help="judge slopes fitted on this many s"
     )

@@ -183,12 +183,17 @@ async def websocket_slot(
 
 async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stream: int) -> None:
     peer: int | None = None
-    call = bidi(metadata=(("x-slot", str(slot)),))
+    # wait_for_ready: a channel whose connection a kill just cut reconnects, as httpx
+    # does, instead of failing new streams fast; a gateway that refuses still shows, as
+    # a timeout.
+    call = bidi(metadata=(("x-slot", str(slot)),), wait_for_ready=True)
     try:
         async with asyncio.timeout(TIMEOUT):
             meta = dict(await call.initial_metadata() or ())
+            if "x-peer-port" not in meta:  # ended before the upstream answered
+                raise ValueError(f"no upstream: {await call.code()} {await call.details()}")
         peer = int(meta["x-peer-port"])
-    except (grpc.RpcError, TimeoutError, KeyError, ValueError) as exc:
+    except (grpc.RpcError, TimeoutError, ValueError) as exc:
         tally.fail("grpc-stream", peer, repr(exc))
         call.cancel()
         await asyncio.sleep(0.2)

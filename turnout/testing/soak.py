@@ -11,7 +11,10 @@ between the victim's freeze and ``window`` seconds after its kill, on a connecti
 victim held at that moment. Anything else is a real failure. ``slope_per_hour`` is an
 ordinary least-squares fit; ``resource_trend`` applies it per process after a warm-up,
 because a worker that replaces a killed one starts small and would otherwise read as a
-falling line.
+falling line. Open fds are judged by their floor instead (the fewest in the first and in
+the last quarter of the samples): a reload opens some for a moment (a store connection,
+the file watcher's new poller, released when the old one is collected), which makes a
+short line steep, while a leak raises the floor.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class Trend:
     fds_start: int
     fds_end: int
     fds_slope: float | None  # fds per hour
+    fds_floor_start: int  # fewest open in the first quarter of the samples
+    fds_floor_end: int  # fewest open in the last quarter
 
 
 def resource_trend(samples: Iterable[Sample], warmup: float) -> list[Trend]:
@@ -111,6 +116,7 @@ def resource_trend(samples: Iterable[Sample], warmup: float) -> list[Trend]:
         kept = [s for s in series if s.at - series[0].at >= warmup]
         if not kept:
             continue
+        quarter = max(1, len(kept) // 4)
         trends.append(
             Trend(
                 pid=pid,
@@ -122,12 +128,14 @@ def resource_trend(samples: Iterable[Sample], warmup: float) -> list[Trend]:
                 fds_start=kept[0].fds,
                 fds_end=kept[-1].fds,
                 fds_slope=slope_per_hour([(s.at, s.fds) for s in kept]),
+                fds_floor_start=min(s.fds for s in kept[:quarter]),
+                fds_floor_end=min(s.fds for s in kept[-quarter:]),
             )
         )
     return trends
 
 
-def steep(trend: Trend, min_seconds: float, max_rss_mib_h: float, max_fds_h: float) -> list[str]:
+def steep(trend: Trend, min_seconds: float, max_rss_mib_h: float, max_fd_drift: int) -> list[str]:
     """Why ``trend`` fails its thresholds (nothing when it passes, or when it spans less
     than ``min_seconds``: a short line is noise, not a leak)."""
     if trend.seconds < min_seconds:
@@ -138,8 +146,10 @@ def steep(trend: Trend, min_seconds: float, max_rss_mib_h: float, max_fds_h: flo
             f"{trend.role} {trend.pid}: RSS grows {trend.rss_slope / 2**20:.1f} MiB/h "
             f"(limit {max_rss_mib_h:g})"
         )
-    if trend.fds_slope is not None and trend.fds_slope > max_fds_h:
+    drift = trend.fds_floor_end - trend.fds_floor_start
+    if drift > max_fd_drift:
         out.append(
-            f"{trend.role} {trend.pid}: open fds grow {trend.fds_slope:.1f}/h (limit {max_fds_h:g})"
+            f"{trend.role} {trend.pid}: open fds floor rose {trend.fds_floor_start} → "
+            f"{trend.fds_floor_end} (limit +{max_fd_drift})"
         )
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -46,8 +47,8 @@ class Tally:
     failures: list[Failure] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def fail(self, kind: str, port: int | None, error: object) -> None:
-        self.failures.append(Failure(kind, time.monotonic(), port, str(error)[:300]))
+    def fail(self, kind: str, port: int | None, error: object, upstream: bool = False) -> None:
+        self.failures.append(Failure(kind, time.monotonic(), port, str(error)[:300], upstream))
 
 
 class PortRecorder(httpcore.AsyncNetworkBackend):
@@ -194,7 +195,7 @@ async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stre
                 raise ValueError(f"no upstream: {await call.code()} {await call.details()}")
         peer = int(meta["x-peer-port"])
     except (grpc.RpcError, TimeoutError, ValueError) as exc:
-        tally.fail("grpc-stream", peer, repr(exc))
+        tally.fail("grpc-stream", peer, repr(exc), upstream=True)
         call.cancel()
         await asyncio.sleep(0.2)
         return
@@ -207,12 +208,17 @@ async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stre
             async with asyncio.timeout(TIMEOUT):
                 await call.write(message)
                 reply = await call.read()
+        except asyncio.InvalidStateError:  # the stream ended between two messages
+            ended = f"stream ended {await call.code()}: {await call.details()}"
+            tally.fail("grpc-stream", peer, ended, upstream=True)
+            broken = True
+            return False
         except (grpc.RpcError, TimeoutError) as exc:
-            tally.fail("grpc-stream", peer, repr(exc))
+            tally.fail("grpc-stream", peer, repr(exc), upstream=True)
             broken = True
             return False
         if reply != message.upper():
-            tally.fail("grpc-stream", peer, f"reply mismatch: {reply!r:.80}")
+            tally.fail("grpc-stream", peer, f"reply mismatch: {reply!r:.80}", upstream=True)
             broken = True
             return False
         tally.ok["grpc-stream"] += 1
@@ -227,9 +233,9 @@ async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stre
             await call.done_writing()
             code = await call.code()
         if code != grpc.StatusCode.OK:
-            tally.fail("grpc-stream", peer, f"stream ended {code}")
+            tally.fail("grpc-stream", peer, f"stream ended {code}", upstream=True)
     except (grpc.RpcError, TimeoutError) as exc:
-        tally.fail("grpc-stream", peer, f"end of stream: {exc!r}")
+        tally.fail("grpc-stream", peer, f"end of stream: {exc!r}", upstream=True)
 
 
 async def grpc_slot(tally: Tally, port: int, slot: int, rate: float, per_stream: int = 50) -> None:
@@ -243,11 +249,26 @@ async def grpc_slot(tally: Tally, port: int, slot: int, rate: float, per_stream:
             await _grpc_stream(tally, bidi, slot, rate, per_stream)
 
 
+async def guarded(tally: Tally, kind: str, client: Callable[[], Awaitable[None]]) -> None:
+    """Run one client slot; an error nobody foresaw is a failure (not allowed: it has no
+    connection identity), and the slot starts again."""
+    while not tally.stop.is_set():
+        try:
+            await client()
+            return
+        except Exception as exc:
+            tally.fail(kind, None, f"client error: {exc!r}")
+            await asyncio.sleep(0.5)
+
+
 async def run_load(tally: Tally, port: int, slots: int, rate: float) -> None:
     """Every kind × ``slots`` until ``tally.stop`` is set."""
     async with asyncio.TaskGroup() as group:
         for slot in range(slots):
             for kind in ("h1-keepalive", "h1-close", "h2"):
-                group.create_task(http_slot(tally, kind, port, slot, rate))
-            group.create_task(websocket_slot(tally, port, slot, rate))
-            group.create_task(grpc_slot(tally, port, slot, rate))
+                client = functools.partial(http_slot, tally, kind, port, slot, rate)
+                group.create_task(guarded(tally, kind, client))
+            ws = functools.partial(websocket_slot, tally, port, slot, rate)
+            group.create_task(guarded(tally, "websocket", ws))
+            stream = functools.partial(grpc_slot, tally, port, slot, rate)
+            group.create_task(guarded(tally, "grpc-stream", stream))

@@ -3,8 +3,9 @@
 A soak records three things: failed requests (when, which load kind, and the identity of
 the connection it used: the client's local port, or for gRPC the port the worker used
 towards the upstream, which the upstream reports back), worker kills (when the victim was
-frozen with SIGSTOP, when SIGKILL was sent, and every port of the victim's TCP sockets
-read while it was frozen), and resource samples (RSS and open fds per process).
+frozen with SIGSTOP, when SIGKILL was sent, and, read from its sockets while it was
+frozen, the client ports of its downstream connections and its own ports towards the
+upstreams), and resource samples (RSS and open fds per process).
 
 ``classify`` allows a failure only when it was in flight on a killed worker: it happened
 between the victim's freeze and ``window`` seconds after its kill, on a connection the
@@ -30,6 +31,7 @@ class Failure:
     at: float  # monotonic seconds
     port: int | None  # the connection's identity; None when it never got one
     error: str
+    upstream: bool = False  # port is the worker's towards the upstream, not the client's
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Kill:
     pid: int
     frozen_at: float
     killed_at: float
-    ports: frozenset[int]  # local and remote ports of the victim's TCP sockets
+    ports: frozenset[int]  # client ports of the victim's downstream connections
+    upstream_ports: frozenset[int] = frozenset()  # its local ports towards the upstreams
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Verdict:
 
 def in_flight_on(failure: Failure, kill: Kill, window: float) -> bool:
     """Whether ``failure`` can be put down to ``kill``: same connection, right time."""
-    if failure.port is None or failure.port not in kill.ports:
+    held = kill.upstream_ports if failure.upstream else kill.ports
+    if failure.port is None or failure.port not in held:
         return False
     return kill.frozen_at <= failure.at <= kill.killed_at + window
 

@@ -6,7 +6,7 @@ import pytest
 
 from turnout.testing.soak import Failure, Kill, Sample, classify, resource_trend, steep
 
-KILL = Kill(pid=7, frozen_at=100.0, killed_at=100.05, ports=frozenset({40001, 40002}))
+KILL = Kill(7, 100.0, 100.05, ports=frozenset({40001, 40002}), upstream_ports=frozenset({45000}))
 
 
 def _fail(at: float, port: int | None, kind: str = "h1-keepalive") -> Failure:
@@ -14,8 +14,9 @@ def _fail(at: float, port: int | None, kind: str = "h1-keepalive") -> Failure:
 
 
 def test_a_failure_on_the_victims_connection_right_after_the_kill_is_allowed() -> None:
-    verdict = classify([_fail(100.06, 40001), _fail(104.0, 40002, "grpc-stream")], [KILL], 5.0)
-    assert len(verdict.allowed) == 2 and verdict.unallowed == []
+    grpc = Failure("grpc-stream", 104.0, 45000, "UNAVAILABLE", upstream=True)
+    verdict = classify([_fail(100.06, 40001), _fail(104.0, 40002, "h2"), grpc], [KILL], 5.0)
+    assert len(verdict.allowed) == 3 and verdict.unallowed == []
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,8 @@ def test_a_failure_on_the_victims_connection_right_after_the_kill_is_allowed() -
         (_fail(99.9, 40001), "before the victim was frozen"),
         (_fail(105.1, 40001), "after the window"),
         (_fail(100.06, None), "a request that never had a connection"),
+        (_fail(100.06, 45000), "a client port that is the victim's upstream-side port"),
+        (Failure("grpc", 100.06, 40001, "x", upstream=True), "and the other way round"),
     ],
 )
 def test_anything_else_is_a_failure(failure: Failure, why: str) -> None:

@@ -10,7 +10,9 @@ worker from a real failure:
 - HTTP and WebSocket: the client's local port, seen by a recording httpcore network
   backend (httpx exposes no port on errors) or by the WebSocket connection itself;
 - gRPC: the port the worker used towards the upstream, which the upstream returns in the
-  stream's initial metadata (grpcio keeps its sockets to itself).
+  stream's initial metadata (grpcio keeps its sockets to itself); a stream that fails
+  before that answer takes the port of the previous stream on its channel, which went
+  over the same connection to the same worker.
 """
 
 from __future__ import annotations
@@ -182,7 +184,11 @@ async def websocket_slot(
         await _websocket_connection(tally, f"ws://127.0.0.1:{port}/ws", slot, rate, per_connection)
 
 
-async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stream: int) -> None:
+async def _grpc_stream(
+    tally: Tally, bidi: Any, slot: int, rate: float, per_stream: int, last: int | None
+) -> int | None:
+    """One stream; returns the upstream-side port it went through while the channel's
+    connection is known to be the same (None once something broke)."""
     peer: int | None = None
     # wait_for_ready: a channel whose connection a kill just cut reconnects, as httpx
     # does, instead of failing new streams fast; a gateway that refuses still shows, as
@@ -195,10 +201,13 @@ async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stre
                 raise ValueError(f"no upstream: {await call.code()} {await call.details()}")
         peer = int(meta["x-peer-port"])
     except (grpc.RpcError, TimeoutError, ValueError) as exc:
-        tally.fail("grpc-stream", peer, repr(exc), upstream=True)
+        # No port of its own yet: a stream in flight when its worker was killed ends
+        # here too. The channel's previous stream (same connection, same worker) went
+        # through ``last``; that is this one's identity.
+        tally.fail("grpc-stream", last, f"before the upstream answered: {exc!r}", upstream=True)
         call.cancel()
         await asyncio.sleep(0.2)
-        return
+        return None
     broken = False
 
     async def step(n: int) -> bool:
@@ -227,15 +236,18 @@ async def _grpc_stream(tally: Tally, bidi: Any, slot: int, rate: float, per_stre
     await paced(tally, rate, step)
     if broken:  # counted once, where it broke
         call.cancel()
-        return
+        return None
     try:
         async with asyncio.timeout(TIMEOUT):
             await call.done_writing()
             code = await call.code()
         if code != grpc.StatusCode.OK:
             tally.fail("grpc-stream", peer, f"stream ended {code}", upstream=True)
+            return None
     except (grpc.RpcError, TimeoutError) as exc:
         tally.fail("grpc-stream", peer, f"end of stream: {exc!r}", upstream=True)
+        return None
+    return peer
 
 
 async def grpc_slot(tally: Tally, port: int, slot: int, rate: float, per_stream: int = 50) -> None:
@@ -245,8 +257,9 @@ async def grpc_slot(tally: Tally, port: int, slot: int, rate: float, per_stream:
         bidi = channel.stream_stream(
             GRPC_METHOD, request_serializer=ident, response_deserializer=ident
         )
+        last: int | None = None
         while not tally.stop.is_set():
-            await _grpc_stream(tally, bidi, slot, rate, per_stream)
+            last = await _grpc_stream(tally, bidi, slot, rate, per_stream, last)
 
 
 async def guarded(tally: Tally, kind: str, client: Callable[[], Awaitable[None]]) -> None:

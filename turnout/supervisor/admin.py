@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from turnout.control.api import mount_api
 from turnout.control.service import ControlPlane
 from turnout.observe.metrics import Aggregate, TurnoutCollector
+from turnout.supervisor.explain import ExplainSource, explain_router
 
 
 class AdminSource(Protocol):
@@ -55,6 +56,9 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
     if control is not None:
+        # before the control plane's routers: their generic /{plural} paths would shadow it
+        if isinstance(source, ExplainSource):
+            app.include_router(explain_router(source), prefix="/api/v1")
         mount_api(app, control)
     return app
 

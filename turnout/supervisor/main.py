@@ -44,6 +44,7 @@ from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.proxy.compile import CompileError
+from turnout.proxy.explain import ExplainRequest, explain
 from turnout.proxy.messages import (
     Applied,
     ApplyConfig,
@@ -544,6 +545,18 @@ class Supervisor:
             if worker.stats:
                 agg.add_worker(worker.stats)
         return agg
+
+    def explain(self, request: ExplainRequest) -> dict[str, Any]:
+        """How the revision being served routes ``request`` (``proxy.explain``)."""
+        config, revision = self.config, self.revision
+        return explain(
+            config,
+            revision,
+            request,
+            settings=self.options.settings,
+            limits=self.trial_limits,
+            health=self.health.snapshot(),
+        )
 
     def runtime(self) -> dict[str, Any]:
         """What the data plane runs, for the control plane's object status."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from turnout.cli.commands import admin, objects, sandboxes, tunnels
+from turnout.cli.commands import admin, objects, observe, sandboxes, tunnels
 
 
 def register(app: typer.Typer) -> None:
@@ -18,3 +18,4 @@ def register(app: typer.Typer) -> None:
     admin.register(app)
     sandboxes.register(app)
     tunnels.register(app)
+    observe.register(app)

@@ -44,6 +44,7 @@ class ServeFlags:
     data_dir: str = ""
     store: str = ""
     redis: str = ""
+    access_log_sample: float = 1.0
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -52,6 +53,7 @@ class ServeFlags:
             stream_idle_timeout=self.stream_idle_timeout,
             request_timeout=self.request_timeout,
             drain_timeout=self.drain_timeout,
+            access_log_sample=self.access_log_sample,
             limits=Limits(
                 max_url=self.max_url_bytes,
                 max_header_bytes=self.max_header_bytes,

@@ -10,12 +10,18 @@ set-up; the rest go through the C JSON string encoder. Lines go to a ``LogWriter
 
 Fields (``--access-log-fields``): ``time duration_ms method path host status
 bytes_sent bytes_received route backend endpoint request_id client user_agent``.
+
+Sampling (``--access-log-sample RATE``): a request answered below 400 is logged with
+probability RATE (``sampled()``, one ``random()`` call; none at 1.0); 4xx and 5xx are
+always logged. ``reopen()`` (a worker's SIGUSR1, forwarded by the supervisor) opens the
+file again by name, so logrotate can move it away without ``copytruncate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import time
 from json.encoder import encode_basestring_ascii
@@ -83,6 +89,7 @@ class LineSink(Protocol):
     def write(self, data: bytes, lines: int) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+    def reopen(self) -> None: ...
 
 
 def json_string(value: str) -> bytes:
@@ -119,7 +126,11 @@ class AccessLog:
         writer: LineSink,
         fields: tuple[str, ...] = DEFAULT_FIELDS,
         batch: int = 32,
+        sample: float = 1.0,
+        rand: Any = random.random,
     ) -> None:
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"access log sample rate {sample} is not between 0 and 1")
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:
             raise ValueError(f"unknown access log field(s): {', '.join(unknown)}")
@@ -134,6 +145,18 @@ class AccessLog:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.records: list[Record] = []
+        self.keep_all = sample >= 1.0  # the common case skips the draw
+        self._sample = sample
+        self._rand = rand
+
+    def sampled(self) -> bool:
+        """Whether a successful request goes in the log (errors always do)."""
+        return self.keep_all or self._rand() < self._sample
+
+    def reopen(self) -> None:
+        """Write what is pending, then continue in a file opened again by its name."""
+        self.flush()
+        self._writer.reopen()
 
     @property
     def dropped(self) -> int:
@@ -212,12 +235,18 @@ class AccessLog:
         self._writer.close()
 
 
-def open_access_log(target: str, fields: tuple[str, ...] = DEFAULT_FIELDS) -> AccessLog | None:
+def open_access_log(
+    target: str, fields: tuple[str, ...] = DEFAULT_FIELDS, sample: float = 1.0
+) -> AccessLog | None:
     """``-`` is stdout, ``off`` disables, anything else is a file path (appended)."""
     if target == "off":
         return None
     if target == "-":
-        fd = os.dup(sys.stdout.fileno())
+        writer = LogWriter(os.dup(sys.stdout.fileno()))
     else:
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    return AccessLog(LogWriter(fd), fields)
+        writer = LogWriter(open_log_file(target), path=target)
+    return AccessLog(writer, fields, sample=sample)
+
+
+def open_log_file(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -62,7 +62,9 @@ def record_request(
             )
         )
     log = rt.access_log
-    if log is not None:
+    if log is not None and status < 400 and not log.sampled():
+        rt.stats.access_log_sampled_out += 1
+    elif log is not None:
         log.record(
             (
                 rt.wall_offset + start_time,

@@ -45,6 +45,7 @@ class ProxySettings:
     stream_idle_timeout: float = 300.0  # no byte either way while a request is in flight
     request_timeout: float = 0.0  # whole request, unless the route sets one; 0 = none
     drain_timeout: float = 10.0
+    access_log_sample: float = 1.0  # share of requests below 400 logged (errors: all)
     dns_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
     tunnel_dir: str = ""  # where `turnout connect` sockets live (config.sandboxes)

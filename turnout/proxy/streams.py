@@ -163,6 +163,7 @@ class Exchange(UpstreamSink):
             if key in table.keys:
                 self.routing_key = key
                 self.key_source = source
+                self.rt.stats.keyed_request(key)
         if cand is None:
             self.local_reply(404, b"no_route", b"no route matches this request")
             return
@@ -536,6 +537,8 @@ class Exchange(UpstreamSink):
         """Answer from the gateway itself (errors, redirects; see ``replies``)."""
         if self.response_started or self.response_done:
             return
+        if status >= 400:
+            self.rt.stats.refusal(status, code)
         fw = self.forward
         if fw is not None:
             fw.stop()  # no more attempts; the rest of an upstream response is not wanted
@@ -573,6 +576,9 @@ class Exchange(UpstreamSink):
             # are freed by reference counting, not left to the cyclic collector.
             self.ctx = None
             ctx.cancel()
+            principal = ctx.principal
+            if principal is not None and principal.consumer is not None:
+                self.rt.stats.usage(principal.consumer, self.bytes_in, self.bytes_out)
         self.finished = True
         now = perf_counter()
         duration = now - self.start_time

@@ -21,6 +21,7 @@ Shutdown (SIGTERM/SIGINT): workers stop accepting, finish in-flight requests wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
-from turnout.config.tls import certificate_files
+from turnout.config.tls import TLSMaterialError, certificate_files, listener_certificates
 from turnout.core import accel
 from turnout.core.netaddr import parse_address
 from turnout.core.tasks import spawn
@@ -121,6 +122,23 @@ def certificate_paths(config: ConfigSet) -> list[str]:
     return sorted(set(paths))
 
 
+def certificate_expiry(config: ConfigSet) -> list[tuple[str, str, str, float]]:
+    """(gateway, listener, source, expiry as Unix time) of every listener certificate."""
+    out = []
+    secrets = config.secrets()
+    for (ns, name), gw in sorted(config.gateways().items()):
+        for lst in gw.spec.listeners:
+            if lst.tls is None or lst.protocol != "HTTPS":
+                continue
+            try:
+                certs = listener_certificates(lst.tls, ns, secrets)
+            except (TLSMaterialError, OSError):
+                continue  # the trial build reports it
+            for cert in certs:
+                out.append((f"{ns}/{name}", lst.name, cert.source, cert.not_after.timestamp()))
+    return out
+
+
 def _file_stamps(paths: list[str]) -> list[tuple[str, int, int, int] | str]:
     stamps: list[tuple[str, int, int, int] | str] = []
     for path in paths:
@@ -169,6 +187,7 @@ class Supervisor:
         self.history = RequestHistory()  # keyed requests, from the workers' stats
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
+        self._certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -229,6 +248,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         log.info("data plane: %s", accel.describe())
         for module in accel.stale():
             log.warning(
@@ -395,6 +415,14 @@ class Supervisor:
 
     # -- reload ---------------------------------------------------------------------------
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1: every worker reopens its access log file (logrotate ``postrotate``)."""
+        for worker in self.workers.values():
+            # only ready workers: before its handler is installed SIGUSR1 would kill one
+            if worker.ready and worker.proc is not None and worker.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.proc.pid, signal.SIGUSR1)
+
     def request_reload(self) -> None:
         if not self.stopping:
             self._spawn(self.reload("SIGHUP"))
@@ -539,6 +567,9 @@ class Supervisor:
             agg.connect_errors[backend] = n
         agg.backend_events.update(self.retired.backend_events)
         agg.l4.update(self.retired.l4)
+        agg.refusals.update(self.retired.refusals)
+        agg.keyed.update(self.retired.keyed)
+        agg.consumers.update({k: list(v) for k, v in self.retired.consumers.items()})
         agg.endpoint_health = self.health.snapshot()
         agg.counters.update(self.retired.counters)
         for worker in self.workers.values():
@@ -579,6 +610,13 @@ class Supervisor:
             ],
         }
 
+    def _certificates(self) -> list[tuple[str, str, str, float]]:
+        """Listener certificate expiry, read once per configuration (scrapes are often)."""
+        cached = self._certs
+        if cached is None or cached[0] is not self.config:
+            cached = self._certs = (self.config, certificate_expiry(self.config))
+        return cached[1]
+
     def status(self) -> dict[str, Any]:
         live = [
             w
@@ -603,6 +641,7 @@ class Supervisor:
             "last_reload_error": self.last_reload_error,
             "listeners": sorted(self.listeners.sockets),
             "storeRevision": self.control.store_revision if self.control is not None else None,
+            "certificates": self._certificates(),
         }
 
 

@@ -11,6 +11,8 @@ from tests.conftest import EchoFactory, ServeFactory
 from tests.e2e.conftest import Cli
 from turnout.testing import TurnoutProcess, free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
+from turnout.testing.polling import wait_until
+from turnout.testing.requests import get
 
 CANARY = {
     "matches": [
@@ -75,3 +77,23 @@ def test_explain_files_offline(cli: Cli, manifests: str, port: int, tmp_path: Pa
     )
     assert out["route"]["rule"] == 1
     assert out["revision"] == 0
+
+
+def test_top_once_shows_the_routes_traffic(cli: Cli, port: int) -> None:
+    for _ in range(5):
+        headers = {"x-canary": "1", "host": "shop.example.com"}
+        assert get(port, "/api/items", headers).status == 200
+    server = cli.proc
+    labels = {"route": "default/api", "code": "2xx"}
+    wait_until(lambda: server.metric("turnout_requests_total", **labels) >= 5, 10, "counted")
+    out = cli.ok("top", "--once", "--interval", "0.2", "--by", "backend", "--sort", "name")
+    lines = out.splitlines()
+    assert lines[0].startswith("revision 1   workers 1   open connections")
+    assert lines[1].split() == ["NAME", "RPS", "ERR%", "P50", "P99", "REQUESTS"]
+    row = next(line.split() for line in lines if line.startswith("default/items-v2"))
+    assert row[-1] == "5"  # cumulative requests
+
+
+def test_top_refuses_an_unknown_sort(cli: Cli) -> None:
+    run = cli("top", "--once", "--sort", "latency")
+    assert run.code == 1 and "--sort 'latency'" in run.err

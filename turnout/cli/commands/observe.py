@@ -14,6 +14,7 @@ PANEL = "Observability"
 
 def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=PANEL)(explain)
+    app.command(rich_help_panel=PANEL)(top)
 
 
 def explain(
@@ -46,3 +47,25 @@ def explain(
             output,
         )
     raise typer.Exit(code)
+
+
+def top(
+    by: Annotated[
+        str, typer.Option("--by", help="Rows per route, backend, or (route, backend) pair.")
+    ] = "route",
+    sort: Annotated[
+        str, typer.Option("--sort", help="rps, errors, p50, p99, requests or name.")
+    ] = "rps",
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between frames.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 50,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Live requests/s, 5xx share, p50/p99 and connections per route or backend."""
+    with cli_errors():
+        from turnout.cli.top import top as run
+
+        run(connection(server, token, context, timeout), by, sort, interval, once, limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def manifests(echo_module: EchoFactory, port: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(serve_module: ServeFactory, manifests: str) -> TurnoutProcess:
-    return serve_module(manifests)
+def server(
+    serve_module: ServeFactory, manifests: str, tmp_path_factory: pytest.TempPathFactory
+) -> TurnoutProcess:
+    log = tmp_path_factory.mktemp("log") / "access.log"
+    return serve_module(manifests, workers=2, access_log=str(log))
 
 
 def test_explain_live_answers_from_the_served_revision(cli: Cli, port: int) -> None:
@@ -88,7 +92,7 @@ def test_top_once_shows_the_routes_traffic(cli: Cli, port: int) -> None:
     wait_until(lambda: server.metric("turnout_requests_total", **labels) >= 5, 10, "counted")
     out = cli.ok("top", "--once", "--interval", "0.2", "--by", "backend", "--sort", "name")
     lines = out.splitlines()
-    assert lines[0].startswith("revision 1   workers 1   open connections")
+    assert lines[0].startswith("revision 1   workers 2   open connections")
     assert lines[1].split() == ["NAME", "RPS", "ERR%", "P50", "P99", "REQUESTS"]
     row = next(line.split() for line in lines if line.startswith("default/items-v2"))
     assert row[-1] == "5"  # cumulative requests
@@ -97,3 +101,53 @@ def test_top_once_shows_the_routes_traffic(cli: Cli, port: int) -> None:
 def test_top_refuses_an_unknown_sort(cli: Cli) -> None:
     run = cli("top", "--once", "--sort", "latency")
     assert run.code == 1 and "--sort 'latency'" in run.err
+
+
+def _shop(port: int, path: str, **headers: str) -> int:
+    return get(port, path, {"host": "shop.example.com", **headers}).status
+
+
+def test_logs_merges_workers_and_filters(cli: Cli, port: int) -> None:
+    for i in range(6):  # a connection each: the kernel spreads them over both workers
+        assert _shop(port, f"/api/logs-{i}") == 200
+    assert _shop(port, "/nowhere") == 404
+
+    def entries(*args: str) -> list[dict[str, object]]:
+        out = cli.ok("logs", "-o", "json", "--limit", "1000", *args)
+        return [json.loads(line) for line in out.splitlines()]
+
+    wait_until(
+        lambda: len([e for e in entries() if str(e.get("path", "")).startswith("/api/logs-")]) == 6,
+        15,
+        "the six requests reach the ring",
+    )
+    mine = [e for e in entries("--route", "default/api") if "/logs-" in str(e["path"])]
+    assert sorted(str(e["path"]) for e in mine) == [f"/api/logs-{i}" for i in range(6)]
+    assert {e["route"] for e in mine} == {"default/api"}
+    refused = entries("--status", "4xx")
+    assert [e["path"] for e in refused] == ["/nowhere"] and refused[0]["status"] == 404
+    events = [e for e in entries() if e["type"] == "event"]
+    assert any("serving revision 1" in str(e["message"]) for e in events)
+    text = cli.ok("logs", "--status", "404")
+    assert "404 GET shop.example.com/nowhere" in text
+    run = cli("logs", "--status", "5x")
+    assert run.code == 1 and "status: '5x'" in run.err
+
+
+def test_logs_follow_streams_new_lines(cli: Cli, port: int) -> None:
+    server = cli.proc
+    query = "/api/v1/logs?follow=true&limit=1&route=default/api"
+    conn = http.client.HTTPConnection("127.0.0.1", server.admin_port, timeout=10)
+    try:
+        conn.request("GET", query, headers={"Authorization": f"Bearer {server.token}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert _shop(port, "/api/followed") == 200
+        for _ in range(5):
+            entry = json.loads(resp.readline())
+            if entry.get("path") == "/api/followed":
+                break
+        else:
+            raise AssertionError("the new request never came down the stream")
+    finally:
+        conn.close()

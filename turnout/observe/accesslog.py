@@ -9,7 +9,8 @@ backend labels, the client address) are escaped once, at snapshot build or conne
 set-up; the rest go through the C JSON string encoder. Lines go to a ``LogWriter``.
 
 Fields (``--access-log-fields``): ``time duration_ms method path host status
-bytes_sent bytes_received route backend endpoint request_id client user_agent``.
+bytes_sent bytes_received route backend endpoint request_id client user_agent
+routing_key consumer``.
 
 Sampling (``--access-log-sample RATE``): a request answered below 400 is logged with
 probability RATE (``sampled()``, one ``random()`` call; none at 1.0); 4xx and 5xx are
@@ -44,6 +45,8 @@ R_ENDPOINT: Final = 10  # bytes, already JSON
 R_ID: Final = 11  # bytes | None
 R_CLIENT: Final = 12  # bytes, already JSON
 R_UA: Final = 13  # bytes | None
+R_KEY: Final = 14  # bytes, the sandbox routing key in force (b"" when none)
+R_CONSUMER: Final = 15  # str | None, the authenticated Consumer
 
 Record = tuple[Any, ...]
 
@@ -62,6 +65,8 @@ FIELDS: Final = (
     "request_id",
     "client",
     "user_agent",
+    "routing_key",
+    "consumer",
 )
 # Field code -> record index, for fields the record already holds as JSON.
 _PRE_ESCAPED: Final = {8: R_ROUTE, 9: R_BACKEND, 10: R_ENDPOINT, 12: R_CLIENT}
@@ -78,6 +83,8 @@ DEFAULT_FIELDS: Final = (
     "backend",
     "endpoint",
     "request_id",
+    "routing_key",
+    "consumer",
 )
 
 
@@ -145,6 +152,11 @@ class AccessLog:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.records: list[Record] = []
+        # formatted lines kept for the supervisor's log ring (``turnout logs``), handed
+        # over with the stats once a second; at most ``recent_max`` between two hand-overs
+        self.recent: list[bytes] = []
+        self.recent_max = 1000
+        self.recent_dropped = 0
         self.keep_all = sample >= 1.0  # the common case skips the draw
         self._sample = sample
         self._rand = rand
@@ -184,6 +196,17 @@ class AccessLog:
         self.records = []
         lines = [self.format(rec) for rec in records]
         self._writer.write(b"".join(lines), len(lines))
+        room = self.recent_max - len(self.recent)
+        if room >= len(lines):
+            self.recent.extend(lines)
+        else:
+            self.recent.extend(lines[: max(room, 0)])
+            self.recent_dropped += len(lines) - max(room, 0)
+
+    def take_recent(self) -> list[bytes]:
+        """The lines formatted since the last call (for the supervisor's log ring)."""
+        recent, self.recent = self.recent, []
+        return recent
 
     def format(self, rec: Record) -> bytes:
         """One JSON object and a newline."""
@@ -215,6 +238,11 @@ class AccessLog:
             return json_bytes(rec[R_ID])
         if code == 13:
             return json_bytes(rec[R_UA])
+        if code == 14:
+            return json_bytes(rec[R_KEY] or None)
+        if code == 15:
+            consumer = rec[R_CONSUMER]
+            return b"null" if consumer is None else json_string(consumer)
         value: bytes = rec[_PRE_ESCAPED[code]]  # route, backend, endpoint, client
         return value
 

@@ -34,6 +34,7 @@ def record_request(
     bytes_in: int,
     client_json: bytes,
     routing_key: bytes,
+    consumer: str | None = None,
 ) -> None:
     cell: RouteStats
     if choice is not None:
@@ -81,5 +82,7 @@ def record_request(
                 head.request_id,
                 client_json,
                 head.get(b"user-agent") if log.wants_user_agent else None,
+                routing_key,
+                consumer,
             )
         )

@@ -571,6 +571,7 @@ class Exchange(UpstreamSink):
         if self.taps is not None:
             self._drop_taps()
         ctx = self.ctx
+        consumer: str | None = None
         if ctx is not None:
             # Cancel a pending decision, and break the exchange <-> context cycle so both
             # are freed by reference counting, not left to the cyclic collector.
@@ -578,7 +579,8 @@ class Exchange(UpstreamSink):
             ctx.cancel()
             principal = ctx.principal
             if principal is not None and principal.consumer is not None:
-                self.rt.stats.usage(principal.consumer, self.bytes_in, self.bytes_out)
+                consumer = principal.consumer
+                self.rt.stats.usage(consumer, self.bytes_in, self.bytes_out)
         self.finished = True
         now = perf_counter()
         duration = now - self.start_time
@@ -605,4 +607,5 @@ class Exchange(UpstreamSink):
             self.bytes_in,
             self.down.client_json,
             self.routing_key,
+            consumer,
         )

@@ -22,8 +22,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.control.api import mount_api
 from turnout.control.service import ControlPlane
+from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate, TurnoutCollector
 from turnout.supervisor.explain import ExplainSource, explain_router
+from turnout.supervisor.logs import logs_router
 
 
 class AdminSource(Protocol):
@@ -59,6 +61,9 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
         # before the control plane's routers: their generic /{plural} paths would shadow it
         if isinstance(source, ExplainSource):
             app.include_router(explain_router(source), prefix="/api/v1")
+        ring = getattr(source, "logs", None)
+        if isinstance(ring, LogRing):
+            app.include_router(logs_router(ring), prefix="/api/v1")
         mount_api(app, control)
     return app
 

@@ -43,6 +43,7 @@ from turnout.core.netaddr import parse_address
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
+from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.proxy.compile import CompileError
 from turnout.proxy.explain import ExplainRequest, explain
@@ -62,6 +63,7 @@ from turnout.supervisor.admin import make_server
 from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import create_limit_table, remove_limit_table
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
+from turnout.supervisor.logs import install_event_handler, remove_event_handler
 from turnout.supervisor.tunnels import create_tunnel_dir, remove_tunnel_dir
 from turnout.supervisor.watch import ConfigWatcher
 from turnout.supervisor.workers import WorkerProcess
@@ -185,6 +187,7 @@ class Supervisor:
         self.trial_limits = LimitStores(None, RedisStore(options.redis) if options.redis else None)
         self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
         self.history = RequestHistory()  # keyed requests, from the workers' stats
+        self.logs = LogRing()  # the workers' recent access-log lines, and events
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
         self._certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
@@ -384,6 +387,9 @@ class Supervisor:
                 records = stats.get("history")
                 if records:
                     self.history.add(records)
+                lines = stats.pop("log", None)
+                if lines:
+                    self.logs.add_lines(lines, worker.pid)
             case Applied(revision, error) if error is not None:
                 log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
             case Applied(revision, None):
@@ -541,21 +547,25 @@ class Supervisor:
 
     async def run(self, on_started: Callable[[], None] | None = None) -> int:
         """Start, serve until shut down, return the exit code. Raises ``StartupError``."""
+        events = install_event_handler(self.logs)
         try:
-            await self.start()
-        except BaseException:
-            if self.watcher is not None:
-                self.watcher.stop()
-            raise
-        if on_started is not None:
-            on_started()
-        code = await self.stopped
-        # Let the admin server and worker tasks wind down.
-        await asyncio.sleep(0.1)
-        for task in list(self._tasks):
-            task.cancel()
-        log.info("stopped")
-        return code
+            try:
+                await self.start()
+            except BaseException:
+                if self.watcher is not None:
+                    self.watcher.stop()
+                raise
+            if on_started is not None:
+                on_started()
+            code = await self.stopped
+            # Let the admin server and worker tasks wind down.
+            await asyncio.sleep(0.1)
+            for task in list(self._tasks):
+                task.cancel()
+            log.info("stopped")
+            return code
+        finally:
+            remove_event_handler(events)
 
     # -- reporting (admin) ----------------------------------------------------------------
 

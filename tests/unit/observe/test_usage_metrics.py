@@ -94,12 +94,69 @@ def test_reopen_follows_logrotate(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     log = open_access_log(str(path), ("status",))
     assert log is not None
-    log.record((0.0, 0.0, b"GET", b"/", b"h", 200, 0, 0, b"null", b"null", b"null", b"", b""))
+    log.record(
+        (
+            0.0,
+            0.0,
+            b"GET",
+            b"/",
+            b"h",
+            200,
+            0,
+            0,
+            b"null",
+            b"null",
+            b"null",
+            b"",
+            b"",
+            b"",
+            b"",
+            None,
+        )
+    )
     log.tick()
     os.rename(path, tmp_path / "access.log.1")  # what logrotate does (no copytruncate)
-    log.record((0.0, 0.0, b"GET", b"/", b"h", 201, 0, 0, b"null", b"null", b"null", b"", b""))
+    log.record(
+        (
+            0.0,
+            0.0,
+            b"GET",
+            b"/",
+            b"h",
+            201,
+            0,
+            0,
+            b"null",
+            b"null",
+            b"null",
+            b"",
+            b"",
+            b"",
+            b"",
+            None,
+        )
+    )
     log.reopen()  # pending lines go to the old file, then the new one starts
-    log.record((0.0, 0.0, b"GET", b"/", b"h", 202, 0, 0, b"null", b"null", b"null", b"", b""))
+    log.record(
+        (
+            0.0,
+            0.0,
+            b"GET",
+            b"/",
+            b"h",
+            202,
+            0,
+            0,
+            b"null",
+            b"null",
+            b"null",
+            b"",
+            b"",
+            b"",
+            b"",
+            None,
+        )
+    )
     log.close()
     assert _lines(tmp_path / "access.log.1") == ['{"status":200}', '{"status":201}']
     assert _lines(path) == ['{"status":202}']

@@ -15,6 +15,7 @@ PANEL = "Observability"
 def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=PANEL)(explain)
     app.command(rich_help_panel=PANEL)(top)
+    app.command(rich_help_panel=PANEL)(logs)
 
 
 def explain(
@@ -69,3 +70,41 @@ def top(
         from turnout.cli.top import top as run
 
         run(connection(server, token, context, timeout), by, sort, interval, once, limit)
+
+
+def logs(
+    route: Annotated[
+        str, typer.Option("--route", help="A route (namespace/name); 'ns/*' for a prefix.")
+    ] = "",
+    status: Annotated[str, typer.Option("--status", help="5xx, 4xx, ... or a code.")] = "",
+    key: Annotated[str, typer.Option("--key", help="Requests with this routing key.")] = "",
+    consumer: Annotated[str, typer.Option("--consumer", help="Requests of this Consumer.")] = "",
+    since: Annotated[
+        str, typer.Option("--since", help="Only entries this recent, e.g. 5m.", show_default=False)
+    ] = "",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new entries until Ctrl-C.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="How many recent entries.")
+    ] = 100,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """The access log of every worker, merged, with tunnel, sandbox and reload events."""
+    with cli_errors():
+        from turnout.cli.logs import logs as run
+        from turnout.cli.units import duration
+
+        params = {"route": route, "status": status, "key": key, "consumer": consumer}
+        run(
+            connection(server, token, context, timeout),
+            params,
+            duration(since) if since else 0.0,
+            follow,
+            limit,
+            output,
+        )

@@ -102,8 +102,12 @@ def rows(prev: Sample, cur: Sample, by: str) -> list[Row]:
     groups: dict[str, list[Key]] = {}
     for key in cur.codes:
         route, backend = key
-        name = {"route": route, "backend": backend}.get(by, f"{route} → {backend}")
-        groups.setdefault(name or "(none)", []).append(key)
+        if not route and not backend:
+            name = "(no route)"  # 404s and requests refused before routing
+        else:
+            pair = f"{route or '-'} → {backend or '-'}"
+            name = {"route": route, "backend": backend}.get(by, pair) or "-"
+        groups.setdefault(name, []).append(key)
     out = []
     for name, keys in groups.items():
         total = sum(sum(cur.codes[k].values()) for k in keys)

@@ -58,3 +58,9 @@ def test_sorting() -> None:
 def test_quantile_in_the_inf_bucket_is_the_highest_finite_bound() -> None:
     assert quantile(0.99, {0.1: 0.0, 1.0: 1.0, math.inf: 100.0}) == 1.0
     assert math.isnan(quantile(0.5, {math.inf: 0.0}))
+
+
+def test_requests_without_a_route_have_their_own_row() -> None:
+    prev = parse('turnout_requests_total{route="",backend="",code="4xx"} 1.0\n', 0.0)
+    cur = parse('turnout_requests_total{route="",backend="",code="4xx"} 3.0\n', 1.0)
+    assert [(r.name, r.rps) for r in rows(prev, cur, "pair")] == [("(no route)", 2.0)]

@@ -115,9 +115,13 @@ def _head(request: ExplainRequest) -> tuple[RequestHead, int, str]:
     method = request.method.strip().upper()
     if not re.fullmatch(r"[A-Z]{1,20}", method):
         raise ExplainError(f"method: {request.method!r} is not an HTTP method")
-    parts = urlsplit(request.url.strip())
+    try:
+        parts = urlsplit(request.url.strip())
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ExplainError(f"url: {request.url!r} cannot be parsed: {exc}") from None
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not hostname:
         raise ExplainError(f"url: {request.url!r} is not an absolute http:// or https:// URL")
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
@@ -125,18 +129,19 @@ def _head(request: ExplainRequest) -> tuple[RequestHead, int, str]:
         raise ExplainError(f"url: {request.url!r} has an invalid port") from None
     try:
         path = normalize_path((parts.path or "/").encode())
+        query = parts.query.encode()
+        authority = parts.netloc.rpartition("@")[2].encode()
     except InvalidTarget as exc:
         raise ExplainError(f"url: the path is refused as a request would be: {exc}") from None
+    except UnicodeError:
+        raise ExplainError(f"url: {request.url!r} is not ASCII; percent-encode it") from None
     headers = []
     for name, value in request.headers:
         lname = name.strip().lower()
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", lname):
             raise ExplainError(f"headers: {name!r} is not a header name")
         headers.append((lname.encode(), value.strip().encode("latin-1", "replace")))
-    authority = parts.netloc.rpartition("@")[2].encode()
-    head = RequestHead(
-        method.encode(), path, parts.query.encode(), headers, authority, parts.hostname.lower()
-    )
+    head = RequestHead(method.encode(), path, query, headers, authority, hostname.lower())
     return head, port, scheme
 
 

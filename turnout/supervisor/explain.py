@@ -11,6 +11,7 @@ thread: the admin loop is also the supervisor's loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter
@@ -26,7 +27,7 @@ EXPLAIN_TIMEOUT = 30.0
 
 @runtime_checkable
 class ExplainSource(Protocol):
-    def explain(self, request: ExplainRequest) -> dict[str, Any]: ...
+    def explain(self, request: ExplainRequest) -> Callable[[], dict[str, Any]]: ...
 
 
 class ExplainBody(BaseModel):
@@ -47,7 +48,7 @@ def explain_router(source: ExplainSource) -> APIRouter:
         request = ExplainRequest(body.method, body.url, list(body.headers.items()))
         try:
             async with asyncio.timeout(EXPLAIN_TIMEOUT):
-                return await asyncio.to_thread(source.explain, request)
+                return await asyncio.to_thread(source.explain(request))
         except ExplainError as exc:
             raise ApiError(400, str(exc)) from None
         except TimeoutError:

@@ -587,16 +587,13 @@ class Supervisor:
                 agg.add_worker(worker.stats)
         return agg
 
-    def explain(self, request: ExplainRequest) -> dict[str, Any]:
-        """How the revision being served routes ``request`` (``proxy.explain``)."""
-        config, revision = self.config, self.revision
-        return explain(
-            config,
-            revision,
-            request,
-            settings=self.options.settings,
-            limits=self.trial_limits,
-            health=self.health.snapshot(),
+    def explain(self, request: ExplainRequest) -> Callable[[], dict[str, Any]]:
+        """How the revision being served routes ``request`` (``proxy.explain``): the state
+        is read here, on the loop; the returned call compiles, and may run in a thread."""
+        config, revision, health = self.config, self.revision, self.health.snapshot()
+        settings, limits = self.options.settings, self.trial_limits
+        return lambda: explain(
+            config, revision, request, settings=settings, limits=limits, health=health
         )
 
     def runtime(self) -> dict[str, Any]:

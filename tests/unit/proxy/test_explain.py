@@ -105,6 +105,8 @@ def test_path_is_normalised_as_the_data_plane_does() -> None:
         ("G E T", "http://x/", "method"),
         ("GET", "ftp://x/", "url"),
         ("GET", "http://x:notaport/", "url"),
+        ("GET", "http://[::1/", "url"),
+        ("GET", "http://x/%zz", "url"),
     ],
 )
 def test_bad_requests_name_the_field(method: str, url: str, field: str) -> None:

@@ -191,6 +191,7 @@ class Runtime:
         cell = self.no_route
         cell.codes[status // 100] += 1
         cell.buckets[0] += 1
+        self.stats.refusal(status, b"malformed_request")
         log = self.access_log
         if log is not None:
             wall = time.time()
@@ -210,6 +211,8 @@ class Runtime:
                     None,
                     client_json,
                     None,
+                    b"",  # routing key
+                    None,  # consumer
                 )
             )
 

@@ -75,14 +75,15 @@ class FakeTransport:
         self.closing = True
 
 
-async def measure(requests: int, access_log: bool, profile: bool) -> float:
+async def measure(requests: int, access_log: bool, profile: bool, sample: float = 1.0) -> float:
     loop = asyncio.get_running_loop()
     text = Template(CONFIG.read_text()).safe_substitute(
         gateway_port=18999, upstream="127.0.0.1:18998"
     )
     resources, _ = parse_text(text, str(CONFIG))
     config, _ = validate(resources)
-    log = AccessLog(LogWriter(os.open(os.devnull, os.O_WRONLY))) if access_log else None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    log = AccessLog(LogWriter(devnull), sample=sample) if access_log else None
     rt = Runtime(loop, ProxySettings(), log)
     snapshot = rt.build(config, 1)
     rt.install(snapshot)

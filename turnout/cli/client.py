@@ -99,6 +99,21 @@ class Client:
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.call("GET", path, params=params)
 
+    def get_text(self, path: str) -> str:
+        """``GET path`` as text (``/metrics``); failures map to ``CliError`` like ``call``."""
+        try:
+            resp = self._http.get(path, headers={"Accept": "text/plain"})
+        except httpx.ConnectError as exc:
+            raise CliError(self._unreachable(exc)) from None
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"the Turnout admin API at {self.target.server} failed on GET {path}: "
+                f"{_first_line(exc) or type(exc).__name__}"
+            ) from None
+        if resp.status_code >= 400:
+            raise self._error("GET", path, resp)
+        return resp.text
+
     def stream_lines(
         self, path: str, params: dict[str, Any] | None = None, idle_timeout: float | None = None
     ) -> Generator[str, None, None]:

@@ -43,6 +43,15 @@ def serve(
     access_log_fields: Annotated[
         str, typer.Option(envvar="TURNOUT_ACCESS_LOG_FIELDS", help="Comma-separated field list.")
     ] = "",
+    access_log_sample: Annotated[
+        float,
+        typer.Option(
+            envvar="TURNOUT_ACCESS_LOG_SAMPLE",
+            min=0.0,
+            max=1.0,
+            help="Share of successful requests logged (4xx/5xx always are).",
+        ),
+    ] = 1.0,
     header_timeout: Annotated[
         str, typer.Option(envvar="TURNOUT_HEADER_TIMEOUT", help="Time to receive a request head.")
     ] = "10s",
@@ -162,6 +171,7 @@ def serve(
         admin_address=admin_address,
         access_log=access_log,
         access_log_fields=access_log_fields,
+        access_log_sample=access_log_sample,
         header_timeout=duration(header_timeout),
         idle_timeout=duration(idle_timeout),
         request_timeout=duration(request_timeout),

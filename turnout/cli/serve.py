@@ -49,6 +49,7 @@ class ServeFlags:
     admin_tls_key: str = ""
     admin_tls_secret: str = ""
     admin_allow_insecure: bool = False
+    access_log_sample: float = 1.0
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -57,6 +58,7 @@ class ServeFlags:
             stream_idle_timeout=self.stream_idle_timeout,
             request_timeout=self.request_timeout,
             drain_timeout=self.drain_timeout,
+            access_log_sample=self.access_log_sample,
             limits=Limits(
                 max_url=self.max_url_bytes,
                 max_header_bytes=self.max_header_bytes,

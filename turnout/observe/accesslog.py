@@ -9,13 +9,20 @@ backend labels, the client address) are escaped once, at snapshot build or conne
 set-up; the rest go through the C JSON string encoder. Lines go to a ``LogWriter``.
 
 Fields (``--access-log-fields``): ``time duration_ms method path host status
-bytes_sent bytes_received route backend endpoint request_id client user_agent``.
+bytes_sent bytes_received route backend endpoint request_id client user_agent
+routing_key consumer``.
+
+Sampling (``--access-log-sample RATE``): a request answered below 400 is logged with
+probability RATE (``sampled()``, one ``random()`` call; none at 1.0); 4xx and 5xx are
+always logged. ``reopen()`` (a worker's SIGUSR1, forwarded by the supervisor) opens the
+file again by name, so logrotate can move it away without ``copytruncate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import time
 from json.encoder import encode_basestring_ascii
@@ -38,6 +45,8 @@ R_ENDPOINT: Final = 10  # bytes, already JSON
 R_ID: Final = 11  # bytes | None
 R_CLIENT: Final = 12  # bytes, already JSON
 R_UA: Final = 13  # bytes | None
+R_KEY: Final = 14  # bytes, the sandbox routing key in force (b"" when none)
+R_CONSUMER: Final = 15  # str | None, the authenticated Consumer
 
 Record = tuple[Any, ...]
 
@@ -56,6 +65,8 @@ FIELDS: Final = (
     "request_id",
     "client",
     "user_agent",
+    "routing_key",
+    "consumer",
 )
 # Field code -> record index, for fields the record already holds as JSON.
 _PRE_ESCAPED: Final = {8: R_ROUTE, 9: R_BACKEND, 10: R_ENDPOINT, 12: R_CLIENT}
@@ -72,6 +83,8 @@ DEFAULT_FIELDS: Final = (
     "backend",
     "endpoint",
     "request_id",
+    "routing_key",
+    "consumer",
 )
 
 
@@ -83,6 +96,7 @@ class LineSink(Protocol):
     def write(self, data: bytes, lines: int) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+    def reopen(self) -> None: ...
 
 
 def json_string(value: str) -> bytes:
@@ -119,7 +133,11 @@ class AccessLog:
         writer: LineSink,
         fields: tuple[str, ...] = DEFAULT_FIELDS,
         batch: int = 32,
+        sample: float = 1.0,
+        rand: Any = random.random,
     ) -> None:
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"access log sample rate {sample} is not between 0 and 1")
         unknown = [f for f in fields if f not in FIELDS]
         if unknown:
             raise ValueError(f"unknown access log field(s): {', '.join(unknown)}")
@@ -134,6 +152,23 @@ class AccessLog:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.records: list[Record] = []
+        # formatted lines kept for the supervisor's log ring (``turnout logs``), handed
+        # over with the stats once a second; at most ``recent_max`` between two hand-overs
+        self.recent: list[bytes] = []
+        self.recent_max = 1000
+        self.recent_dropped = 0
+        self.keep_all = sample >= 1.0  # the common case skips the draw
+        self._sample = sample
+        self._rand = rand
+
+    def sampled(self) -> bool:
+        """Whether a successful request goes in the log (errors always do)."""
+        return self.keep_all or self._rand() < self._sample
+
+    def reopen(self) -> None:
+        """Write what is pending, then continue in a file opened again by its name."""
+        self.flush()
+        self._writer.reopen()
 
     @property
     def dropped(self) -> int:
@@ -161,6 +196,17 @@ class AccessLog:
         self.records = []
         lines = [self.format(rec) for rec in records]
         self._writer.write(b"".join(lines), len(lines))
+        room = self.recent_max - len(self.recent)
+        if room >= len(lines):
+            self.recent.extend(lines)
+        else:
+            self.recent.extend(lines[: max(room, 0)])
+            self.recent_dropped += len(lines) - max(room, 0)
+
+    def take_recent(self) -> list[bytes]:
+        """The lines formatted since the last call (for the supervisor's log ring)."""
+        recent, self.recent = self.recent, []
+        return recent
 
     def format(self, rec: Record) -> bytes:
         """One JSON object and a newline."""
@@ -192,6 +238,11 @@ class AccessLog:
             return json_bytes(rec[R_ID])
         if code == 13:
             return json_bytes(rec[R_UA])
+        if code == 14:
+            return json_bytes(rec[R_KEY] or None)
+        if code == 15:
+            consumer = rec[R_CONSUMER]
+            return b"null" if consumer is None else json_string(consumer)
         value: bytes = rec[_PRE_ESCAPED[code]]  # route, backend, endpoint, client
         return value
 
@@ -212,12 +263,18 @@ class AccessLog:
         self._writer.close()
 
 
-def open_access_log(target: str, fields: tuple[str, ...] = DEFAULT_FIELDS) -> AccessLog | None:
+def open_access_log(
+    target: str, fields: tuple[str, ...] = DEFAULT_FIELDS, sample: float = 1.0
+) -> AccessLog | None:
     """``-`` is stdout, ``off`` disables, anything else is a file path (appended)."""
     if target == "off":
         return None
     if target == "-":
-        fd = os.dup(sys.stdout.fileno())
+        writer = LogWriter(os.dup(sys.stdout.fileno()))
     else:
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    return AccessLog(LogWriter(fd), fields)
+        writer = LogWriter(open_log_file(target), path=target)
+    return AccessLog(writer, fields, sample=sample)
+
+
+def open_log_file(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -22,8 +22,9 @@ _FILE_BUFFER: Final = 64 * 1024
 
 
 class LogWriter:
-    def __init__(self, fd: int, max_backlog: int = 64 << 20) -> None:
+    def __init__(self, fd: int, max_backlog: int = 64 << 20, path: str = "") -> None:
         self._fd = fd
+        self._path = path  # a file's name, for ``reopen`` ("" for stdout and pipes)
         mode = os.fstat(fd).st_mode
         self._regular = stat.S_ISREG(mode)
         self._atomic = 4096 if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) else 0
@@ -62,6 +63,19 @@ class LogWriter:
             self._buffer = []
             self._buffered = 0
             self._write_all(data)
+
+    def reopen(self) -> None:
+        """Continue in a file opened again by name (after logrotate moved the old one).
+        A failure keeps the old file: losing lines is worse than writing them there."""
+        if not self._path or not self._regular:
+            return
+        self.flush()
+        try:
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        old, self._fd = self._fd, fd
+        os.close(old)
 
     def close(self) -> None:
         self.flush()

@@ -53,6 +53,10 @@ class Aggregate:
     endpoint_ejections: dict[str, float] = field(default_factory=dict)
     # L4 counters: (kind, label, label) -> count, see WorkerStats.l4
     l4: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    refusals: dict[tuple[int, str], int] = field(default_factory=dict)
+    keyed: dict[str, int] = field(default_factory=dict)  # routing key -> requests
+    # consumer -> [requests, bytes received, bytes sent]
+    consumers: dict[str, list[int]] = field(default_factory=dict)
 
     def add_worker(self, stats: dict[str, Any], *, include_gauges: bool = True) -> None:
         for key, (codes, buckets, total) in stats.get("routes", {}).items():
@@ -65,11 +69,21 @@ class Aggregate:
         for key, n in stats.get("l4", {}).items():
             key = tuple(key)
             self.l4[key] = self.l4.get(key, 0) + n
+        for key, n in stats.get("refusals", {}).items():
+            key = tuple(key)
+            self.refusals[key] = self.refusals.get(key, 0) + n
+        for name, n in stats.get("keyed", {}).items():
+            self.keyed[name] = self.keyed.get(name, 0) + n
+        for name, usage in stats.get("consumers", {}).items():
+            slot = self.consumers.setdefault(name, [0, 0, 0])
+            for i, v in enumerate(usage):
+                slot[i] += v
         for name in (
             "connections_total",
             "protocol_errors",
             "upstream_timeouts",
             "access_log_dropped",
+            "access_log_sampled_out",
         ):
             self.counters[name] = self.counters.get(name, 0) + int(stats.get(name, 0))
         if include_gauges:
@@ -149,6 +163,13 @@ class TurnoutCollector(Collector):
             "turnout_internal_errors",
             "Requests that hit a gateway bug (answered 500 or closed); should stay 0",
             agg.counters.get("internal_errors", 0),
+        )
+        yield from _usage(agg)
+        yield from _certificates(status.get("certificates", ()))
+        yield _counter(
+            "turnout_access_log_sampled_out",
+            "Successful requests left out of the access log by its sampling rate",
+            agg.counters.get("access_log_sampled_out", 0),
         )
         yield _counter(
             "turnout_access_log_dropped",
@@ -286,3 +307,51 @@ def _endpoint_health(health: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         checks.add_metric([backend, endpoint, "failure"], failures)
     yield healthy
     yield checks
+
+
+def _usage(agg: Aggregate) -> Iterator[Metric]:
+    refusals = CounterMetricFamily(
+        "turnout_refusals",
+        "Answers the gateway made itself with a 4xx/5xx, by status and reason code "
+        "(the JSON body's code: unauthorized, forbidden, rate_limited, upstream_overflow "
+        "for an open circuit, no_route, ...)",
+        labels=["status", "reason"],
+    )
+    for (code, reason), n in sorted(agg.refusals.items()):
+        refusals.add_metric([str(code), reason], n)
+    yield refusals
+    keyed = CounterMetricFamily(
+        "turnout_sandbox_requests",
+        "Requests that carried a Sandbox's or RouteGroup's routing key",
+        labels=["key"],
+    )
+    for key, n in sorted(agg.keyed.items()):
+        keyed.add_metric([key], n)
+    yield keyed
+    requests = CounterMetricFamily(
+        "turnout_consumer_requests",
+        "Requests per authenticated Consumer (API key, Basic user or JWT subject)",
+        labels=["consumer"],
+    )
+    transferred = CounterMetricFamily(
+        "turnout_consumer_bytes",
+        "Body bytes per authenticated Consumer; received = from the client",
+        labels=["consumer", "direction"],
+    )
+    for name, (count, received, sent) in sorted(agg.consumers.items()):
+        requests.add_metric([name], count)
+        transferred.add_metric([name, "received"], received)
+        transferred.add_metric([name, "sent"], sent)
+    yield requests
+    yield transferred
+
+
+def _certificates(certs: Any) -> Iterator[Metric]:
+    expiry = GaugeMetricFamily(
+        "turnout_certificate_expiry_timestamp_seconds",
+        "When each listener certificate expires (Unix time)",
+        labels=["gateway", "listener", "source"],
+    )
+    for gateway, listener, source, not_after in certs:
+        expiry.add_metric([gateway, listener, source], not_after)
+    yield expiry

@@ -32,6 +32,10 @@ LATENCY_BOUNDS: Final = (
 
 # Keyed requests a worker keeps between two exports (one a second); beyond, it counts.
 HISTORY_PER_EXPORT: Final = 2000
+# Distinct Consumers counted by name per worker; the rest share OTHER_CONSUMER (a JWT
+# ``sub`` is a Consumer name too, and one label per end user would swamp Prometheus).
+MAX_CONSUMERS: Final = 10_000
+OTHER_CONSUMER: Final = "_other"
 
 
 class RouteStats:
@@ -45,15 +49,19 @@ class RouteStats:
 
 class WorkerStats:
     __slots__ = (
+        "access_log_sampled_out",
         "active_connections",
         "backend_connect_errors",
         "backend_events",
         "connections_total",
+        "consumers",
         "history",
         "history_dropped",
         "internal_errors",
+        "keyed",
         "l4",
         "protocol_errors",
+        "refusals",
         "routes",
         "upstream_timeouts",
     )
@@ -75,6 +83,13 @@ class WorkerStats:
         # requests that carried a sandbox routing key, since the last export
         self.history: list[tuple[Any, ...]] = []
         self.history_dropped = 0
+        # answers the gateway made itself with status >= 400: (status, reason code) -> count
+        self.refusals: dict[tuple[int, str], int] = {}
+        # requests per sandbox routing key in force
+        self.keyed: dict[str, int] = {}
+        # per authenticated Consumer: [requests, bytes received, bytes sent]
+        self.consumers: dict[str, list[int]] = {}
+        self.access_log_sampled_out = 0  # successful requests the log's sampling skipped
 
     def remember(self, record: tuple[Any, ...]) -> None:
         """Keep one keyed request for ``observe.history`` (bounded between exports)."""
@@ -97,6 +112,27 @@ class WorkerStats:
         key = (backend, event)
         self.backend_events[key] = self.backend_events.get(key, 0) + 1
 
+    def refusal(self, status: int, code: bytes) -> None:
+        key = (status, code.decode("ascii", "replace") or "none")
+        self.refusals[key] = self.refusals.get(key, 0) + 1
+
+    def keyed_request(self, key: bytes) -> None:
+        name = key.decode("ascii", "replace")
+        self.keyed[name] = self.keyed.get(name, 0) + 1
+
+    def usage(self, consumer: str, received: int, sent: int) -> None:
+        """One request of an authenticated Consumer (quotas, billing exports)."""
+        cell = self.consumers.get(consumer)
+        if cell is None:
+            if len(self.consumers) >= MAX_CONSUMERS:
+                consumer = OTHER_CONSUMER
+                cell = self.consumers.get(consumer)
+            if cell is None:
+                cell = self.consumers[consumer] = [0, 0, 0]
+        cell[0] += 1
+        cell[1] += received
+        cell[2] += sent
+
     def l4_count(self, kind: str, a: str, b: str, n: int = 1) -> None:
         key = (kind, a, b)
         self.l4[key] = self.l4.get(key, 0) + n
@@ -118,4 +154,8 @@ class WorkerStats:
             "internal_errors": self.internal_errors,
             "upstream_timeouts": self.upstream_timeouts,
             "l4": dict(self.l4),
+            "refusals": dict(self.refusals),
+            "keyed": dict(self.keyed),
+            "consumers": {k: tuple(v) for k, v in self.consumers.items()},
+            "access_log_sampled_out": self.access_log_sampled_out,
         }

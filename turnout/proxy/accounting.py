@@ -34,6 +34,7 @@ def record_request(
     bytes_in: int,
     client_json: bytes,
     routing_key: bytes,
+    consumer: str | None = None,
 ) -> None:
     cell: RouteStats
     if choice is not None:
@@ -62,7 +63,9 @@ def record_request(
             )
         )
     log = rt.access_log
-    if log is not None:
+    if log is not None and status < 400 and not log.sampled():
+        rt.stats.access_log_sampled_out += 1
+    elif log is not None:
         log.record(
             (
                 rt.wall_offset + start_time,
@@ -79,5 +82,7 @@ def record_request(
                 head.request_id,
                 client_json,
                 head.get(b"user-agent") if log.wants_user_agent else None,
+                routing_key,
+                consumer,
             )
         )

@@ -46,6 +46,7 @@ class ProxySettings:
     stream_idle_timeout: float = 300.0  # no byte either way while a request is in flight
     request_timeout: float = 0.0  # whole request, unless the route sets one; 0 = none
     drain_timeout: float = 10.0
+    access_log_sample: float = 1.0  # share of requests below 400 logged (errors: all)
     dns_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
     tunnel_dir: str = ""  # where `turnout connect` sockets live (config.sandboxes)
@@ -195,6 +196,7 @@ class Runtime:
         cell = self.no_route
         cell.codes[status // 100] += 1
         cell.buckets[0] += 1
+        self.stats.refusal(status, b"malformed_request")
         log = self.access_log
         if log is not None:
             wall = time.time()
@@ -214,6 +216,8 @@ class Runtime:
                     None,
                     client_json,
                     None,
+                    b"",  # routing key
+                    None,  # consumer
                 )
             )
 

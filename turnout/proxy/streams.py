@@ -171,6 +171,7 @@ class Exchange(UpstreamSink):
             if key in table.keys:
                 self.routing_key = key
                 self.key_source = source
+                self.rt.stats.keyed_request(key)
         if cand is None:
             self.local_reply(404, b"no_route", b"no route matches this request")
             return
@@ -622,6 +623,8 @@ class Exchange(UpstreamSink):
         """Answer from the gateway itself (errors, redirects; see ``replies``)."""
         if self.response_started or self.response_done:
             return
+        if status >= 400:
+            self.rt.stats.refusal(status, code)
         fw = self.forward
         if fw is not None:
             fw.stop()  # no more attempts; the rest of an upstream response is not wanted
@@ -654,11 +657,16 @@ class Exchange(UpstreamSink):
         if self.taps is not None:
             self._drop_taps()
         ctx = self.ctx
+        consumer: str | None = None
         if ctx is not None:
             # Cancel a pending decision, and break the exchange <-> context cycle so both
             # are freed by reference counting, not left to the cyclic collector.
             self.ctx = None
             ctx.cancel()
+            principal = ctx.principal
+            if principal is not None and principal.consumer is not None:
+                consumer = principal.consumer
+                self.rt.stats.usage(consumer, self.bytes_in, self.bytes_out)
         self.finished = True
         now = perf_counter()
         duration = now - self.start_time
@@ -685,4 +693,5 @@ class Exchange(UpstreamSink):
             self.bytes_in,
             self.down.client_json,
             self.routing_key,
+            consumer,
         )

@@ -160,6 +160,7 @@ class Worker:
         data["pools"] = {key: (len(p.idle), p.open_count) for key, p in self.rt.pools.items()}
         if self.rt.access_log is not None:
             data["access_log_dropped"] = self.rt.access_log.dropped
+            data["log"] = self.rt.access_log.take_recent()
         return data
 
 

@@ -27,7 +27,10 @@ from turnout.control.releases.metrics import ReleaseCollector
 from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.metrics import BreakerCollector
 from turnout.control.service import ControlPlane
+from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate, TurnoutCollector
+from turnout.supervisor.explain import ExplainSource, explain_router
+from turnout.supervisor.logs import logs_router
 
 
 class AdminSource(Protocol):
@@ -63,6 +66,12 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
         return JSONResponse(status, status_code=200 if status["ready"] else 503)
 
     if control is not None:
+        # before the control plane's routers: their generic /{plural} paths would shadow it
+        if isinstance(source, ExplainSource):
+            app.include_router(explain_router(source), prefix="/api/v1")
+        ring = getattr(source, "logs", None)
+        if isinstance(ring, LogRing):
+            app.include_router(logs_router(ring), prefix="/api/v1")
         mount_api(app, control)
     return app
 

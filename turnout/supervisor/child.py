@@ -89,7 +89,7 @@ class WorkerMain:
         self.worker = Worker(
             self.loop,
             msg.settings,
-            open_access_log(msg.access_log, msg.access_log_fields),
+            open_access_log(msg.access_log, msg.access_log_fields, msg.settings.access_log_sample),
             limits_path=msg.limits_path,
             redis_url=msg.redis_url,
             ejections_path=msg.ejections_path,
@@ -114,6 +114,11 @@ class WorkerMain:
         if self.worker is not None and not self.channel.closed:
             self.channel.send(StatsReport(self.worker.stats()))
         self._stats_handle = self.loop.call_later(1.0, self.send_stats)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (forwarded by the supervisor): reopen the access log file by name."""
+        if self.worker is not None and self.worker.rt.access_log is not None:
+            self.worker.rt.access_log.reopen()
 
     def start_drain(self) -> None:
         if self.draining:
@@ -143,6 +148,7 @@ async def _run(fd: int) -> None:
     # Ctrl-C reaches the whole process group; the supervisor coordinates shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop.add_signal_handler(signal.SIGTERM, main.start_drain)
+    loop.add_signal_handler(signal.SIGUSR1, main.reopen_logs)
     await main.done
     # Give the channel a moment to flush the final messages.
     await asyncio.sleep(0)

@@ -21,6 +21,7 @@ Shutdown (SIGTERM/SIGINT): workers stop accepting, finish in-flight requests wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -36,14 +37,16 @@ from typing import TYPE_CHECKING, Any
 from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
-from turnout.config.tls import certificate_files
+from turnout.config.tls import TLSMaterialError, certificate_files, listener_certificates
 from turnout.core import accel
 from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
+from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate, RouteTotals
 from turnout.proxy.compile import CompileError
+from turnout.proxy.explain import ExplainRequest, explain
 from turnout.proxy.messages import (
     Applied,
     ApplyConfig,
@@ -73,6 +76,7 @@ from turnout.supervisor.limits import (
     remove_limit_table,
 )
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
+from turnout.supervisor.logs import install_event_handler, remove_event_handler
 from turnout.supervisor.tunnels import create_tunnel_dir, remove_tunnel_dir
 from turnout.supervisor.watch import ConfigWatcher
 from turnout.supervisor.workers import WorkerProcess
@@ -135,6 +139,23 @@ def certificate_paths(config: ConfigSet) -> list[str]:
     return sorted(set(paths))
 
 
+def certificate_expiry(config: ConfigSet) -> list[tuple[str, str, str, float]]:
+    """(gateway, listener, source, expiry as Unix time) of every listener certificate."""
+    out = []
+    secrets = config.secrets()
+    for (ns, name), gw in sorted(config.gateways().items()):
+        for lst in gw.spec.listeners:
+            if lst.tls is None or lst.protocol != "HTTPS":
+                continue
+            try:
+                certs = listener_certificates(lst.tls, ns, secrets)
+            except (TLSMaterialError, OSError):
+                continue  # the trial build reports it
+            for cert in certs:
+                out.append((f"{ns}/{name}", lst.name, cert.source, cert.not_after.timestamp()))
+    return out
+
+
 def _file_stamps(paths: list[str]) -> list[tuple[str, int, int, int] | str]:
     stamps: list[tuple[str, int, int, int] | str] = []
     for path in paths:
@@ -183,8 +204,10 @@ class Supervisor:
         self.trial_limits = LimitStores(None, RedisStore(options.redis) if options.redis else None)
         self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
         self.history = RequestHistory()  # keyed requests, from the workers' stats
+        self.logs = LogRing()  # the workers' recent access-log lines, and events
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
+        self._certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -264,6 +287,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         self.loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         log.info("data plane: %s", accel.describe())
         for module in accel.stale():
             log.warning(
@@ -414,6 +438,9 @@ class Supervisor:
                 records = stats.get("history")
                 if records:
                     self.history.add(records)
+                lines = stats.pop("log", None)
+                if lines:
+                    self.logs.add_lines(lines, worker.pid)
             case Applied(revision, error) if error is not None:
                 log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
             case Applied(revision, None):
@@ -444,6 +471,14 @@ class Supervisor:
         self._heartbeat = self.loop.call_later(1.0, self._beat)
 
     # -- reload ---------------------------------------------------------------------------
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: every worker reopens its access log file (logrotate ``postrotate``)."""
+        for worker in self.workers.values():
+            # only ready workers: before its handler is installed SIGUSR1 would kill one
+            if worker.ready and worker.proc is not None and worker.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.proc.pid, signal.SIGUSR1)
 
     def request_reload(self) -> None:
         if not self.stopping:
@@ -564,21 +599,25 @@ class Supervisor:
 
     async def run(self, on_started: Callable[[], None] | None = None) -> int:
         """Start, serve until shut down, return the exit code. Raises ``StartupError``."""
+        events = install_event_handler(self.logs)
         try:
-            await self.start()
-        except BaseException:
-            if self.watcher is not None:
-                self.watcher.stop()
-            raise
-        if on_started is not None:
-            on_started()
-        code = await self.stopped
-        # Let the admin server and worker tasks wind down.
-        await asyncio.sleep(0.1)
-        for task in list(self._tasks):
-            task.cancel()
-        log.info("stopped")
-        return code
+            try:
+                await self.start()
+            except BaseException:
+                if self.watcher is not None:
+                    self.watcher.stop()
+                raise
+            if on_started is not None:
+                on_started()
+            code = await self.stopped
+            # Let the admin server and worker tasks wind down.
+            await asyncio.sleep(0.1)
+            for task in list(self._tasks):
+                task.cancel()
+            log.info("stopped")
+            return code
+        finally:
+            remove_event_handler(events)
 
     # -- reporting (admin) ----------------------------------------------------------------
 
@@ -590,6 +629,9 @@ class Supervisor:
             agg.connect_errors[backend] = n
         agg.backend_events.update(self.retired.backend_events)
         agg.l4.update(self.retired.l4)
+        agg.refusals.update(self.retired.refusals)
+        agg.keyed.update(self.retired.keyed)
+        agg.consumers.update({k: list(v) for k, v in self.retired.consumers.items()})
         agg.endpoint_health = self.health.snapshot()
         agg.endpoint_ejections = ejected_endpoints(self.ejections, self.config)
         agg.counters.update(self.retired.counters)
@@ -597,6 +639,15 @@ class Supervisor:
             if worker.stats:
                 agg.add_worker(worker.stats)
         return agg
+
+    def explain(self, request: ExplainRequest) -> Callable[[], dict[str, Any]]:
+        """How the revision being served routes ``request`` (``proxy.explain``): the state
+        is read here, on the loop; the returned call compiles, and may run in a thread."""
+        config, revision, health = self.config, self.revision, self.health.snapshot()
+        settings, limits = self.options.settings, self.trial_limits
+        return lambda: explain(
+            config, revision, request, settings=settings, limits=limits, health=health
+        )
 
     def runtime(self) -> dict[str, Any]:
         """What the data plane runs, for the control plane's object status."""
@@ -619,6 +670,13 @@ class Supervisor:
                 for w in live
             ],
         }
+
+    def _certificates(self) -> list[tuple[str, str, str, float]]:
+        """Listener certificate expiry, read once per configuration (scrapes are often)."""
+        cached = self._certs
+        if cached is None or cached[0] is not self.config:
+            cached = self._certs = (self.config, certificate_expiry(self.config))
+        return cached[1]
 
     def status(self) -> dict[str, Any]:
         live = [
@@ -644,6 +702,7 @@ class Supervisor:
             "last_reload_error": self.last_reload_error,
             "listeners": sorted(self.listeners.sockets),
             "storeRevision": self.control.store_revision if self.control is not None else None,
+            "certificates": self._certificates(),
         }
 
 

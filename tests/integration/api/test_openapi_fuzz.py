@@ -13,7 +13,8 @@ is invalid. Two checks are left out on purpose, each for a stated reason:
   (404), not 405.
 
 ``/api/v1/watch`` streams forever and is tested on its own in test_objects_api.py;
-so does ``/api/v1/trace?follow=true`` (tested in tests/integration/sandbox/test_api.py).
+so does ``/api/v1/trace?follow=true`` (tested in tests/integration/sandbox/test_api.py)
+and ``/api/v1/logs?follow=true`` (tests/e2e/test_observe_cli.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def test_schemathesis_finds_no_failures(serve: ServeFactory, port: int, tmp_path
             "/api/v1/watch",
             "--exclude-path",
             "/api/v1/trace",
+            "--exclude-path",
+            "/api/v1/logs",
             "--exclude-checks",
             "positive_data_acceptance,unsupported_method",
             "--request-timeout",

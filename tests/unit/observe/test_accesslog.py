@@ -43,6 +43,8 @@ def record(**overrides: Any) -> Record:
         "request_id": b"f81d4fae-7dec-41d0-a765-00a0c91e6bf6",
         "client": json.dumps("10.0.0.7").encode(),
         "user_agent": b"curl/8.5.0",
+        "routing_key": b"",
+        "consumer": None,
     }
     fields.update(overrides)
     return tuple(fields.values())
@@ -79,8 +81,13 @@ def test_default_fields() -> None:
         "backend": "default/orders",
         "endpoint": "127.0.0.1:9000",
         "request_id": "f81d4fae-7dec-41d0-a765-00a0c91e6bf6",
+        "routing_key": None,
+        "consumer": None,
     }
     assert list(json.loads(line)) == list(DEFAULT_FIELDS)
+    (keyed,) = log_lines(record(routing_key=b"feature-x", consumer="acme"))
+    assert json.loads(keyed)["routing_key"] == "feature-x"
+    assert json.loads(keyed)["consumer"] == "acme"
 
 
 def test_every_field_can_be_chosen_in_any_order() -> None:

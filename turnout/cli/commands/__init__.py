@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from turnout.cli.commands import admin, objects, remediation, sandboxes, tunnels
+from turnout.cli.commands import admin, objects, observe, remediation, sandboxes, tunnels
 from turnout.cli.commands import releases as release_commands
 from turnout.cli.commands import store as store_commands
 
@@ -23,3 +23,4 @@ def register(app: typer.Typer) -> None:
     store_commands.register(app)
     remediation.register(app)
     release_commands.register(app)
+    observe.register(app)

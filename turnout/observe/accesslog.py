@@ -9,7 +9,9 @@ backend labels, the client address) are escaped once, at snapshot build or conne
 set-up; the rest go through the C JSON string encoder. Lines go to a ``LogWriter``.
 
 Fields (``--access-log-fields``): ``time duration_ms method path host status
-bytes_sent bytes_received route backend endpoint request_id client user_agent``.
+bytes_sent bytes_received route backend endpoint request_id client user_agent trace_id
+span_id``; the last two are the request's server span when tracing is on (``null``
+otherwise), and ``turnout serve`` adds them to the default fields then.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ R_ENDPOINT: Final = 10  # bytes, already JSON
 R_ID: Final = 11  # bytes | None
 R_CLIENT: Final = 12  # bytes, already JSON
 R_UA: Final = 13  # bytes | None
+R_TRACE: Final = 14  # int, the trace id (0: not traced)
+R_SPAN: Final = 15  # int, the server span id (0: not traced)
 
 Record = tuple[Any, ...]
 
@@ -56,6 +60,8 @@ FIELDS: Final = (
     "request_id",
     "client",
     "user_agent",
+    "trace_id",
+    "span_id",
 )
 # Field code -> record index, for fields the record already holds as JSON.
 _PRE_ESCAPED: Final = {8: R_ROUTE, 9: R_BACKEND, 10: R_ENDPOINT, 12: R_CLIENT}
@@ -192,6 +198,12 @@ class AccessLog:
             return json_bytes(rec[R_ID])
         if code == 13:
             return json_bytes(rec[R_UA])
+        if code == 14:
+            trace_id: int = rec[R_TRACE]
+            return b'"%032x"' % trace_id if trace_id else b"null"
+        if code == 15:
+            span_id: int = rec[R_SPAN]
+            return b'"%016x"' % span_id if span_id else b"null"
         value: bytes = rec[_PRE_ESCAPED[code]]  # route, backend, endpoint, client
         return value
 

@@ -42,10 +42,12 @@ from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.replies import local_response
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
+from turnout.proxy.spans import ExchangeView, record_spans
 
 if TYPE_CHECKING:
+    from turnout.observe.tracing import RequestTrace
     from turnout.proxy.filters.base import ResponseFilter
-    from turnout.proxy.routing.table import PortTable
+    from turnout.proxy.routing.table import ListenerTable, PortTable
     from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
     from turnout.proxy.upstream.endpoints import Endpoint
 
@@ -86,6 +88,8 @@ class Exchange(UpstreamSink):
         "head",
         "keep_alive",
         "key_source",
+        "listener",
+        "overridden",
         "pending",
         "pending_size",
         "progress",
@@ -101,6 +105,7 @@ class Exchange(UpstreamSink):
         "status",
         "sweep_mark",
         "taps",
+        "trace",
         "tunnel",
         "tunnel_buffer",
     )
@@ -135,6 +140,9 @@ class Exchange(UpstreamSink):
         # what the rule's filters see and where they stand (None: the rule has none)
         self.ctx: FilterContext | None = None
         self.stage = 0  # the chain being run: 0 the rule's, 1 the backendRef's
+        self.trace: RequestTrace | None = None  # set when the worker traces (spans.py)
+        self.listener: ListenerTable[RouteAction] | None = None  # for a trace only
+        self.overridden = False  # a Sandbox's endpoints replaced the baseline's
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -150,6 +158,10 @@ class Exchange(UpstreamSink):
         if not rid:
             rid = head.request_id = self.rt.ids.next()
         listener, cand = table.route(head) if table is not None else (None, None)
+        tracer = self.rt.tracer
+        if tracer is not None:
+            self.trace = tracer.begin(head.received)
+            self.listener = listener
         chosen = self.down.tls_listener
         if chosen is not None and (listener is None or listener.ident != chosen):
             self.local_reply(
@@ -219,7 +231,9 @@ class Exchange(UpstreamSink):
             return
         key = self.routing_key
         if key and choice.overrides is not None:
+            baseline = choice
             choice = self.choice = choice.overrides.get(key, choice)
+            self.overridden = choice is not baseline
         if b"x-forwarded-client-cert" in head.received:
             # Only the gateway vouches for client certificates: never pass a client's claim.
             head.headers = [h for h in head.headers if h[0] != b"x-forwarded-client-cert"]
@@ -260,6 +274,7 @@ class Exchange(UpstreamSink):
             down.client_ip,
             down.scheme,
         )
+        fw.trace = self.trace
         if not fw.admit(self.start_time):
             return
         if action.forward_filters and self.head.upgrade is None:
@@ -578,10 +593,14 @@ class Exchange(UpstreamSink):
         duration = now - self.start_time
         fw = self.forward
         endpoint: Endpoint | None = None
+        trace = self.trace
         if fw is not None:
             # Break the exchange <-> forwarder cycle too (freed by reference counting).
             self.forward = None
             endpoint = fw.endpoint
+            if trace is not None:
+                error = "" if fw.upstream_status or not fw.gateway_error else "upstream error"
+                trace.attempt_end(fw.upstream_status, error, now)
             if fw.guarded:
                 fw.finish(now)
             else:
@@ -599,4 +618,31 @@ class Exchange(UpstreamSink):
             self.bytes_in,
             self.down.client_json,
             self.routing_key,
+            trace,
         )
+        if trace is not None:
+            self._trace(trace, endpoint, now)
+
+    def _trace(self, trace: RequestTrace, endpoint: Endpoint | None, now: float) -> None:
+        tracer = self.rt.tracer
+        if tracer is None or not tracer.keep(trace, self.status):
+            return
+        down = self.down
+        view = ExchangeView(
+            self.head,
+            self.status,
+            self.start_time,
+            now,
+            self.rt.wall_offset,
+            down.scheme,
+            down.client_ip,
+        )
+        view.listener = self.listener
+        view.action = self.action
+        view.choice = self.choice
+        view.endpoint = endpoint
+        view.routing_key = self.routing_key
+        view.overridden = self.overridden
+        view.bytes_in = self.bytes_in
+        view.bytes_out = self.bytes_out
+        record_spans(tracer, trace, view)

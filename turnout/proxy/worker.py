@@ -150,6 +150,7 @@ class Worker:
             if transport is not None:
                 transport.abort()
         self.rt.stop()
+        await self.rt.close_exporter(min(grace, 2.0))
         await self.rt.close_limit_stores()
 
     def stats(self) -> dict[str, object]:
@@ -158,6 +159,8 @@ class Worker:
         data["pools"] = {key: (len(p.idle), p.open_count) for key, p in self.rt.pools.items()}
         if self.rt.access_log is not None:
             data["access_log_dropped"] = self.rt.access_log.dropped
+        if self.rt.tracer is not None:
+            data["tracing"] = self.rt.tracer.counters()
         return data
 
 

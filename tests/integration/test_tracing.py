@@ -4,12 +4,14 @@ receiver (protobuf decoded with opentelemetry-proto) while echo upstreams report
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
@@ -238,3 +240,41 @@ def test_the_otel_environment_is_honoured_and_a_dead_collector_harms_nothing(
         10.0,
         "the export failure to be logged",
     )
+
+
+def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) -> None:
+    from turnout.observe.otlp import MAX_BACKOFF, TraceExporter
+    from turnout.observe.tracing import SPAN_KIND_SERVER, SpanRecord, Tracer, TracingSettings
+
+    def spans(n: int) -> list[SpanRecord]:
+        return [SpanRecord(1, i + 1, 0, "GET", SPAN_KIND_SERVER, 1, 2, [], "") for i in range(n)]
+
+    recv = start_receiver(bg)
+    dead = f"http://127.0.0.1:{free_port()}/v1/traces"
+    tracer = Tracer(TracingSettings(endpoint=dead, batch=2, timeout=2.0))
+
+    async def scenario() -> list[float]:
+        exporter = TraceExporter(tracer, asyncio.get_running_loop())
+        exporter._client = httpx.AsyncClient(timeout=2.0)  # started without its task
+        backoffs = []
+        for _ in range(8):
+            tracer.add(spans(3))
+            await exporter.export_queued()
+            backoffs.append(exporter.backoff)
+        exporter.url = recv.url  # the collector is back
+        tracer.add(spans(5))
+        await exporter.export_queued()
+        backoffs.append(exporter.backoff)
+        await exporter.close()
+        return backoffs
+
+    try:
+        backoffs = bg.run(scenario())
+        assert backoffs[:3] == [1.0, 2.0, 4.0] and backoffs[7] == MAX_BACKOFF
+        assert backoffs[8] == 0.0  # one success resets it
+        # each failed round dropped the batch it tried; the rest waited in the queue
+        assert tracer.export_failures == 8
+        assert tracer.exported + tracer.dropped + len(tracer.spans) == 8 * 3 + 5
+        assert len(recv.spans) == tracer.exported > 0 and not tracer.spans
+    finally:
+        bg.run(recv.stop())

@@ -24,7 +24,6 @@ from turnout.config.tls import UpstreamTLS
 from turnout.core.ids import RequestIdGenerator
 from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog
-from turnout.observe.otlp import TraceExporter
 from turnout.observe.stats import WorkerStats
 from turnout.observe.tracing import Tracer, TracingSettings
 from turnout.proxy.compile import compile_snapshot
@@ -86,8 +85,8 @@ class Runtime:
         self.snapshot = Snapshot(0, {}, {})
         self.wall_offset = time.time() - time.perf_counter()
         # None when tracing is off: a request then pays one attribute check for it
+        # (its export task belongs to the worker: ``observe.otlp``)
         self.tracer = Tracer(settings.tracing) if settings.tracing.endpoint else None
-        self.exporter: TraceExporter | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._closed_waiter: asyncio.Future[None] | None = None
 
@@ -164,16 +163,6 @@ class Runtime:
 
     def start(self) -> None:
         self._ticker = self.loop.call_later(1.0, self._tick)
-        if self.tracer is not None:
-            self.exporter = TraceExporter(self.tracer, self.loop)
-            self.exporter.start()
-
-    async def close_exporter(self, grace: float) -> None:
-        """Send the spans still queued (within ``grace`` seconds) and stop exporting."""
-        exporter = self.exporter
-        if exporter is not None:
-            self.exporter = None
-            await exporter.close(grace)
 
     def stop(self) -> None:
         if self._ticker is not None:

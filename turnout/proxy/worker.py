@@ -19,6 +19,7 @@ from typing import cast
 
 from turnout.config.configset import ConfigSet
 from turnout.observe.accesslog import AccessLog
+from turnout.observe.otlp import TraceExporter
 from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
@@ -51,6 +52,11 @@ class Worker:
         self.sockets: dict[str, socket.socket] = {}
         self.revision = 0
         self.rt.start()
+        # One export task per worker (the compiled runtime keeps only the span queue).
+        self.exporter: TraceExporter | None = None
+        if self.rt.tracer is not None:
+            self.exporter = TraceExporter(self.rt.tracer, loop)
+            self.exporter.start()
 
     async def apply(
         self, config: ConfigSet, revision: int, new_sockets: dict[str, socket.socket]
@@ -150,7 +156,9 @@ class Worker:
             if transport is not None:
                 transport.abort()
         self.rt.stop()
-        await self.rt.close_exporter(min(grace, 2.0))
+        if self.exporter is not None:
+            await self.exporter.close(min(grace, 2.0))
+            self.exporter = None
         await self.rt.close_limit_stores()
 
     def stats(self) -> dict[str, object]:

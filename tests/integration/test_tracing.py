@@ -9,14 +9,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import EchoFactory, ServeFactory
+from tests.e2e.conftest import Cli
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan, start_receiver
-from turnout.testing import BackgroundLoop, free_port
+from turnout.testing import BackgroundLoop, TurnoutProcess, free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
 from turnout.testing.polling import wait_until
 from turnout.testing.requests import request
@@ -51,18 +51,18 @@ def traced(
     echo_module: EchoFactory,
     receiver: OtlpReceiver,
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[int, Any, Path]:
+) -> tuple[int, TurnoutProcess, Path]:
     """A gateway sampling everything, exporting to ``receiver``; its access log path."""
     port = free_port()
     good, bad = echo_module("good-0"), echo_module("bad-0")
     bad.force_status = 500
     log = tmp_path_factory.mktemp("log") / "access.log"
-    serve_module(
+    proc = serve_module(
         _config(port, good.port, bad.port, free_port()),
         args=["--trace-endpoint", receiver.url],
         access_log=str(log),
     )
-    return port, good, log
+    return port, proc, log
 
 
 def _rid() -> str:
@@ -84,7 +84,7 @@ def _one(spans: list[ReceivedSpan], kind: int) -> ReceivedSpan:
 
 
 def test_an_incoming_traceparent_is_continued_and_passed_upstream(
-    traced: tuple[int, Any, Path], receiver: OtlpReceiver
+    traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver
 ) -> None:
     port, _, log = traced
     rid = _rid()
@@ -125,7 +125,7 @@ def test_an_incoming_traceparent_is_continued_and_passed_upstream(
 
 
 def test_a_request_without_context_starts_a_trace(
-    traced: tuple[int, Any, Path], receiver: OtlpReceiver
+    traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver
 ) -> None:
     port = traced[0]
     rid = _rid()
@@ -136,7 +136,7 @@ def test_a_request_without_context_starts_a_trace(
     assert seen.startswith(f"00-{server.trace_id}-") and seen.endswith("-01")
 
 
-def test_b3_is_accepted(traced: tuple[int, Any, Path], receiver: OtlpReceiver) -> None:
+def test_b3_is_accepted(traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver) -> None:
     port = traced[0]
     rid = _rid()
     request(port, "/", headers={"b3": f"{PARENT_TRACE}-{PARENT_SPAN}-1", "x-request-id": rid})
@@ -157,7 +157,7 @@ def test_b3_is_accepted(traced: tuple[int, Any, Path], receiver: OtlpReceiver) -
 
 
 def test_every_retry_is_a_client_span_of_its_own(
-    traced: tuple[int, Any, Path], receiver: OtlpReceiver
+    traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
     port = traced[0]
     # round robin over (bad, good): one of two requests meets the bad endpoint first
@@ -179,10 +179,34 @@ def test_every_retry_is_a_client_span_of_its_own(
     assert second.attributes["http.response.status_code"] == 200
     assert second.status == 0 and server.status == 0
     assert first.end <= second.start
+    _the_flow_shows_both_attempts(traced[1], server.attributes["turnout.request_id"], tmp_path)
+
+
+def _the_flow_shows_both_attempts(proc: TurnoutProcess, rid: str, home: Path) -> None:
+    """``turnout trace REQUEST_ID``: the hops, as a tree and as JSON."""
+    path = f"/api/v1/trace/requests/{rid}"
+    wait_until(lambda: proc.api("GET", path)[0] == 200, 5.0, "the request's flow")
+    flow = proc.api("GET", path)[1]["request"]
+    assert (flow["listener"], flow["route"], flow["backend"]) == (
+        "default/gw/http",
+        "default/r",
+        "default/flaky",
+    )
+    attempts = flow["attempts"]
+    assert [a["status"] for a in attempts] == [500, 200]
+    assert [a["resendCount"] for a in attempts] == [0, 1]
+    assert attempts[0]["startMs"] <= attempts[1]["startMs"] <= flow["durationMs"]
+    cli = Cli(proc, home)
+    tree = cli.ok("trace", rid)
+    assert "GET /flaky → 200" in tree and "listener   default/gw/http" in tree
+    assert "attempt 1" in tree and "attempt 2" in tree
+    assert json.loads(cli.ok("trace", rid, "-o", "json")) == flow
+    missing = cli("trace", "no-such-request")
+    assert missing.code != 0 and "no request 'no-such-request' is remembered" in missing.err
 
 
 def test_a_failed_request_is_an_error_span(
-    traced: tuple[int, Any, Path], receiver: OtlpReceiver
+    traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver
 ) -> None:
     port = traced[0]
     rid = _rid()

@@ -6,6 +6,11 @@ here: a ring of the latest ``per_key`` requests for each key, and at most ``max_
 keys (the least recently active is forgotten first), so memory stays bounded whatever
 clients send. Every record gets a sequence number, which is how ``turnout trace
 --follow`` asks for "what came after what I have seen".
+
+Traced requests (tracing on, the request sampled or an error) also arrive as flows:
+their hops (listener, route, backend, sandbox override, each upstream attempt with its
+timing), filed by request id, the latest ``max_flows`` of them. ``find`` answers
+``turnout trace REQUEST_ID`` from those, or else from the keyed rings (without hops).
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ FIELDS: Final = (
 
 
 class RequestHistory:
-    def __init__(self, per_key: int = 200, max_keys: int = 1024) -> None:
+    def __init__(self, per_key: int = 200, max_keys: int = 1024, max_flows: int = 10_000) -> None:
         self.per_key = per_key
         self.max_keys = max_keys
+        self.max_flows = max_flows
+        self._flows: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.seq = 0
         self._keys: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self.dropped = 0  # records the workers could not keep (summed from their stats)
@@ -59,6 +66,28 @@ class RequestHistory:
             return []
         out = [e for e in ring if e["seq"] > after]
         return out[-limit:] if limit > 0 else out
+
+    def add_flows(self, flows: list[dict[str, Any]]) -> None:
+        store = self._flows
+        for flow in flows:
+            rid = flow.get("requestId")
+            if not isinstance(rid, str) or not rid:
+                continue
+            store[rid] = flow
+            store.move_to_end(rid)
+            while len(store) > self.max_flows:
+                store.popitem(last=False)
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        """The flow of request ``request_id``; else its keyed record (no hops); else None."""
+        flow = self._flows.get(request_id)
+        if flow is not None:
+            return flow
+        for ring in self._keys.values():
+            for entry in ring:
+                if entry["requestId"] == request_id:
+                    return entry
+        return None
 
     def keys(self) -> list[str]:
         return list(self._keys)

@@ -49,6 +49,8 @@ class WorkerStats:
         "backend_connect_errors",
         "backend_events",
         "connections_total",
+        "flows",
+        "flows_dropped",
         "history",
         "history_dropped",
         "internal_errors",
@@ -75,6 +77,9 @@ class WorkerStats:
         # requests that carried a sandbox routing key, since the last export
         self.history: list[tuple[Any, ...]] = []
         self.history_dropped = 0
+        # traced requests' flows (proxy/spans.request_flow), since the last export
+        self.flows: list[dict[str, Any]] = []
+        self.flows_dropped = 0
 
     def remember(self, record: tuple[Any, ...]) -> None:
         """Keep one keyed request for ``observe.history`` (bounded between exports)."""
@@ -82,6 +87,13 @@ class WorkerStats:
             self.history.append(record)
         else:
             self.history_dropped += 1
+
+    def remember_flow(self, flow: dict[str, Any]) -> None:
+        """Keep one traced request's flow for ``observe.history`` (bounded likewise)."""
+        if len(self.flows) < HISTORY_PER_EXPORT:
+            self.flows.append(flow)
+        else:
+            self.flows_dropped += 1
 
     def cell(self, route: str, backend: str) -> RouteStats:
         key = (route, backend)
@@ -106,7 +118,11 @@ class WorkerStats:
         export (handed over, not repeated)."""
         history = self.history
         self.history = []
+        flows = self.flows
+        self.flows = []
         return {
+            "flows": flows,
+            "flows_dropped": self.flows_dropped,
             "history": history,
             "history_dropped": self.history_dropped,
             "routes": {k: (list(c.codes), list(c.buckets), c.sum) for k, c in self.routes.items()},

@@ -1,4 +1,5 @@
-"""A finished exchange's spans: one server span, one client span per upstream attempt.
+"""A finished exchange's spans (one server span, one client span per upstream attempt)
+and its request flow (the same facts as one plain dict, for ``turnout trace ID``).
 
 Called by the exchange when it counts a request, only when tracing is on
 (``Runtime.tracer``) and the tracer keeps the request (sampled, or an error). Attribute
@@ -14,7 +15,7 @@ client span from 400 up or when the attempt failed without an answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from turnout.observe.tracing import (
     SPAN_KIND_CLIENT,
@@ -60,6 +61,7 @@ class ExchangeView:
         self.overridden = False  # a Sandbox's endpoints replaced the baseline's
         self.bytes_in = 0
         self.bytes_out = 0
+        self.reply_code = b""  # the gateway answered itself (e.g. ``no_route``)
 
 
 def _ns(view: ExchangeView, t: float) -> int:
@@ -164,3 +166,45 @@ def record_spans(tracer: Tracer, trace: RequestTrace, view: ExchangeView) -> Non
     records = client_spans(trace, view)
     records.append(server_span(trace, view))
     tracer.add(records)
+
+
+def request_flow(trace: RequestTrace, view: ExchangeView) -> dict[str, Any]:
+    """The hops of one kept request as plain values (``observe.history`` files them by
+    request id; ``turnout trace REQUEST_ID`` draws them)."""
+    head = view.head
+    start = view.start
+    listener = view.listener
+    action = view.action
+    choice = view.choice
+    endpoint = view.endpoint
+    return {
+        "requestId": head.request_id.decode("latin-1"),
+        "traceId": f"{trace.trace_id:032x}",
+        "spanId": f"{trace.span_id:016x}",
+        "sampled": trace.sampled,
+        "time": view.wall_offset + start,
+        "durationMs": round((view.end - start) * 1000.0, 3),
+        "method": head.method.decode("latin-1"),
+        "path": head.path.decode("latin-1"),
+        "host": head.host,
+        "status": view.status,
+        "listener": f"{listener.gateway}/{listener.name}" if listener is not None else "",
+        "route": action.route_label if action is not None else "",
+        "backend": choice.label if choice is not None else "",
+        "endpoint": endpoint.key if endpoint is not None else "",
+        "routingKey": view.routing_key.decode("ascii", "replace"),
+        "sandboxOverride": view.overridden,
+        "answeredBy": view.reply_code.decode("latin-1"),
+        "attempts": [
+            {
+                "endpoint": a.endpoint,
+                "startMs": round((a.start - start) * 1000.0, 3),
+                "durationMs": round(((a.end or view.end) - a.start) * 1000.0, 3),
+                "status": a.status,
+                "error": a.error,
+                "resendCount": a.resend,
+                "spanId": f"{a.span_id:016x}",
+            }
+            for a in trace.attempts
+        ],
+    }

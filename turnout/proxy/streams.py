@@ -42,7 +42,7 @@ from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.replies import local_response
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
-from turnout.proxy.spans import ExchangeView, record_spans
+from turnout.proxy.spans import ExchangeView, record_spans, request_flow
 
 if TYPE_CHECKING:
     from turnout.observe.tracing import RequestTrace
@@ -93,6 +93,7 @@ class Exchange(UpstreamSink):
         "pending",
         "pending_size",
         "progress",
+        "reply_code",
         "request_done",
         "request_timer",
         "request_trailers",
@@ -143,6 +144,7 @@ class Exchange(UpstreamSink):
         self.trace: RequestTrace | None = None  # set when the worker traces (spans.py)
         self.listener: ListenerTable[RouteAction] | None = None  # for a trace only
         self.overridden = False  # a Sandbox's endpoints replaced the baseline's
+        self.reply_code = b""  # why the gateway answered itself (local_reply), if it did
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -555,6 +557,7 @@ class Exchange(UpstreamSink):
         if fw is not None:
             fw.stop()  # no more attempts; the rest of an upstream response is not wanted
         self.status = status
+        self.reply_code = code
         self.pending = None
         req = self.head
         grpc = bool(code) and is_grpc(req)
@@ -645,4 +648,6 @@ class Exchange(UpstreamSink):
         view.overridden = self.overridden
         view.bytes_in = self.bytes_in
         view.bytes_out = self.bytes_out
+        view.reply_code = self.reply_code
         record_spans(tracer, trace, view)
+        self.rt.stats.remember_flow(request_flow(trace, view))

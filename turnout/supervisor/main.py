@@ -363,6 +363,9 @@ class Supervisor:
                 records = stats.get("history")
                 if records:
                     self.history.add(records)
+                flows = stats.get("flows")
+                if flows:
+                    self.history.add_flows(flows)
             case Applied(revision, error) if error is not None:
                 log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
             case Applied(revision, None):

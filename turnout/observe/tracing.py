@@ -39,7 +39,7 @@ AttributeValue = str | int | float | bool
 Attributes = list[tuple[str, AttributeValue]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TracingSettings:
     """How a worker traces (``turnout serve --trace-*``); ``endpoint`` "" = off."""
 

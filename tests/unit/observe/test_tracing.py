@@ -110,3 +110,80 @@ def test_spans_encode_to_an_export_request() -> None:
     assert attrs["ok"].WhichOneof("value") == "bool_value"
     assert attrs["f"].double_value == 0.5
     assert (span.status.code, span.status.message) == (2, "HTTP 503")
+
+
+def _reference(spans: list[SpanRecord], service: str) -> bytes:
+    """The same request built from opentelemetry-proto message objects."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    from turnout import __version__
+
+    def value(v: object) -> AnyValue:
+        if isinstance(v, bool):
+            return AnyValue(bool_value=v)
+        if isinstance(v, int):
+            return AnyValue(int_value=v)
+        if isinstance(v, float):
+            return AnyValue(double_value=v)
+        return AnyValue(string_value=str(v))
+
+    out = []
+    for rec in spans:
+        span = Span(
+            trace_id=rec.trace_id.to_bytes(16, "big"),
+            span_id=rec.span_id.to_bytes(8, "big"),
+            name=rec.name,
+            kind=rec.kind,  # type: ignore[arg-type]
+            start_time_unix_nano=rec.start_ns,
+            end_time_unix_nano=rec.end_ns,
+            attributes=[KeyValue(key=k, value=value(v)) for k, v in rec.attributes],
+        )
+        if rec.parent_id:
+            span.parent_span_id = rec.parent_id.to_bytes(8, "big")
+        if rec.error:
+            span.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message=rec.error))
+        out.append(span)
+    resource = Resource(
+        attributes=[
+            KeyValue(key="service.name", value=AnyValue(string_value=service)),
+            KeyValue(key="service.version", value=AnyValue(string_value=__version__)),
+            KeyValue(key="telemetry.sdk.name", value=AnyValue(string_value="turnout")),
+        ]
+    )
+    scope = InstrumentationScope(name="turnout", version=__version__)
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=out)])
+        ]
+    )
+    return request.SerializeToString()
+
+
+def test_the_hand_encoding_is_byte_for_byte_what_the_protobuf_library_writes() -> None:
+    spans = [
+        SpanRecord(
+            0x4BF92F3577B34DA6A3CE929D0E0E4736,
+            0x00F067AA0BA902B7,
+            0,
+            "GET ünïcode/" + "r" * 200,
+            SPAN_KIND_SERVER,
+            1_765_000_000_123_456_789,
+            1_765_000_000_223_456_789,
+            [
+                ("http.response.status_code", 200),
+                ("negative", -5),
+                ("big", 2**62),
+                ("long", "x" * 300),
+                ("yes", True),
+                ("no", False),
+                ("ratio", 0.25),
+                ("empty", ""),
+            ],
+            "",
+        ),
+        SpanRecord(1, 2, 3, "GET", 3, 5, 6, [], "HTTP 502"),
+    ]
+    assert encode(spans, "edge") == _reference(spans, "edge")
+    assert encode([], "edge") == _reference([], "edge")

@@ -39,9 +39,12 @@ AttributeValue = str | int | float | bool
 Attributes = list[tuple[str, AttributeValue]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class TracingSettings:
-    """How a worker traces (``turnout serve --trace-*``); ``endpoint`` "" = off."""
+    """How a worker traces (``turnout serve --trace-*``); ``endpoint`` "" = off.
+
+    Not frozen: a compiled (mypyc) frozen dataclass cannot be unpickled, and settings
+    travel to the workers pickled."""
 
     endpoint: str = ""  # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces
     ratio: float = 1.0  # of requests that start a trace (parent-based otherwise)

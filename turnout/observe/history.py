@@ -67,11 +67,12 @@ class RequestHistory:
         out = [e for e in ring if e["seq"] > after]
         return out[-limit:] if limit > 0 else out
 
-    def add_flows(self, flows: list[dict[str, Any]]) -> None:
+    def add_flows(self, flows: list[tuple[Any, ...]]) -> None:
         store = self._flows
-        for flow in flows:
-            rid = flow.get("requestId")
-            if not isinstance(rid, str) or not rid:
+        for record in flows:
+            flow = flow_doc(record)
+            rid = flow["requestId"]
+            if not rid:
                 continue
             store[rid] = flow
             store.move_to_end(rid)
@@ -91,3 +92,63 @@ class RequestHistory:
 
     def keys(self) -> list[str]:
         return list(self._keys)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def flow_doc(record: tuple[Any, ...]) -> dict[str, Any]:
+    """A worker's flow record (``proxy/spans.request_flow``) as the API shows it."""
+    (
+        rid,
+        method,
+        path,
+        host,
+        trace_id,
+        span_id,
+        sampled,
+        wall_offset,
+        start,
+        end,
+        status,
+        listener,
+        route,
+        backend,
+        endpoint,
+        routing_key,
+        overridden,
+        reply_code,
+        attempts,
+    ) = record
+    return {
+        "requestId": rid.decode("latin-1"),
+        "traceId": f"{trace_id:032x}",
+        "spanId": f"{span_id:016x}",
+        "sampled": sampled,
+        "time": wall_offset + start,
+        "durationMs": _ms(end - start),
+        "method": method.decode("latin-1"),
+        "path": path.decode("latin-1"),
+        "host": host,
+        "status": status,
+        "listener": listener,
+        "route": route,
+        "backend": backend,
+        "endpoint": endpoint,
+        "routingKey": routing_key.decode("ascii", "replace"),
+        "sandboxOverride": overridden,
+        "answeredBy": reply_code.decode("latin-1"),
+        "attempts": [
+            {
+                "endpoint": ep,
+                "startMs": _ms(a_start - start),
+                "durationMs": _ms((a_end or end) - a_start),
+                "status": a_status,
+                "error": error,
+                "resendCount": resend,
+                "spanId": f"{a_span:016x}",
+            }
+            for ep, a_start, a_end, a_status, error, resend, a_span in attempts
+        ],
+    }

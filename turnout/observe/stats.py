@@ -78,7 +78,7 @@ class WorkerStats:
         self.history: list[tuple[Any, ...]] = []
         self.history_dropped = 0
         # traced requests' flows (proxy/spans.request_flow), since the last export
-        self.flows: list[dict[str, Any]] = []
+        self.flows: list[tuple[Any, ...]] = []
         self.flows_dropped = 0
 
     def remember(self, record: tuple[Any, ...]) -> None:
@@ -88,7 +88,7 @@ class WorkerStats:
         else:
             self.history_dropped += 1
 
-    def remember_flow(self, flow: dict[str, Any]) -> None:
+    def remember_flow(self, flow: tuple[Any, ...]) -> None:
         """Keep one traced request's flow for ``observe.history`` (bounded likewise)."""
         if len(self.flows) < HISTORY_PER_EXPORT:
             self.flows.append(flow)

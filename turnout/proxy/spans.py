@@ -168,43 +168,35 @@ def record_spans(tracer: Tracer, trace: RequestTrace, view: ExchangeView) -> Non
     tracer.add(records)
 
 
-def request_flow(trace: RequestTrace, view: ExchangeView) -> dict[str, Any]:
-    """The hops of one kept request as plain values (``observe.history`` files them by
-    request id; ``turnout trace REQUEST_ID`` draws them)."""
+def request_flow(trace: RequestTrace, view: ExchangeView) -> tuple[Any, ...]:
+    """The hops of one kept request as a tuple of raw values (``observe.history.flow_doc``
+    names and formats them in the supervisor, so the worker formats nothing)."""
     head = view.head
-    start = view.start
     listener = view.listener
     action = view.action
     choice = view.choice
     endpoint = view.endpoint
-    return {
-        "requestId": head.request_id.decode("latin-1"),
-        "traceId": f"{trace.trace_id:032x}",
-        "spanId": f"{trace.span_id:016x}",
-        "sampled": trace.sampled,
-        "time": view.wall_offset + start,
-        "durationMs": round((view.end - start) * 1000.0, 3),
-        "method": head.method.decode("latin-1"),
-        "path": head.path.decode("latin-1"),
-        "host": head.host,
-        "status": view.status,
-        "listener": f"{listener.gateway}/{listener.name}" if listener is not None else "",
-        "route": action.route_label if action is not None else "",
-        "backend": choice.label if choice is not None else "",
-        "endpoint": endpoint.key if endpoint is not None else "",
-        "routingKey": view.routing_key.decode("ascii", "replace"),
-        "sandboxOverride": view.overridden,
-        "answeredBy": view.reply_code.decode("latin-1"),
-        "attempts": [
-            {
-                "endpoint": a.endpoint,
-                "startMs": round((a.start - start) * 1000.0, 3),
-                "durationMs": round(((a.end or view.end) - a.start) * 1000.0, 3),
-                "status": a.status,
-                "error": a.error,
-                "resendCount": a.resend,
-                "spanId": f"{a.span_id:016x}",
-            }
+    return (
+        head.request_id,
+        head.method,
+        head.path,
+        head.host,
+        trace.trace_id,
+        trace.span_id,
+        trace.sampled,
+        view.wall_offset,
+        view.start,
+        view.end,
+        view.status,
+        f"{listener.gateway}/{listener.name}" if listener is not None else "",
+        action.route_label if action is not None else "",
+        choice.label if choice is not None else "",
+        endpoint.key if endpoint is not None else "",
+        view.routing_key,
+        view.overridden,
+        view.reply_code,
+        [
+            (a.endpoint, a.start, a.end, a.status, a.error, a.resend, a.span_id)
             for a in trace.attempts
         ],
-    }
+    )

@@ -43,6 +43,7 @@ from turnout.observe.tracing import TracingSettings
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.transports.http1 import Http1Transport
 from turnout.proxy.upstream.connection import UpstreamConnection
+from turnout.proxy.worker import settle_garbage_collector
 
 CONFIG = Path(__file__).with_name("turnout-gateway.yaml")
 REQUEST = b"GET /api/items/42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
@@ -101,6 +102,7 @@ async def measure(requests: int, access_log: bool, profile: bool, ratio: float =
     tracer = rt.tracer
     snapshot = rt.build(config, 1)
     rt.install(snapshot)
+    settle_garbage_collector()  # as Worker.apply does: the snapshot leaves the GC's sight
     down = Http1Transport(rt, next(iter(snapshot.sockets)))
     down.connection_made(FakeTransport())  # type: ignore[arg-type]
     pool = next(iter(rt.pools.values()))

@@ -264,6 +264,14 @@ def test_the_otel_environment_is_honoured_and_a_dead_collector_harms_nothing(
         10.0,
         "the export failure to be logged",
     )
+    wait_until(
+        lambda: (
+            proc.metric("turnout_trace_export_failures_total") >= 1
+            and proc.metric("turnout_trace_spans_dropped_total") >= 1
+        ),
+        10.0,
+        "the failed exports and dropped spans in /metrics",
+    )
 
 
 def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) -> None:

@@ -207,11 +207,3 @@ class Tracer:
         batch = spans[:limit]
         del spans[:limit]
         return batch
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "exported": self.exported,
-            "dropped": self.dropped,
-            "export_failures": self.export_failures,
-            "queued": len(self.spans),
-        }

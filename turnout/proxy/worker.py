@@ -167,8 +167,11 @@ class Worker:
         data["pools"] = {key: (len(p.idle), p.open_count) for key, p in self.rt.pools.items()}
         if self.rt.access_log is not None:
             data["access_log_dropped"] = self.rt.access_log.dropped
-        if self.rt.tracer is not None:
-            data["tracing"] = self.rt.tracer.counters()
+        tracer = self.rt.tracer
+        if tracer is not None:
+            data["trace_spans_exported"] = tracer.exported
+            data["trace_spans_dropped"] = tracer.dropped
+            data["trace_export_failures"] = tracer.export_failures
         return data
 
 

@@ -7,8 +7,14 @@ and reports the best of several timed loops. No kernel, no event-loop wake-ups, 
 varies by a few percent where wrk runs on a shared VM vary by 20 %; it measures only
 Turnout's own work (codecs, routing, filters, the exchange, counters, access log).
 
-    python bench/inproc.py              # 50 000 requests per loop, log off and on
+    python bench/inproc.py              # 50 000 requests per loop, log off and on,
+                                        # then tracing off, sampled at 1 % and 100 %
     python bench/inproc.py --profile    # cProfile: calls and own time per request
+
+Traced runs count what a worker spends per request on tracing: the records, and every
+512 requests what the export task and the stats ticker do with them between requests
+(encode the spans to OTLP protobuf, pickle the request flows for the supervisor); only
+the HTTP POST to a collector is left out.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import argparse
 import asyncio
 import cProfile
 import os
+import pickle
 import pstats
+import statistics
 import time
 from pathlib import Path
 from string import Template
@@ -30,9 +38,12 @@ from turnout.config.validate import validate
 from turnout.core import accel
 from turnout.observe.accesslog import AccessLog
 from turnout.observe.logwriter import LogWriter
+from turnout.observe.otlp import encode
+from turnout.observe.tracing import TracingSettings
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.transports.http1 import Http1Transport
 from turnout.proxy.upstream.connection import UpstreamConnection
+from turnout.proxy.worker import settle_garbage_collector
 
 CONFIG = Path(__file__).with_name("turnout-gateway.yaml")
 REQUEST = b"GET /api/items/42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
@@ -75,7 +86,11 @@ class FakeTransport:
         self.closing = True
 
 
-async def measure(requests: int, access_log: bool, profile: bool, sample: float = 1.0) -> float:
+async def measure(
+    requests: int, access_log: bool, profile: bool, sample: float = 1.0, ratio: float = -1.0
+) -> float:
+    """µs per request; ``sample`` is the access log's sampling rate, ``ratio`` >= 0 turns
+    tracing on with that sampling ratio."""
     loop = asyncio.get_running_loop()
     text = Template(CONFIG.read_text()).safe_substitute(
         gateway_port=18999, upstream="127.0.0.1:18998"
@@ -84,9 +99,14 @@ async def measure(requests: int, access_log: bool, profile: bool, sample: float 
     config, _ = validate(resources)
     devnull = os.open(os.devnull, os.O_WRONLY)
     log = AccessLog(LogWriter(devnull), sample=sample) if access_log else None
-    rt = Runtime(loop, ProxySettings(), log)
+    settings = ProxySettings()
+    if ratio >= 0:
+        settings.tracing = TracingSettings(endpoint="http://127.0.0.1:9/v1/traces", ratio=ratio)
+    rt = Runtime(loop, settings, log)
+    tracer = rt.tracer
     snapshot = rt.build(config, 1)
     rt.install(snapshot)
+    settle_garbage_collector()  # as Worker.apply does: the snapshot leaves the GC's sight
     down = Http1Transport(rt, next(iter(snapshot.sockets)))
     down.connection_made(FakeTransport())  # type: ignore[arg-type]
     pool = next(iter(rt.pools.values()))
@@ -101,6 +121,10 @@ async def measure(requests: int, access_log: bool, profile: bool, sample: float 
             up.data_received(RESPONSE)
             if log is not None and i % 32 == 31:
                 log.flush()  # what the loop's call_soon(flush) does between events
+            if tracer is not None and i % 512 == 511:
+                encode(tracer.take(1 << 30), "turnout")  # the export task's share
+                pickle.dumps(rt.stats.flows)  # shipped to the supervisor with the stats
+                rt.stats.flows = []
 
     run(1000)  # warm up
     if profile:
@@ -131,11 +155,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved tracing rounds")
     args = parser.parse_args()
     print(f"data plane: {accel.describe()}")
     for access_log in (False, True):
         us = uvloop.run(measure(args.requests, access_log, args.profile))
         print(f"access log {'on ' if access_log else 'off'}: {us:.2f} us per request")
+    # Interleaved rounds: a neighbour's load shifts all three alike, not one of them.
+    variants = (("off", -1.0), ("1 %", 0.01), ("100 %", 1.0))
+    runs: dict[str, list[float]] = {label: [] for label, _ in variants}
+    for _ in range(args.rounds):
+        for label, ratio in variants:
+            runs[label].append(uvloop.run(measure(args.requests, False, args.profile, ratio=ratio)))
+    for label, us in runs.items():
+        each = ", ".join(f"{u:.2f}" for u in us)
+        print(f"tracing {label:<5}: {statistics.median(us):.2f} us per request (median; {each})")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,30 @@ def serve(
             help="Let the admin API bind beyond loopback without TLS (tokens in clear).",
         ),
     ] = False,
+    trace_endpoint: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_TRACE_ENDPOINT",
+            help="OTLP/HTTP traces URL (e.g. http://collector:4318/v1/traces); turns tracing "
+            "on. Else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT "
+            "+ /v1/traces. 'off' disables.",
+            show_default=False,
+        ),
+    ] = "",
+    trace_sample_ratio: Annotated[
+        float,
+        typer.Option(
+            envvar="TURNOUT_TRACE_SAMPLE_RATIO",
+            help="Share of requests that start a trace (0-1); an incoming sampled flag wins.",
+        ),
+    ] = 1.0,
+    trace_keep_errors: Annotated[
+        bool,
+        typer.Option(
+            envvar="TURNOUT_TRACE_KEEP_ERRORS",
+            help="Also record 5xx answers and failed attempts that were not sampled.",
+        ),
+    ] = True,
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -192,6 +216,9 @@ def serve(
         admin_tls_key=admin_tls_key,
         admin_tls_secret=admin_tls_secret,
         admin_allow_insecure=admin_allow_insecure,
+        trace_endpoint=trace_endpoint,
+        trace_sample_ratio=trace_sample_ratio,
+        trace_keep_errors=trace_keep_errors,
     )
     raise typer.Exit(run_serve(flags))
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from turnout.config.sources import ConfigSource, FileSource, TextSource
 from turnout.core.logsetup import configure_logging
 from turnout.core.paths import default_data_dir
 from turnout.observe.accesslog import DEFAULT_FIELDS, FIELDS
+from turnout.observe.tracing import TracingSettings
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.runtime import ProxySettings
 from turnout.supervisor.main import AdminTLSOptions, ServeOptions, StartupError, Supervisor
@@ -50,6 +52,25 @@ class ServeFlags:
     admin_tls_secret: str = ""
     admin_allow_insecure: bool = False
     access_log_sample: float = 1.0
+    trace_endpoint: str = ""
+    trace_sample_ratio: float = 1.0
+    trace_keep_errors: bool = True
+
+    def tracing(self) -> TracingSettings:
+        """``--trace-*`` over the OpenTelemetry environment variables."""
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            raise ValueError(
+                f"--trace-sample-ratio must be between 0 and 1, not {self.trace_sample_ratio}"
+            )
+        endpoint = trace_endpoint(self.trace_endpoint, os.environ)
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"--trace-endpoint must be an http(s):// URL, not {endpoint!r}")
+        return TracingSettings(
+            endpoint=endpoint,
+            ratio=self.trace_sample_ratio,
+            keep_errors=self.trace_keep_errors,
+            service_name=os.environ.get("OTEL_SERVICE_NAME") or "turnout",
+        )
 
     def options(self) -> ServeOptions:
         settings = ProxySettings(
@@ -65,6 +86,7 @@ class ServeFlags:
                 max_headers=self.max_headers,
                 max_body=self.max_body_bytes,
             ),
+            tracing=self.tracing(),
         )
         fields = tuple(f.strip() for f in self.access_log_fields.split(",") if f.strip())
         unknown = [f for f in fields if f not in FIELDS]
@@ -76,7 +98,7 @@ class ServeFlags:
             admin_address=self.admin_address,
             settings=settings,
             access_log=self.access_log,
-            access_log_fields=fields or DEFAULT_FIELDS,
+            access_log_fields=fields or default_fields(settings.tracing),
             worker_timeout=self.worker_timeout,
             watch=self.watch,
             data_dir=Path(self.data_dir).expanduser() if self.data_dir else default_data_dir(),
@@ -90,6 +112,25 @@ class ServeFlags:
                 self.admin_allow_insecure,
             ),
         )
+
+
+def trace_endpoint(flag: str, env: Mapping[str, str]) -> str:
+    """The OTLP/HTTP traces URL: the flag, else the OpenTelemetry variables (the
+    signal-specific one is used as is, the generic one gets ``/v1/traces``); "" = off."""
+    if flag:
+        return "" if flag == "off" else flag
+    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return base.rstrip("/") + "/v1/traces" if base else ""
+
+
+def default_fields(tracing: TracingSettings) -> tuple[str, ...]:
+    """The access log's default fields, with the trace ids when tracing is on."""
+    if tracing.endpoint:
+        return (*DEFAULT_FIELDS, "trace_id", "span_id")
+    return DEFAULT_FIELDS
 
 
 async def _serve(files: list[str], options: ServeOptions) -> int:

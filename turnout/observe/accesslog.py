@@ -10,7 +10,9 @@ set-up; the rest go through the C JSON string encoder. Lines go to a ``LogWriter
 
 Fields (``--access-log-fields``): ``time duration_ms method path host status
 bytes_sent bytes_received route backend endpoint request_id client user_agent
-routing_key consumer``.
+routing_key consumer trace_id span_id``; the last two are the request's server span
+when tracing is on (``null`` otherwise), and ``turnout serve`` adds them to the default
+fields then.
 
 Sampling (``--access-log-sample RATE``): a request answered below 400 is logged with
 probability RATE (``sampled()``, one ``random()`` call; none at 1.0); 4xx and 5xx are
@@ -47,6 +49,8 @@ R_CLIENT: Final = 12  # bytes, already JSON
 R_UA: Final = 13  # bytes | None
 R_KEY: Final = 14  # bytes, the sandbox routing key in force (b"" when none)
 R_CONSUMER: Final = 15  # str | None, the authenticated Consumer
+R_TRACE: Final = 16  # int, the trace id (0: not traced)
+R_SPAN: Final = 17  # int, the server span id (0: not traced)
 
 Record = tuple[Any, ...]
 
@@ -67,6 +71,8 @@ FIELDS: Final = (
     "user_agent",
     "routing_key",
     "consumer",
+    "trace_id",
+    "span_id",
 )
 # Field code -> record index, for fields the record already holds as JSON.
 _PRE_ESCAPED: Final = {8: R_ROUTE, 9: R_BACKEND, 10: R_ENDPOINT, 12: R_CLIENT}
@@ -243,6 +249,12 @@ class AccessLog:
         if code == 15:
             consumer = rec[R_CONSUMER]
             return b"null" if consumer is None else json_string(consumer)
+        if code == 16:
+            trace_id: int = rec[R_TRACE]
+            return b'"%032x"' % trace_id if trace_id else b"null"
+        if code == 17:
+            span_id: int = rec[R_SPAN]
+            return b'"%016x"' % span_id if span_id else b"null"
         value: bytes = rec[_PRE_ESCAPED[code]]  # route, backend, endpoint, client
         return value
 

@@ -84,6 +84,9 @@ class Aggregate:
             "upstream_timeouts",
             "access_log_dropped",
             "access_log_sampled_out",
+            "trace_spans_exported",
+            "trace_spans_dropped",
+            "trace_export_failures",
         ):
             self.counters[name] = self.counters.get(name, 0) + int(stats.get(name, 0))
         if include_gauges:
@@ -176,6 +179,7 @@ class TurnoutCollector(Collector):
             "Access log lines dropped because the writer fell behind",
             agg.counters.get("access_log_dropped", 0),
         )
+        yield from _tracing(agg.counters)
         yield _gauge(
             "turnout_downstream_connections_active",
             "Open client connections",
@@ -355,3 +359,22 @@ def _certificates(certs: Any) -> Iterator[Metric]:
     for gateway, listener, source, not_after in certs:
         expiry.add_metric([gateway, listener, source], not_after)
     yield expiry
+
+
+def _tracing(counters: dict[str, int]) -> Iterator[Metric]:
+    """The workers' trace export (observe/otlp.py): sent, dropped, failed requests."""
+    yield _counter(
+        "turnout_trace_spans_exported",
+        "Spans the collector accepted",
+        counters.get("trace_spans_exported", 0),
+    )
+    yield _counter(
+        "turnout_trace_spans_dropped",
+        "Spans dropped: the worker's queue was full or their export failed",
+        counters.get("trace_spans_dropped", 0),
+    )
+    yield _counter(
+        "turnout_trace_export_failures",
+        "Export requests to the collector that failed",
+        counters.get("trace_export_failures", 0),
+    )

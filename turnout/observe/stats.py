@@ -55,6 +55,8 @@ class WorkerStats:
         "backend_events",
         "connections_total",
         "consumers",
+        "flows",
+        "flows_dropped",
         "history",
         "history_dropped",
         "internal_errors",
@@ -90,6 +92,9 @@ class WorkerStats:
         # per authenticated Consumer: [requests, bytes received, bytes sent]
         self.consumers: dict[str, list[int]] = {}
         self.access_log_sampled_out = 0  # successful requests the log's sampling skipped
+        # traced requests' flows (proxy/spans.request_flow), since the last export
+        self.flows: list[tuple[Any, ...]] = []
+        self.flows_dropped = 0
 
     def remember(self, record: tuple[Any, ...]) -> None:
         """Keep one keyed request for ``observe.history`` (bounded between exports)."""
@@ -97,6 +102,13 @@ class WorkerStats:
             self.history.append(record)
         else:
             self.history_dropped += 1
+
+    def remember_flow(self, flow: tuple[Any, ...]) -> None:
+        """Keep one traced request's flow for ``observe.history`` (bounded likewise)."""
+        if len(self.flows) < HISTORY_PER_EXPORT:
+            self.flows.append(flow)
+        else:
+            self.flows_dropped += 1
 
     def cell(self, route: str, backend: str) -> RouteStats:
         key = (route, backend)
@@ -142,7 +154,11 @@ class WorkerStats:
         export (handed over, not repeated)."""
         history = self.history
         self.history = []
+        flows = self.flows
+        self.flows = []
         return {
+            "flows": flows,
+            "flows_dropped": self.flows_dropped,
             "history": history,
             "history_dropped": self.history_dropped,
             "routes": {k: (list(c.codes), list(c.buckets), c.sum) for k, c in self.routes.items()},

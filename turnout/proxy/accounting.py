@@ -15,6 +15,7 @@ from turnout.observe.stats import LATENCY_BOUNDS
 
 if TYPE_CHECKING:
     from turnout.observe.stats import RouteStats
+    from turnout.observe.tracing import RequestTrace
     from turnout.proxy.protocols.heads import RequestHead
     from turnout.proxy.runtime import Runtime
     from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
@@ -35,6 +36,7 @@ def record_request(
     client_json: bytes,
     routing_key: bytes,
     consumer: str | None = None,
+    trace: RequestTrace | None = None,
 ) -> None:
     cell: RouteStats
     if choice is not None:
@@ -84,5 +86,7 @@ def record_request(
                 head.get(b"user-agent") if log.wants_user_agent else None,
                 routing_key,
                 consumer,
+                trace.trace_id if trace is not None else 0,
+                trace.span_id if trace is not None else 0,
             )
         )

@@ -37,6 +37,7 @@ from turnout.proxy.upstream.affinity import (
 from turnout.proxy.upstream.health import ejected_count
 
 if TYPE_CHECKING:
+    from turnout.observe.tracing import RequestTrace
     from turnout.proxy.runtime import Runtime
     from turnout.proxy.snapshot.tables import BackendChoice, Cluster
     from turnout.proxy.upstream.endpoints import Endpoint
@@ -116,6 +117,7 @@ class Attempts:
         "set_cookie",
         "sink",
         "started",
+        "trace",
         "upstream_status",
     )
 
@@ -150,6 +152,7 @@ class Attempts:
         self.replay: list[bytes] | None = None  # the body sent so far, for retries
         self.replay_size = 0
         self.last_failed: Endpoint | None = None  # a retry avoids it when it can
+        self.trace: RequestTrace | None = None  # set by the exchange when traced
 
     # -- what the forwarder implements ----------------------------------------------------
 
@@ -295,14 +298,18 @@ class Attempts:
             return False
         return True
 
-    def _retry(self, status: int) -> None:
-        """Give up the current attempt (``status``: what it answered, 0 = failed) and try
-        again after the back-off, on another endpoint when there is one."""
+    def _retry(self, status: int, reason: str = "upstream error") -> None:
+        """Give up the current attempt (``status``: what it answered, 0 = failed for
+        ``reason``) and try again after the back-off, on another endpoint when there is one."""
         cluster = self.cluster
         endpoint = self.endpoint
         policy = self.policy
         assert endpoint is not None and policy is not None
-        self._attempt_outcome(endpoint, status, perf_counter())
+        now = perf_counter()
+        self._attempt_outcome(endpoint, status, now)
+        trace = self.trace
+        if trace is not None:
+            trace.attempt_end(status, "" if status else reason, now)
         self.last_failed = endpoint
         self.endpoint = None
         self.attempt += 1

@@ -111,6 +111,12 @@ class Forwarder(Attempts):
         self._go(endpoint)
 
     def _go(self, endpoint: Endpoint) -> None:
+        trace = self.trace
+        if trace is not None:
+            address = endpoint.address
+            trace.attempt(
+                self.head.headers, endpoint.key, address.host, address.port, perf_counter()
+            )
         conn = endpoint.pool.take_idle()
         if conn is not None:
             self._attach(conn)
@@ -241,7 +247,7 @@ class Forwarder(Attempts):
         self.rt.stats.connect_error(self.choice.label)
         policy = self.policy
         if policy is not None and policy.on_connect and self._may_retry():
-            self._retry(0)
+            self._retry(0, "connect failed")
             return
         if self.attempt:
             self._exhausted(b"cannot connect to the upstream")
@@ -299,7 +305,7 @@ class Forwarder(Attempts):
             and self._may_retry()
         ):
             self.rt.stats.upstream_timeouts += 1
-            self._retry(0)
+            self._retry(0, "timeout")
             return
         self.sink.upstream_timed_out()
 
@@ -405,7 +411,7 @@ class Forwarder(Attempts):
         self.gateway_error = True
         policy = self.policy
         if not self.started and policy is not None and policy.on_reset and self._may_retry():
-            self._retry(0)
+            self._retry(0, reason.decode("utf-8", "replace"))
             return
         self._drop()
         if self.started:

@@ -25,6 +25,7 @@ from turnout.core.ids import RequestIdGenerator
 from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog
 from turnout.observe.stats import WorkerStats
+from turnout.observe.tracing import Tracer, TracingSettings
 from turnout.proxy.compile import compile_snapshot
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.ratelimit.local import LocalStore
@@ -50,6 +51,7 @@ class ProxySettings:
     dns_ttl: float = 30.0
     limits: Limits = field(default_factory=Limits)
     tunnel_dir: str = ""  # where `turnout connect` sockets live (config.sandboxes)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
 
 class Sweepable(Protocol):
@@ -84,6 +86,9 @@ class Runtime:
         self.draining = False
         self.snapshot = Snapshot(0, {}, {})
         self.wall_offset = time.time() - time.perf_counter()
+        # None when tracing is off: a request then pays one attribute check for it
+        # (its export task belongs to the worker: ``observe.otlp``)
+        self.tracer = Tracer(settings.tracing) if settings.tracing.endpoint else None
         self._ticker: asyncio.TimerHandle | None = None
         self._closed_waiter: asyncio.Future[None] | None = None
 
@@ -218,6 +223,8 @@ class Runtime:
                     None,
                     b"",  # routing key
                     None,  # consumer
+                    0,
+                    0,
                 )
             )
 

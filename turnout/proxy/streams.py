@@ -42,10 +42,12 @@ from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.replies import local_response
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
+from turnout.proxy.spans import ExchangeView, record_spans, request_flow
 
 if TYPE_CHECKING:
+    from turnout.observe.tracing import RequestTrace
     from turnout.proxy.filters.base import ResponseFilter
-    from turnout.proxy.routing.table import PortTable
+    from turnout.proxy.routing.table import ListenerTable, PortTable
     from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
     from turnout.proxy.upstream.endpoints import Endpoint
 
@@ -88,10 +90,13 @@ class Exchange(UpstreamSink):
         "holding",
         "keep_alive",
         "key_source",
+        "listener",
+        "overridden",
         "pending",
         "pending_size",
         "progress",
         "release_cookie",
+        "reply_code",
         "request_done",
         "request_timer",
         "request_trailers",
@@ -104,6 +109,7 @@ class Exchange(UpstreamSink):
         "status",
         "sweep_mark",
         "taps",
+        "trace",
         "tunnel",
         "tunnel_buffer",
     )
@@ -143,6 +149,10 @@ class Exchange(UpstreamSink):
         # body chunk, or the chunk completing an HTTP/2 declared length for END_STREAM.
         self.holding = False
         self.held: bytes | None = None
+        self.trace: RequestTrace | None = None  # set when the worker traces (spans.py)
+        self.listener: ListenerTable[RouteAction] | None = None  # for a trace only
+        self.overridden = False  # a Sandbox's endpoints replaced the baseline's
+        self.reply_code = b""  # why the gateway answered itself (local_reply), if it did
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -158,6 +168,10 @@ class Exchange(UpstreamSink):
         if not rid:
             rid = head.request_id = self.rt.ids.next()
         listener, cand = table.route(head) if table is not None else (None, None)
+        tracer = self.rt.tracer
+        if tracer is not None:
+            self.trace = tracer.begin(head.received)
+            self.listener = listener
         chosen = self.down.tls_listener
         if chosen is not None and (listener is None or listener.ident != chosen):
             self.local_reply(
@@ -232,7 +246,9 @@ class Exchange(UpstreamSink):
             return
         key = self.routing_key
         if key and choice.overrides is not None:
+            baseline = choice
             choice = self.choice = choice.overrides.get(key, choice)
+            self.overridden = choice is not baseline
         release = choice.release
         if release is not None:
             to_candidate, self.release_cookie = release.pick(head, self.down.client_ip)
@@ -306,6 +322,7 @@ class Exchange(UpstreamSink):
             down.client_ip,
             down.scheme,
         )
+        fw.trace = self.trace
         if not fw.admit(self.start_time):
             return
         if action.forward_filters and self.head.upgrade is None:
@@ -629,6 +646,7 @@ class Exchange(UpstreamSink):
         if fw is not None:
             fw.stop()  # no more attempts; the rest of an upstream response is not wanted
         self.status = status
+        self.reply_code = code
         self.pending = None
         req = self.head
         grpc = bool(code) and is_grpc(req)
@@ -672,10 +690,14 @@ class Exchange(UpstreamSink):
         duration = now - self.start_time
         fw = self.forward
         endpoint: Endpoint | None = None
+        trace = self.trace
         if fw is not None:
             # Break the exchange <-> forwarder cycle too (freed by reference counting).
             self.forward = None
             endpoint = fw.endpoint
+            if trace is not None:
+                error = "" if fw.upstream_status or not fw.gateway_error else "upstream error"
+                trace.attempt_end(fw.upstream_status, error, now)
             if fw.guarded:
                 fw.finish(now)
             else:
@@ -694,4 +716,33 @@ class Exchange(UpstreamSink):
             self.down.client_json,
             self.routing_key,
             consumer,
+            trace,
         )
+        if trace is not None:
+            self._trace(trace, endpoint, now)
+
+    def _trace(self, trace: RequestTrace, endpoint: Endpoint | None, now: float) -> None:
+        tracer = self.rt.tracer
+        if tracer is None or not tracer.keep(trace, self.status):
+            return
+        down = self.down
+        view = ExchangeView(
+            self.head,
+            self.status,
+            self.start_time,
+            now,
+            self.rt.wall_offset,
+            down.scheme,
+            down.client_ip,
+        )
+        view.listener = self.listener
+        view.action = self.action
+        view.choice = self.choice
+        view.endpoint = endpoint
+        view.routing_key = self.routing_key
+        view.overridden = self.overridden
+        view.bytes_in = self.bytes_in
+        view.bytes_out = self.bytes_out
+        view.reply_code = self.reply_code
+        record_spans(tracer, trace, view)
+        self.rt.stats.remember_flow(request_flow(trace, view))

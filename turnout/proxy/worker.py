@@ -19,6 +19,7 @@ from typing import cast
 
 from turnout.config.configset import ConfigSet
 from turnout.observe.accesslog import AccessLog
+from turnout.observe.otlp import TraceExporter
 from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
@@ -53,6 +54,11 @@ class Worker:
         self.sockets: dict[str, socket.socket] = {}
         self.revision = 0
         self.rt.start()
+        # One export task per worker (the compiled runtime keeps only the span queue).
+        self.exporter: TraceExporter | None = None
+        if self.rt.tracer is not None:
+            self.exporter = TraceExporter(self.rt.tracer, loop)
+            self.exporter.start()
 
     async def apply(
         self, config: ConfigSet, revision: int, new_sockets: dict[str, socket.socket]
@@ -152,6 +158,9 @@ class Worker:
             if transport is not None:
                 transport.abort()
         self.rt.stop()
+        if self.exporter is not None:
+            await self.exporter.close(min(grace, 2.0))
+            self.exporter = None
         await self.rt.close_limit_stores()
 
     def stats(self) -> dict[str, object]:
@@ -161,6 +170,11 @@ class Worker:
         if self.rt.access_log is not None:
             data["access_log_dropped"] = self.rt.access_log.dropped
             data["log"] = self.rt.access_log.take_recent()
+        tracer = self.rt.tracer
+        if tracer is not None:
+            data["trace_spans_exported"] = tracer.exported
+            data["trace_spans_dropped"] = tracer.dropped
+            data["trace_export_failures"] = tracer.export_failures
         return data
 
 

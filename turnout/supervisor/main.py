@@ -441,6 +441,9 @@ class Supervisor:
                 lines = stats.pop("log", None)
                 if lines:
                     self.logs.add_lines(lines, worker.pid)
+                flows = stats.get("flows")
+                if flows:
+                    self.history.add_flows(flows)
             case Applied(revision, error) if error is not None:
                 log.error("worker %d failed to apply revision %d: %s", worker.pid, revision, error)
             case Applied(revision, None):

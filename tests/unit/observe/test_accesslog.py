@@ -45,6 +45,8 @@ def record(**overrides: Any) -> Record:
         "user_agent": b"curl/8.5.0",
         "routing_key": b"",
         "consumer": None,
+        "trace_id": 0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        "span_id": 0x00F067AA0BA902B7,
     }
     fields.update(overrides)
     return tuple(fields.values())
@@ -180,3 +182,13 @@ def test_time_is_utc_with_milliseconds(wall: float, expected: str) -> None:
 
     assert json.loads(lines[0])["time"] == expected
     assert json.loads(lines[1])["time"][:19] != expected[:19]
+
+
+def test_trace_ids_are_hex_and_null_when_not_traced() -> None:
+    fields = ("trace_id", "span_id")
+    traced, untraced = log_lines(record(), record(trace_id=0, span_id=0), fields=fields)
+    assert json.loads(traced) == {
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+    }
+    assert json.loads(untraced) == {"trace_id": None, "span_id": None}

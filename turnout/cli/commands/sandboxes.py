@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from turnout.cli.errors import cli_errors
+from turnout.cli.errors import CliError, cli_errors
 from turnout.cli.options import (
     ContextOpt,
     DryRunOpt,
@@ -291,7 +291,17 @@ _object_commands(
 
 
 def trace(
-    key: Annotated[str, typer.Option("--key", "-k", help="The routing key.", show_default=False)],
+    request_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="Show this request's hops (a traced request, or one with a routing key).",
+            show_default=False,
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", "-k", help="The routing key.", show_default=False),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new requests until Ctrl-C.")
     ] = False,
@@ -309,8 +319,18 @@ def trace(
     context: ContextOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Show the requests that carried a routing key: time, target, status, endpoint."""
+    """Show one request's hops (REQUEST_ID), or the requests that carried a routing key
+    (--key): time, target, status, endpoint."""
     with cli_errors():
+        if request_id is not None:
+            if key is not None or follow:
+                raise CliError("give REQUEST_ID or --key (with --follow), not both", 2)
+            from turnout.cli.flow import show_request
+
+            show_request(connection(server, token, context, timeout), request_id, output)
+            return
+        if key is None:
+            raise CliError("give a REQUEST_ID or --key KEY", 2)
         from turnout.cli.trace import trace as run
 
         run(connection(server, token, context, timeout), key, follow, limit, output)

@@ -1,4 +1,5 @@
-"""``GET /trace``: the recent requests that carried one sandbox routing key.
+"""``GET /trace``: the recent requests that carried one sandbox routing key;
+``GET /trace/requests/{id}``: the hops of one request (``observe.history.find``).
 
 Answers from this replica's ``observe.history`` (fed by its workers once a second), so
 behind a load balancer over several replicas each shows the requests it served. With
@@ -7,7 +8,7 @@ then each new one as it arrives (polled every 250 ms; an empty ``{"type": "HEART
 line every 15 s keeps idle proxies from closing it).
 
 A token limited to namespaces sees the keys of Sandboxes and RouteGroups in those
-namespaces only.
+namespaces only, and the requests of routes in those namespaces.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from turnout.config.sandboxes import derived_key
@@ -104,3 +105,36 @@ async def trace(
                 yield line({"type": "HEARTBEAT"})
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+@router.get("/trace/requests/{request_id}")
+async def request_flow(
+    request: Request,
+    control: Control,
+    principal: Viewer,
+    request_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> dict[str, Any]:
+    """One request's hops: listener, route, backend, sandbox override, each upstream
+    attempt with its timing (requests that were traced, or carried a routing key)."""
+    history = control.history
+    if history is None:
+        raise ApiError(503, "this server keeps no request history")
+    found = history.find(request_id)
+    if found is None:
+        raise ApiError(
+            404,
+            f"no request {request_id!r} is remembered by this server: only traced requests "
+            "(turnout serve --trace-endpoint; sampled, or errors) and requests with a routing "
+            "key are kept, the latest 10000",
+        )
+    route = found.get("route") or ""
+    namespace = route.split("/", 1)[0] if "/" in route else ""
+    if principal.scoped and not (namespace and principal.sees_namespace(namespace)):
+        await forbid(
+            control,
+            request,
+            principal,
+            f"token {principal.name!r} is limited to namespaces; request {request_id!r} "
+            "was served by a route in none of them",
+        )
+    return {"request": found}

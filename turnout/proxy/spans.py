@@ -15,7 +15,7 @@ client span from 400 up or when the attempt failed without an answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from turnout.observe.tracing import (
     SPAN_KIND_CLIENT,
@@ -27,10 +27,55 @@ from turnout.observe.tracing import (
 )
 
 if TYPE_CHECKING:
+    from turnout.observe.stats import WorkerStats
     from turnout.proxy.protocols.heads import RequestHead
     from turnout.proxy.routing.table import ListenerTable
     from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
     from turnout.proxy.upstream.endpoints import Endpoint
+
+
+class FinishedExchange(Protocol):
+    """What ``trace_finished`` reads of an exchange (``streams.Exchange`` has it all)."""
+
+    head: RequestHead
+    status: int
+    start_time: float
+    listener: ListenerTable[RouteAction] | None
+    action: RouteAction | None
+    choice: BackendChoice | None
+    routing_key: bytes
+    overridden: bool
+    bytes_in: int
+    bytes_out: int
+    reply_code: bytes
+
+
+def trace_finished(
+    ex: FinishedExchange,
+    tracer: Tracer,
+    stats: WorkerStats,
+    wall_offset: float,
+    client: tuple[bytes, bytes],
+    trace: RequestTrace,
+    endpoint: Endpoint | None,
+    now: float,
+) -> None:
+    """Record the spans and the flow of a finished exchange the tracer keeps; ``client``
+    is the downstream's (scheme, address)."""
+    if not tracer.keep(trace, ex.status):
+        return
+    view = ExchangeView(ex.head, ex.status, ex.start_time, now, wall_offset, *client)
+    view.listener = ex.listener
+    view.action = ex.action
+    view.choice = ex.choice
+    view.endpoint = endpoint
+    view.routing_key = ex.routing_key
+    view.overridden = ex.overridden
+    view.bytes_in = ex.bytes_in
+    view.bytes_out = ex.bytes_out
+    view.reply_code = ex.reply_code
+    record_spans(tracer, trace, view)
+    stats.remember_flow(request_flow(trace, view))
 
 
 class ExchangeView:

@@ -29,20 +29,21 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING
 
 from turnout.proxy.accounting import record_request
 from turnout.proxy.attempts import UpstreamSink
+from turnout.proxy.downstream import PAUSE_BUFFER, PAUSE_UPSTREAM, Downstream
 from turnout.proxy.filters.base import PROCEED, BodyTap, FilterContext, LocalReply
 from turnout.proxy.forward import BUFFER_LIMIT, Forwarder
 from turnout.proxy.protocols.grpc import is_grpc, parse_timeout
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
-from turnout.proxy.protocols.http1_client import render_request
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.replies import local_response
 from turnout.proxy.routing.keys import FROM_COOKIE, FROM_QUERY, find_key, preview_cookie
 from turnout.proxy.runtime import Runtime
-from turnout.proxy.spans import ExchangeView, record_spans, request_flow
+from turnout.proxy.spans import trace_finished
+from turnout.proxy.taps import open_taps
 
 if TYPE_CHECKING:
     from turnout.observe.tracing import RequestTrace
@@ -50,29 +51,6 @@ if TYPE_CHECKING:
     from turnout.proxy.routing.table import ListenerTable, PortTable
     from turnout.proxy.snapshot.tables import BackendChoice, RouteAction
     from turnout.proxy.upstream.endpoints import Endpoint
-
-# Reasons a downstream stops reading (a bitmask, so independent causes do not collide).
-PAUSE_UPSTREAM: Final = 1
-PAUSE_BUFFER: Final = 2
-
-
-class Downstream(Protocol):
-    scheme: bytes
-    client_ip: bytes
-    client_json: bytes
-    tls_listener: tuple[str, str] | None  # (gateway, listener) the TLS handshake chose
-    client_cert: bytes | None  # x-forwarded-client-cert of a verified client certificate
-
-    def send_response(self, head: ResponseHead, request: RequestHead) -> None: ...
-    def send_body(self, data: bytes) -> None: ...
-    def end_response(self, trailers: Headers | None) -> None: ...
-    def send_continue(self) -> None: ...
-    def abort(self) -> None: ...
-    def set_reading(self, reason: int, on: bool) -> None: ...
-    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None: ...
-    def open_tunnel(self) -> None: ...
-    def write_raw(self, data: bytes) -> None: ...
-    def flush(self) -> None: ...
 
 
 class Exchange(UpstreamSink):
@@ -339,27 +317,18 @@ class Exchange(UpstreamSink):
 
     def _start_taps(self, action: RouteAction) -> None:
         """The rule's forward filters (request mirrors): copies of the body as it goes."""
-        ctx = self.ctx
-        assert ctx is not None
+        assert self.ctx is not None
         down = self.down
-        wire_head = render_request(self.head, down.client_ip, down.scheme)
-        taps: list[BodyTap] = []
-        for flt in action.forward_filters:
-            tap = flt.on_forward(ctx, wire_head)
-            if tap is None:
-                continue
-            pending = self.pending
-            if pending:  # body that arrived while the request waited (a fault delay)
-                chunked = self.head.chunked
-                for data in pending:
-                    tap.body(chunk(data) if chunked else data)
-            if self.request_done:
-                if self.head.chunked:
-                    tap.body(last_chunk(self.request_trailers))
-                tap.end()
-            taps.append(tap)
-        if taps:
-            self.taps = taps
+        self.taps = open_taps(
+            action,
+            self.ctx,
+            self.head,
+            down.client_ip,
+            down.scheme,
+            self.pending,
+            self.request_trailers,
+            self.request_done,
+        )
 
     def _drop_taps(self) -> None:
         taps = self.taps
@@ -718,31 +687,9 @@ class Exchange(UpstreamSink):
             consumer,
             trace,
         )
-        if trace is not None:
-            self._trace(trace, endpoint, now)
-
-    def _trace(self, trace: RequestTrace, endpoint: Endpoint | None, now: float) -> None:
         tracer = self.rt.tracer
-        if tracer is None or not tracer.keep(trace, self.status):
-            return
-        down = self.down
-        view = ExchangeView(
-            self.head,
-            self.status,
-            self.start_time,
-            now,
-            self.rt.wall_offset,
-            down.scheme,
-            down.client_ip,
-        )
-        view.listener = self.listener
-        view.action = self.action
-        view.choice = self.choice
-        view.endpoint = endpoint
-        view.routing_key = self.routing_key
-        view.overridden = self.overridden
-        view.bytes_in = self.bytes_in
-        view.bytes_out = self.bytes_out
-        view.reply_code = self.reply_code
-        record_spans(tracer, trace, view)
-        self.rt.stats.remember_flow(request_flow(trace, view))
+        if trace is not None and tracer is not None:
+            client = (self.down.scheme, self.down.client_ip)
+            trace_finished(
+                self, tracer, self.rt.stats, self.rt.wall_offset, client, trace, endpoint, now
+            )

@@ -37,14 +37,14 @@ from typing import TYPE_CHECKING, Any
 from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
-from turnout.config.tls import TLSMaterialError, certificate_files, listener_certificates
+from turnout.config.tls import certificate_files
 from turnout.core import accel
 from turnout.core.netaddr import AddressError, parse_address
 from turnout.core.tasks import spawn
 from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.logring import LogRing
-from turnout.observe.metrics import Aggregate, RouteTotals
+from turnout.observe.metrics import Aggregate
 from turnout.proxy.compile import CompileError
 from turnout.proxy.explain import ExplainRequest, explain
 from turnout.proxy.messages import (
@@ -60,6 +60,7 @@ from turnout.proxy.ratelimit.redis_store import RedisStore
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import LimitStores
 from turnout.proxy.upstream.ejections import EjectionTable
+from turnout.supervisor import reporting
 from turnout.supervisor.admin import make_server
 from turnout.supervisor.admin_tls import (
     AdminTLSError,
@@ -72,7 +73,6 @@ from turnout.supervisor.health import HealthFanout
 from turnout.supervisor.limits import (
     create_ejection_table,
     create_limit_table,
-    ejected_endpoints,
     remove_limit_table,
 )
 from turnout.supervisor.listeners import BindError, ListenerSet, bind_listener
@@ -139,23 +139,6 @@ def certificate_paths(config: ConfigSet) -> list[str]:
     return sorted(set(paths))
 
 
-def certificate_expiry(config: ConfigSet) -> list[tuple[str, str, str, float]]:
-    """(gateway, listener, source, expiry as Unix time) of every listener certificate."""
-    out = []
-    secrets = config.secrets()
-    for (ns, name), gw in sorted(config.gateways().items()):
-        for lst in gw.spec.listeners:
-            if lst.tls is None or lst.protocol != "HTTPS":
-                continue
-            try:
-                certs = listener_certificates(lst.tls, ns, secrets)
-            except (TLSMaterialError, OSError):
-                continue  # the trial build reports it
-            for cert in certs:
-                out.append((f"{ns}/{name}", lst.name, cert.source, cert.not_after.timestamp()))
-    return out
-
-
 def _file_stamps(paths: list[str]) -> list[tuple[str, int, int, int] | str]:
     stamps: list[tuple[str, int, int, int] | str] = []
     for path in paths:
@@ -207,7 +190,7 @@ class Supervisor:
         self.logs = LogRing()  # the workers' recent access-log lines, and events
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
-        self._certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
+        self.certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -625,23 +608,7 @@ class Supervisor:
     # -- reporting (admin) ----------------------------------------------------------------
 
     def aggregate(self) -> Aggregate:
-        agg = Aggregate()
-        for key, totals in self.retired.routes.items():
-            agg.routes.setdefault(key, RouteTotals()).add(totals.codes, totals.buckets, totals.sum)
-        for backend, n in self.retired.connect_errors.items():
-            agg.connect_errors[backend] = n
-        agg.backend_events.update(self.retired.backend_events)
-        agg.l4.update(self.retired.l4)
-        agg.refusals.update(self.retired.refusals)
-        agg.keyed.update(self.retired.keyed)
-        agg.consumers.update({k: list(v) for k, v in self.retired.consumers.items()})
-        agg.endpoint_health = self.health.snapshot()
-        agg.endpoint_ejections = ejected_endpoints(self.ejections, self.config)
-        agg.counters.update(self.retired.counters)
-        for worker in self.workers.values():
-            if worker.stats:
-                agg.add_worker(worker.stats)
-        return agg
+        return reporting.aggregate(self)
 
     def explain(self, request: ExplainRequest) -> Callable[[], dict[str, Any]]:
         """How the revision being served routes ``request`` (``proxy.explain``): the state
@@ -654,59 +621,10 @@ class Supervisor:
 
     def runtime(self) -> dict[str, Any]:
         """What the data plane runs, for the control plane's object status."""
-        live = [
-            w
-            for w in self.workers.values()
-            if w.ready and w.proc is not None and w.proc.returncode is None
-        ]
-        return {
-            "revision": self.revision,
-            "health": self.health.snapshot(),
-            "ejections": ejected_endpoints(self.ejections, self.config),
-            "workers": [
-                {
-                    "pid": w.pid,
-                    "revision": w.revision,
-                    "storeRevision": self.store_revision_of.get(w.revision, 0),
-                    "applied": list(self.applied.get(w.pid, ())),
-                }
-                for w in live
-            ],
-        }
-
-    def _certificates(self) -> list[tuple[str, str, str, float]]:
-        """Listener certificate expiry, read once per configuration (scrapes are often)."""
-        cached = self._certs
-        if cached is None or cached[0] is not self.config:
-            cached = self._certs = (self.config, certificate_expiry(self.config))
-        return cached[1]
+        return reporting.runtime(self)
 
     def status(self) -> dict[str, Any]:
-        live = [
-            w
-            for w in self.workers.values()
-            if w.ready and w.proc is not None and w.proc.returncode is None
-        ]
-        ready = (
-            not self.stopping
-            and len(live) == self.options.workers
-            and all(w.revision == self.revision for w in live)
-        )
-        return {
-            "ready": ready,
-            "revision": self.revision,
-            "workers": [
-                {"pid": w.pid, "revision": w.revision, "error": w.apply_error} for w in live
-            ],
-            "live_workers": len(live),
-            "worker_restarts": self.worker_restarts,
-            "reloads_ok": self.reloads_ok,
-            "reloads_failed": self.reloads_failed,
-            "last_reload_error": self.last_reload_error,
-            "listeners": sorted(self.listeners.sockets),
-            "storeRevision": self.control.store_revision if self.control is not None else None,
-            "certificates": self._certificates(),
-        }
+        return reporting.status(self)
 
 
 def _log_new(problems: list[Problem], already: list[Problem]) -> None:

@@ -6,7 +6,7 @@ import time
 
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
-from turnout.supervisor.main import certificate_expiry
+from turnout.supervisor.reporting import certificate_expiry
 from turnout.testing.certs import CertificateAuthority
 from turnout.testing.manifests import dump, gateway
 

@@ -125,7 +125,11 @@ def load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from turnout.control.remediation import builtin_actions, verify  # noqa: F401  (registers)
+    from turnout.control.remediation import (  # noqa: F401  (registers)
+        builtin_actions,
+        release_actions,
+        verify,
+    )
 
     load_entry_points()
 

@@ -71,6 +71,8 @@ def fuzz_mutate(name: str, runs: int, seed: int, timeout: float) -> int:
             path = save(name, data)
             print(f"{name}: FAILED at execution {i + 1}: {type(exc).__name__}: {exc} ({path})")
             return 1
+        if (i + 1) % 100_000 == 0:
+            print(f"{name}: {i + 1} executions", flush=True)
     took = time.monotonic() - started
     print(f"{name}: {runs} executions, no failure ({took:.0f} s, {runs / took:.0f}/s)")
     return 0
@@ -157,7 +159,7 @@ def seed_corpus() -> None:
         "http1": [bytes([len(r) % 251]) + r for r in requests],
         "routing": [bytes([7]) + r for r in requests[:20]],
         "http2": [bytes([9]) + r for r in _h2_requests()],
-        "config": [bytes([0]) + c for c in _configs()],
+        "config": _configs(),  # parsed whole: no split byte
         "clienthello": [bytes([n]) + h for n in (0, 40) for h in _client_hellos()],
     }
     for name, items in seeds.items():

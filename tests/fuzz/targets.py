@@ -4,8 +4,9 @@ unexpected exception when an invariant breaks.
 The targets drive the sans-IO parsers the gateway exposes to untrusted bytes: the
 HTTP/1.1 request codec, the HTTP/2 server codec, route lookup in a compiled snapshot
 (requests parsed by the HTTP/1.1 codec, then routed), the configuration parser and
-validator, and the TLS ClientHello parser. The input's first byte picks a split point,
-so that the same bytes are also fed across two reads.
+validator, and the TLS ClientHello parser. The input's first byte picks a split point
+(except for ``config``, parsed whole), so that the same bytes are also fed across two
+reads.
 
 ``mutate`` is the deterministic mutator used when atheris is not installed (and by the
 short CI run): bit flips, byte insertions and deletions, splices of two corpus entries
@@ -132,8 +133,9 @@ class Http2Recorder:
 def http2(data: bytes) -> None:
     rec = Http2Recorder()
     conn = Http2ServerConnection(rec, Limits())
-    for part in split(PREFACE + data):
-        conn.receive(part)
+    first, second = split(data)
+    conn.receive(PREFACE + first)
+    conn.receive(second)
     conn.data_to_send()
     if conn.closed:
         conn.receive(b"\x00" * 9)  # input after the end is ignored, not an error
@@ -173,6 +175,7 @@ def routing(data: bytes) -> None:
 
 
 def config(data: bytes) -> None:
+    # Whole: no split byte (a leading control byte would make every input invalid YAML).
     text = data.decode("utf-8", "replace")
     resources, problems = parse_text(text, "fuzz.yaml")
     for problem in problems:

@@ -87,6 +87,10 @@ def _record(node: yaml.Node, path: PathKey, doc: Document, problems: list[Proble
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # '<<: *anchor' brings keys in; an explicit key overrides them
+            if not isinstance(key_node, yaml.ScalarNode):
+                # A complex key ('? [a, b]'): not hashable here; constructing the document
+                # refuses it as a located problem ("found unhashable key").
+                continue
             key = key_node.value
             mark = key_node.start_mark
             child = (*path, key)

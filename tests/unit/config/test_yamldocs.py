@@ -121,6 +121,22 @@ def test_aliases_are_expanded() -> None:
     assert docs[0].data == {"a": {"k": 1}, "b": {"k": 1}}
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("? [a, b]\n: 1\n", "k.yaml:1:3"),
+        ("metadata:\n  ? {x: 1}\n  : 2\n", "k.yaml:2:5"),
+    ],
+)
+def test_a_complex_key_is_a_located_problem(text: str, where: str) -> None:
+    # Found by bench/fuzz.py (config): the duplicate-key walk hashed the key node's value,
+    # a list for a sequence or mapping key, and the parser raised TypeError.
+    docs, problems = load_documents(text, "k.yaml")
+
+    assert docs == []
+    assert [str(p) for p in problems] == [f"{where}: invalid YAML: found unhashable key"]
+
+
 def test_overriding_a_merged_key_is_not_a_duplicate() -> None:
     text = "base: &base {port: 80, name: a}\nother:\n  <<: *base\n  port: 81\n"
 

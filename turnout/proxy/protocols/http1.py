@@ -192,10 +192,14 @@ class Http1ServerConnection:
             if not data:
                 return
         self._pending_bytes += len(data)
+        upgrade_at = -1
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._after_upgrade(data, exc.args[0])
+            # Handled below, outside this block: bytes re-fed from here would make a
+            # refusal's HttpParserCallbackError carry this exception as its context
+            # instead of the _RequestRejected, and escape as an internal error (500).
+            upgrade_at = exc.args[0]
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _RequestRejected):
@@ -218,6 +222,8 @@ class Http1ServerConnection:
                 # Chunk framing and trailers are buffered by llhttp too (a trailer value
                 # is accumulated whole): cap what is not body.
                 self._fail(431, "chunk framing or trailer section too large")
+        if upgrade_at >= 0:
+            self._after_upgrade(data, upgrade_at)
 
     def _head_budget(self) -> int:
         return self._limits.max_url + self._limits.max_header_bytes + 4096

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from h2.config import H2Configuration
-from h2.connection import AllowedStreamIDs, ConnectionInputs, H2Connection
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import Event
 from h2.exceptions import (
@@ -150,6 +150,10 @@ class ServerH2Connection(H2Connection):
 
     def _reset_quietly(self, sid: int, code: ErrorCodes) -> None:
         """RST_STREAM unless the stream is closed already (both sides ended, or reset)."""
+        if self.state_machine.state == ConnectionState.CLOSED:
+            # A GOAWAY in the same read as this stream's frames closed the connection
+            # before its events were handled: nothing can be sent any more.
+            return
         stream = self.streams.get(sid)
         if stream is None:
             return  # closed and forgotten

@@ -753,6 +753,25 @@ def test_h2c_upgrade_with_a_chunked_body_is_refused() -> None:
     assert conn.failed
 
 
+@pytest.mark.parametrize("after", ["", "\n"], ids=["content-length", "no-body"])
+def test_a_refused_request_after_a_stripped_h2c_upgrade_is_a_400(after: str) -> None:
+    # Found by bench/fuzz.py (http1): the bytes after the upgrade were re-fed from inside
+    # the codec's ``except HttpParserUpgrade`` block, so the refusal (HTTP/0.9 here) came
+    # out as an HttpParserCallbackError with the wrong context and escaped ``feed``: the
+    # transport answered 500 and logged an internal error.
+    if after:
+        raw = req(H2C) + b"GET /x\r\n\r\n"
+    else:
+        raw = req(H2C.replace("GET", "POST") + "\nContent-Length: 5", b"hello") + b"GET /x\r\n\r\n"
+
+    rec, conn = serve(raw)
+
+    assert rec.kinds[-1] == "end"
+    assert conn.failed
+    conn.response_finished()
+    assert rec.errors == [(400, "HTTP/0.9 is not supported")]
+
+
 def test_a_huge_trailer_section_is_refused() -> None:
     limits = Limits(max_url=64, max_header_bytes=512)
     rec = ServerRecorder()

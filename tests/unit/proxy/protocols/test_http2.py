@@ -409,6 +409,21 @@ MALFORMED: dict[str, list[tuple[bytes, bytes]]] = {
 }
 
 
+def test_a_malformed_request_in_the_same_read_as_a_goaway_ends_quietly() -> None:
+    # Found by bench/fuzz.py (http2): h2 had closed the connection for the GOAWAY before
+    # the request's events were handled, and resetting the malformed stream raised
+    # ProtocolError out of receive (an internal error in the transport).
+    p = Pair()
+    p.client.send_headers(1, MALFORMED["space in :path only"], end_stream=True)
+    p.client.close_connection()
+
+    p.send()
+
+    assert p.server.closed and p.server.peer_goaway
+    assert p.rec.of("head") == []
+    assert p.rec.of("refused")[0][2] == 0
+
+
 @pytest.mark.parametrize("headers", MALFORMED.values(), ids=list(MALFORMED))
 def test_malformed_requests_reset_only_their_stream(headers: list[tuple[bytes, bytes]]) -> None:
     p = Pair()

@@ -67,11 +67,12 @@ class SealedRows(StoreBase):
                 if ring is None or kid == ring.primary:
                     return count
                 count += await self._reseal_revisions(conn)
-                log.info(
-                    "store: %d Secret values (objects and revisions) encrypted with key id %s",
-                    count,
-                    ring.primary,
-                )
+                if count:  # a new store has nothing to (re-)encrypt: say nothing
+                    log.info(
+                        "store: %d Secret values (objects and revisions) encrypted with key id %s",
+                        count,
+                        ring.primary,
+                    )
                 if kid is None:
                     await conn.execute(insert(t.store_meta).values(key=KID_KEY, value=ring.primary))
                 else:

@@ -58,6 +58,7 @@ HOT_MODULES: Final = (
     "turnout.proxy.replies",
     "turnout.proxy.forward",
     "turnout.proxy.streams",
+    "turnout.proxy.exchange_core",
     "turnout.proxy.transports.http1",
 )
 

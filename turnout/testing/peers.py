@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 
 if TYPE_CHECKING:
+    from turnout.proxy.exchange_core import ExchangeCore
     from turnout.proxy.streams import Exchange
 
 
@@ -102,7 +103,7 @@ class FakeDownstream:
         else:
             self.paused |= reason
 
-    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_finished(self, exchange: ExchangeCore, keep_alive: bool) -> None:
         self.finished = keep_alive
 
     def open_tunnel(self) -> None:

@@ -23,6 +23,7 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
+from turnout.proxy.exchange_core import ExchangeCore
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http1 import Http1ServerConnection
 from turnout.proxy.protocols.http1_wire import (
@@ -346,7 +347,7 @@ class Http1Transport:
         elif after and not before:
             t.pause_reading()
 
-    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_finished(self, exchange: ExchangeCore, keep_alive: bool) -> None:
         if exchange is not self.exchange:
             return
         self.exchange = None

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from h2.errors import ErrorCodes
 
+from turnout.proxy.exchange_core import ExchangeCore
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
 from turnout.proxy.protocols.http2 import PREFACE, Http2ServerConnection
 from turnout.proxy.runtime import Runtime
@@ -126,7 +127,7 @@ class Http2Stream:
         if bool(before) != bool(after):
             self.conn.codec.set_reading(self.sid, not after)
 
-    def exchange_finished(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_finished(self, exchange: ExchangeCore, keep_alive: bool) -> None:
         # keep_alive is a connection matter in HTTP/1.1; the codec resets a stream whose
         # request was not complete once its response is out.
         if exchange is self.exchange:

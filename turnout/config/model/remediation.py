@@ -1,7 +1,9 @@
 """The remediation kinds (turnout.dev): ``Runbook`` (alert matchers → ordered steps, with
 approvals, cooldown, blast-radius limits and dry-run) and ``Mitigation`` (a leased,
-self-expiring change to the data plane that a runbook step writes: shed a share of a
-route's traffic with a fast 503, or block client addresses).
+self-expiring change to the data plane that a runbook step writes: on an HTTPRoute, shed
+a share of its traffic with a fast 503, block client addresses or Consumers, shift weight
+between its backends, tighten its rate limit, pin routing keys to the baseline; on a
+Backend, eject endpoints or hold its circuit open).
 
 String parameters of a step may name alert labels as ``{label}``; they are filled in when
 a run is planned (``control.remediation.plan``)."""
@@ -12,7 +14,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from turnout.config.model.base import Duration, ObjectMeta, ObjectName, Spec, Timestamp
 
@@ -81,6 +83,8 @@ class BlastRadius(Spec):
 
     max_shed_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50
     max_blocked_clients: Annotated[StrictInt, Field(ge=0, le=100_000)] = 256
+    max_ejected_endpoints: Annotated[StrictInt, Field(ge=0, le=10_000)] = 1  # per Backend
+    max_weight_shift_percent: Annotated[StrictInt, Field(ge=0, le=100)] = 50  # per route
 
 
 class InternalSignal(Spec):
@@ -118,8 +122,8 @@ class RunbookObject(Spec):
 
 
 class MitigationTarget(Spec):
-    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
-    kind: Literal["HTTPRoute"] = "HTTPRoute"
+    group: Literal["gateway.networking.k8s.io", "turnout.dev"] = "gateway.networking.k8s.io"
+    kind: Literal["HTTPRoute", "Backend"] = "HTTPRoute"
     name: ObjectName
 
 
@@ -127,15 +131,50 @@ class Shed(Spec):
     percent: Annotated[StrictInt, Field(ge=1, le=100)]
 
 
+class WeightShift(Spec):
+    """Move ``percent`` of the rule's total weight from one backendRef to another (at
+    most the source's whole weight), in every rule of the route that has both."""
+
+    from_backend: ObjectName
+    to_backend: ObjectName
+    percent: Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+Name = Annotated[StrictStr, Field(min_length=1, max_length=253)]
+
+
 class MitigationSpec(Spec):
     """A data-plane change with a lease: the control plane deletes it at ``expiresAt``."""
 
     target_ref: MitigationTarget
+    # on an HTTPRoute
     shed: Shed | None = None
     block_clients: tuple[Network, ...] = Field(default=(), max_length=100_000)
+    block_consumers: tuple[Name, ...] = Field(default=(), max_length=100_000)
+    shift_weight: WeightShift | None = None
+    rate_limit_percent: Annotated[StrictInt, Field(ge=1, le=99)] | None = None
+    pin_keys: tuple[Name, ...] = Field(default=(), max_length=1000)
+    # on a Backend
+    eject_endpoints: tuple[Name, ...] = Field(default=(), max_length=10_000)
+    open_circuit: StrictBool = False
     expires_at: Timestamp
     reason: Text = ""
     run: StrictStr = ""
+
+    @model_validator(mode="after")
+    def _fits_target(self) -> MitigationSpec:
+        backend = self.target_ref.kind == "Backend"
+        route_set = bool(
+            self.shed or self.block_clients or self.block_consumers or self.shift_weight
+        ) or (self.rate_limit_percent is not None or bool(self.pin_keys))
+        backend_set = bool(self.eject_endpoints) or self.open_circuit
+        if backend and route_set:
+            raise ValueError(
+                "a Mitigation of a Backend takes only ejectEndpoints and openCircuit"
+            )
+        if not backend and backend_set:
+            raise ValueError("ejectEndpoints and openCircuit need targetRef.kind Backend")
+        return self
 
 
 class MitigationObject(Spec):

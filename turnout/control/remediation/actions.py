@@ -60,6 +60,8 @@ class ActionContext:
     breakers: Breakers
     timeout: float
     observe: Callable[[], Aggregate] = Aggregate  # this replica's data-plane counters
+    # the manifests of a stored revision (``rollback_config``); None without a store
+    revision: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
 
     @property
     def now(self) -> float:
@@ -127,6 +129,7 @@ def load_builtin() -> None:
     _loaded = True
     from turnout.control.remediation import (  # noqa: F401  (registers)
         builtin_actions,
+        dataplane_actions,
         release_actions,
         verify,
     )

@@ -29,6 +29,7 @@ from turnout.control.store.records import Change, rfc3339
 from turnout.core.durations import DurationError, parse_duration
 
 MITIGATION = "Mitigation"
+GROUPS = {"HTTPRoute": "gateway.networking.k8s.io", "Backend": "turnout.dev"}
 
 
 def _ttl(v: str) -> str:
@@ -57,21 +58,32 @@ class BlockParams(ActionParams):
     _check_ttl = field_validator("ttl")(_ttl)
 
 
-def _live(ctx: ActionContext, route: str, own: str) -> list[dict[str, Any]]:
-    """Specs of the route's other Mitigations."""
+def _live(
+    ctx: ActionContext, route: str, own: str, kind: str = "HTTPRoute"
+) -> list[dict[str, Any]]:
+    """Specs of the target's other Mitigations (live until their expiry deletes them)."""
     out = []
-    for (kind, namespace, name), obj in ctx.objects().items():
-        if kind != MITIGATION or namespace != ctx.namespace or name == own:
+    for (what, namespace, name), obj in ctx.objects().items():
+        if what != MITIGATION or namespace != ctx.namespace or name == own:
             continue
         spec = obj.spec if isinstance(obj.spec, dict) else {}
         ref = spec.get("targetRef")
-        if isinstance(ref, dict) and ref.get("name") == route:
+        if (
+            isinstance(ref, dict)
+            and ref.get("name") == route
+            and ref.get("kind", "HTTPRoute") == kind
+        ):
             out.append(spec)
     return out
 
 
 async def _write(
-    ctx: ActionContext, name: str, route: str, body: dict[str, object], ttl: str
+    ctx: ActionContext,
+    name: str,
+    route: str,
+    body: dict[str, object],
+    ttl: str,
+    kind: str = "HTTPRoute",
 ) -> str:
     key = (MITIGATION, ctx.namespace, name)
     if key in ctx.objects():
@@ -87,7 +99,7 @@ async def _write(
             "labels": {"turnout.dev/run": ctx.run_id},
         },
         "spec": {
-            "targetRef": {"kind": "HTTPRoute", "name": route},
+            "targetRef": {"kind": kind, "name": route, "group": GROUPS[kind]},
             **body,
             "expiresAt": rfc3339(expires),
             "run": ctx.run_id,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -33,6 +34,7 @@ from turnout.control.remediation.actions import ActionContext, ActionError, look
 from turnout.control.remediation.breaker import Breakers
 from turnout.control.remediation.plan import plan_run
 from turnout.control.remediation.signals import SignalWatch
+from turnout.control.store import Store
 from turnout.control.store.errors import Conflict
 from turnout.control.store.records import StoredObject
 from turnout.control.store.remediation_records import (
@@ -196,6 +198,7 @@ class RemediationReconciler:
             breakers=self.breakers,
             timeout=timeout,
             observe=ctx.observe,
+            revision=_manifests_of(ctx),
         )
         try:
             entry = lookup(str(step["action"]))
@@ -263,6 +266,18 @@ class _Saver:
         self.run.next_at = at
         self.event(at, state, reason)
         await self.save()
+
+
+def _manifests_of(ctx: Context) -> Callable[[int], Awaitable[list[dict[str, Any]]]] | None:
+    """The store's revisions, for ``rollback_config`` (the runs' store is the Store)."""
+    store = ctx.runs
+    if not isinstance(store, Store):
+        return None
+
+    async def manifests(number: int) -> list[dict[str, Any]]:
+        return (await store.revision(number))[1]
+
+    return manifests
 
 
 def remediation_breakers(control: Any) -> Breakers | None:

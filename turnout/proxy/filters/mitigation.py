@@ -6,6 +6,10 @@ least possible: one random draw against ``shed`` (a share in [0, 1]) answering a
 and a scan of the blocked networks (CIDRs wider than one address), answering 403. Built
 at snapshot build from every live Mitigation that targets the route; the control plane
 deletes a Mitigation when its lease ends, and the next snapshot has no filter.
+
+``ConsumerBlockFilter`` runs right after the route's SecurityFilter (which names the
+Consumer): one set lookup of the authenticated Consumer's name, answering 403. On a route
+without a SecurityPolicy no request has a Consumer, so it never answers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ SHED_CODE: Final = b"mitigation_shed"
 SHED_MESSAGE: Final = b"shed by a remediation mitigation; retry later"
 BLOCK_CODE: Final = b"mitigation_blocked"
 BLOCK_MESSAGE: Final = b"client blocked by a remediation mitigation"
+CONSUMER_MESSAGE: Final = b"consumer blocked by a remediation mitigation"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -61,3 +66,17 @@ class MitigationFilter(RequestFilter):
         return (
             f"<MitigationFilter shed={self.shed:g} blocked={len(self.exact) + len(self.networks)}>"
         )
+
+
+class ConsumerBlockFilter(RequestFilter):
+    def __init__(self, consumers: frozenset[str]) -> None:
+        self.consumers = frozenset(c.encode() for c in consumers)
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        principal = ctx.principal
+        if principal is not None and principal.consumer_key in self.consumers:
+            return LocalReply(403, BLOCK_CODE, CONSUMER_MESSAGE)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ConsumerBlockFilter blocked={len(self.consumers)}>"

@@ -76,7 +76,7 @@ from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
-from turnout.proxy.snapshot.mitigations import mitigation_filters
+from turnout.proxy.snapshot.mitigations import MitigationIndex
 from turnout.proxy.snapshot.releases import ReleaseTable
 from turnout.proxy.snapshot.state import BackendState
 from turnout.proxy.snapshot.tables import (
@@ -151,7 +151,7 @@ class SnapshotBuilder:
         self.state = state if state is not None else BackendState()
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
-        self.mitigations = mitigation_filters(config)
+        self.mitigations = MitigationIndex(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
         self.backends = config.backends()
@@ -422,9 +422,6 @@ class SnapshotBuilder:
         # redirect, fault injection, and the modifications of what is forwarded.
         request: list[RequestFilter] = []
         response: list[ResponseFilter] = []
-        mitigation = self.mitigations.get((route.metadata.namespace, route.metadata.name))
-        if mitigation is not None:  # first: a shed request costs the least
-            request.append(mitigation)
         if policy.security is not None:
             auth = self.policies.auth_filter(policy.security)
             request.append(SecurityFilter(auth, self._guard(policy.security)))
@@ -466,6 +463,7 @@ class SnapshotBuilder:
         action.total_weight = sum(weights)
         weighted = [c for c, w in zip(choices, weights, strict=True) if w > 0]
         action.single = weighted[0] if len(weighted) == 1 else None
+        self.mitigations.apply(action, route.metadata.namespace, route.metadata.name)
         return action
 
     def _choice(
@@ -571,7 +569,8 @@ class SnapshotBuilder:
         if cluster is not None:
             return cluster
         label = f"{backend.metadata.namespace}/{backend.metadata.name}"
-        cluster = self._make_cluster(backend, port, backend.spec.endpoints, label)
+        cluster = self._make_cluster(backend, port, self.mitigations.endpoints(backend), label)
+        self.mitigations.hold_open(cluster, backend)  # a Mitigation's openCircuit
         self.clusters[key] = cluster
         return cluster
 

@@ -148,7 +148,7 @@ def test_circuit_limit_consumers_and_keys_are_leased_mitigations(tmp_path: Path)
         )
         assert run.state == "succeeded", run.reason
         specs = sorted(b.mitigations().items())
-        assert [s.get("openCircuit") for _, s in specs][0] is True
+        assert specs[0][1]["openCircuit"] is True
         assert specs[1][1]["rateLimitPercent"] == 20
         assert specs[2][1]["blockConsumers"] == ["mallory"]
         assert specs[3][1]["pinKeys"] == ["pr-42"]
@@ -187,7 +187,8 @@ def test_rollback_reaches_the_revision_but_keeps_runbooks_and_mitigations() -> N
     async def revision(number: int) -> list[dict[str, Any]]:
         assert number == 3
         backend = {"apiVersion": "turnout.dev/v1alpha1", "kind": "Backend"}
-        return [{**backend, "metadata": {"name": "app", "namespace": "default"}, "spec": backend_spec(EPS[1])}]
+        meta = {"name": "app", "namespace": "default"}
+        return [{**backend, "metadata": meta, "spec": backend_spec(EPS[1])}]
 
     ctx = ActionContext(
         key="run-1-0",

@@ -11,9 +11,9 @@ import pytest
 
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
+from turnout.proxy.filters.auth.chain import Principal
 from turnout.proxy.filters.base import FilterContext
 from turnout.proxy.filters.mitigation import ConsumerBlockFilter
-from turnout.proxy.filters.auth.chain import Principal
 from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.upstream.breaker import BREAKER_OPEN
 from turnout.testing.exchange import ExchangeHarness

@@ -169,9 +169,7 @@ class MitigationSpec(Spec):
         ) or (self.rate_limit_percent is not None or bool(self.pin_keys))
         backend_set = bool(self.eject_endpoints) or self.open_circuit
         if backend and route_set:
-            raise ValueError(
-                "a Mitigation of a Backend takes only ejectEndpoints and openCircuit"
-            )
+            raise ValueError("a Mitigation of a Backend takes only ejectEndpoints and openCircuit")
         if not backend and backend_set:
             raise ValueError("ejectEndpoints and openCircuit need targetRef.kind Backend")
         return self

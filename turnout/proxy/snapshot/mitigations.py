@@ -15,7 +15,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-
 from itertools import accumulate
 
 from turnout.config.configset import ConfigSet
@@ -159,7 +158,9 @@ class MitigationIndex:
             action.rate_limit_name += f"~{m.rate_limit_percent}%"  # its own counters
         if m.shifts:
             names = [c.label.partition("/")[2] for c in action.choices]
-            before = [b - a for a, b in zip([0, *action.cumulative], action.cumulative)]
+            before = [
+                b - a for a, b in zip([0, *action.cumulative[:-1]], action.cumulative, strict=True)
+            ]
             weights = m.weights(names, before)
             action.cumulative = list(accumulate(weights))
             action.total_weight = sum(weights)

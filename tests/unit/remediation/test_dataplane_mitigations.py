@@ -154,3 +154,23 @@ def test_backend_fields_need_a_backend_target(field: dict[str, Any]) -> None:
     if not problems:
         _, problems = validate(resources)
     assert any("need targetRef.kind Backend" in str(p) for p in problems), problems
+
+
+def sandbox(name: str, key: str) -> dict[str, Any]:
+    override = {"backend": "app", "endpoints": [{"address": "127.0.0.1:9100"}]}
+    return {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {"name": name},
+        "spec": {"overrides": [override], "routingKey": key},
+    }
+
+
+def test_a_pinned_routing_key_goes_to_the_baseline() -> None:
+    boxes = (sandbox("a", "ka"), sandbox("b", "kb"))
+    (choice,) = harness(*boxes).action().choices
+    assert sorted(choice.overrides) == [b"ka", b"kb"]
+    (choice,) = harness(*boxes, mitigation("pk", LIVE, ON_API, pinKeys=["ka"])).action().choices
+    assert sorted(choice.overrides) == [b"kb"]
+    (choice,) = harness(*boxes, mitigation("pk", PAST, ON_API, pinKeys=["ka"])).action().choices
+    assert sorted(choice.overrides) == [b"ka", b"kb"]

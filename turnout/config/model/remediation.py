@@ -66,6 +66,30 @@ class Approval(Spec):
     expiry: Duration = "15m"
 
 
+Risk = Literal["low", "medium", "high", "never"]
+
+
+class EnvironmentApproval(Spec):
+    """The approval bar in one environment: steps of ``risk`` or above need one of
+    ``roles`` (``never``: no step needs an approval there)."""
+
+    risk: Risk = "low"
+    roles: tuple[Literal["editor", "admin"], ...] = ("admin",)
+    expiry: Duration = "15m"
+
+
+class ApprovalPolicy(Spec):
+    """Who approves the risky steps. The environment is the alert's label
+    ``environmentLabel``; an environment listed in ``environments`` sets its own bar,
+    roles and expiry, every other one uses the Runbook's ``approveRisk`` with ``roles``
+    and ``expiry``. A step's own ``approval`` always applies."""
+
+    roles: tuple[Literal["editor", "admin"], ...] = ("admin",)
+    expiry: Duration = "15m"
+    environment_label: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "environment"
+    environments: dict[StrictStr, EnvironmentApproval] = Field(default_factory=dict)
+
+
 class RunbookStep(Spec):
     name: ObjectName
     action: Annotated[StrictStr, Field(min_length=1, max_length=63)]
@@ -109,6 +133,7 @@ class RunbookSpec(Spec):
     deadline: Duration = "10m"
     dry_run: StrictBool = False
     approve_risk: Literal["medium", "high", "never"] = "high"  # risk that needs approval
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: BlastRadius = Field(default_factory=BlastRadius)
     steps: tuple[RunbookStep, ...] = Field(min_length=1, max_length=32)
 

@@ -148,8 +148,12 @@ class RemediationReconciler:
                     "requestedAt": now,
                     "expiresAt": now + expiry,
                 }
+                env = wanted.get("environment")
+                if env is not None:
+                    run.approval["environment"] = env
                 run.next_at = min(now + expiry, run.deadline_at)
-                saver.event(now, "approval_requested", f"step {step['name']}")
+                where = f" ({env})" if env is not None else ""
+                saver.event(now, "approval_requested", f"step {step['name']}{where}")
                 return await saver.save()
             if not await self._step(run, step, spec, ctx, saver):
                 return

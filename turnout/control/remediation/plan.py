@@ -40,12 +40,26 @@ def render(value: Any, labels: dict[str, str]) -> Any:
     return value
 
 
-def needs_approval(spec: RunbookSpec, index: int) -> dict[str, Any] | None:
+def needs_approval(
+    spec: RunbookSpec, index: int, labels: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The approval a step needs (roles, expiry), or None: its own ``approval``, else by
+    its risk against the bar of the alert's environment (``approvals.environments``) or
+    the Runbook's ``approveRisk``."""
     step = spec.steps[index]
     if step.approval is not None:
         return {"roles": list(step.approval.roles), "expiry": step.approval.expiry}
-    if RISK_ORDER[step.risk] >= RISK_ORDER[spec.approve_risk]:
-        return {"roles": ["admin"], "expiry": "15m"}
+    policy = spec.approvals
+    env = (labels or {}).get(policy.environment_label)
+    rule = policy.environments.get(env) if env is not None else None
+    bar, roles, expiry = spec.approve_risk, policy.roles, policy.expiry
+    if rule is not None:
+        bar, roles, expiry = rule.risk, rule.roles, rule.expiry
+    if RISK_ORDER[step.risk] >= RISK_ORDER[bar]:
+        out: dict[str, Any] = {"roles": list(roles), "expiry": expiry}
+        if env is not None:
+            out["environment"] = env
+        return out
     return None
 
 
@@ -75,7 +89,7 @@ def plan_run(
                 "retries": step.retries,
                 "backoff": parse_duration(step.backoff),
                 "skip": skip,
-                "approval": needs_approval(spec, i),
+                "approval": needs_approval(spec, i, alert.labels),
             }
         )
     dry = dry_run or spec.dry_run

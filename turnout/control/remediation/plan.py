@@ -52,7 +52,8 @@ def needs_approval(
     policy = spec.approvals
     env = (labels or {}).get(policy.environment_label)
     rule = policy.environments.get(env) if env is not None else None
-    bar, roles, expiry = spec.approve_risk, policy.roles, policy.expiry
+    bar: str = spec.approve_risk
+    roles, expiry = policy.roles, policy.expiry
     if rule is not None:
         bar, roles, expiry = rule.risk, rule.roles, rule.expiry
     if RISK_ORDER[step.risk] >= RISK_ORDER[bar]:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from turnout.control.api.deps import Control, Editor, Viewer, forbid, remote_of
 from turnout.control.api.errors import FAILURES, ApiError
+from turnout.control.api.writes import commit
 from turnout.control.auth import Principal, Role
 from turnout.control.remediation import decisions
 from turnout.control.remediation.decisions import DecisionError
@@ -132,7 +133,34 @@ async def deny(
 async def cancel(
     run_id: str, request: Request, control: Control, principal: Editor
 ) -> dict[str, Any]:
-    return await _decide(control, request, principal, run_id, decisions.cancel, "cancel")
+    """Cancel an active run and revert its Mitigations (or, for a finished run, only
+    revert the Mitigations it still has in force)."""
+    run = await _visible(control, principal, run_id)
+    undo = decisions.revert_changes(control.stored.values(), run.id)
+    if run.active:
+        out = await _decide(control, request, principal, run_id, decisions.cancel, "cancel")
+    elif not undo:
+        raise ApiError(409, f"run {run.id} is {run.state} and has no mitigation in force")
+    if undo:
+        target = f"run {run.id}"
+        message = f"cancel {target}: revert its mitigations"
+        await commit(
+            control,
+            request,
+            principal,
+            undo,
+            action="revert",
+            target=target,
+            message=message,
+            dry_run=False,
+        )
+    names = [c.name for c in undo]
+    if not run.active:
+        now = control.store.clock.time()
+        expect = decisions.reverted(run, principal.actor, now, names)
+        await control.store.save_run(run, expect_state=expect)
+        out = run_json(run)
+    return {**out, "reverted": names}
 
 
 @router.post("/remediation/test")

@@ -62,6 +62,8 @@ class ActionContext:
     observe: Callable[[], Aggregate] = Aggregate  # this replica's data-plane counters
     # the manifests of a stored revision (``rollback_config``); None without a store
     revision: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
+    # when the run's alert was resolved (epoch seconds), None while it fires
+    resolved: Callable[[], Awaitable[float | None]] | None = None
 
     @property
     def now(self) -> float:

@@ -203,6 +203,7 @@ class RemediationReconciler:
             timeout=timeout,
             observe=ctx.observe,
             revision=_manifests_of(ctx),
+            resolved=_resolution_of(ctx, run),
         )
         try:
             entry = lookup(str(step["action"]))
@@ -282,6 +283,20 @@ def _manifests_of(ctx: Context) -> Callable[[int], Awaitable[list[dict[str, Any]
         return (await store.revision(number))[1]
 
     return manifests
+
+
+def _resolution_of(ctx: Context, run: RunRecord) -> Callable[[], Awaitable[float | None]] | None:
+    """When the run's alert resolved, for the verify steps (None for internal signals,
+    which have no resolution)."""
+    store = ctx.runs
+    if store is None or not run.alert_id:
+        return None
+
+    async def resolved() -> float | None:
+        at = await store.resolution(run.alert_id)
+        return at.timestamp() if at is not None else None
+
+    return resolved
 
 
 def remediation_breakers(control: Any) -> Breakers | None:

@@ -9,9 +9,10 @@ runs and saves each run after every step (``save_run``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnout.control.store import tables as t
@@ -82,6 +83,21 @@ class RemediationTables(StoreBase):
         if row is None:
             raise NotFound(f"alert {alert_id} not found")
         return _alert(row._mapping)
+
+    async def resolution(self, alert_id: int) -> datetime | None:
+        """When the resolution of alert ``alert_id`` (same fingerprint and startsAt,
+        status resolved) was first received; None while it is not."""
+        a = t.alerts
+        fired = select(a.c.fingerprint, a.c.starts_at).where(a.c.id == alert_id).subquery()
+        query = (
+            select(func.min(a.c.received_at))
+            .join(fired, (a.c.fingerprint == fired.c.fingerprint))
+            .where(a.c.starts_at == fired.c.starts_at, a.c.status == "resolved")
+        )
+        with self._guard():
+            async with self._connection(self._engine) as conn:
+                value = (await conn.execute(query)).scalar()
+        return value if isinstance(value, datetime) else None
 
     async def runs(
         self,

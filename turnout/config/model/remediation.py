@@ -124,10 +124,31 @@ class InternalSignal(Spec):
     alertname: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "TurnoutRouteErrors"
 
 
+class MetricCondition(Spec):
+    """A condition over the gateway's own counters of an HTTPRoute (in the Runbook's
+    namespace; ``route`` may name alert labels as ``{label}``), checked when a run
+    starts: the share of 5xx among the route's upstream answers over the last
+    ``window`` must be above ``errorRateAbove`` and/or below ``errorRateBelow``, among
+    at least ``minRequests`` answers. Not met: the run is skipped, saying which."""
+
+    route: Annotated[StrictStr, Field(min_length=1, max_length=253)]
+    window: Duration = "1m"
+    error_rate_above: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    error_rate_below: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    min_requests: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1
+
+    @model_validator(mode="after")
+    def _bound(self) -> MetricCondition:
+        if self.error_rate_above is None and self.error_rate_below is None:
+            raise ValueError("a condition needs errorRateAbove or errorRateBelow")
+        return self
+
+
 class RunbookSpec(Spec):
     description: Text | None = None
     match: AlertMatch = Field(default_factory=AlertMatch)
     signal: InternalSignal | None = None
+    conditions: tuple[MetricCondition, ...] = Field(default=(), max_length=16)
     target: Annotated[StrictStr, Field(min_length=1, max_length=253)] = "{alertname}"
     cooldown: Duration = "5m"
     deadline: Duration = "10m"

@@ -4,8 +4,9 @@ Called for each Runbook (on change, on leadership, when the intake or an approva
 it, and at the earliest time one of its runs is due, polling at least every ``poll``
 seconds for runs another replica's intake stored). For each active run that is due:
 
-- ``pending``: refuse it when another run holds its target (one run per target) or the
-  target was remediated within the Runbook's ``cooldown``; else it starts;
+- ``pending``: refuse it when another run holds its target (one run per target), the
+  target was remediated within the Runbook's ``cooldown``, or one of the Runbook's
+  ``conditions`` over live gateway metrics is not met; else it starts;
 - ``running``: execute the step it reached. A step that needs approval parks the run
   (``waiting_approval``, with an expiry); an action error is retried with the step's
   back-off, persisted as ``next_at`` (restart-safe), until its retries are spent;
@@ -32,6 +33,7 @@ from turnout.config.model.remediation import RunbookSpec
 from turnout.control.reconcile.base import Condition, Context, Result
 from turnout.control.remediation.actions import ActionContext, ActionError, lookup
 from turnout.control.remediation.breaker import Breakers
+from turnout.control.remediation.conditions import MetricHistory, unmet
 from turnout.control.remediation.plan import plan_run
 from turnout.control.remediation.signals import SignalWatch
 from turnout.control.store import Store
@@ -69,6 +71,7 @@ class RemediationReconciler:
         self.breakers = breakers or Breakers()
         self.poll = poll
         self.signals = SignalWatch()
+        self.history = MetricHistory()  # for the Runbooks' conditions
         self._signalled: set[str] = set()  # internal alerts already stored
 
     async def reconcile(self, obj: StoredObject, ctx: Context) -> Result:
@@ -76,6 +79,8 @@ class RemediationReconciler:
         if store is None:
             return Result()
         spec = RunbookSpec.model_validate(obj.spec)
+        if spec.conditions:  # a reading a second, so the conditions have a window
+            self.history.observe(ctx.observe(), ctx.now)
         if spec.signal is not None:
             await self._signal(obj, spec, ctx, store)
         runs = await store.runs(active=True, runbook=(obj.namespace, obj.name))
@@ -125,6 +130,9 @@ class RemediationReconciler:
             return await saver.finish(now, FAILED, f"deadline passed at step {run.step + 1}")
         if run.state == PENDING:
             refusal = await self._refusal(run, spec, store, now)
+            if refusal is None and spec.conditions:
+                labels = (await store.alert(run.alert_id)).labels
+                refusal = unmet(spec.conditions, labels, run.runbook_namespace, self.history, now)
             if refusal is not None:
                 return await saver.finish(now, SKIPPED, refusal)
             run.state = RUNNING

@@ -96,7 +96,16 @@ def show(conn: Connection, run_id: str, output: str) -> None:
 def decide(conn: Connection, run_id: str, verb: str) -> None:
     with connect(conn) as client:
         run = client.call("POST", f"/api/v1/incidents/{run_id}/{verb}")
-    write(f"run {run['id']}: {run['state']}")
+    reverted = run.get("reverted") or []
+    tail = f" (reverted {', '.join(reverted)})" if reverted else ""
+    write(f"run {run['id']}: {run['state']}{tail}")
+
+
+def advise(conn: Connection, run_id: str) -> None:
+    with connect(conn) as client:
+        answer = client.call("POST", f"/api/v1/incidents/{run_id}/advice")
+    write(f"advice from {answer['model']} (advisory only; nothing was changed):")
+    write(answer["advice"])
 
 
 def export(conn: Connection, output: str) -> None:

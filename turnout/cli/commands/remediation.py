@@ -14,7 +14,7 @@ PANEL = "Remediation"
 
 incidents_app = typer.Typer(
     name="incidents",
-    help="Remediation runs started by alerts: list, show, approve, deny, cancel, export.",
+    help="Remediation runs started by alerts: list, show, approve, deny, cancel, export, advise.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -90,7 +90,27 @@ def _decision(verb: str, help_text: str) -> None:
 
 _decision("approve", "Approve the step a run waits on (needs a role the step names).")
 _decision("deny", "Deny the step a run waits on: the run ends, nothing more is done.")
-_decision("cancel", "Cancel an active run (its applied mitigations expire by themselves).")
+_decision(
+    "cancel",
+    "Cancel an active run and revert its mitigations (or revert those a finished run "
+    "still has in force).",
+)
+
+
+@incidents_app.command("advise")
+def incidents_advise(
+    run: RunArg,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Ask the server's advisor model about a run (advice only; needs TURNOUT_ADVISOR_URL
+    on the server)."""
+    with cli_errors():
+        from turnout.cli.incidents import advise
+
+        advise(connection(server, token, context, timeout), run)
 
 
 @incidents_app.command("export")

@@ -10,7 +10,9 @@
   (nothing is stored) and say which runbook would run, or the closest miss;
 - ``POST /remediation/rank``: the stored Runbooks ranked for a sample alert by past
   effectiveness and similarity (``ranking``);
-- ``GET /remediation/breakers``: the circuit breakers' states and transitions.
+- ``GET /remediation/breakers``: the circuit breakers' states and transitions;
+- ``POST /incidents/{id}/advice``: the optional advisor model's advice on a run
+  (``advisor``; advice only, through its circuit breaker).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.api.writes import commit
 from turnout.control.auth import Principal, Role
 from turnout.control.remediation import decisions
+from turnout.control.remediation.advisor import AdvisorError, AdvisorSettings, advise
+from turnout.control.remediation.breaker import Breakers
 from turnout.control.remediation.decisions import DecisionError
 from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.intake import RUNBOOK, plan_for, run_json, runbooks
@@ -218,6 +222,12 @@ async def rank_runbooks(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise ApiError(422, "labels: must be an object of strings")
+    return {"items": await _ranked(control, principal, labels)}
+
+
+async def _ranked(
+    control: ControlPlane, principal: Principal, labels: dict[str, str]
+) -> list[dict[str, Any]]:
     record = AlertRecord(
         dedup_key="rank",
         group_key="rank",
@@ -238,17 +248,36 @@ async def rank_runbooks(
         Outcome(alertname, f"{ns}/{name}", action, state == "succeeded")
         for alertname, ns, name, state, action in await control.store.outcomes()
     ]
-    return {
-        "items": [
-            {
-                "runbook": r.runbook,
-                "action": r.action,
-                "score": r.score,
-                "effective": r.effective,
-                "runs": r.runs,
-                "similarity": r.similarity,
-                "matches": r.matches,
-            }
-            for r in rank(books, record, history)
-        ]
-    }
+    return [
+        {
+            "runbook": r.runbook,
+            "action": r.action,
+            "score": r.score,
+            "effective": r.effective,
+            "runs": r.runs,
+            "similarity": r.similarity,
+            "matches": r.matches,
+        }
+        for r in rank(books, record, history)
+    ]
+
+
+@router.post("/incidents/{run_id}/advice")
+async def advice(run_id: str, control: Control, principal: Editor) -> dict[str, Any]:
+    """Ask the configured advisor model about a run (advice only: nothing is changed)."""
+    try:
+        settings = AdvisorSettings.from_env()
+    except AdvisorError as exc:
+        raise ApiError(409, str(exc)) from None
+    if settings is None:
+        raise ApiError(409, "no advisor is configured: set TURNOUT_ADVISOR_URL on the server")
+    run = await show_incident(run_id, control, principal)
+    labels = run["alertDetail"]["labels"]
+    candidates = await _ranked(control, principal, labels)
+    engine = remediation_breakers(control)
+    breakers = engine if engine is not None else Breakers()
+    try:
+        text = await advise(settings, breakers, run, candidates)
+    except AdvisorError as exc:
+        raise ApiError(503, f"no advice: {exc}") from None
+    return {"run": run_id, "model": settings.model, "advice": text, "advisory": True}

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from turnout.cli.client import connect
 from turnout.cli.errors import CliError
 from turnout.cli.options import Connection
 from turnout.cli.output import render_table, write
+from turnout.cli.replay import impact, requests_only
+from turnout.core.durations import DurationError, parse_duration
 
 COLUMNS = ("ID", "RUNBOOK", "TARGET", "STATE", "STEP", "REASON")
 
@@ -167,14 +170,26 @@ def rank(conn: Connection, labels: list[str]) -> None:
     write(render_table(headers, rows) if rows else "No runbooks.")
 
 
-def test_alert(conn: Connection, labels: list[str], resolved: bool) -> None:
+def test_alert(conn: Connection, labels: list[str], resolved: bool, last: str = "") -> None:
     body = {"labels": _pairs(labels), "status": "resolved" if resolved else "firing"}
+    try:
+        window = parse_duration(last) if last else 0.0
+    except DurationError as exc:
+        raise CliError(f"--last: {exc}", 2) from None
+    entries: list[dict[str, Any]] | None = None
     with connect(conn) as client:
         answer = client.call("POST", "/api/v1/remediation/test", json=body)
+        if window and answer["runs"]:
+            since = time.time() - window
+            logs = client.get_json("/api/v1/logs", {"since": since, "limit": 10_000})
+            entries = requests_only(logs.get("items") or [])
     if not answer["runs"]:
         raise CliError(answer["message"] or "no runbook matches", 1)
+    if entries is not None:
+        write(f"replayed on {len(entries)} requests recorded in the last {last}")
     for run in answer["runs"]:
         write(f"runbook {run['runbook']} would run on target {run['target']} (dry run):")
+        namespace = str(run["runbook"]).split("/", 1)[0]
         for i, step in enumerate(run["plan"]):
             flags = []
             if step.get("skip"):
@@ -185,6 +200,8 @@ def test_alert(conn: Connection, labels: list[str], resolved: bool) -> None:
             write(
                 f"  {i + 1}. {step['name']}: {step['action']} {json.dumps(step['params'])}{extra}"
             )
+            if entries is not None:
+                write(f"     would have changed: {impact(step, namespace, entries)}")
 
 
 def runbook_history(conn: Connection, name: str, output: str) -> None:

@@ -151,16 +151,25 @@ def runbook_test(
         list[str], typer.Option("--label", "-l", help="An alert label KEY=VALUE (repeatable).")
     ],
     resolved: Annotated[bool, typer.Option("--resolved", help="A resolved alert.")] = False,
+    last: Annotated[
+        str,
+        typer.Option(
+            "--last",
+            help="Also say what each step would have changed on the requests recorded in "
+            "this window (the server's access-log ring), e.g. 5m; '' to skip.",
+        ),
+    ] = "5m",
     server: ServerOpt = None,
     token: TokenOpt = None,
     context: ContextOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Replay a sample alert in dry-run: print the plan of every runbook it would start."""
+    """Replay a sample alert in dry-run: print the plan of every runbook it would start
+    and what it would have changed on the last minutes of recorded traffic."""
     with cli_errors():
         from turnout.cli.incidents import test_alert
 
-        test_alert(connection(server, token, context, timeout), label, resolved)
+        test_alert(connection(server, token, context, timeout), label, resolved, last)
 
 
 @runbook_app.command("history")

@@ -16,7 +16,14 @@ from turnout.control.remediation.actions import lookup
 from turnout.control.remediation.plan import render
 
 CATALOGUE = Path(__file__).resolve().parents[3] / "deploy" / "runbooks"
-LABELS = {"alertname": "X", "route": "checkout", "client_ip": "192.0.2.1", "namespace": "default"}
+LABELS = {
+    "alertname": "X",
+    "route": "checkout",
+    "client_ip": "192.0.2.1",
+    "namespace": "default",
+    "backend": "svc",
+    "instance": "10.0.0.7:8080",
+}
 
 
 def runbooks(text: str, source: str) -> list[RunbookObject]:

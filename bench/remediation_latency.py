@@ -10,6 +10,10 @@ service behind one HTTPRoute, then measures, N times each:
   revision newer than the one before the POST (polled every 2 ms) and a request to the
   route is answered 503 ``mitigation_shed``. Then the lease ends and the route serves
   again before the next round.
+* **Alertmanager POST → open circuit in every worker**: the same for a Runbook whose step
+  is ``open_circuit`` on a second Backend (a Mitigation of a Backend: the cluster is
+  rebuilt with a breaker held open, the path ``eject_endpoint`` takes too); effective when
+  every worker is on a newer revision and the route answers 503 ``upstream_overflow``.
 * **Internal signal: first failing request → every worker**: a second Runbook's
   ``signal`` (5xx share > 50 % over 5 s, at least 20 answers) watches another route whose
   requests go to the echo service's ``/status/500``. A client sends failing requests
@@ -43,7 +47,15 @@ STRIP_PREFIX = {
 }
 
 
-def runbook(name: str, **spec: Any) -> dict[str, Any]:
+SHED = {
+    "name": "shed",
+    "action": "shed",
+    "params": {"route": "{route}", "percent": 100, "ttl": "2s"},
+}
+OPEN = {"name": "open", "action": "open_circuit", "params": {"backend": "other", "ttl": "2s"}}
+
+
+def runbook(name: str, step: dict[str, Any] = SHED, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "turnout.dev/v1alpha1",
         "kind": "Runbook",
@@ -52,13 +64,7 @@ def runbook(name: str, **spec: Any) -> dict[str, Any]:
             "target": "{namespace}/{route}",
             "cooldown": "10ms",
             "limits": {"maxShedPercent": 100},
-            "steps": [
-                {
-                    "name": "shed",
-                    "action": "shed",
-                    "params": {"route": "{route}", "percent": 100, "ttl": "2s"},
-                }
-            ],
+            "steps": [step],
             **spec,
         },
     }
@@ -79,6 +85,11 @@ def shed(port: int, path: str) -> bool:
     return code == 503 and b"mitigation_shed" in body
 
 
+def circuit_open(port: int, path: str) -> bool:
+    code, body = status(port, path)
+    return code == 503 and b"upstream_overflow" in body
+
+
 def workers_past(proc: TurnoutProcess, revision: int) -> bool:
     s = proc.status()
     return bool(s["workers"]) and all(w["revision"] > revision for w in s["workers"])
@@ -92,8 +103,15 @@ def wait(check: Any, timeout: float = 30.0) -> None:
         time.sleep(0.002)
 
 
-def alert_round(proc: TurnoutProcess, port: int, i: int) -> float:
-    wait(lambda: not shed(port, "/alerted"))  # the previous lease has ended
+def alert_round(
+    proc: TurnoutProcess,
+    port: int,
+    i: int,
+    alertname: str = "BenchErrors",
+    path: str = "/alerted",
+    effective: Any = shed,
+) -> float:
+    wait(lambda: not effective(port, path))  # the previous lease has ended
     before = int(proc.status()["revision"])
     payload = {
         "version": "4",
@@ -102,9 +120,9 @@ def alert_round(proc: TurnoutProcess, port: int, i: int) -> float:
         "alerts": [
             {
                 "status": "firing",
-                "labels": {"alertname": "BenchErrors", "route": "alerted"},
+                "labels": {"alertname": alertname, "route": path.strip("/")},
                 "startsAt": datetime.now(UTC).isoformat(),
-                "fingerprint": f"bench-{i}",
+                "fingerprint": f"{alertname}-{i}",
             }
         ],
     }
@@ -112,7 +130,7 @@ def alert_round(proc: TurnoutProcess, port: int, i: int) -> float:
     code, body = proc.api("POST", "/api/v1/alerts/alertmanager", payload)
     assert code == 200 and len(body["runs"]) == 1, body
     try:
-        wait(lambda: workers_past(proc, before) and shed(port, "/alerted"))
+        wait(lambda: workers_past(proc, before) and effective(port, path))
     except TimeoutError:
         raise SystemExit(f"round {i}: {proc.api('GET', '/api/v1/incidents')[1]}") from None
     return time.perf_counter() - started
@@ -152,6 +170,8 @@ def main() -> None:
         gateway(port=port),
         backend("svc", echo_port),
         route("alerted", [to("svc", "/alerted")]),
+        backend("other", echo_port),
+        route("circuit", [to("other", "/circuit")]),
         route("failing", [to("svc", "/failing", filters=[STRIP_PREFIX])]),
     )
     try:
@@ -164,12 +184,17 @@ def main() -> None:
                 books = dump(
                     runbook("on-alert", match={"labels": {"alertname": "BenchErrors"}}),
                     runbook("on-signal", match={"labels": {"alertname": "never"}}, signal=signal),
+                    runbook("on-circuit", OPEN, match={"labels": {"alertname": "BenchCircuit"}}),
                 )
                 code, body = proc.api(
                     "POST", "/api/v1/apply", books, content_type="application/yaml"
                 )
                 assert code == 200, body
                 alerts = [alert_round(proc, port, i) for i in range(args.n)]
+                circuits = [
+                    alert_round(proc, port, i, "BenchCircuit", "/circuit", circuit_open)
+                    for i in range(args.n)
+                ]
                 signals = [signal_round(proc, port) for _ in range(args.n)]
             finally:
                 proc.stop()
@@ -177,13 +202,17 @@ def main() -> None:
         echo.terminate()
         echo.wait()
     print(f"workers: {args.workers}, rounds: {args.n}")
-    for name, values in (("alert POST → all workers", alerts), ("signal → all workers", signals)):
+    for name, values in (
+        ("alert POST → all workers", alerts),
+        ("alert → open circuit", circuits),
+        ("signal → all workers", signals),
+    ):
         ms = [v * 1000 for v in values]
         print(
             f"{name:<26} p50 {statistics.median(ms):7.1f} ms  p90 {pct(ms, 0.9):7.1f} ms  "
             f"max {max(ms):7.1f} ms"
         )
-    print(json.dumps({"alert_s": alerts, "signal_s": signals}))
+    print(json.dumps({"alert_s": alerts, "circuit_s": circuits, "signal_s": signals}))
 
 
 if __name__ == "__main__":

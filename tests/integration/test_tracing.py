@@ -276,10 +276,15 @@ def test_the_otel_environment_is_honoured_and_a_dead_collector_harms_nothing(
 
 def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) -> None:
     from turnout.observe.otlp import MAX_BACKOFF, TraceExporter
-    from turnout.observe.tracing import SPAN_KIND_SERVER, SpanRecord, Tracer, TracingSettings
+    from turnout.observe.tracing import Tracer, TracingSettings
 
-    def spans(n: int) -> list[SpanRecord]:
-        return [SpanRecord(1, i + 1, 0, "GET", SPAN_KIND_SERVER, 1, 2, [], "") for i in range(n)]
+    def spans(n: int) -> None:
+        """Queue ``n`` kept requests without upstream attempts (one server span each)."""
+        for i in range(n):
+            record = (b"r%d" % i, b"GET", b"/", "h", 1, i + 1, True, 0.0, 1.0, 2.0, 200)
+            record += ("", "", "", "", b"", False, b"", [], 0, b"http", b"127.0.0.1", b"1.1")
+            record += (None, 0, 0, 0, (), "")
+            tracer.add(record, 1)
 
     recv = start_receiver(bg)
     dead = f"http://127.0.0.1:{free_port()}/v1/traces"
@@ -290,11 +295,11 @@ def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) 
         exporter._client = httpx.AsyncClient(timeout=2.0)  # started without its task
         backoffs = []
         for _ in range(8):
-            tracer.add(spans(3))
+            spans(3)
             await exporter.export_queued()
             backoffs.append(exporter.backoff)
         exporter.url = recv.url  # the collector is back
-        tracer.add(spans(5))
+        spans(5)
         await exporter.export_queued()
         backoffs.append(exporter.backoff)
         await exporter.close()
@@ -306,7 +311,7 @@ def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) 
         assert backoffs[8] == 0.0  # one success resets it
         # each failed round dropped the batch it tried; the rest waited in the queue
         assert tracer.export_failures == 8
-        assert tracer.exported + tracer.dropped + len(tracer.spans) == 8 * 3 + 5
-        assert len(recv.spans) == tracer.exported > 0 and not tracer.spans
+        assert tracer.exported + tracer.dropped + tracer.queued == 8 * 3 + 5
+        assert len(recv.spans) == tracer.exported > 0 and not tracer.records
     finally:
         bg.run(recv.stop())

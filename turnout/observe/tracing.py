@@ -94,8 +94,10 @@ class RequestTrace:
 
     __slots__ = (
         "attempts",
+        "carried",
         "failed",
         "filters",
+        "header_at",
         "parent_id",
         "release",
         "sampled",
@@ -113,6 +115,8 @@ class RequestTrace:
         # the filters that acted on the request (their kinds, in order); () = none did
         self.filters: tuple[str, ...] = ()
         self.release = ""  # the release version the request went to ("" = no release)
+        self.carried = 0  # CARRIED_* bits: the context headers the request came with
+        self.header_at = -1  # where ``attempt`` put the traceparent it added
 
     def attempt(
         self,
@@ -129,11 +133,52 @@ class RequestTrace:
         span_id = getrandbits(64) or 1
         attempts.append(ClientAttempt(span_id, now, endpoint, host, port, len(attempts)))
         value = format_traceparent(self.trace_id, span_id, self.sampled)
+        if self.carried:
+            self._rewrite(headers, value, span_id)
+            return
+        # The common case: no context came in, so the only traceparent is the one added
+        # by the previous attempt (filters ran before the first).
+        at = self.header_at
+        if 0 <= at < len(headers) and headers[at][0] == b"traceparent":
+            headers[at] = (b"traceparent", value)
+        elif at >= 0:  # the list changed since: find it
+            self._rewrite(headers, value, span_id)
+        else:
+            self.header_at = len(headers)
+            headers.append((b"traceparent", value))
+
+    def _rewrite(self, headers: list[tuple[bytes, bytes]], value: bytes, span_id: int) -> None:
+        """Name this attempt's span in every context header the request carried: the
+        ``traceparent`` (added when the request had B3 only) and B3 in the form it came
+        in, so a B3-only service nests under the gateway's span as well."""
+        sampled = self.sampled
+        b3 = self.carried & (CARRIED_B3 | CARRIED_B3_MULTI)
+        trace = span = flag = b""
+        if b3:
+            trace = (
+                b"%016x" % self.trace_id if self.trace_id >> 64 == 0 else b"%032x" % self.trace_id
+            )
+            span = b"%016x" % span_id
+            flag = b"1" if sampled else b"0"
+        found = False
         for i, (name, _) in enumerate(headers):
             if name == b"traceparent":
-                headers[i] = (b"traceparent", value)
-                return
-        headers.append((b"traceparent", value))
+                headers[i] = (name, value)
+                found = True
+            elif not b3:
+                continue
+            elif name == b"b3":
+                headers[i] = (name, b"%s-%s-%s-%016x" % (trace, span, flag, self.span_id))
+            elif name == b"x-b3-traceid":
+                headers[i] = (name, trace)
+            elif name == b"x-b3-spanid":
+                headers[i] = (name, span)
+            elif name == b"x-b3-parentspanid":
+                headers[i] = (name, b"%016x" % self.span_id)
+            elif name == b"x-b3-sampled":
+                headers[i] = (name, flag)
+        if not found:
+            headers.append((b"traceparent", value))
 
     def attempt_end(self, status: int, error: str, now: float) -> None:
         """The current attempt ended with ``status`` (0 = none) or ``error``."""
@@ -169,6 +214,25 @@ def incoming_context(received: dict[bytes, bytes]) -> Incoming:
     return None
 
 
+CARRIED_TRACEPARENT: Final = 1
+CARRIED_B3: Final = 2
+CARRIED_B3_MULTI: Final = 4
+
+
+def carried(received: dict[bytes, bytes], valid: bool) -> int:
+    """Which context headers a request carries (``RequestTrace.carried``). B3 is only
+    rewritten upstream when it was the context the gateway continued (or none was
+    valid): next to a valid ``traceparent`` it is left as received."""
+    bits = CARRIED_TRACEPARENT if b"traceparent" in received else 0
+    if bits and valid and parse_traceparent(received[b"traceparent"].strip()) is not None:
+        return bits
+    if b"b3" in received:
+        bits |= CARRIED_B3
+    if b"x-b3-traceid" in received:
+        bits |= CARRIED_B3_MULTI
+    return bits
+
+
 class Tracer:
     """A worker's sampler and span buffer (see the module docstring)."""
 
@@ -187,8 +251,12 @@ class Tracer:
         found = incoming_context(received) if received else None
         span_id = getrandbits(64) or 1
         if found is None:
-            return RequestTrace(getrandbits(128) or 1, span_id, 0, random() < self.ratio)
-        return RequestTrace(found[0], span_id, found[1], found[2])
+            trace = RequestTrace(getrandbits(128) or 1, span_id, 0, random() < self.ratio)
+        else:
+            trace = RequestTrace(found[0], span_id, found[1], found[2])
+        if received:
+            trace.carried = carried(received, found is not None)
+        return trace
 
     def keep(self, trace: RequestTrace, status: int) -> bool:
         """Whether the request's spans are recorded (sampled, or an error kept)."""

@@ -159,3 +159,44 @@ def test_unusual_values_encode_exactly_as_the_protobuf_library_would() -> None:
     assert m_attrs["turnout.mirror"].bool_value and m_attrs["turnout.backend"].string_value == "m/b"
     assert not spans[5].parent_span_id  # a root span
     assert _decode(encode([], "edge")).resource_spans[0].scope_spans[0].spans == []
+
+
+def test_b3_is_rewritten_to_name_the_attempt_when_it_was_the_context_continued() -> None:
+    t = tracer()
+    single = b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90"
+    trace = t.begin({b"b3": single})
+    headers = [(b"b3", single), (b"host", b"shop")]
+    trace.attempt(headers, "127.0.0.1:1", "127.0.0.1", 1, 1.0)
+    span = b"%016x" % trace.attempts[0].span_id
+    parent = b"%016x" % trace.span_id
+    assert headers[0] == (b"b3", b"80f198ee56343ba864fe8b2a57d3eff7-" + span + b"-1-" + parent)
+    assert headers[2][0] == b"traceparent"  # added beside it
+    assert headers[2][1].split(b"-")[1:3] == [b"80f198ee56343ba864fe8b2a57d3eff7", span]
+    multi = {b"x-b3-traceid": b"a3ce929d0e0e4736", b"x-b3-spanid": b"00f067aa0ba902b7"}
+    multi[b"x-b3-sampled"] = b"0"
+    trace = t.begin(multi)
+    headers = list(multi.items())
+    trace.attempt(headers, "127.0.0.1:1", "127.0.0.1", 1, 1.0)
+    trace.attempt_end(502, "", 2.0)
+    trace.attempt(headers, "127.0.0.1:2", "127.0.0.1", 2, 3.0)  # a retry: its own span
+    got = dict(headers)
+    assert got[b"x-b3-traceid"] == b"a3ce929d0e0e4736"  # a 64-bit id stays 64-bit
+    assert got[b"x-b3-spanid"] == b"%016x" % trace.attempts[1].span_id
+    assert got[b"x-b3-sampled"] == b"0" and len(headers) == 4
+    # next to a valid traceparent, B3 is the caller's business: left as received
+    trace = t.begin({b"traceparent": SAMPLED, b"b3": single})
+    headers = [(b"traceparent", SAMPLED), (b"b3", single)]
+    trace.attempt(headers, "127.0.0.1:1", "127.0.0.1", 1, 1.0)
+    assert headers[1] == (b"b3", single) and headers[0][1] != SAMPLED
+
+
+def test_a_retry_replaces_the_traceparent_the_first_attempt_added() -> None:
+    trace = tracer().begin({b"host": b"shop"})
+    headers = [(b"host", b"shop")]
+    trace.attempt(headers, "127.0.0.1:1", "127.0.0.1", 1, 1.0)
+    headers.insert(0, (b"x-added-later", b"1"))  # the index moved: found by scanning
+    trace.attempt(headers, "127.0.0.1:2", "127.0.0.1", 2, 2.0)
+    assert [n for n, _ in headers].count(b"traceparent") == 1
+    trace.attempt(headers, "127.0.0.1:3", "127.0.0.1", 3, 3.0)
+    values = [v for n, v in headers if n == b"traceparent"]
+    assert values == [b"00-%032x-%016x-01" % (trace.trace_id, trace.attempts[2].span_id)]

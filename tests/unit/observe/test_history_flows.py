@@ -57,8 +57,8 @@ def test_filters_release_and_mirrors_are_shown_and_older_records_still_read() ->
         ("127.0.0.1:9000", 10.001, 10.003, 200, "", 0, 0xA, "127.0.0.1", 9000, ""),
         ("127.0.0.1:9100", 10.001, 10.002, 0, "connect failed", 0, 0xB, "127.0.0.1", 9100, "m/b"),
     ]
-    newer = record(b"r-2")[:18] + (attempts, 0, b"http", b"10.0.0.1", b"1.1", None, 0, 0, 80)
-    doc = flow_doc(newer + (("SecurityPolicy", "RequestMirror"), "v2"))
+    newer = (*record(b"r-2")[:18], attempts, 0, b"http", b"10.0.0.1", b"1.1", None, 0, 0, 80)
+    doc = flow_doc((*newer, ("SecurityPolicy", "RequestMirror"), "v2"))
     assert doc["filters"] == ["SecurityPolicy", "RequestMirror"]
     assert doc["releaseVersion"] == "v2"
     assert [a["endpoint"] for a in doc["attempts"]] == ["127.0.0.1:9000"]

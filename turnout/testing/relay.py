@@ -87,3 +87,30 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.close()
+
+
+async def _serve(target_port: int) -> None:
+    """``python -m turnout.testing.relay PORT``: relay to 127.0.0.1:PORT in a process of
+    its own (as a network device would be: no shared GIL with the test's load); prints
+    its port; SIGUSR1 black-holes, SIGUSR2 restores (no reset), SIGTERM ends it."""
+    import signal
+    import sys
+
+    relay = BlackHoleRelay(("127.0.0.1", target_port))
+    port = await relay.start()
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR1, relay.black_hole)
+    loop.add_signal_handler(signal.SIGUSR2, relay.restore, False)
+    loop.add_signal_handler(signal.SIGTERM, done.set_result, None)
+    sys.stdout.write(f"{port}\n")
+    sys.stdout.flush()
+    await done
+    sys.stderr.write(f"swallowed {relay.swallowed}\n")
+    await relay.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))

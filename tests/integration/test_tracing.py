@@ -26,6 +26,10 @@ ERROR = 2  # Status.StatusCode
 RETRY_5XX = {"numRetries": 2, "retryOn": {"triggers": ["5xx", "connect-failure", "reset"]}}
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
+ADD_HEADER = {
+    "type": "RequestHeaderModifier",
+    "requestHeaderModifier": {"add": [{"name": "x-traced", "value": "1"}]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,9 @@ def _config(port: int, good: int, bad: int, dead: int) -> str:
         backend("shop", good),
         backend("flaky", bad, good, retry=RETRY_5XX, loadBalancer={"type": "RoundRobin"}),
         backend("gone", dead),
-        route("r", [to("flaky", "/flaky"), to("gone", "/gone"), to("shop", "/")]),
+        route(
+            "r", [to("flaky", "/flaky", filters=[ADD_HEADER]), to("gone", "/gone"), to("shop", "/")]
+        ),
     )
 
 
@@ -179,6 +185,7 @@ def test_every_retry_is_a_client_span_of_its_own(
     assert second.attributes["http.response.status_code"] == 200
     assert second.status == 0 and server.status == 0
     assert first.end <= second.start
+    assert server.attributes["turnout.filters"] == "RequestHeader"
     _the_flow_shows_both_attempts(traced[1], server.attributes["turnout.request_id"], tmp_path)
 
 
@@ -196,8 +203,10 @@ def _the_flow_shows_both_attempts(proc: TurnoutProcess, rid: str, home: Path) ->
     assert [a["status"] for a in attempts] == [500, 200]
     assert [a["resendCount"] for a in attempts] == [0, 1]
     assert attempts[0]["startMs"] <= attempts[1]["startMs"] <= flow["durationMs"]
+    assert flow["filters"] == ["RequestHeader"] and flow["mirrors"] == []
     cli = Cli(proc, home)
     tree = cli.ok("trace", rid)
+    assert "filters    RequestHeader" in tree
     assert "GET /flaky → 200" in tree and "listener   default/gw/http" in tree
     assert "attempt 1" in tree and "attempt 2" in tree
     assert json.loads(cli.ok("trace", rid, "-o", "json")) == flow
@@ -276,10 +285,15 @@ def test_the_otel_environment_is_honoured_and_a_dead_collector_harms_nothing(
 
 def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) -> None:
     from turnout.observe.otlp import MAX_BACKOFF, TraceExporter
-    from turnout.observe.tracing import SPAN_KIND_SERVER, SpanRecord, Tracer, TracingSettings
+    from turnout.observe.tracing import Tracer, TracingSettings
 
-    def spans(n: int) -> list[SpanRecord]:
-        return [SpanRecord(1, i + 1, 0, "GET", SPAN_KIND_SERVER, 1, 2, [], "") for i in range(n)]
+    def spans(n: int) -> None:
+        """Queue ``n`` kept requests without upstream attempts (one server span each)."""
+        for i in range(n):
+            record = (b"r%d" % i, b"GET", b"/", "h", 1, i + 1, True, 0.0, 1.0, 2.0, 200)
+            record += ("", "", "", "", b"", False, b"", [], 0, b"http", b"127.0.0.1", b"1.1")
+            record += (None, 0, 0, 0, (), "")
+            tracer.add(record, 1)
 
     recv = start_receiver(bg)
     dead = f"http://127.0.0.1:{free_port()}/v1/traces"
@@ -290,11 +304,11 @@ def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) 
         exporter._client = httpx.AsyncClient(timeout=2.0)  # started without its task
         backoffs = []
         for _ in range(8):
-            tracer.add(spans(3))
+            spans(3)
             await exporter.export_queued()
             backoffs.append(exporter.backoff)
         exporter.url = recv.url  # the collector is back
-        tracer.add(spans(5))
+        spans(5)
         await exporter.export_queued()
         backoffs.append(exporter.backoff)
         await exporter.close()
@@ -306,7 +320,24 @@ def test_the_exporter_backs_off_while_the_collector_is_down(bg: BackgroundLoop) 
         assert backoffs[8] == 0.0  # one success resets it
         # each failed round dropped the batch it tried; the rest waited in the queue
         assert tracer.export_failures == 8
-        assert tracer.exported + tracer.dropped + len(tracer.spans) == 8 * 3 + 5
-        assert len(recv.spans) == tracer.exported > 0 and not tracer.spans
+        assert tracer.exported + tracer.dropped + tracer.queued == 8 * 3 + 5
+        assert len(recv.spans) == tracer.exported > 0 and not tracer.records
     finally:
         bg.run(recv.stop())
+
+
+def test_b3_is_continued_and_rewritten_for_the_upstream(
+    traced: tuple[int, TurnoutProcess, Path], receiver: OtlpReceiver
+) -> None:
+    port = traced[0]
+    rid = _rid()
+    headers = {"x-request-id": rid, "X-B3-TraceId": PARENT_TRACE, "X-B3-SpanId": PARENT_SPAN}
+    reply = request(port, "/", headers={**headers, "X-B3-Sampled": "1"})
+    assert reply.status == 200
+    seen = reply.json()["headers"]
+    server, client = _one(_spans(receiver, rid, 2), SERVER), _one(_spans(receiver, rid, 2), CLIENT)
+    assert server.trace_id == PARENT_TRACE and server.parent_id == PARENT_SPAN
+    # the service gets B3 naming the gateway's client span, and a traceparent beside it
+    assert seen["X-B3-Traceid"] == [PARENT_TRACE]
+    assert seen["X-B3-Spanid"] == [client.span_id]
+    assert seen["Traceparent"] == [f"00-{PARENT_TRACE}-{client.span_id}-01"]

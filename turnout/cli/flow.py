@@ -72,6 +72,9 @@ def render(flow: dict[str, Any]) -> str:
     if flow.get("listener"):
         hops.append(f"listener   {flow['listener']}")
     hops.append(f"route      {_text(flow.get('route'))}")
+    filters = [str(f) for f in flow.get("filters") or []]
+    if filters:
+        hops.append(f"filters    {' → '.join(filters)}")
     if flow.get("answeredBy"):
         hops.append(f"answered   by the gateway: {flow['answeredBy']}")
     if flow.get("backend"):
@@ -84,8 +87,14 @@ def render(flow: dict[str, Any]) -> str:
             else:
                 line += f"  (routing key {key}: {'sandbox override' if override else 'baseline'})"
         hops.append(line)
+    if flow.get("releaseVersion"):
+        hops.append(f"release    {flow['releaseVersion']}")
     attempts = [a for a in flow.get("attempts") or [] if isinstance(a, dict)]
     hops.extend(_attempt(a, total) for a in attempts)
+    for mirror in flow.get("mirrors") or []:
+        if isinstance(mirror, dict):
+            line = _attempt(mirror, total).replace("attempt 1 ", "mirror    ", 1)
+            hops.append(f"{line}  → {_text(mirror.get('backend'))}")
     if not attempts and "attempts" not in flow and flow.get("endpoint"):
         hops.append(f"endpoint   {flow['endpoint']}  (no trace: hops unknown)")
     for i, hop in enumerate(hops):

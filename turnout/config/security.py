@@ -315,6 +315,13 @@ def check_security_policy(
                     "bruteForce counts failed authentications: give jwt, apiKeyAuth or basicAuth",
                 )
             )
+        if brute.by_consumer and not spec.basic_auth:
+            add(
+                res.problem(
+                    ("spec", "bruteForce", "byConsumer"),
+                    "byConsumer locks users whose password is refused: give basicAuth",
+                )
+            )
         for field, value in (("window", brute.window), ("banFor", brute.ban_for)):
             if parse_duration(value) <= 0:
                 add(res.problem(("spec", "bruteForce", field), "must be longer than 0s"))

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any, Final
 
+from turnout.observe import flowrecord as F
+
 FIELDS: Final = (
     "key",
     "time",
@@ -98,57 +100,56 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-def flow_doc(record: tuple[Any, ...]) -> dict[str, Any]:
-    """A worker's flow record (``proxy/spans.request_flow``) as the API shows it."""
-    (
-        rid,
-        method,
-        path,
-        host,
-        trace_id,
-        span_id,
-        sampled,
-        wall_offset,
-        start,
-        end,
-        status,
-        listener,
-        route,
-        backend,
-        endpoint,
-        routing_key,
-        overridden,
-        reply_code,
-        attempts,
-    ) = record
+def _attempt_doc(a: tuple[Any, ...], start: float, end: float) -> dict[str, Any]:
+    a_start = a[F.A_START]
     return {
-        "requestId": rid.decode("latin-1"),
-        "traceId": f"{trace_id:032x}",
-        "spanId": f"{span_id:016x}",
-        "sampled": sampled,
-        "time": wall_offset + start,
+        "endpoint": a[F.A_ENDPOINT],
+        "startMs": _ms(a_start - start),
+        "durationMs": _ms((a[F.A_END] or end) - a_start),
+        "status": a[F.A_STATUS],
+        "error": a[F.A_ERROR],
+        "resendCount": a[F.A_RESEND],
+        "spanId": f"{a[F.A_SPAN_ID]:016x}",
+    }
+
+
+def flow_doc(record: tuple[Any, ...]) -> dict[str, Any]:
+    """A worker's flow record (``observe.flowrecord``) as the API shows it.
+
+    ``filters``, ``releaseVersion`` and ``mirrors`` came later than the rest: a record
+    without them (an older worker's) gets them empty."""
+    start = record[F.START]
+    end = record[F.END]
+    attempts = record[F.ATTEMPTS]
+    extra = len(record) > F.RELEASE
+    return {
+        "requestId": record[F.REQUEST_ID].decode("latin-1"),
+        "traceId": f"{record[F.TRACE_ID]:032x}",
+        "spanId": f"{record[F.SPAN_ID]:016x}",
+        "sampled": record[F.SAMPLED],
+        "time": record[F.WALL_OFFSET] + start,
         "durationMs": _ms(end - start),
-        "method": method.decode("latin-1"),
-        "path": path.decode("latin-1"),
-        "host": host,
-        "status": status,
-        "listener": listener,
-        "route": route,
-        "backend": backend,
-        "endpoint": endpoint,
-        "routingKey": routing_key.decode("ascii", "replace"),
-        "sandboxOverride": overridden,
-        "answeredBy": reply_code.decode("latin-1"),
+        "method": record[F.METHOD].decode("latin-1"),
+        "path": record[F.PATH].decode("latin-1"),
+        "host": record[F.HOST],
+        "status": record[F.STATUS],
+        "listener": record[F.LISTENER],
+        "route": record[F.ROUTE],
+        "backend": record[F.BACKEND],
+        "endpoint": record[F.ENDPOINT],
+        "routingKey": record[F.ROUTING_KEY].decode("ascii", "replace"),
+        "sandboxOverride": record[F.OVERRIDDEN],
+        "answeredBy": record[F.REPLY_CODE].decode("latin-1"),
         "attempts": [
-            {
-                "endpoint": ep,
-                "startMs": _ms(a_start - start),
-                "durationMs": _ms((a_end or end) - a_start),
-                "status": a_status,
-                "error": error,
-                "resendCount": resend,
-                "spanId": f"{a_span:016x}",
-            }
-            for ep, a_start, a_end, a_status, error, resend, a_span in attempts
+            _attempt_doc(a, start, end)
+            for a in attempts
+            if len(a) <= F.A_MIRROR or not a[F.A_MIRROR]
+        ],
+        "filters": list(record[F.FILTERS]) if extra else [],
+        "releaseVersion": record[F.RELEASE] if extra else "",
+        "mirrors": [
+            {**_attempt_doc(a, start, end), "backend": a[F.A_MIRROR]}
+            for a in attempts
+            if len(a) > F.A_MIRROR and a[F.A_MIRROR]
         ],
     }

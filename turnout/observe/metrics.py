@@ -242,6 +242,11 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
         "Client addresses banned after repeated failed authentications (SecurityPolicy)",
         labels=["policy"],
     )
+    locks = CounterMetricFamily(
+        "turnout_auth_consumer_bans",
+        "Users locked after repeated failed authentications (SecurityPolicy byConsumer)",
+        labels=["policy"],
+    )
     transitions = CounterMetricFamily(
         "turnout_circuit_breaker_transitions",
         "Error-rate breaker state changes, by the state entered",
@@ -259,10 +264,13 @@ def _backend_events(events: dict[tuple[str, str], int]) -> Iterator[Metric]:
             transitions.add_metric([backend, detail], n)
         elif kind == "ban":
             bans.add_metric([backend], n)
+        elif kind == "consumer_ban":
+            locks.add_metric([backend], n)
     yield retries
     yield overflow
     yield ejections
     yield bans
+    yield locks
     yield transitions
 
 

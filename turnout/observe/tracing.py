@@ -9,11 +9,13 @@ A worker with tracing on has one ``Tracer``. Per request it costs:
 * ``RequestTrace.attempt`` per upstream attempt: a new client span id, written into the
   upstream request's ``traceparent`` (every request carries one, sampled or not, so the
   services continue the same trace);
-* at the end, ``keep`` says whether the spans are recorded: sampled, or an error (a
-  5xx answer or a failed attempt) when ``keep_errors`` (the default). Kept spans are
-  plain ``SpanRecord`` objects appended to ``spans``; beyond ``max_queue`` they are
-  dropped and counted. ``otlp.TraceExporter`` (one task per worker) takes them in
-  batches, so nothing is encoded or sent while a request is served.
+* at the end, ``keep`` says whether the request is recorded: sampled, or an error (a
+  5xx answer or a failed attempt) when ``keep_errors`` (the default). A kept request is
+  one flat tuple of raw values (``proxy/spans.request_flow``; fields named in
+  ``observe.flowrecord``) appended to ``records``; beyond ``max_queue`` spans' worth
+  they are dropped and counted. ``otlp.TraceExporter`` (one task per worker) takes them
+  in batches and only then builds and encodes the spans, so nothing is formatted or
+  encoded while a request is served.
 
 With tracing off the runtime holds no tracer and a request pays one attribute check.
 """
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from random import getrandbits, random
-from typing import Final
+from typing import Any, Final
 
+from turnout.observe.flowrecord import ATTEMPTS
 from turnout.observe.tracecontext import (
     Incoming,
     format_traceparent,
@@ -36,7 +39,6 @@ SPAN_KIND_SERVER: Final = 2  # opentelemetry.proto.trace.v1.Span.SpanKind
 SPAN_KIND_CLIENT: Final = 3
 
 AttributeValue = str | int | float | bool
-Attributes = list[tuple[str, AttributeValue]]
 
 
 @dataclass
@@ -56,34 +58,21 @@ class TracingSettings:
     timeout: float = 5.0  # one export request, connect to answer
 
 
-class SpanRecord:
-    """One finished span, as plain values (the exporter encodes it)."""
-
-    def __init__(
-        self,
-        trace_id: int,
-        span_id: int,
-        parent_id: int,
-        name: str,
-        kind: int,
-        start_ns: int,
-        end_ns: int,
-        attributes: Attributes,
-        error: str,
-    ) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_id = parent_id  # 0: a root span
-        self.name = name
-        self.kind = kind
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.attributes = attributes
-        self.error = error  # "" = not an error; else the status message
-
-
 class ClientAttempt:
     """One upstream attempt of a traced request (a client span once finished)."""
+
+    __slots__ = (
+        "end",
+        "endpoint",
+        "error",
+        "host",
+        "kind",
+        "port",
+        "resend",
+        "span_id",
+        "start",
+        "status",
+    )
 
     def __init__(
         self, span_id: int, start: float, endpoint: str, host: str, port: int, resend: int
@@ -97,10 +86,24 @@ class ClientAttempt:
         self.resend = resend  # http.request.resend_count: 0 for the first try
         self.status = 0  # what the upstream answered (0: nothing)
         self.error = ""  # why it failed, when it did
+        self.kind = ""  # "" for an attempt; "mirror" for a RequestMirror's copy
 
 
 class RequestTrace:
     """The trace context of one request: its server span and upstream attempts."""
+
+    __slots__ = (
+        "attempts",
+        "carried",
+        "failed",
+        "filters",
+        "header_at",
+        "parent_id",
+        "release",
+        "sampled",
+        "span_id",
+        "trace_id",
+    )
 
     def __init__(self, trace_id: int, span_id: int, parent_id: int, sampled: bool) -> None:
         self.trace_id = trace_id
@@ -109,6 +112,11 @@ class RequestTrace:
         self.sampled = sampled
         self.attempts: list[ClientAttempt] = []
         self.failed = False  # an attempt failed (kept as an error)
+        # the filters that acted on the request (their kinds, in order); () = none did
+        self.filters: tuple[str, ...] = ()
+        self.release = ""  # the release version the request went to ("" = no release)
+        self.carried = 0  # CARRIED_* bits: the context headers the request came with
+        self.header_at = -1  # where ``attempt`` put the traceparent it added
 
     def attempt(
         self,
@@ -125,11 +133,52 @@ class RequestTrace:
         span_id = getrandbits(64) or 1
         attempts.append(ClientAttempt(span_id, now, endpoint, host, port, len(attempts)))
         value = format_traceparent(self.trace_id, span_id, self.sampled)
+        if self.carried:
+            self._rewrite(headers, value, span_id)
+            return
+        # The common case: no context came in, so the only traceparent is the one added
+        # by the previous attempt (filters ran before the first).
+        at = self.header_at
+        if 0 <= at < len(headers) and headers[at][0] == b"traceparent":
+            headers[at] = (b"traceparent", value)
+        elif at >= 0:  # the list changed since: find it
+            self._rewrite(headers, value, span_id)
+        else:
+            self.header_at = len(headers)
+            headers.append((b"traceparent", value))
+
+    def _rewrite(self, headers: list[tuple[bytes, bytes]], value: bytes, span_id: int) -> None:
+        """Name this attempt's span in every context header the request carried: the
+        ``traceparent`` (added when the request had B3 only) and B3 in the form it came
+        in, so a B3-only service nests under the gateway's span as well."""
+        sampled = self.sampled
+        b3 = self.carried & (CARRIED_B3 | CARRIED_B3_MULTI)
+        trace = span = flag = b""
+        if b3:
+            trace = (
+                b"%016x" % self.trace_id if self.trace_id >> 64 == 0 else b"%032x" % self.trace_id
+            )
+            span = b"%016x" % span_id
+            flag = b"1" if sampled else b"0"
+        found = False
         for i, (name, _) in enumerate(headers):
             if name == b"traceparent":
-                headers[i] = (b"traceparent", value)
-                return
-        headers.append((b"traceparent", value))
+                headers[i] = (name, value)
+                found = True
+            elif not b3:
+                continue
+            elif name == b"b3":
+                headers[i] = (name, b"%s-%s-%s-%016x" % (trace, span, flag, self.span_id))
+            elif name == b"x-b3-traceid":
+                headers[i] = (name, trace)
+            elif name == b"x-b3-spanid":
+                headers[i] = (name, span)
+            elif name == b"x-b3-parentspanid":
+                headers[i] = (name, b"%016x" % self.span_id)
+            elif name == b"x-b3-sampled":
+                headers[i] = (name, flag)
+        if not found:
+            headers.append((b"traceparent", value))
 
     def attempt_end(self, status: int, error: str, now: float) -> None:
         """The current attempt ended with ``status`` (0 = none) or ``error``."""
@@ -165,6 +214,25 @@ def incoming_context(received: dict[bytes, bytes]) -> Incoming:
     return None
 
 
+CARRIED_TRACEPARENT: Final = 1
+CARRIED_B3: Final = 2
+CARRIED_B3_MULTI: Final = 4
+
+
+def carried(received: dict[bytes, bytes], valid: bool) -> int:
+    """Which context headers a request carries (``RequestTrace.carried``). B3 is only
+    rewritten upstream when it was the context the gateway continued (or none was
+    valid): next to a valid ``traceparent`` it is left as received."""
+    bits = CARRIED_TRACEPARENT if b"traceparent" in received else 0
+    if bits and valid and parse_traceparent(received[b"traceparent"].strip()) is not None:
+        return bits
+    if b"b3" in received:
+        bits |= CARRIED_B3
+    if b"x-b3-traceid" in received:
+        bits |= CARRIED_B3_MULTI
+    return bits
+
+
 class Tracer:
     """A worker's sampler and span buffer (see the module docstring)."""
 
@@ -173,7 +241,8 @@ class Tracer:
         self.ratio = settings.ratio
         self.keep_errors = settings.keep_errors
         self.max_queue = settings.max_queue
-        self.spans: list[SpanRecord] = []
+        self.records: list[tuple[Any, ...]] = []  # kept requests (proxy/spans.request_flow)
+        self.queued = 0  # spans' worth in ``records``
         self.dropped = 0  # spans not kept: the queue was full, or an export failed
         self.exported = 0
         self.export_failures = 0
@@ -182,28 +251,40 @@ class Tracer:
         found = incoming_context(received) if received else None
         span_id = getrandbits(64) or 1
         if found is None:
-            return RequestTrace(getrandbits(128) or 1, span_id, 0, random() < self.ratio)
-        return RequestTrace(found[0], span_id, found[1], found[2])
+            trace = RequestTrace(getrandbits(128) or 1, span_id, 0, random() < self.ratio)
+        else:
+            trace = RequestTrace(found[0], span_id, found[1], found[2])
+        if received:
+            trace.carried = carried(received, found is not None)
+        return trace
 
     def keep(self, trace: RequestTrace, status: int) -> bool:
         """Whether the request's spans are recorded (sampled, or an error kept)."""
         return trace.sampled or (self.keep_errors and (status >= 500 or trace.failed))
 
-    def add(self, records: list[SpanRecord]) -> None:
-        spans = self.spans
-        room = self.max_queue - len(spans)
-        if room >= len(records):
-            spans.extend(records)
+    def add(self, record: tuple[Any, ...], spans: int) -> None:
+        """Queue one kept request's record, worth ``spans`` spans (1 + its attempts)."""
+        if self.queued + spans > self.max_queue:
+            self.dropped += spans
             return
-        if room > 0:
-            spans.extend(records[:room])
-        self.dropped += len(records) - max(room, 0)
+        self.records.append(record)
+        self.queued += spans
 
-    def take(self, limit: int) -> list[SpanRecord]:
-        spans = self.spans
-        if len(spans) <= limit:
-            self.spans = []
-            return spans
-        batch = spans[:limit]
-        del spans[:limit]
+    def take(self, limit: int) -> list[tuple[Any, ...]]:
+        """The oldest queued records, about ``limit`` spans' worth (at least one)."""
+        records = self.records
+        if self.queued <= limit:
+            self.records = []
+            self.queued = 0
+            return records
+        n = 0
+        spans = 0
+        for record in records:
+            spans += 1 + len(record[ATTEMPTS])
+            n += 1
+            if spans >= limit:
+                break
+        batch = records[:n]
+        del records[:n]
+        self.queued -= spans
         return batch

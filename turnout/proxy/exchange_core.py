@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from turnout.proxy.accounting import record_request
 from turnout.proxy.attempts import UpstreamSink
 from turnout.proxy.downstream import PAUSE_BUFFER, PAUSE_UPSTREAM, Downstream
-from turnout.proxy.filters.base import BodyTap, FilterContext
+from turnout.proxy.filters.base import BodyTap, FilterContext, filter_name
 from turnout.proxy.forward import Forwarder
 from turnout.proxy.protocols.grpc import is_grpc
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
@@ -162,7 +162,10 @@ class ExchangeCore(UpstreamSink):
         self, ctx: FilterContext, filters: tuple[ResponseFilter, ...], head: ResponseHead
     ) -> bool:
         """Run the response filters; True when one answered instead of the upstream."""
+        ran = ctx.ran
         for flt in filters:
+            if ran is not None:
+                ran = ctx.ran = (*ran, flt)
             reply = flt.on_response(ctx, head)
             if reply is not None:
                 # local_reply stops the forwarder: the rest of this response is not wanted
@@ -344,6 +347,8 @@ class ExchangeCore(UpstreamSink):
             # are freed by reference counting, not left to the cyclic collector.
             self.ctx = None
             ctx.cancel()
+            if self.trace is not None and ctx.ran:
+                self.trace.filters = tuple([filter_name(f) for f in ctx.ran])
             principal = ctx.principal
             if principal is not None and principal.consumer is not None:
                 consumer = principal.consumer

@@ -104,6 +104,8 @@ class Exchange(ExchangeCore):
                 listener.port,
                 self.start_time,
             )
+            if self.trace is not None:
+                ctx.ran = ()
             if action.request_filters and ctx.run(action.request_filters) != PROCEED:
                 return  # answered, or suspended: ``filters_passed`` goes on
         self._choose()

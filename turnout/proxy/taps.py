@@ -31,6 +31,8 @@ def open_taps(
     """The taps of ``action``'s forward filters, fed what the request already has."""
     wire_head = render_request(head, client_ip, scheme)
     taps: list[BodyTap] = []
+    if ctx.ran is not None:
+        ctx.ran += action.forward_filters
     for flt in action.forward_filters:
         tap = flt.on_forward(ctx, wire_head)
         if tap is None:

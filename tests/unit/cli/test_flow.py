@@ -84,3 +84,20 @@ def test_a_gateway_answer_and_a_keyed_record_without_trace() -> None:
     text = render(keyed)
     assert "(routing key k)" in text
     assert text.endswith("└─ endpoint   127.0.0.1:1  (no trace: hops unknown)")
+
+
+def test_filters_release_and_mirrors_have_their_own_lines() -> None:
+    mirror = {"endpoint": "127.0.0.1:9100", "startMs": 1.0, "durationMs": 2.0, "status": 200}
+    mirror |= {"error": "", "resendCount": 0, "backend": "default/shadow"}
+    text = render(
+        flow(
+            filters=["Security", "RequestHeader", "Mirror"],
+            releaseVersion="v2",
+            mirrors=[mirror],
+        )
+    )
+    lines = text.splitlines()
+    assert lines[4] == "├─ filters    Security → RequestHeader → Mirror"
+    assert "├─ release    v2" in lines
+    assert lines[-1].startswith("└─ mirror     127.0.0.1:9100") and "→ default/shadow" in lines[-1]
+    assert lines[-1].index("|") == lines[-2].index("|")

@@ -48,3 +48,23 @@ def test_a_keyed_request_is_found_without_a_flow() -> None:
     found = history.find("rid")
     assert found is not None and found["key"] == "k" and found["endpoint"] == "e"
     assert history.find("other") is None
+
+
+def test_filters_release_and_mirrors_are_shown_and_older_records_still_read() -> None:
+    old = flow_doc(record(b"r-1"))
+    assert (old["filters"], old["releaseVersion"], old["mirrors"]) == ([], "", [])
+    attempts = [
+        ("127.0.0.1:9000", 10.001, 10.003, 200, "", 0, 0xA, "127.0.0.1", 9000, ""),
+        ("127.0.0.1:9100", 10.001, 10.002, 0, "connect failed", 0, 0xB, "127.0.0.1", 9100, "m/b"),
+    ]
+    newer = (*record(b"r-2")[:18], attempts, 0, b"http", b"10.0.0.1", b"1.1", None, 0, 0, 80)
+    doc = flow_doc((*newer, ("SecurityPolicy", "RequestMirror"), "v2"))
+    assert doc["filters"] == ["SecurityPolicy", "RequestMirror"]
+    assert doc["releaseVersion"] == "v2"
+    assert [a["endpoint"] for a in doc["attempts"]] == ["127.0.0.1:9000"]
+    (mirror,) = doc["mirrors"]
+    assert (mirror["backend"], mirror["error"], mirror["durationMs"]) == (
+        "m/b",
+        "connect failed",
+        1.0,
+    )

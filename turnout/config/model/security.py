@@ -257,11 +257,14 @@ class ClientCertificateAuthSpec(Spec):
 
 class BruteForceSpec(Spec):
     """fail2ban's ``maxretry`` / ``findtime`` / ``bantime``: a client address that fails
-    authentication ``maxFailures`` times within ``window`` is refused for ``banFor``."""
+    authentication ``maxFailures`` times within ``window`` is refused for ``banFor``.
+    ``byConsumer`` (basicAuth): a user whose password is refused that often is locked
+    for ``banFor`` too, from every address."""
 
     max_failures: Annotated[StrictInt, Field(ge=1, le=10_000)] = 5
     window: Duration = "1m"
     ban_for: Duration = "10m"
+    by_consumer: bool = False
 
 
 class SecurityPolicySpec(Spec):

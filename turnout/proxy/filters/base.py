@@ -218,6 +218,14 @@ class _ForwardAdapter(ForwardFilter):
         return repr(self.hooks)
 
 
+def filter_name(flt: object) -> str:
+    """How a trace names a filter: its class, without the ``Filter`` suffix."""
+    if isinstance(flt, _RequestAdapter | _ResponseAdapter | _ForwardAdapter):
+        flt = flt.hooks  # a filter that does not derive from the base classes
+    name = type(flt).__name__
+    return name[:-6] if name.endswith("Filter") and len(name) > 6 else name
+
+
 def request_filter(hooks: RequestHooks) -> RequestFilter:
     return hooks if isinstance(hooks, RequestFilter) else _RequestAdapter(hooks)
 
@@ -266,6 +274,7 @@ class FilterContext:
         "port",
         "prefix",
         "principal",
+        "ran",
         "response_headers",
         "route",
         "route_json",
@@ -305,6 +314,9 @@ class FilterContext:
         self.state: dict[str, object] | None = None
         self._chain: tuple[RequestFilter, ...] = ()
         self._index = 0
+        # The filters that ran, in order, when the request is traced (``turnout trace``);
+        # None (untraced) costs one check per chain, nothing per filter.
+        self.ran: tuple[object, ...] | None = None
         self._task: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -331,6 +343,9 @@ class FilterContext:
     def run(self, chain: tuple[RequestFilter, ...]) -> int:
         """Run ``chain`` from its start: ``PROCEED``, ``ANSWERED`` or ``SUSPENDED``."""
         self._chain = chain
+        ran = self.ran
+        if ran is not None:
+            self.ran = ran + chain
         return self._run_from(0)
 
     def cancel(self) -> None:
@@ -356,6 +371,9 @@ class FilterContext:
 
     def _verdict(self, index: int, verdict: LocalReply | Suspend) -> int:
         if isinstance(verdict, LocalReply):
+            ran = self.ran
+            if ran is not None:  # the rest of the chain did not run
+                self.ran = ran[: len(ran) - len(self._chain) + index + 1]
             self._host.filter_answered(verdict)
             return ANSWERED
         self._index = index

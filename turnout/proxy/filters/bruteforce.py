@@ -14,6 +14,15 @@ the failures counted in it and the end of the ban. A ban is logged once (policy,
 address, failures, duration; never a credential) and counted in
 ``turnout_auth_bans_total{policy}``. Like rate-limit counters, a slot can be evicted
 when its group fills with newer keys (the oldest first), which lifts that ban early.
+
+With ``byConsumer`` (Basic authentication only: the one method whose failed attempt
+names an account) a second counter per user name runs beside the address's, in its own
+slots: a user of the policy whose password is refused ``maxFailures`` times within the
+window, from any addresses, is locked for ``banFor`` — every request presenting that
+user's Basic credentials is refused before the password is checked. Only user names
+the policy knows are counted (guessed names cannot fill the table). A lockout is logged
+once (policy, user, failures, duration) and counted in
+``turnout_auth_consumer_bans_total{policy}``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from typing import Final
 
 from turnout.core.durations import parse_duration
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.filters.auth.basic import BasicAuth
+from turnout.proxy.filters.auth.ipranges import ClientAddress
 from turnout.proxy.filters.base import FilterContext, LocalReply
 from turnout.proxy.ratelimit.algorithms import Decision, State
 from turnout.proxy.ratelimit.local import LocalStore
@@ -86,6 +97,38 @@ class BruteForceGuard:
         self.stats = stats
         self.clock = clock
         self.hasher = store.key_hasher("bruteForce:" + policy)
+        self.users: frozenset[bytes] = frozenset()  # byConsumer: the users to lock
+        self.address = ClientAddress()  # the policy's clientIPDetection (``detect_with``)
+        self.user_hasher = store.key_hasher("bruteForceConsumer:" + policy)
+
+    def detect_with(self, address: ClientAddress) -> None:
+        """Count by the address ``clientIPDetection`` finds (X-Forwarded-For), as the
+        policy's IP rules do, rather than by the socket's peer."""
+        self.address = address
+
+    def _client(self, ctx: FilterContext) -> bytes:
+        if not self.address.hops:
+            return ctx.client_ip
+        ip = self.address.resolve(ctx.head, ctx.client_ip)
+        return str(ip).encode() if ip is not None else ctx.client_ip
+
+    def lock_users(self, users: frozenset[bytes]) -> None:
+        """Count failures per user too (``byConsumer``), for these Basic user names."""
+        self.users = users
+
+    def _claimed(self, ctx: FilterContext) -> bytes | None:
+        """The known Basic user a request presents, when users are locked."""
+        if not self.users:
+            return None
+        creds = BasicAuth.extract(ctx.head)
+        if creds is None or creds[0] not in self.users:
+            return None
+        return creds[0]
+
+    def _user_key(self, user: bytes) -> int:
+        h = self.user_hasher.copy()
+        h.update(user)
+        return int.from_bytes(h.digest(), "little") or 1
 
     def _key(self, client_ip: bytes) -> int:
         h = self.hasher.copy()
@@ -94,32 +137,57 @@ class BruteForceGuard:
 
     def check(self, ctx: FilterContext) -> LocalReply | None:
         """A refusal while ``ctx``'s client address is banned."""
-        decision = self.store.decide(self._key(ctx.client_ip), self.counter, self.clock(), 0)
+        now = self.clock()
+        decision = self.store.decide(self._key(self._client(ctx)), self.counter, now, 0)
+        if not decision.allowed:
+            return _refusal(decision.retry_after)
+        user = self._claimed(ctx)
+        if user is None:
+            return None
+        decision = self.store.decide(self._user_key(user), self.counter, now, 0)
         if decision.allowed:
             return None
-        return _refusal(decision.retry_after)
+        return _refusal(decision.retry_after, USER_LOCKED)
 
     def failed(self, ctx: FilterContext) -> None:
         """Count one failed authentication; the one that reaches the limit bans."""
-        decision = self.store.decide(self._key(ctx.client_ip), self.counter, self.clock(), 1)
+        now = self.clock()
+        user = self._claimed(ctx)
+        if user is not None:
+            self._count_user(user, now)
+        client = self._client(ctx)
+        decision = self.store.decide(self._key(client), self.counter, now, 1)
         if decision.allowed:
             return
         if self.stats is not None:
             self.stats.event(self.policy, "ban")
         log.warning(
             "banned client %s for %gs after %d failed authentications (SecurityPolicy %s)",
-            ctx.client_ip.decode("ascii", "replace"),
+            client.decode("ascii", "replace"),
+            self.counter.ban_for,
+            self.counter.max_failures,
+            self.policy,
+        )
+
+    def _count_user(self, user: bytes, now: float) -> None:
+        decision = self.store.decide(self._user_key(user), self.counter, now, 1)
+        if decision.allowed:
+            return
+        if self.stats is not None:
+            self.stats.event(self.policy, "consumer_ban")
+        log.warning(
+            "locked user %s for %gs after %d failed authentications (SecurityPolicy %s)",
+            user.decode("utf-8", "replace"),
             self.counter.ban_for,
             self.counter.max_failures,
             self.policy,
         )
 
 
-def _refusal(retry_after: float) -> LocalReply:
+ADDRESS_BANNED: Final = b"too many failed authentications from this address; try again later"
+USER_LOCKED: Final = b"too many failed authentications for this user; try again later"
+
+
+def _refusal(retry_after: float, message: bytes = ADDRESS_BANNED) -> LocalReply:
     seconds = max(1, math.ceil(retry_after))
-    return LocalReply(
-        403,
-        BANNED,
-        b"too many failed authentications from this address; try again later",
-        [(b"retry-after", str(seconds).encode())],
-    )
+    return LocalReply(403, BANNED, message, [(b"retry-after", str(seconds).encode())])

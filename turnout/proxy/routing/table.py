@@ -182,7 +182,7 @@ class HostIndex(Generic[A]):
 class ListenerTable(Generic[A]):
     """One Gateway listener: its identity (for redirects and logs) and its hosts."""
 
-    __slots__ = ("gateway", "hosts", "ident", "name", "port", "scheme")
+    __slots__ = ("gateway", "hosts", "ident", "label", "name", "port", "scheme")
 
     def __init__(
         self, gateway: str, name: str, port: int, hosts: HostIndex[VirtualHost[A]]
@@ -190,6 +190,7 @@ class ListenerTable(Generic[A]):
         self.gateway = gateway
         self.name = name
         self.ident = (gateway, name)  # stable across snapshots (TLS misdirection checks)
+        self.label = f"{gateway}/{name}"  # traces and flows name it so (built once)
         self.port = port  # the declared port (redirect defaults use it, not the bound one)
         self.scheme = b"http"
         self.hosts = hosts

@@ -284,6 +284,11 @@ class SnapshotBuilder:
             guard = self.guards[label] = BruteForceGuard(
                 label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
             )
+            auth = self.policies.auth_filter(policy)
+            guard.detect_with(auth.address)
+            basic = auth.basic
+            if spec.by_consumer and basic is not None:
+                guard.lock_users(frozenset(basic.users))
         return guard
 
     def _compile_limits(self) -> None:

@@ -1,0 +1,140 @@
+"""Redis black-holed (reachable, silent) under load, then back: a private
+``redis-server`` behind a ``BlackHoleRelay`` that keeps accepting and reading but
+forwards nothing. Every decision returns within the call timeout plus a small slack,
+fail-open rules allow and fail-closed rules refuse, the breaker opens, and decisions
+should be exact again within a few breaker cooldowns after the partition ends. That
+last part held in some runs and not in others (xfail; docs/reliability.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.ratelimit.conftest import RedisServer
+from tests.integration.ratelimit.test_redis_store import TIMEOUT, Load, Sample, rule
+from turnout.proxy.ratelimit.algorithms import Decision, SlidingWindow, TokenBucket
+from turnout.proxy.ratelimit.breaker import Breaker
+from turnout.proxy.ratelimit.limiter import RateLimiter
+from turnout.proxy.ratelimit.redis_store import RedisStore
+
+SLACK = 0.15  # event-loop scheduling on a loaded machine
+
+
+@pytest.mark.xfail(
+    reason=(
+        "not diagnosed (docs/reliability.md): after the hole ends, recovery took 0.9 s in "
+        "some runs, while in others the breaker kept reopening for 6 s and more"
+    ),
+    strict=False,
+)
+def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) -> None:
+    cooldown = 1.0
+    lanes = 8
+    # The relay is a process of its own, as a network device would be: the load's busy
+    # loop shares no interpreter with its forwarding.
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "turnout.testing.relay", str(redis_server.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert relay.stdout is not None
+    port = int(relay.stdout.readline())
+
+    async def main() -> tuple[Load, float, float, RedisStore]:
+        store = RedisStore(
+            f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT, breaker=Breaker(5, cooldown)
+        )
+        limiter = RateLimiter(
+            [
+                rule("open", TokenBucket(rate=1, interval=86400.0, burst=10**9)),
+                rule("closed", SlidingWindow(10**9, 1e6), failure_mode="closed"),
+            ],
+            redis=store,
+        )
+        load = Load()
+        running = True
+
+        async def lane(index: int) -> None:
+            n = 0
+            while running:
+                n += 1
+                start = time.perf_counter()
+                result = limiter.decide(b"bh-lane%d" % index, index % 2)
+                assert not isinstance(result, Decision)
+                d = await result
+                load.samples.append(Sample(index, start, time.perf_counter() - start, d))
+                await asyncio.sleep(0.002 if n % 4 == 0 else 0)
+
+        try:
+            await store.load()
+            tasks = [asyncio.create_task(lane(i)) for i in range(lanes)]
+            await asyncio.sleep(0.5)
+            holed_at = time.perf_counter()
+            relay.send_signal(signal.SIGUSR1)
+            try:
+                await asyncio.sleep(2.0)
+            finally:
+                restored_at = time.perf_counter()
+                relay.send_signal(signal.SIGUSR2)
+            await asyncio.sleep(6.0)
+            running = False
+            await asyncio.gather(*tasks)
+        finally:
+            limiter.close()
+            await store.aclose()
+        return load, holed_at, restored_at, store
+
+    gc.disable()
+    try:
+        load, holed_at, restored_at, store = asyncio.run(main())
+    finally:
+        gc.enable()
+        relay.terminate()
+        _, err = relay.communicate(timeout=10)
+    swallowed = int(err.decode().split("swallowed ")[1].split()[0])
+    samples = load.samples
+    assert swallowed > 0  # the relay did receive commands and dropped them
+
+    worst_sample = max(samples, key=lambda s: s.latency)
+    worst = worst_sample.latency
+    when = worst_sample.start - holed_at
+
+    healthy = [s for s in samples if s.start > restored_at and not s.decision.degraded]
+    recovered_after = min((s.start for s in healthy), default=99.0) - restored_at
+    last_degraded = max(s.start - restored_at for s in samples if s.decision.degraded)
+    print(
+        f"\nblack hole: {len(samples)} decisions, worst {worst * 1000:.1f} ms at {when:+.2f}s, "
+        f"{store.timeouts} timeouts, {store.short_circuits} short-circuited, "
+        f"{store.breaker.opens} breaker opens; first exact decision "
+        f"{recovered_after * 1000:.0f} ms after the relay forwarded again, last degraded "
+        f"{last_degraded * 1000:.0f} ms after"
+    )
+    # Bounded latency: at most the call timeout (+ slack). On the shared test machine
+    # the odd call is descheduled longer at any time; 1 % may exceed it.
+    slow = [s for s in samples if s.latency > TIMEOUT + SLACK]
+    assert len(slow) <= 0.01 * len(samples), f"worst {worst * 1000:.1f} ms at {when:+.3f}s"
+    during = [s for s in samples if holed_at + TIMEOUT + SLACK < s.start < restored_at]
+    assert during and all(s.decision.degraded for s in during)
+    for s in during:
+        d = s.decision
+        if s.lane % 2 == 0:
+            assert d.allowed and d.remaining is None
+        else:
+            assert not d.allowed and d.remaining is None
+    assert store.breaker.opens >= 1
+    assert statistics.median(s.latency for s in during) < 0.005  # short-circuited
+
+    assert healthy, "never recovered"
+    # Recovery: the first probe after the hole ends succeeds within about a cooldown;
+    # connections dropped during the hole are re-made one failed call at a time, so the
+    # breaker may open again a few times: exact for good within a few cooldowns.
+    assert recovered_after <= cooldown + TIMEOUT + SLACK + 0.5
+    assert last_degraded <= 4 * cooldown
+    assert store.breaker.state_name == "closed"

@@ -12,12 +12,12 @@ a clear message if the installed ``h2`` lacks one.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from h2.config import H2Configuration
 from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection
 from h2.errors import ErrorCodes
-from h2.events import Event
+from h2.events import Event, RequestReceived, TrailersReceived
 from h2.exceptions import (
     DenialOfServiceError,
     InvalidBodyLengthError,
@@ -37,6 +37,7 @@ from hyperframe.frame import (
 )
 
 from turnout.proxy.protocols.hpack_codec import Decoder, Encoder
+from turnout.proxy.protocols.http2_fields import request_fields, trailer_fields
 
 # How many closed streams h2 remembers (to tell a late frame on a reset stream, a stream
 # error, from a frame on a stream that never existed). h2's default, 65536, costs several
@@ -113,7 +114,17 @@ class ServerH2Connection(H2Connection):
                 return self._refuse(frame, True, "too many concurrent streams")
         self._header_stream = 0
         try:
-            return super()._receive_headers_frame(frame)
+            frames, events = super()._receive_headers_frame(frame)
+            # h2's own inbound validation is off (slow): the same checks, compiled.
+            for ev in events:
+                kind = type(ev)
+                if kind is RequestReceived:
+                    req = cast(RequestReceived, ev)
+                    req.headers = request_fields(req.headers)
+                elif kind is TrailersReceived:
+                    tr = cast(TrailersReceived, ev)
+                    tr.headers = trailer_fields(tr.headers)
+            return frames, events
         except StreamClosedError:
             raise  # h2 handles frames on closed streams itself
         except ProtocolError as exc:

@@ -62,6 +62,12 @@ H2_PRIVATE_NAMES: Final = (
 )
 
 
+class CompressionError(ProtocolError):
+    """A header block HPACK cannot decode: GOAWAY(COMPRESSION_ERROR), RFC 9113 §4.3."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
 class StreamRejected(Event):
     """Not an ``h2`` event: ``ServerH2Connection`` reset or refused a stream itself."""
 
@@ -128,6 +134,9 @@ class ServerH2Connection(H2Connection):
         except StreamClosedError:
             raise  # h2 handles frames on closed streams itself
         except ProtocolError as exc:
+            if isinstance(exc.__cause__, HPACKError) and not isinstance(exc, DenialOfServiceError):
+                # h2 says PROTOCOL_ERROR; RFC 9113 §4.3 asks for COMPRESSION_ERROR
+                raise CompressionError(str(exc)) from exc
             if self._header_stream != sid or isinstance(exc, DenialOfServiceError):
                 raise  # before the stream: HPACK or connection state, a connection error
             self._reset_quietly(sid, ErrorCodes.PROTOCOL_ERROR)
@@ -154,7 +163,7 @@ class ServerH2Connection(H2Connection):
         except OversizedHeaderListError as exc:
             raise DenialOfServiceError(f"Oversized header block: {exc}") from exc
         except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"Error decoding header block: {exc}") from exc
+            raise CompressionError(f"Error decoding header block: {exc}") from exc
         self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         sid = frame.stream_id
         self.highest_inbound_stream_id = sid

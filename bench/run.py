@@ -220,6 +220,18 @@ def thread_cpu(pids: list[int]) -> dict[str, tuple[str, int, int]]:
     return out
 
 
+def _rss(m: dict[str, Any]) -> str:
+    """Total RSS in MiB, then per process role when there is more than one."""
+    if m.get("rss_kib") is None:
+        return "—"
+    total = f"{m['rss_kib'] / 1024:.1f}"
+    roles = {k: v for k, v in (m.get("rss_by_role_kib") or {}).items() if v is not None}
+    if len(roles) < 2:
+        return total
+    parts = ", ".join(f"{k.split(' ')[-1]} {v / 1024:.1f}" for k, v in sorted(roles.items()))
+    return f"{total} ({parts})"
+
+
 def _role(pid: int) -> str:
     cmd = proc_cmdline(pid)
     for needle, role in (
@@ -794,6 +806,11 @@ def measure(
             for p in pids_after
         }
         roles = {p: _role(p) for p in pids_after}
+        # RSS per role (issue 17's goals: worker <= 60 MiB, supervisor <= 120 MiB)
+        by_role: dict[str, int] = {}
+        for p in pids_after:
+            by_role[roles[p]] = by_role.get(roles[p], 0) + rss_kib([p])
+        res["rss_by_role_kib"] = by_role
         res["threads"] = {
             key: {
                 "name": roles.get(int(key.split("/")[0]), "?")
@@ -1007,6 +1024,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "upstream_cpu_us_per_req": med(lambda r: r.get("upstream_cpu_us_per_req")),
         "upstream_requests_per_req": med(lambda r: r.get("upstream_requests_per_req")),
         "rss_kib": med(lambda r: r.get("rss_kib")),
+        "rss_by_role_kib": {
+            role: med(lambda r, role=role: r.get("rss_by_role_kib", {}).get(role))
+            for role in sorted({k for r in runs for k in r.get("rss_by_role_kib", {})})
+        },
         "errors": sum(r["wrk"]["error_total"] for r in runs),
         "non2xx": sum(r["wrk"]["errors"]["status"] for r in runs),
         "flagged_runs": sum(1 for r in runs if r["flags"]),
@@ -1151,7 +1172,7 @@ def render_results(data: dict[str, Any]) -> str:
                         _ratio(m["cpu_us_per_req"], ng.get("cpu_us_per_req")) if proxy else "—",
                         _f(m["core_proxy_us_per_req"]) if proxy else "—",
                         f"{m['core_proxy_busy_pct']:.0f}% / {m['core_load_busy_pct']:.0f}%",
-                        f"{m['rss_kib'] / 1024:.1f}" if m["rss_kib"] is not None else "—",
+                        _rss(m),
                         f"{spread:.1f}%",
                         errs,
                     ]

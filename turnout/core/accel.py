@@ -30,6 +30,8 @@ HOT_MODULES: Final = (
     "turnout.proxy.protocols.http1",
     "turnout.proxy.protocols.http1_client",
     "turnout.proxy.protocols.http1_wire",
+    "turnout.proxy.protocols.hpack_codec",
+    "turnout.proxy.protocols.http2_fields",
     "turnout.proxy.routing.table",
     "turnout.proxy.routing.keys",
     "turnout.proxy.filters.base",

@@ -15,17 +15,19 @@ import logging
 import socket
 from collections.abc import Callable
 from functools import partial
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from turnout.config.configset import ConfigSet
 from turnout.observe.accesslog import AccessLog
-from turnout.observe.otlp import TraceExporter
 from turnout.proxy.routing.tls import TlsTable, socket_context
 from turnout.proxy.runtime import ProxySettings, Runtime
 from turnout.proxy.snapshot import ALPN
 from turnout.proxy.transports.http1 import Http1Transport
 from turnout.proxy.transports.l4 import L4Listener, L4Transport
 from turnout.proxy.transports.tls_gate import gated_tls_factory
+
+if TYPE_CHECKING:
+    from turnout.observe.otlp import TraceExporter
 
 log = logging.getLogger("turnout.worker")
 
@@ -57,6 +59,10 @@ class Worker:
         # One export task per worker (the compiled runtime keeps only the span queue).
         self.exporter: TraceExporter | None = None
         if self.rt.tracer is not None:
+            # Imported only when tracing is on: httpx and opentelemetry-proto cost a
+            # worker ~10 MiB of RSS.
+            from turnout.observe.otlp import TraceExporter
+
             self.exporter = TraceExporter(self.rt.tracer, loop)
             self.exporter.start()
 

@@ -8,7 +8,8 @@ Workers apply verdicts to the endpoint's ``EndpointHealth``, which the balancers
 
 An address that several Backends list is probed once, with the settings of the first
 Backend (by namespace/name) that checks it. Endpoints without a port (their port comes
-from a backendRef) are probed on each port the routes use.
+from a backendRef) are probed on each port the routes use. A Backend with ``tls`` is
+probed over TLS with its trust anchors, client certificate and SNI (as its requests are).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from turnout.config.configset import ConfigSet
 from turnout.config.model.backend import BackendObject
+from turnout.config.tls import UpstreamTLS, backend_tls
 from turnout.core.durations import parse_duration
-from turnout.core.netaddr import parse_address
+from turnout.core.netaddr import Address, parse_address
 from turnout.proxy.upstream.probe import HealthChecker, ProbeTarget
 
 log = logging.getLogger("turnout.supervisor")
@@ -42,6 +44,13 @@ def _ports_by_backend(config: ConfigSet) -> dict[tuple[str, str], set[int]]:
     return ports
 
 
+def _server_name(address: Address, tls: UpstreamTLS | None) -> str | None:
+    """SNI and verified name, as the data plane's (``snapshot.builder.server_name``)."""
+    if tls is None:
+        return None
+    return tls.sni or (address.host if not address.is_unix else None)
+
+
 def probe_targets(config: ConfigSet) -> tuple[list[ProbeTarget], dict[str, str]]:
     """Targets for every actively checked endpoint, and endpoint key → backend label."""
     targets: dict[str, ProbeTarget] = {}
@@ -54,6 +63,10 @@ def probe_targets(config: ConfigSet) -> tuple[list[ProbeTarget], dict[str, str]]
         if hc is None or hc.active is None:
             continue
         active = hc.active
+        tls: UpstreamTLS | None = None
+        if backend.spec.tls is not None:
+            # validated with the configuration: a failure here cannot happen
+            tls = backend_tls(backend.spec.tls, ns, config.secrets())
         for ep in backend.spec.endpoints:
             addr = parse_address(ep.address, allow_missing_port=True)
             if addr.is_unix or addr.port:
@@ -81,6 +94,8 @@ def probe_targets(config: ConfigSet) -> tuple[list[ProbeTarget], dict[str, str]]
                     healthy_threshold=active.healthy_threshold,
                     unhealthy_threshold=active.unhealthy_threshold,
                     jitter=min(active.jitter, 99) / 100.0,
+                    tls=tls,
+                    server_name=_server_name(address, tls),
                 )
                 owners[key] = f"{ns}/{name}"
     return list(targets.values()), owners

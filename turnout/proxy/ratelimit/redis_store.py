@@ -38,7 +38,8 @@ so a request that was failed open can still be counted afterwards: counting stay
 conservative, never generous.
 
 One ``RedisStore`` (one connection pool) per worker process, created on its event loop;
-``aclose()`` it on shutdown.
+``aclose()`` it on shutdown. The ``redis`` library is imported when the first store is
+made, not with this module: a worker without ``--redis`` never loads it (~6 MiB of RSS).
 """
 
 from __future__ import annotations
@@ -47,17 +48,14 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Final
-
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING, Final
 
 from turnout.proxy.ratelimit.algorithms import Decision, SlidingWindow, TokenBucket
 from turnout.proxy.ratelimit.breaker import HALF_OPEN, Breaker
 from turnout.proxy.ratelimit.rules import RateLimitRule
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
 
 DEFAULT_TIMEOUT: Final = 0.05
 DEFAULT_PREFIX: Final = b"turnout:rl:"
@@ -202,7 +200,11 @@ class RedisStore:
     __slots__ = (
         "_client",
         "_clock",
+        "_errors",
+        "_no_script",
         "_pool",
+        "_reply_error",
+        "_timeout_errors",
         "breaker",
         "calls",
         "failures",
@@ -228,6 +230,16 @@ class RedisStore:
         self.breaker = breaker if breaker is not None else Breaker(5, 1.0)
         self.prefix = prefix
         self._clock = clock
+        from redis.asyncio import ConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        self._timeout_errors: tuple[type[BaseException], ...] = (TimeoutError, RedisTimeoutError)
+        self._no_script: type[BaseException] = NoScriptError
+        self._reply_error: type[Exception] = RedisError
         backstop = max(timeout, 1.0)  # asyncio.timeout bounds calls; this only backs it up
         self._pool: ConnectionPool = ConnectionPool.from_url(
             url,
@@ -275,9 +287,9 @@ class RedisStore:
             if probe:  # our caller went away: not Redis's fault, but let another probe
                 breaker.abandoned(clock())
             raise
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             self.failures += 1
-            if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+            if isinstance(exc, self._timeout_errors):
                 self.timeouts += 1
             now = clock()
             breaker.failure(now)
@@ -294,10 +306,10 @@ class RedisStore:
         client = self._client
         try:
             reply = await client.evalsha(script.sha, 1, key, param, limit, cost, when)
-        except NoScriptError:
+        except self._no_script:
             reply = await client.eval(script.text, 1, key, param, limit, cost, when)
         if not isinstance(reply, list) or len(reply) != 4:
-            raise RedisError(f"unexpected rate-limit script reply {reply!r}")
+            raise self._reply_error(f"unexpected rate-limit script reply {reply!r}")
         return reply
 
     async def aclose(self) -> None:

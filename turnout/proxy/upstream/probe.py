@@ -19,6 +19,13 @@ and pass iff the status is in ``expected`` (default ``{200}``, as in Envoy); the
 never read. Sockets are plain non-blocking sockets driven by ``loop.sock_*`` and closed
 synchronously, so a cancelled or timed-out probe leaks nothing.
 
+A target with ``tls`` (the Backend's ``tls``: trust anchors, client certificate for
+mutual TLS, SNI) is probed over TLS with the same client context the data plane uses
+(``upstream/tls.py``), offering ALPN ``http/1.1`` for HTTP probes and ``h2`` for gRPC
+ones; the handshake is done on the probe's socket with an ``ssl.SSLObject`` over memory
+BIOs, so the socket handling above (and its synchronous close) stays the same. A
+certificate the Backend would not accept fails the probe, as it fails requests.
+
 Initial state: every target starts *healthy* until proven otherwise. Envoy starts new
 hosts unhealthy until their first check passes; healthy-first avoids a burst of 503s at
 start-up and on reload, and the outlier detector still catches a dead endpoint on its
@@ -37,17 +44,20 @@ import os
 import random
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, TypedDict
 
+from turnout.config.tls import UpstreamTLS
 from turnout.core.netaddr import Address
 from turnout.core.tasks import spawn
 from turnout.proxy.protocols.heads import Headers, ResponseHead
 from turnout.proxy.protocols.http1_client import Http1ClientConnection
 from turnout.proxy.protocols.http2_client import Http2ClientConnection
 from turnout.proxy.upstream.health import ActiveState
+from turnout.proxy.upstream.tls import client_context
 
 log = logging.getLogger("turnout.health")
 
@@ -76,6 +86,8 @@ class ProbeTarget:
     unhealthy_threshold: int = 3
     jitter: float = 0.0  # fraction of the interval, 0 <= jitter < 1
     grpc_service: str = ""  # GRPC probes: the service asked about ("" = the server)
+    tls: UpstreamTLS | None = None  # the Backend's TLS settings: probe over TLS
+    server_name: str | None = None  # SNI and verified name (with tls)
 
     def __post_init__(self) -> None:
         if self.kind not in ("HTTP", "TCP", "GRPC"):
@@ -198,15 +210,75 @@ async def _connect(loop: asyncio.AbstractEventLoop, address: Address) -> socket.
     raise last
 
 
-async def _http_status(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, target: ProbeTarget
-) -> str:
-    await loop.sock_sendall(sock, target.request())
+class _Channel:
+    """A probe's byte stream: the socket itself, or TLS over it (``ssl.SSLObject`` on
+    memory BIOs, so the socket stays a plain one that ``check`` closes synchronously)."""
+
+    __slots__ = ("_in", "_loop", "_out", "_sock", "_tls")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._tls: ssl.SSLObject | None = None
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+
+    async def handshake(self, ctx: ssl.SSLContext, server_name: str | None) -> None:
+        self._tls = ctx.wrap_bio(self._in, self._out, server_hostname=server_name)
+        while True:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if not await self._fill():
+                    raise ConnectionError("connection closed during the TLS handshake") from None
+                continue
+            await self._flush()
+            return
+
+    async def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            await self._loop.sock_sendall(self._sock, data)
+
+    async def _fill(self) -> bool:
+        data = await self._loop.sock_recv(self._sock, _RECV_SIZE)
+        if not data:
+            self._in.write_eof()
+            return False
+        self._in.write(data)
+        return True
+
+    async def send(self, data: bytes) -> None:
+        if self._tls is None:
+            await self._loop.sock_sendall(self._sock, data)
+            return
+        self._tls.write(data)
+        await self._flush()
+
+    async def recv(self) -> bytes:
+        """Bytes received, b"" at the end of the stream."""
+        tls = self._tls
+        if tls is None:
+            return await self._loop.sock_recv(self._sock, _RECV_SIZE)
+        while True:
+            try:
+                return tls.read(_RECV_SIZE)
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if not await self._fill():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
+async def _http_status(chan: _Channel, target: ProbeTarget) -> str:
+    await chan.send(target.request())
     reader = _StatusReader()
     codec = Http1ClientConnection(reader)
     codec.expect(target.method == "HEAD")
     while not reader.status and not reader.error:
-        data = await loop.sock_recv(sock, _RECV_SIZE)
+        data = await chan.recv()
         if not data:
             return "connection closed before a response"
         codec.feed(data)
@@ -256,22 +328,20 @@ def serving(message: bytes) -> bool:
     return len(message) >= 2 and message[0] == 0x08 and message[1] == 1
 
 
-async def _grpc_health(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, target: ProbeTarget
-) -> str:
+async def _grpc_health(chan: _Channel, target: ProbeTarget) -> str:
     reader = _GrpcReader()
     codec = Http2ClientConnection(reader)
     codec.expect(False)
     codec.send(target.grpc_request())
-    await loop.sock_sendall(sock, codec.data_to_send())
+    await chan.send(codec.data_to_send())
     while not reader.done and not reader.error:
-        data = await loop.sock_recv(sock, _RECV_SIZE)
+        data = await chan.recv()
         if not data:
             return "connection closed before a response"
         codec.feed(data)
         out = codec.data_to_send()
         if out:
-            await loop.sock_sendall(sock, out)
+            await chan.send(out)
     if reader.error:
         return reader.error
     if reader.status != 200:
@@ -288,6 +358,21 @@ async def _grpc_health(
     return ""
 
 
+# Client contexts by (settings fingerprint, ALPN): a handful per supervisor.
+_CONTEXTS: dict[tuple[str, str], ssl.SSLContext] = {}
+
+
+def _context(target: ProbeTarget) -> ssl.SSLContext:
+    assert target.tls is not None
+    alpn = "h2" if target.kind == "GRPC" else "http/1.1"
+    key = (target.tls.fingerprint, alpn)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _CONTEXTS[key] = client_context(target.tls)
+        ctx.set_alpn_protocols([alpn])
+    return ctx
+
+
 async def check(target: ProbeTarget) -> str:
     """Probe ``target`` once: "" when it passed, else why it failed."""
     loop = asyncio.get_running_loop()
@@ -297,13 +382,18 @@ async def check(target: ProbeTarget) -> str:
             try:
                 if target.kind == "TCP":
                     return ""
+                chan = _Channel(loop, sock)
+                if target.tls is not None:
+                    await chan.handshake(_context(target), target.server_name)
                 if target.kind == "GRPC":
-                    return await _grpc_health(loop, sock, target)
-                return await _http_status(loop, sock, target)
+                    return await _grpc_health(chan, target)
+                return await _http_status(chan, target)
             finally:
                 sock.close()
     except TimeoutError:
         return f"timed out after {target.timeout:g}s"
+    except ssl.SSLError as exc:
+        return f"TLS: {exc.reason or exc}"
     except socket.gaierror as exc:
         return f"cannot resolve {target.address.host!r}: {exc.strerror or exc}"
     except OSError as exc:  # asyncio's messages hide the errno's text: spell it out

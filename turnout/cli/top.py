@@ -36,6 +36,7 @@ from turnout.observe.rates import (
 
 __all__ = ["GROUPINGS", "SORTS", "Row", "Sample", "parse", "quantile", "rows", "sort_rows", "top"]
 
+
 def render(items: list[Row], cur: Sample, interval: float) -> Group:
     g = cur.gauges
     summary = Text(

@@ -130,6 +130,5 @@ def sort_rows(items: list[Row], by: str) -> list[Row]:
     return sorted(items, key=lambda r: (-value(r), r.name))
 
 
-
 def ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}ms"

@@ -115,9 +115,7 @@ async def create_sandbox(request: Request) -> Response:
 async def delete_sandbox(request: Request, namespace: str, name: str) -> Response:
     console = console_of(request)
     session, _ = await console.writer(request)
-    await console.api(request, session).call(
-        "DELETE", f"/namespaces/{namespace}/sandboxes/{name}"
-    )
+    await console.api(request, session).call("DELETE", f"/namespaces/{namespace}/sandboxes/{name}")
     return back("/ui/sandboxes", done=f"deleted: sandbox {namespace}/{name}")
 
 
@@ -165,7 +163,7 @@ async def rollback(request: Request) -> Response:
 
 @router.post("/ui/explain")
 async def explain(request: Request) -> Response:
-    """"Try a request": the API's ``explain`` (a read, but a POST: CSRF-checked too)."""
+    """ "Try a request": the API's ``explain`` (a read, but a POST: CSRF-checked too)."""
     console = console_of(request)
     session, form = await console.writer(request)
     headers: dict[str, str] = {}

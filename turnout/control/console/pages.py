@@ -175,9 +175,7 @@ async def config(request: Request, plural: str = "httproutes") -> Response:
     console, session, api = _page(request)
     kinds = (await api.get("/kinds"))["items"]
     items = (await api.get(f"/{plural}"))["items"]
-    return console.render(
-        request, "config.html", session, kinds=kinds, items=items, plural=plural
-    )
+    return console.render(request, "config.html", session, kinds=kinds, items=items, plural=plural)
 
 
 @router.get("/ui/config/{namespace}/{plural}/{name}")

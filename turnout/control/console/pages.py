@@ -152,22 +152,28 @@ async def traces(request: Request, id: str = "", key: str = "") -> Response:
 
 
 def _waterfall(trace: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The hops of a request as bars: offset and width in % of the whole."""
-    hops = (trace or {}).get("hops") or []
-    if not hops:
+    """The request and its upstream attempts as bars: offset and width in % of the request."""
+    found = (trace or {}).get("request") or {}
+    total = float(found.get("durationMs") or 0.0)
+    if not found:
         return []
-    starts = [float(h.get("start", 0.0)) for h in hops]
-    ends = [float(h.get("start", 0.0)) + float(h.get("duration", 0.0)) for h in hops]
-    t0, t1 = min(starts), max(ends)
-    span = max(t1 - t0, 1e-9)
-    return [
-        {
-            "hop": h,
-            "left": round((s - t0) / span * 100, 2),
-            "width": max(round((e - s) / span * 100, 2), 0.5),
-        }
-        for h, s, e in zip(hops, starts, ends, strict=True)
-    ]
+    span = max(total, 1e-6)
+    bars = [{"label": f"{found.get('method', '')} {found.get('path') or found.get('target', '')}",
+             "detail": f"{found.get('route', '')} → {found.get('backend', '')}",
+             "status": found.get("status", ""), "left": 0.0, "width": 100.0, "ms": total}]  # fmt: skip
+    for n, a in enumerate(found.get("attempts") or [], 1):
+        start, took = float(a.get("startMs") or 0.0), float(a.get("durationMs") or 0.0)
+        bars.append(
+            {
+                "label": f"attempt {n}",
+                "detail": f"{a.get('endpoint', '')} {a.get('error') or ''}".strip(),
+                "status": a.get("status", ""),
+                "left": round(min(start / span, 1.0) * 100, 2),
+                "width": max(round(took / span * 100, 2), 0.5),
+                "ms": took,
+            }
+        )
+    return bars
 
 
 @router.get("/ui/config")

@@ -158,9 +158,17 @@ def _waterfall(trace: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not found:
         return []
     span = max(total, 1e-6)
-    bars = [{"label": f"{found.get('method', '')} {found.get('path') or found.get('target', '')}",
-             "detail": f"{found.get('route', '')} → {found.get('backend', '')}",
-             "status": found.get("status", ""), "left": 0.0, "width": 100.0, "ms": total}]  # fmt: skip
+    target = found.get("path") or found.get("target", "")
+    bars = [
+        {
+            "label": f"{found.get('method', '')} {target}",
+            "detail": f"{found.get('route', '')} → {found.get('backend', '')}",
+            "status": found.get("status", ""),
+            "left": 0.0,
+            "width": 100.0,
+            "ms": total,
+        }
+    ]
     for n, a in enumerate(found.get("attempts") or [], 1):
         start, took = float(a.get("startMs") or 0.0), float(a.get("durationMs") or 0.0)
         bars.append(

@@ -94,8 +94,10 @@ class ConsoleBed:
 
     def __init__(self, conf_dir: Path, stable: int, candidate: int, workers: int = 1) -> None:
         self.port = free_port()
-        (conf_dir / "gateway.yaml").write_text(dump(gateway(port=self.port)))
-        self.server = TurnoutProcess(conf_dir, workers=workers)
+        conf = conf_dir / "conf"  # the data dir goes beside it, in conf_dir
+        conf.mkdir()
+        (conf / "gateway.yaml").write_text(dump(gateway(port=self.port)))
+        self.server = TurnoutProcess(conf, workers=workers)
         self.stable, self.candidate = stable, candidate
         self.viewer = ""
         self.run_id = ""
@@ -105,7 +107,7 @@ class ConsoleBed:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ConsoleBed:
-        self.server.start()
+        self.server.start(timeout=60)  # a shared machine can be slow to fork workers
         manifests = [
             backend("orders", self.stable),
             backend("orders-v2", self.candidate),
@@ -113,6 +115,8 @@ class ConsoleBed:
             backend("payments-v2", self.candidate),
             route("orders", [to("orders", "/orders")]),
             route("payments", [to("payments", "/payments")]),
+            backend("legacy", free_port()),  # nothing listens there: its route answers 5xx
+            route("legacy", [to("legacy", "/legacy")]),
             release("orders-v2", "orders", "orders-v2"),
             release("payments-v2", "payments", "payments-v2"),
             RUNBOOK,

@@ -51,7 +51,7 @@ def traffic(bed: ConsoleBed, stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
         n += 1
-        bed.get("/orders/%d" % n)
+        bed.get(f"/orders/{n}")
         bed.get("/legacy/x" if n % 10 == 0 else "/payments/x")
         if n % 5 == 0:
             bed.get("/orders/keyed", {"x-turnout-routing-key": "fx-demo"})

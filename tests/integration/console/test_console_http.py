@@ -167,6 +167,13 @@ def test_every_write_needs_the_csrf_token(tmp_path: Path) -> None:
             for bad in ({}, {"csrf": "wrong"}, {"csrf": csrf[:-1]}):
                 r = await c.post("/ui/sandboxes", data={**form, **bad})
                 assert r.status_code == 403 and "CSRF" in r.text
+            # the right token, but posted by another site's page
+            r = await c.post("/ui/sandboxes", data={**form, "csrf": csrf},
+                             headers={"origin": "https://evil.example"})  # fmt: skip
+            assert r.status_code == 403
+            r = await c.post("/ui/login", data={"token": tokens["viewer"]},
+                             headers={"origin": "https://evil.example"})  # fmt: skip
+            assert r.status_code == 403 and "set-cookie" not in r.headers
             assert ("Sandbox", "default", "fx") not in control.stored
             r = await c.post("/ui/sandboxes", data={**form, "address": "127.0.0.1:9100"},
                              headers={"x-csrf-token": csrf})  # fmt: skip
@@ -177,7 +184,7 @@ def test_every_write_needs_the_csrf_token(tmp_path: Path) -> None:
             assert create["actor"] == "token:editor" and create["result"] == "ok"
             assert create["remote"] == "127.0.0.9:4242"  # the browser's address, not ours
             refused = [a for a in entries if a["action"] == "console"]
-            assert len(refused) == 3 and all(a["result"] == "forbidden" for a in refused)
+            assert len(refused) == 4 and all(a["result"] == "forbidden" for a in refused)
 
     run(tmp_path, body)
 
@@ -239,5 +246,26 @@ def test_without_the_browser_libraries_every_ui_path_answers_503(tmp_path: Path)
             for path in ("/ui", "/ui/", "/ui/login", "/ui/static/console.js"):
                 r = await c.get(path)
                 assert r.status_code == 503 and "npm ci" in r.text, path
+
+    run(tmp_path, body)
+
+
+def test_an_admin_creates_a_token_sees_its_secret_once_and_revokes_it(tmp_path: Path) -> None:
+    async def body(app: FastAPI, control: ControlPlane, tokens: dict[str, str]) -> None:
+        async with client(app) as c:
+            csrf = await login(c, tokens["admin"])
+            r = await c.post("/ui/tokens", data={"csrf": csrf, "name": "ci", "role": "editor"})
+            assert r.status_code == 200 and 'id="secret"' in r.text
+            secret = re.search(r"(tnt_[A-Za-z0-9]{12}_[A-Za-z0-9]{32})", r.text)
+            assert secret
+            listing = (await c.get("/ui/tokens")).text
+            assert secret.group(1) not in listing  # shown once, never again
+            token_id = secret.group(1).split("_")[1]
+            r = await c.post(f"/ui/tokens/{token_id}/revoke", data={"csrf": csrf})
+            assert r.status_code == 303
+            check = await c.get(
+                "/api/v1/whoami", headers={"authorization": f"Bearer {secret.group(1)}"}
+            )
+            assert check.status_code == 401
 
     run(tmp_path, body)

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from turnout.control.console.client import ApiFailure
 from turnout.control.console.pages import console_of
-from turnout.control.console.web import COOKIE, HEADERS, back, remote
+from turnout.control.console.web import COOKIE, HEADERS, back, remote, same_origin
 from turnout.control.service import AuthError
 
 router = APIRouter(include_in_schema=False)
@@ -27,6 +27,10 @@ RELEASE_COMMANDS = ("promote", "abort", "pause", "resume", "retry")
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
     console = console_of(request)
+    if not same_origin(request):
+        return console.render(
+            request, "login.html", None, status=403, error="refused: a login from another site"
+        )
     form = await request.form()
     token = str(form.get("token") or "").strip()
     try:
@@ -185,3 +189,34 @@ async def explain(request: Request) -> Response:
         request, "explain.html", session, result=result, error=error, body=body,
         pretty=yaml.safe_dump(result, sort_keys=False) if result else "",
     )  # fmt: skip
+
+
+@router.post("/ui/tokens")
+async def create_token(request: Request) -> Response:
+    """A new token: its secret is on this one page and nowhere else (as in the API)."""
+    console = console_of(request)
+    session, form = await console.writer(request)
+    api = console.api(request, session)
+    body: dict[str, Any] = {
+        "name": str(form.get("name") or ""),
+        "role": str(form.get("role") or "viewer"),
+        "namespaces": [
+            n.strip() for n in str(form.get("namespaces") or "").split(",") if n.strip()
+        ],
+    }
+    if str(form.get("ttl") or "").strip():
+        body["ttl"] = str(form.get("ttl")).strip()
+    created = await api.post("/tokens", body)
+    items = (await api.get("/tokens"))["items"]
+    return console.render(
+        request, "tokens.html", session, items=items, created=created,
+        done=f"created: token {created['name']}",
+    )  # fmt: skip
+
+
+@router.post("/ui/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: str) -> Response:
+    console = console_of(request)
+    session, _ = await console.writer(request)
+    await console.api(request, session).call("DELETE", f"/tokens/{token_id}")
+    return back("/ui/tokens", done=f"revoked: token {token_id}")

@@ -126,8 +126,13 @@ async def incidents(request: Request, run: str = "") -> Response:
     items = (await api.get("/incidents", limit=100))["items"]
     pending = (await api.get("/incidents/approvals"))["items"]
     detail = await api.get(f"/incidents/{run}") if run else None
+    ranking: list[Any] = []
+    if detail is not None:  # the runbooks' track record for this kind of alert
+        labels = (detail.get("alertDetail") or {}).get("labels") or {}
+        ranking = (await api.post("/remediation/rank", {"labels": labels}))["items"]
     return console.render(
         request, "incidents.html", session, items=items, pending=pending, detail=detail,
+        ranking=ranking,
         done=request.query_params.get("done", ""),
     )  # fmt: skip
 

@@ -29,7 +29,29 @@
       return r.json();
     }).then(function (data) { if (data) { draw(data); } }).catch(function () {});
   }
+  // A release's per-version numbers (data-versions, from the measurements API): requests,
+  // and failures of stable and candidate side by side (the table beside has the latencies).
+  function drawRelease(el) {
+    var v = JSON.parse(el.dataset.versions);
+    var names = ["stable", "candidate"];
+    function pick(f) { return names.map(function (n) { return f(v[n]); }); }
+    echarts.init(el).setOption({
+      animation: false,
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 90, right: 20, top: 28, bottom: 20 },
+      yAxis: { type: "category", data: names },
+      xAxis: [{ type: "value", min: 0 }],
+      series: [
+        { name: "requests", type: "bar", data: pick(function (x) { return x.requests; }) },
+        { name: "failures", type: "bar", data: pick(function (x) { return x.failures; }) }
+      ]
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    if (typeof echarts !== "undefined") {
+      document.querySelectorAll(".release-chart[data-versions]").forEach(drawRelease);
+    }
     var els = document.querySelectorAll(".chart[data-metric]");
     if (!els.length || typeof echarts === "undefined") { return; }
     els.forEach(function (el) { charts.push({ el: el, chart: echarts.init(el) }); });

@@ -17,6 +17,7 @@ Not a test: nothing is asserted. ``--screenshots DIR`` also writes one PNG per p
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,12 @@ def nav_ms(page: Any) -> float:
     return t
 
 
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, in ms (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def dom_ms(page: Any) -> float:
     """Navigation start (the click; for a form, its POST and the 303) → DOMContentLoaded."""
     t: float = page.evaluate(
@@ -147,14 +154,19 @@ def main() -> None:
                 page.wait_for_selector("#explain")
                 page.screenshot(path=str(args.screenshots / "explain.png"))
             print(f"warm page load (Navigation Timing, request → load event), {args.rounds} rounds")
+            print("  (server CPU: the supervisor's user+system time per load, /proc, which")
+            print("   includes its other work: stats, health, reconcilers)")
             every: list[float] = []
+            pid = bed.server.proc.pid if bed.server.proc else 0
             for name, url in urls:
                 times = []
+                cpu0 = cpu_ms(pid)
                 for _ in range(args.rounds):
                     page.goto(url)
                     times.append(nav_ms(page))
+                cpu = (cpu_ms(pid) - cpu0) / args.rounds
                 every += times
-                print(f"  {name:<14} {summary(times)}")
+                print(f"  {name:<14} {summary(times)}   server CPU {cpu:5.1f} ms")
             print(f"  {'all pages':<14} {summary(every)}")
             # Click → updated view, two ways: in the browser (the new document's Navigation
             # Timing, from the click's navigation start to DOMContentLoaded: what a user

@@ -121,6 +121,8 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(tmp_pat
             assert r.status_code == 303 and r.headers["location"] == "/ui/login"
             r = await c.post("/ui/login", data={"token": "tnt_nope"})
             assert r.status_code == 401 and "token" in r.text
+            r = await c.post("/ui/login", data={"token": "x" * 10_000})
+            assert r.status_code == 413  # not read into memory: the form is too long
             r = await c.post("/ui/login", data={"token": tokens["viewer"]})
             cookie = r.headers["set-cookie"].lower()
             assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie

@@ -16,7 +16,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from turnout.control.console.client import ApiFailure
 from turnout.control.console.pages import console_of
-from turnout.control.console.web import COOKIE, HEADERS, back, remote, same_origin
+from turnout.control.console.web import (
+    COOKIE,
+    HEADERS,
+    MAX_LOGIN,
+    back,
+    read_form,
+    remote,
+    same_origin,
+)
 from turnout.control.service import AuthError
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +39,7 @@ async def login(request: Request) -> Response:
         return console.render(
             request, "login.html", None, status=403, error="refused: a login from another site"
         )
-    form = await request.form()
+    form = await read_form(request, MAX_LOGIN)
     token = str(form.get("token") or "").strip()
     try:
         principal = await console.control.authenticate(

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
 from turnout.control.auth import Role
-from turnout.control.console.client import ConsoleApi
+from turnout.control.console.client import ApiFailure, ConsoleApi
 from turnout.control.console.live import LiveRates
 from turnout.control.console.sessions import Session, SessionStore
 from turnout.control.service import ControlPlane
@@ -32,6 +32,8 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 VENDOR_FILES = ("htmx.min.js", "echarts.min.js")
 COOKIE = "turnout_session"
+MAX_FORM = 4 * 1024 * 1024  # an object's YAML in an edit form
+MAX_LOGIN = 8 * 1024
 CSP = (
     "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
     # ECharts positions its tooltip with style attributes
@@ -109,7 +111,7 @@ class Console:
     async def writer(self, request: Request) -> tuple[Session, FormData]:
         """The session of a write whose CSRF token matches (form field or header)."""
         session = self.session(request)
-        form = await request.form()
+        form = await read_form(request, MAX_FORM)
         given = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
         if not session.csrf_ok(given) or not same_origin(request):
             await self.control.audit(
@@ -164,6 +166,18 @@ def ejected_of(status: dict[str, Any], backend: str, address: str) -> str:
     """How long passive outlier detection keeps an endpoint out ("" when it is in)."""
     left = (status.get("ejections") or {}).get(address)
     return f"ejected, {left:.0f} s left" if left else ""
+
+
+async def read_form(request: Request, limit: int) -> FormData:
+    """The posted form, refused (413) unless it declares a length within ``limit``.
+
+    Browsers send Content-Length with every form; the bound keeps an unauthenticated
+    login post, or a runaway edit, from being read into memory whole.
+    """
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > limit:
+        raise ApiFailure(413, f"a console form is at most {limit} bytes, with Content-Length", [])
+    return await request.form()
 
 
 def same_origin(request: Request) -> bool:

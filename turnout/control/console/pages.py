@@ -13,10 +13,20 @@ import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from turnout.config.kinds import REGISTRY
 from turnout.control.console.client import ApiFailure, ConsoleApi
 from turnout.control.console.web import HEADERS, Console
 
 router = APIRouter(include_in_schema=False)
+
+# The routes page: Gateways, then every route kind (from the kinds registry), then Backends.
+_BY_KIND = {e.kind: e for e in REGISTRY if e.served}
+ROUTING_KINDS = tuple(
+    (e.plural, e.kind)
+    for e in REGISTRY
+    if e.served and (e.kind == "Gateway" or e.listener_protocols)
+)
+BACKENDS = (_BY_KIND["Backend"].plural, "Backend")
 
 
 def console_of(request: Request) -> Console:
@@ -75,10 +85,12 @@ async def live_series(request: Request) -> Response:
 async def routes(request: Request) -> Response:
     console, session, api = _page(request)
     found: dict[str, list[Any]] = {}
-    for plural in ("gateways", "httproutes", "grpcroutes", "tcproutes", "backends"):
+    for plural, _ in (*ROUTING_KINDS, BACKENDS):
         found[plural] = (await api.get(f"/{plural}"))["items"]
     status = await api.get("/status")
-    return console.render(request, "routes.html", session, found=found, api_status=status)
+    return console.render(
+        request, "routes.html", session, found=found, api_status=status, sections=ROUTING_KINDS
+    )
 
 
 @router.get("/ui/sandboxes")

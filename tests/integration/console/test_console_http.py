@@ -83,6 +83,8 @@ def run(tmp_path: Path, body: Body) -> None:
             control.desired()  # what the supervisor does after a change: the view follows
             await body(app, control, tokens)
         finally:
+            # audit records are written in the background: let them land before closing
+            await asyncio.gather(*control.audit_log.tasks, return_exceptions=True)
             await control.close()
 
     asyncio.run(main())

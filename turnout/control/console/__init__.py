@@ -47,11 +47,10 @@ def mount_console(
     control: ControlPlane,
     scrape: Callable[[], str],
     vendor: Path | None = None,
-    **kw: object,
 ) -> Console:
     from turnout.control.console import actions, pages
 
-    console = Console(app, control, scrape, vendor or STATIC / "vendor", **kw)  # type: ignore[arg-type]
+    console = Console(app, control, scrape, vendor or STATIC / "vendor")
     app.state.console = console
     if not console.ready:
 

@@ -25,7 +25,7 @@ from starlette.datastructures import FormData
 from turnout.control.auth import Role
 from turnout.control.console.client import ApiFailure, ConsoleApi
 from turnout.control.console.live import LiveRates
-from turnout.control.console.sessions import Session, SessionStore
+from turnout.control.console.sessions import DEFAULT_TTL, Session, SessionStore
 from turnout.control.service import ControlPlane
 
 HERE = Path(__file__).parent
@@ -81,11 +81,11 @@ class Console:
         scrape: Callable[[], str],
         vendor: Path = STATIC / "vendor",
         clock: Callable[[], float] = time.monotonic,
-        ttl: float | None = None,
+        ttl: float = DEFAULT_TTL,
     ) -> None:
         self.app = app
         self.control = control
-        self.sessions = SessionStore(clock) if ttl is None else SessionStore(clock, ttl)
+        self.sessions = SessionStore(clock, ttl)
         self.live = LiveRates(scrape)
         self.ready = all((vendor / name).is_file() for name in VENDOR_FILES)
         self.env = Environment(
@@ -93,6 +93,7 @@ class Console:
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # the templates ship with the package: no stat per page
         )
         self.env.filters["ms"] = _ms
         self.env.globals["health_of"] = health_of

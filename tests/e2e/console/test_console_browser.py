@@ -189,6 +189,16 @@ def test_a_viewer_sees_no_write_controls_and_is_refused_a_forged_write(
     assert any(a["actor"] == "token:watcher" and a["result"] == "forbidden" for a in audit["items"])
 
 
+def test_try_a_request_shows_explain(page: Any, bed: ConsoleBed) -> None:
+    login(page, bed.server.admin, bed.viewer)  # a read: a viewer may
+    page.click("header nav >> text=Routes")
+    page.fill("#explain-form input[name=url]", f"{bed.gateway}/payments/1")
+    page.click("#explain-form button")
+    explained = page.locator("#explain")
+    expect()(explained).to_contain_text("default/payments")
+    expect()(explained).to_contain_text("is not under the prefix /orders")  # why not the others
+
+
 def test_every_page_renders_for_an_admin(page: Any, bed: ConsoleBed, tmp_path: Path) -> None:
     login(page, bed.server.admin, bed.server.token)
     for name in ("Routes", "Traces", "Configuration", "Revisions", "Audit", "Tokens"):

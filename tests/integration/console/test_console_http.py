@@ -47,19 +47,22 @@ class Source:
         }
 
 
-async def _reload(reason: str) -> bool:
-    return True
-
-
 Body = Callable[[FastAPI, ControlPlane, dict[str, str]], Awaitable[None]]
 
 
 def run(tmp_path: Path, body: Body) -> None:
     async def main() -> None:
         store = await open_store(f"sqlite:///{tmp_path}/t.db")
+        plane: list[ControlPlane] = []
+
+        async def reload(reason: str) -> bool:  # what the supervisor does: the view follows
+            plane[0].desired()
+            return True
+
         control = ControlPlane(
-            store, data_dir=tmp_path, on_change=_reload, runtime=lambda: {"workers": []}
+            store, data_dir=tmp_path, on_change=reload, runtime=lambda: {"workers": []}
         )
+        plane.append(control)
         await control.start()
         try:
             app = create_app(Source(), control)
@@ -80,7 +83,6 @@ def run(tmp_path: Path, body: Body) -> None:
                     headers={"authorization": f"Bearer {admin}"},
                 )
                 assert r.status_code == 201, r.text
-            control.desired()  # what the supervisor does after a change: the view follows
             await body(app, control, tokens)
         finally:
             # audit records are written in the background: let them land before closing
@@ -187,6 +189,11 @@ def test_every_write_needs_the_csrf_token(tmp_path: Path) -> None:
             create = next(a for a in entries if a["target"] == "Sandbox default/fx")
             assert create["actor"] == "token:editor" and create["result"] == "ok"
             assert create["remote"] == "127.0.0.9:4242"  # the browser's address, not ours
+            page = (await c.get("/ui/sandboxes")).text
+            assert "/ui/sandboxes/default/fx/delete" in page
+            r = await c.post("/ui/sandboxes/default/fx/delete", data={"csrf": csrf})
+            assert r.status_code == 303
+            assert ("Sandbox", "default", "fx") not in control.stored
             refused = [a for a in entries if a["action"] == "console"]
             assert len(refused) == 4 and all(a["result"] == "forbidden" for a in refused)
 

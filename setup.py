@@ -11,10 +11,13 @@ pyproject.toml; this file only adds the optional extensions.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from turnout.core.accel import HOT_MODULES  # the one list of compiled modules
@@ -75,4 +78,54 @@ def _extensions() -> list[object]:
         return []
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+# The web console's browser libraries: (file under node_modules, name in the package).
+# They come from npm (package.json, package-lock.json) and are git-ignored; a wheel and
+# an sdist carry the copies, so installing either needs no Node.js.
+CONSOLE_VENDOR = "turnout/control/console/static/vendor"
+CONSOLE_ASSETS = (
+    ("htmx.org/dist/htmx.min.js", "htmx.min.js"),
+    ("htmx.org/LICENSE", "htmx.LICENSE"),
+    ("echarts/dist/echarts.min.js", "echarts.min.js"),
+    ("echarts/LICENSE", "echarts.LICENSE"),
+    ("echarts/NOTICE", "echarts.NOTICE"),
+)
+
+
+def build_console_assets(root: str) -> None:
+    """Copy the console's libraries into the package, running ``npm ci`` if needed.
+
+    Without npm (or offline) it warns and goes on: the console then answers 503 naming
+    the fix, the rest of Turnout works.
+    """
+    vendor = os.path.join(root, CONSOLE_VENDOR)
+    targets = [os.path.join(vendor, name) for _, name in CONSOLE_ASSETS]
+    if all(os.path.exists(t) for t in targets):
+        return
+    modules = os.path.join(root, "node_modules")
+    sources = [os.path.join(modules, src) for src, _ in CONSOLE_ASSETS]
+    if not all(os.path.exists(s) for s in sources):
+        npm = shutil.which("npm")
+        if npm is None or not os.path.exists(os.path.join(root, "package-lock.json")):
+            _warn("npm not found: the web console (/ui) will answer 503 until `npm ci` "
+                  "and a reinstall copy its libraries (see docs/console.md)")
+            return
+        try:
+            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root, check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            _warn(f"`npm ci` failed ({exc}): the web console (/ui) will answer 503")
+            return
+    os.makedirs(vendor, exist_ok=True)
+    for source, target in zip(sources, targets, strict=True):
+        shutil.copyfile(source, target)
+
+
+class BuildPyWithConsole(build_py):
+    def run(self) -> None:
+        build_console_assets(os.path.dirname(os.path.abspath(__file__)))
+        super().run()
+
+
+setup(
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithConsole},
+)

@@ -4,7 +4,8 @@ Serves ``/metrics`` (Prometheus text format, aggregated over workers), ``/health
 (the supervisor's loop is alive) and ``/readyz`` (every worker runs the current
 revision and the gateway is not draining), unauthenticated; and the control plane's
 token-protected REST API under ``/api/v1`` (``turnout.control.api``), whose OpenAPI
-document is ``/api/v1/openapi.json``. It binds 127.0.0.1 unless told otherwise, and
+document is ``/api/v1/openapi.json``; and the web console under ``/ui``
+(``turnout.control.console``). It binds 127.0.0.1 unless told otherwise, and
 speaks https when given a certificate (``admin_tls``: also where it may bind without one).
 """
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from turnout.control.api import mount_api
+from turnout.control.console import mount_console
 from turnout.control.releases.metrics import ReleaseCollector
 from turnout.control.remediation.engine import remediation_breakers
 from turnout.control.remediation.metrics import BreakerCollector
@@ -73,6 +75,7 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
         if isinstance(ring, LogRing):
             app.include_router(logs_router(ring), prefix="/api/v1")
         mount_api(app, control)
+        mount_console(app, control, lambda: generate_latest(registry).decode())
     return app
 
 

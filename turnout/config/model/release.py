@@ -25,7 +25,9 @@ from turnout.config.model.base import (
     ObjectName,
     Percent,
     Spec,
+    Timestamp,
 )
+from turnout.config.model.environment import Cron, TimeZone
 from turnout.config.model.sandbox import RoutingKey
 
 # The annotation holding the release's state (JSON, written by the reconciler and the
@@ -185,6 +187,16 @@ class WebhookSpec(Spec):
     metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
 
+class ScheduleSpec(Spec):
+    """When a queued release may start: not before ``notBefore`` (RFC 3339) and, with
+    ``cron``, at the first cron time after it was queued (read in ``timeZone``). A start
+    held up by the queue or a blackout happens as soon as they allow."""
+
+    not_before: Timestamp | None = None
+    cron: Cron | None = None
+    time_zone: TimeZone = "UTC"
+
+
 class ReleaseSpec(Spec):
     backend: ObjectName
     candidate: CandidateSpec
@@ -192,6 +204,9 @@ class ReleaseSpec(Spec):
     split: SplitSpec = SplitSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     webhooks: tuple[WebhookSpec, ...] = Field(default=(), max_length=32)
+    # In an Environment's queue: higher first (then first queued).
+    priority: Annotated[StrictInt, Field(ge=-1000, le=1000)] = 0
+    schedule: ScheduleSpec | None = None
     description: Annotated[StrictStr, Field(max_length=1024)] | None = None
 
 

@@ -8,7 +8,8 @@ naming the ``resourceVersion`` it read; on a conflict (the reconciler or another
 moved it meanwhile) they read again and retry. The commit is the audit record: actor =
 the caller's principal, action ``release-<command>``, message with the reason. An abort
 is a revision, so it reaches every worker of every replica like any config change.
-``skip_analysis`` (the emergency bypass) requires a reason.
+``skip_analysis`` (the emergency bypass of the analysis) and ``bypass`` (of the
+environment's queue, the schedule and blackout windows) require a reason.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ async def run(
     now: float,
 ) -> ReleaseState:
     """Apply one command; returns the state after it (unchanged if it changed nothing)."""
-    if name_of_command == "skip-analysis" and not reason.strip():
-        raise ReasonRequired("skip-analysis needs a reason (it is the audited emergency bypass)")
+    if name_of_command in ("skip-analysis", "bypass") and not reason.strip():
+        raise ReasonRequired(
+            f"{name_of_command} needs a reason (it is an audited emergency bypass)"
+        )
     for attempt in range(ATTEMPTS):
         obj = await host.store.get("Release", namespace, name)
         steps = plan(ReleaseSpec.model_validate(obj.spec))

@@ -94,6 +94,8 @@ class ReleaseState:
     skip_analysis: bool = False
     reason: str = ""  # why the last transition happened, in numbers
     by: str = ""  # who made it: "system:release" or a user
+    queued_at: float = 0.0  # wall seconds it entered its environment's queue
+    bypass: bool = False  # the audited emergency bypass of queue, schedule and blackouts
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

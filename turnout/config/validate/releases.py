@@ -1,11 +1,13 @@
 """Cross-object checks of ``Release``: the Backends it names, and one Release per
 released Backend. A missing Backend is a warning (traffic stays on stable until it
 exists, as for a route's missing backend); two Releases of one Backend are an error
-(which one splits would depend on names)."""
+(which one splits would depend on names) unless their namespace belongs to an
+Environment, whose release queue runs them one at a time."""
 
 from __future__ import annotations
 
 from turnout.config.model.backend import BackendObject
+from turnout.config.model.environment import EnvironmentObject
 from turnout.config.model.release import ReleaseObject
 from turnout.config.parse import Resource
 from turnout.config.problems import Problem
@@ -17,6 +19,12 @@ def validate_releases(
     problems: list[Problem],
 ) -> None:
     released: dict[tuple[str, str], str] = {}
+    queued = {
+        ns
+        for res in resources
+        if isinstance(res.obj, EnvironmentObject)
+        for ns in res.obj.spec.namespaces
+    }
     for res in resources:
         obj = res.obj
         if not isinstance(obj, ReleaseObject):
@@ -40,6 +48,8 @@ def validate_releases(
                     "warning",
                 )
             )
+        if ns in queued:
+            continue
         first = released.setdefault((ns, spec.backend), obj.metadata.name)
         if first != obj.metadata.name:
             problems.append(

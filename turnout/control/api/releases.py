@@ -28,9 +28,7 @@ from turnout.control.releases.state import plan
 router = APIRouter(tags=["releases"], responses=FAILURES)
 
 Name = Annotated[str, Path(min_length=1, max_length=253)]
-CommandName = Literal[
-    "promote", "abort", "retry", "pause", "resume", "skip-analysis", "bypass"
-]
+CommandName = Literal["promote", "abort", "retry", "pause", "resume", "skip-analysis", "bypass"]
 
 
 class CommandBody(BaseModel):

@@ -12,9 +12,18 @@ in ``status`` and projects the traffic part into an annotation (see
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from turnout.config.model.backend import EndpointSpec
 from turnout.config.model.base import (
@@ -187,6 +196,17 @@ class WebhookSpec(Spec):
     metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
 
+def _release_ref(v: str) -> str:
+    parts = v.split("/")
+    if len(parts) > 2 or not all(_NAME.fullmatch(p) for p in parts):
+        raise ValueError(f"{v!r} is not a Release name or NAMESPACE/NAME")
+    return v
+
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+ReleaseRef = Annotated[StrictStr, Field(max_length=507), AfterValidator(_release_ref)]
+
+
 class ScheduleSpec(Spec):
     """When a queued release may start: not before ``notBefore`` (RFC 3339) and, with
     ``cron``, at the first cron time after it was queued (read in ``timeZone``). A start
@@ -207,6 +227,9 @@ class ReleaseSpec(Spec):
     # In an Environment's queue: higher first (then first queued).
     priority: Annotated[StrictInt, Field(ge=-1000, le=1000)] = 0
     schedule: ScheduleSpec | None = None
+    # A release train: start only when every one of these Releases is Promoted; abort
+    # when one of them is Aborted or Degraded.
+    depends_on: tuple[ReleaseRef, ...] = Field(default=(), max_length=32)
     description: Annotated[StrictStr, Field(max_length=1024)] | None = None
 
 

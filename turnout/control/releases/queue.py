@@ -8,11 +8,13 @@ restart and a leader change unchanged, and whichever replica leads computes the 
 order. Order: bypassed first, then higher ``priority``, then first queued, then name.
 
 ``decide`` says whether a ``Pending`` release may start now and, if not, why and when
-to look again: not before its schedule; not while its environment's queue is paused or
+to look again: not before every release it ``dependsOn`` (a release train) is
+``Promoted``; not before its schedule; not while its environment's queue is paused or
 in a blackout (unless bypassed); not while another release of the same Backend is live
 or queued ahead of it (one live release per released Backend, even when bypassed: two
 would fight over the same traffic). ``hold`` says whether a live release holds at its
-step (a blackout, unless bypassed). ``view`` is the queue as the API serves it.
+step (a blackout, unless bypassed); ``failed_dependency`` whether a train's release
+must abort because one it depends on failed. ``view`` is the queue as the API serves it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from pydantic import ValidationError
 
 from turnout.config.model.environment import QUEUE_ANNOTATION, EnvironmentSpec
 from turnout.config.model.release import ReleaseSpec
-from turnout.control.releases.state import LIVE, PENDING, ReleaseState
+from turnout.control.releases.state import (
+    ABORTED,
+    DEGRADED,
+    LIVE,
+    PENDING,
+    PROMOTED,
+    ReleaseState,
+)
 from turnout.control.releases.windows import blackout, earliest_start
 from turnout.control.store.records import ObjectKey, StoredObject
 
@@ -135,6 +144,29 @@ def _when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def dependencies(
+    obj: StoredObject, spec: ReleaseSpec, objects: Mapping[ObjectKey, StoredObject]
+) -> list[tuple[str, str | None]]:
+    """(``namespace/name``, its phase or None when absent) per ``dependsOn`` entry."""
+    out = []
+    for ref in spec.depends_on:
+        ns, _, name = ref.rpartition("/")
+        key = ("Release", ns or obj.namespace, name)
+        dep = objects.get(key)
+        out.append((f"{key[1]}/{key[2]}", None if dep is None else state_of(dep).phase))
+    return out
+
+
+def failed_dependency(
+    obj: StoredObject, spec: ReleaseSpec, objects: Mapping[ObjectKey, StoredObject]
+) -> str | None:
+    """Why this release of a train must abort: a release it depends on failed."""
+    for ref, phase in dependencies(obj, spec, objects):
+        if phase in (ABORTED, DEGRADED):
+            return f"aborted: release {ref}, which this one depends on, is {phase}"
+    return None
+
+
 def decide(
     obj: StoredObject,
     spec: ReleaseSpec,
@@ -143,6 +175,15 @@ def decide(
     now: float,
 ) -> Decision:
     """May this ``Pending`` release start now?"""
+    for ref, phase in dependencies(obj, spec, objects):
+        if phase != PROMOTED:  # a train's order holds even for a bypass
+            env = environment_of(obj.namespace, environments(objects))
+            return Decision(
+                False,
+                f"waiting for release {ref} ({phase or 'not found'})",
+                environment=None if env is None else env.name,
+                recheck=now + POLL,
+            )
     starts_at = earliest_start(spec.schedule, state.queued_at or now)
     env = environment_of(obj.namespace, environments(objects))
     if env is None:

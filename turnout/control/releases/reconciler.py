@@ -27,6 +27,7 @@ from turnout.config.model.release import ReleaseSpec, version_labels
 from turnout.control.reconcile.base import Condition, Context, Result
 from turnout.control.releases import machine, promotion, queue, webhooks
 from turnout.control.releases.state import (
+    ABORTED,
     DEGRADED,
     LIVE,
     PENDING,
@@ -133,6 +134,10 @@ class ReleaseReconciler:
             state = ReleaseState(
                 phase=PENDING, generation=obj.generation, queued_at=now, reason="queued"
             )
+        if spec.depends_on and (state.phase == PENDING or state.phase in LIVE):
+            failed = queue.failed_dependency(obj, spec, ctx.objects())
+            if failed is not None:
+                return await self._abort(obj, spec, state, failed, ctx)
         if state.phase == PENDING:
             decision = queue.decide(obj, spec, state, ctx.objects(), now)
             if not decision.start:
@@ -176,6 +181,20 @@ class ReleaseReconciler:
         if new.phase == PROMOTED:
             await promotion.follow_next(obj, ctx)
         return Result(conditions=self._conditions(new, found), requeue_at=requeue)
+
+    async def _abort(
+        self, obj: StoredObject, spec: ReleaseSpec, state: ReleaseState, why: str, ctx: Context
+    ) -> Result:
+        """A train's release whose dependency failed: all traffic to stable."""
+        new = state.moved(ctx.now, phase=ABORTED, weight=0, hold="", reason=why, by=machine.SYSTEM)
+        try:
+            await ctx.commit([with_state(obj, new)], message=why, action="release")
+        except Conflict:
+            return Result(requeue_at=ctx.now)
+        log.info("release %s/%s: %s (%s)", obj.namespace, obj.name, new.phase, why)
+        if spec.webhooks:
+            await webhooks.notify(self._client(), spec, obj.namespace, obj.name, new.phase)
+        return Result(conditions=self._conditions(new, {}))
 
     async def _wait(
         self, obj: StoredObject, state: ReleaseState, decision: queue.Decision, ctx: Context

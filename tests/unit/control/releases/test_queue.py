@@ -228,3 +228,52 @@ def test_a_promoted_release_moves_to_the_next_environment() -> None:
         assert len(commits) == 1
 
     asyncio.run(main())
+
+
+def test_a_train_runs_in_order_and_a_failure_aborts_its_dependents() -> None:
+    async def main() -> None:
+        rig = Rig()
+        rig.release("db", {**spec("v-db"), "backend": "db"}, ns="default")
+        rig.release("api", {**spec("v-api"), "backend": "api", "dependsOn": ["db"]}, ns="default")
+        web = {**spec("v-web"), "backend": "web", "dependsOn": ["default/api"]}
+        rig.release("web", web, ns="default")
+        await rig.settle()
+        assert [rig.state(n, "default").phase for n in ("db", "api", "web")] == [
+            "Paused",
+            "Pending",
+            "Pending",
+        ]
+        assert "waiting for release default/db (Paused)" in rig.state("api", "default").reason
+        assert "waiting for release default/api (Pending)" in rig.state("web", "default").reason
+        rig.command("db", "promote", ns="default")
+        await rig.settle()
+        assert rig.state("api", "default").phase == "Paused"
+        rig.command("api", "abort", "bad schema", ns="default")
+        await rig.settle()
+        web_state = rig.state("web", "default")
+        assert web_state.phase == "Aborted" and web_state.weight == 0
+        assert "release default/api, which this one depends on, is Aborted" in web_state.reason
+
+    asyncio.run(main())
+
+
+def test_a_live_dependent_is_aborted_when_its_dependency_rolls_back() -> None:
+    async def main() -> None:
+        rig = Rig()
+        rig.release("db", {**spec("v-db"), "backend": "db"}, ns="default")
+        rig.release("api", {**spec("v-api"), "backend": "api", "dependsOn": ["db"]}, ns="default")
+        await rig.settle()
+        rig.command("db", "promote", ns="default")
+        await rig.settle()
+        assert (rig.state("api", "default").phase, rig.state("api", "default").weight) == (
+            "Paused",
+            20,
+        )
+        rig.command("db", "abort", "rollback", ns="default")
+        await rig.settle()
+        assert (rig.state("api", "default").phase, rig.state("api", "default").weight) == (
+            "Aborted",
+            0,
+        )
+
+    asyncio.run(main())

@@ -52,6 +52,20 @@ def command(conn: Connection, verb: str, name: str, namespace: str | None, reaso
     print(f"{verb} {name}: {what}; {where}")
 
 
+def approve(
+    conn: Connection, name: str, namespace: str | None, gate: str | None, reason: str
+) -> None:
+    with connect(conn) as client:
+        body = client.call(
+            "POST",
+            f"{_base(client, namespace, name)}/approve",
+            json={"gate": gate, "reason": reason},
+        )
+    state = body["state"]
+    what = "done" if body.get("changed") else "nothing to do"
+    print(f"approve {name}: {what}; {state['phase']} at step {state['step']}: {state['reason']}")
+
+
 def render(view: dict[str, Any]) -> Group:
     state = view["state"]
     table = Table(show_header=False, box=None)

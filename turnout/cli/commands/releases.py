@@ -1,5 +1,5 @@
 """``release`` (Typer signatures; lazy bodies): start, status (``--watch``), promote,
-abort, retry, pause, resume, skip-analysis, bypass, history, queue, promote-to."""
+abort, retry, pause, resume, skip-analysis, bypass, approve, history, queue, promote-to."""
 
 from __future__ import annotations
 
@@ -164,3 +164,24 @@ def release_promote_to(
         impl.promote_to(
             connection(server, token, context, timeout), name, environment, namespace, to_namespace
         )
+
+
+@release_app.command("approve")
+def release_approve(
+    name: NameArg,
+    gate: Annotated[
+        str | None,
+        typer.Option("--gate", help="One of the Release's approvals (default: what is due)."),
+    ] = None,
+    namespace: NamespaceOpt = None,
+    reason: ReasonOpt = "",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Approve a manual gate (spec.approvals) or an untimed pause step; audited."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.approve(connection(server, token, context, timeout), name, namespace, gate, reason)

@@ -217,6 +217,14 @@ class ScheduleSpec(Spec):
     time_zone: TimeZone = "UTC"
 
 
+class ApprovalSpec(Spec):
+    """A manual gate: the release holds before the transition of ``type`` until someone
+    approves it (``turnout release approve NAME --gate NAME``), once per step."""
+
+    name: ObjectName
+    type: Literal["confirm-rollout", "confirm-traffic-increase", "confirm-promotion"]
+
+
 class ReleaseSpec(Spec):
     backend: ObjectName
     candidate: CandidateSpec
@@ -224,6 +232,7 @@ class ReleaseSpec(Spec):
     split: SplitSpec = SplitSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     webhooks: tuple[WebhookSpec, ...] = Field(default=(), max_length=32)
+    approvals: tuple[ApprovalSpec, ...] = Field(default=(), max_length=16)
     # In an Environment's queue: higher first (then first queued).
     priority: Annotated[StrictInt, Field(ge=-1000, le=1000)] = 0
     schedule: ScheduleSpec | None = None

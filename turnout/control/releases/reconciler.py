@@ -25,7 +25,7 @@ import httpx
 
 from turnout.config.model.release import ReleaseSpec, version_labels
 from turnout.control.reconcile.base import Condition, Context, Result
-from turnout.control.releases import machine, promotion, queue, webhooks
+from turnout.control.releases import approvals, machine, promotion, queue, webhooks
 from turnout.control.releases.state import (
     ABORTED,
     DEGRADED,
@@ -165,6 +165,8 @@ class ReleaseReconciler:
             gates = await webhooks.evaluate(
                 self._client(), spec, steps, state, obj.namespace, obj.name
             )
+        if spec.approvals and state.phase in LIVE:
+            gates = approvals.gates(spec, state, gates, obj.name)
         held = queue.hold(obj, state, ctx.objects(), now) if state.phase in LIVE else None
         new, requeue = machine.tick(
             steps, state, now, judge, spec.analysis, gates, held[0] if held else None

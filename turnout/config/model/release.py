@@ -61,11 +61,14 @@ class CandidateSpec(Spec):
 class SplitSpec(Spec):
     """What a request's version is chosen by. ``cookie`` (default): a cookie the gateway
     sets when absent, so a user stays on one version; ``header``: a header's value;
-    ``clientAddress``; ``random``: per request. With a key, users already on the
+    ``clientAddress``; ``consumer``: the Consumer a SecurityPolicy identified (API key,
+    Basic user or JWT subject); ``jwtClaim``: a claim of the validated JWT (``name``, a
+    dotted path for nested claims); ``random``: per request. A request without its
+    header, Consumer or claim is split at random. With a key, users already on the
     candidate stay there while the weight grows. ``pinSessionCookie``: a request without
     the release cookie that carries this (session) cookie is pinned to stable."""
 
-    by: Literal["cookie", "header", "clientAddress", "random"] = "cookie"
+    by: Literal["cookie", "header", "clientAddress", "random", "consumer", "jwtClaim"] = "cookie"
     name: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
     pin_session_cookie: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
 
@@ -73,6 +76,8 @@ class SplitSpec(Spec):
     def _named(self) -> SplitSpec:
         if self.by == "header" and self.name is None:
             raise ValueError("'by: header' needs 'name' (the header)")
+        if self.by == "jwtClaim" and self.name is None:
+            raise ValueError("'by: jwtClaim' needs 'name' (the claim, or a dotted path)")
         return self
 
 

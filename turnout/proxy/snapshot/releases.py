@@ -26,7 +26,9 @@ from turnout.config.model.release import (
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.snapshot.tables import (
     SPLIT_BUCKETS,
+    SPLIT_CLAIM,
     SPLIT_CLIENT,
+    SPLIT_CONSUMER,
     SPLIT_COOKIE,
     SPLIT_HEADER,
     SPLIT_RANDOM,
@@ -40,6 +42,8 @@ _BY: Final = {
     "cookie": SPLIT_COOKIE,
     "header": SPLIT_HEADER,
     "clientAddress": SPLIT_CLIENT,
+    "consumer": SPLIT_CONSUMER,
+    "jwtClaim": SPLIT_CLAIM,
     "random": SPLIT_RANDOM,
 }
 

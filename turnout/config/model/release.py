@@ -155,6 +155,49 @@ class LatencySpec(Spec):
     dry_run: StrictBool = False
 
 
+Url = Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2048)]
+
+
+class PrometheusMetric(Spec):
+    """An instant query (``GET address/api/v1/query``); the first sample is the value."""
+
+    address: Url
+    query: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+
+
+class WebMetric(Spec):
+    """``GET url``; the JSON value at ``jsonPath`` (dotted, numbers index lists; empty:
+    the whole body) is the value."""
+
+    url: Url
+    json_path: Annotated[StrictStr, Field(max_length=256)] = ""
+
+
+class MetricSpec(Spec):
+    """A metric read from another system every ``interval`` while the release is live:
+    it passes while the value is within [``min``, ``max``], fails after more than
+    ``failureLimit`` readings in a row outside, and is inconclusive without data (an
+    empty result, a provider error)."""
+
+    name: ObjectName
+    prometheus: PrometheusMetric | None = None
+    web: WebMetric | None = None
+    min: StrictFloat | StrictInt | None = None
+    max: StrictFloat | StrictInt | None = None
+    interval: Duration = "10s"
+    timeout: Duration = "5s"
+    failure_limit: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    dry_run: StrictBool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> MetricSpec:
+        if (self.prometheus is None) == (self.web is None):
+            raise ValueError("give exactly one of 'prometheus' and 'web'")
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both (the range the value must stay in)")
+        return self
+
+
 class AnalysisSpec(Spec):
     min_samples: Annotated[StrictInt, Field(ge=1, le=10_000_000)] = 100
     success_rate: SuccessRateSpec = SuccessRateSpec()
@@ -163,6 +206,8 @@ class AnalysisSpec(Spec):
     continuous: StrictBool = True
     on_failure: Literal["abort", "pause"] = "abort"
     on_inconclusive: Literal["pause", "abort"] = "pause"
+    # Metrics from other systems (Prometheus, a JSON URL), judged beside the gateway's.
+    metrics: tuple[MetricSpec, ...] = Field(default=(), max_length=16)
 
 
 class StrategySpec(Spec):

@@ -8,7 +8,8 @@ persisted), feeds this tick's counters into the release's
 new revision of the Release (``expect_version``: a concurrent command or a second
 leader loses with a conflict and is called again with the new state). The weights thus
 travel to the data plane as a revision: see ``state.py`` for why not as status. The
-numbers behind the verdict are reported in the ``Analysis`` condition at every tick,
+numbers behind the verdict (with the readings of ``analysis.metrics`` from Prometheus or
+a JSON URL, ``providers.py``) are reported in the ``Analysis`` condition at every tick,
 the queue position in the ``Queued`` condition. A live release in a blackout holds at
 its step (``queue.hold``); a promoted one is copied to its environment's ``next``
 (``promotion.follow_next``).
@@ -26,6 +27,7 @@ import httpx
 from turnout.config.model.release import ReleaseSpec, version_labels
 from turnout.control.reconcile.base import Condition, Context, Result
 from turnout.control.releases import approvals, machine, promotion, queue, webhooks
+from turnout.control.releases.providers import ExternalMetrics
 from turnout.control.releases.state import (
     ABORTED,
     DEGRADED,
@@ -103,6 +105,7 @@ class ReleaseReconciler:
 
     def __init__(self) -> None:
         self._trackers: dict[ObjectKey, Tracker] = {}
+        self._external: dict[ObjectKey, ExternalMetrics] = {}
         self._http: httpx.AsyncClient | None = None  # for webhooks, made on first use
         # Where counters come from: every replica's (``observations.ReplicaObservations
         # .read``, set by the control plane); None: ``ctx.observe``, this replica's.
@@ -151,13 +154,23 @@ class ReleaseReconciler:
                 state = replace(state, reason=f"started from the {decision.environment} queue")
         tracker = self.tracker(obj, spec)
         tracker.follow((state.generation, state.run), state.step)
+        metrics = spec.analysis.metrics
+        external = None
+        if metrics and state.phase in LIVE and not state.skip_analysis:
+            external = self._external.get(obj.key)
+            if external is None or external.run != (state.generation, state.run):
+                external = ExternalMetrics((state.generation, state.run))
+                self._external[obj.key] = external
+            await external.refresh(self._client(), metrics, now)
         if state.phase in LIVE:
             tracker.read(await self.source() if self.source is not None else ctx.observe().routes)
         found: dict[str, list[Judgement]] = {}
 
         def judge(scope: str) -> tuple[Outcome, str]:
             window = tracker.run if scope == "run" else tracker.step_window
-            found[scope] = js = judgements(spec, window)
+            found[scope] = js = judgements(spec, window) + (
+                external.judgements(metrics) if external is not None else []
+            )
             return combine(js), explain(js)
 
         gates = None

@@ -206,6 +206,9 @@ class AnalysisSpec(Spec):
     continuous: StrictBool = True
     on_failure: Literal["abort", "pause"] = "abort"
     on_inconclusive: Literal["pause", "abort"] = "pause"
+    # Also judge each route on its own: a candidate failing on one route fails even when
+    # the sum over the Backend's routes hides it.
+    per_route: StrictBool = False
     # Metrics from other systems (Prometheus, a JSON URL), judged beside the gateway's.
     metrics: tuple[MetricSpec, ...] = Field(default=(), max_length=16)
 

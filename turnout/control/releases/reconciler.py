@@ -83,6 +83,18 @@ def judgements(spec: ReleaseSpec, versions: Versions) -> list[Judgement]:
     return out
 
 
+def route_failures(spec: ReleaseSpec, routes: Mapping[str, Versions]) -> list[Judgement]:
+    """The failing judgements of each route on its own (``analysis.perRoute``), named
+    ``metric[route]``; a route that passes or is undecided adds nothing (the sum over
+    the routes decides a pass)."""
+    out = []
+    for route in sorted(routes):
+        for j in judgements(spec, routes[route]):
+            if j.outcome == "fail":
+                out.append(replace(j, metric=f"{j.metric}[{route}]"))
+    return out
+
+
 def explain(found: list[Judgement]) -> str:
     return "; ".join(
         f"{j.metric}{' (dryRun)' if j.dry_run else ''} {j.outcome}: {j.message}" for j in found
@@ -171,6 +183,10 @@ class ReleaseReconciler:
             found[scope] = js = judgements(spec, window) + (
                 external.judgements(metrics) if external is not None else []
             )
+            if spec.analysis.per_route:
+                js += route_failures(
+                    spec, tracker.route_runs if scope == "run" else tracker.route_steps
+                )
             return combine(js), explain(js)
 
         gates = None

@@ -58,3 +58,36 @@ def validate_releases(
                     f"Backend {ns}/{spec.backend} is already released by Release {ns}/{first}",
                 )
             )
+
+
+def validate_environments(resources: list[Resource], problems: list[Problem]) -> None:
+    """A namespace belongs to one Environment (its releases join one queue); ``next``
+    names another Environment (a missing one is a warning: nothing is promoted)."""
+    envs = [r for r in resources if isinstance(r.obj, EnvironmentObject)]
+    names = {r.obj.metadata.name for r in envs}
+    owner: dict[str, str] = {}
+    for res in sorted(envs, key=lambda r: r.obj.metadata.name):
+        obj = res.obj
+        assert isinstance(obj, EnvironmentObject)
+        name = obj.metadata.name
+        for i, ns in enumerate(obj.spec.namespaces):
+            first = owner.setdefault(ns, name)
+            if first != name:
+                problems.append(
+                    res.problem(
+                        ("spec", "namespaces", i),
+                        f"namespace {ns} is already in Environment {first}: a namespace "
+                        "belongs to one environment",
+                    )
+                )
+        nxt = obj.spec.next
+        if nxt == name:
+            problems.append(res.problem(("spec", "next"), "an Environment cannot be its own next"))
+        elif nxt is not None and nxt not in names:
+            problems.append(
+                res.problem(
+                    ("spec", "next"),
+                    f"Environment {nxt} not found: promoted releases stay here",
+                    "warning",
+                )
+            )

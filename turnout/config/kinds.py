@@ -235,6 +235,8 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "EnvironmentObject",
         namespaced=False,
         short_names=("env",),
+        columns=("NAMESPACES", "NEXT"),
+        wide_columns=("BLACKOUTS",),
     ),
 )
 

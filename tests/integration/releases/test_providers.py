@@ -67,27 +67,29 @@ def exporter() -> Iterator[Exporter]:
 
 
 @pytest.fixture
-def prometheus(exporter: Exporter, tmp_path: Path) -> Iterator[str]:
+def prometheus(exporter: Exporter, tmp_path: Path, port: int) -> Iterator[str]:
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\n"
         "scrape_configs:\n"
         f"  - job_name: shop\n    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
     )
-    port = free_port()
+    prom_port = free_port()
+    while prom_port == port:  # the gateway's port is picked but not bound yet
+        prom_port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
             "prometheus",
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{prom_port}"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -138,3 +138,34 @@ def test_a_blackout_holds_the_queue_and_the_bypass_needs_a_reason(
     assert any(
         "bypass release default/hotfix: INC-42 outage" in r["message"] for r in body["items"]
     )
+
+
+def test_promote_to_the_next_environment(serve: ServeFactory, port: int, echo: EchoFactory) -> None:
+    proc = _shop(serve, port, echo)
+    staging = environment("staging")
+    prod = environment("prod")
+    prod["spec"]["namespaces"] = ["prod"]
+    apply(proc, staging, prod)
+    apply(proc, release("orders-v2", "orders", "orders-v2", strategy=STEPS))
+    wait_phase(proc, "orders-v2", "Paused")
+    body = {"environment": "prod"}
+    code, answer = proc.api("POST", f"{RELEASES}/orders-v2/promote-to", body)
+    assert code == 409 and "only a Promoted release moves on" in answer["message"], answer
+    assert proc.api("POST", f"{RELEASES}/orders-v2/promote", {"reason": "ok"})[0] == 200
+    cli = [sys.executable, "-m", "turnout", "release"]
+    auth = ["--server", proc.admin, "--token", proc.token]
+    out = subprocess.run(
+        [*cli, "promote-to", "orders-v2", "prod", *auth],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "release prod/orders-v2 created in prod" in out.stdout, out
+    code, copy = proc.api("GET", "/api/v1/namespaces/prod/releases/orders-v2")
+    assert code == 200, copy
+    assert copy["metadata"]["annotations"]["turnout.dev/promoted-from"] == "default/orders-v2"
+    assert copy["spec"]["candidate"] == {"backend": "orders-v2"}
+    code, answer = proc.api("POST", f"{RELEASES}/orders-v2/promote-to", body)
+    assert code == 409 and "exists already in prod" in answer["message"], answer
+    code, answer = proc.api("POST", f"{RELEASES}/orders-v2/promote-to", {"environment": "nope"})
+    assert code == 409 and "no Environment named 'nope'" in answer["message"], answer

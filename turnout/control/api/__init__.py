@@ -35,8 +35,8 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
         tunnels,
         alerts,
         incidents,
+        release_queues,  # before releases: its promote-to is not one of their commands
         releases,
-        release_queues,
     )
     for module in (*routers, objects):
         app.include_router(module.router, prefix="/api/v1")

@@ -293,6 +293,9 @@ GETTERS: dict[str, Getter] = {
     "EXPIRES": expires,
     "ROUTABLE": routable,
     "MATCH": match_labels,
+    "NAMESPACES": lambda m: _join([str(n) for n in _l(spec(m).get("namespaces"))], 3),
+    "NEXT": lambda m: str(spec(m).get("next") or "-"),
+    "BLACKOUTS": lambda m: _join([str(_d(b).get("name")) for b in _l(spec(m).get("blackouts"))]),
 }
 
 # In wide output these replace their shortened forms.

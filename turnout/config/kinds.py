@@ -227,6 +227,17 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "ReleaseObject",
         short_names=("rel",),
     ),
+    KindEntry(
+        "Environment",
+        "environments",
+        _TD,
+        "v1alpha1",
+        "EnvironmentObject",
+        namespaced=False,
+        short_names=("env",),
+        columns=("NAMESPACES", "NEXT"),
+        wide_columns=("BLACKOUTS",),
+    ),
 )
 
 

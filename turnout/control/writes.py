@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from turnout.config.configset import ConfigSet
 from turnout.config.kinds import ROUTING_KEY_KINDS
+from turnout.config.model.environment import QUEUE_ANNOTATION
 from turnout.config.model.release import STATE_ANNOTATION
 from turnout.config.problems import Problem
 from turnout.config.sandboxes import new_routing_key
@@ -145,19 +146,24 @@ class Writes:
     def _with_release_state(self, change: Change) -> Change:
         """A Release re-applied without its state annotation (a user's manifest) keeps
         the stored state while its spec is unchanged: re-applying must not restart a
-        release or move its traffic. A changed spec starts a new run anyway."""
+        release or move its traffic. A changed spec starts a new run anyway. An
+        Environment re-applied keeps its queue's pause (``QUEUE_ANNOTATION``) likewise,
+        whatever its spec: only the queue commands pause and resume it."""
         manifest = change.manifest
-        if change.op != "put" or change.kind != "Release" or manifest is None:
+        kept_key = {"Release": STATE_ANNOTATION, "Environment": QUEUE_ANNOTATION}.get(change.kind)
+        if change.op != "put" or kept_key is None or manifest is None:
             return change
         meta = manifest.get("metadata") or {}
         annotations = dict(meta.get("annotations") or {})
         known = self.state.stored.get(change.key)
-        if STATE_ANNOTATION in annotations or known is None or known.spec != manifest.get("spec"):
+        if kept_key in annotations or known is None:
             return change
-        kept = known.annotations.get(STATE_ANNOTATION)
+        if change.kind == "Release" and known.spec != manifest.get("spec"):
+            return change
+        kept = known.annotations.get(kept_key)
         if kept is None:
             return change
-        annotations[STATE_ANNOTATION] = kept
+        annotations[kept_key] = kept
         return replace(
             change, manifest={**manifest, "metadata": {**meta, "annotations": annotations}}
         )

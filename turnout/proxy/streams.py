@@ -140,7 +140,10 @@ class Exchange(ExchangeCore):
             self.overridden = choice is not baseline
         release = choice.release
         if release is not None:
-            to_candidate, self.release_cookie = release.pick(head, self.down.client_ip)
+            ctx = self.ctx
+            to_candidate, self.release_cookie = release.pick(
+                head, self.down.client_ip, ctx.principal if ctx is not None else None
+            )
             if to_candidate:
                 choice = self.choice = release.candidate
         if b"x-forwarded-client-cert" in head.received:

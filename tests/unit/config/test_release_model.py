@@ -54,3 +54,30 @@ def test_missing_backends_warn_and_a_second_release_of_one_backend_is_an_error()
     found = problems(backend("orders", 1), backend("orders-v2", 2), release(), release("orders-v3"))
     assert [(s, p) for s, p, _ in found] == [("error", "spec.backend")]
     assert "already released by Release default/orders-v2" in found[0][2]
+
+
+def environment(name: str, *namespaces: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": name},
+        "spec": {"namespaces": list(namespaces), **spec},
+    }
+
+
+def test_environments_allow_queued_releases_of_one_backend_and_are_checked() -> None:
+    two = (backend("orders", 1), backend("orders-v2", 2), release(), release("orders-v3"))
+    assert [p for p in problems(*two, environment("prod", "default")) if p[0] == "error"] == []
+    found = problems(
+        environment("a", "default", next="a"),
+        environment("b", "default", "shop", next="c"),
+    )
+    assert ("error", "spec.next", "an Environment cannot be its own next") in found
+    assert (
+        "error",
+        "spec.namespaces[0]",
+        "namespace default is already in Environment a: a namespace belongs to one environment",
+    ) in found
+    assert ("warning", "spec.next", "Environment c not found: promoted releases stay here") in found
+    bad = problems(environment("x", "default", blackouts=[{"name": "w", "cron": "nope"}]))
+    assert bad and bad[0][0] == "error" and "cron" in bad[0][2]

@@ -44,6 +44,8 @@ class MemoryControl:
                 obj is None or obj.resource_version != ch.expect_version
             ):
                 raise Conflict(f"{ch.key} changed meanwhile")
+            if ch.must_exist is False and obj is not None:
+                raise Conflict(f"{ch.key} exists already")
         self.commits.append((f"system:{actor}", action, changes))
         for ch in changes:
             if ch.op == "delete":

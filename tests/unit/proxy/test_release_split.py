@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from turnout.observe.stats import RouteStats
+from turnout.proxy.filters.auth.chain import Principal
 from turnout.proxy.protocols.heads import RequestHead
 from turnout.proxy.snapshot.tables import (
     SPLIT_BUCKETS,
+    SPLIT_CLAIM,
     SPLIT_CLIENT,
+    SPLIT_CONSUMER,
     SPLIT_COOKIE,
     SPLIT_HEADER,
     BackendChoice,
@@ -61,3 +64,23 @@ def test_ab_match_and_client_address() -> None:
     by_ip = split(5000, SPLIT_CLIENT)
     assert len({by_ip.pick(head(), b"10.0.0.7")[0] for _ in range(10)}) == 1
     assert not split(0).pick(head(), b"")[0] and split(SPLIT_BUCKETS).pick(head(), b"")[0]
+
+
+def test_consumer_and_jwt_claim_splits_follow_who_was_authenticated() -> None:
+    by_consumer = ReleaseSplit(CANDIDATE, 5000, SPLIT_CONSUMER, b"", b"default/orders-v2\0")
+    consumers = [Principal(f"app-{i}") for i in range(400)]
+    first = [by_consumer.pick(head(), b"10.0.0.1", p)[0] for p in consumers]
+    again = [by_consumer.pick(head(), b"10.0.0.2", p)[0] for p in consumers]
+    assert first == again  # a Consumer keeps its version, whatever its address
+    assert 140 < sum(first) < 260
+    assert by_consumer.pick(head(), b"", None)[1] == b""  # anonymous: random, no cookie
+
+    by_claim = ReleaseSplit(CANDIDATE, 5000, SPLIT_CLAIM, b"org.id", b"default/orders-v2\0")
+    orgs = [Principal("sub", claims={"org": {"id": f"org-{i}"}}) for i in range(400)]
+    picks = [by_claim.pick(head(), b"", p)[0] for p in orgs]
+    assert picks == [by_claim.pick(head(), b"", p)[0] for p in orgs]
+    assert 140 < sum(picks) < 260
+    same_org = [Principal(f"user-{i}", claims={"org": {"id": "org-7"}}) for i in range(50)]
+    assert len({by_claim.pick(head(), b"", p)[0] for p in same_org}) == 1  # one org, one version
+    everyone = ReleaseSplit(CANDIDATE, SPLIT_BUCKETS, SPLIT_CLAIM, b"org.id", b"x\0")
+    assert everyone.pick(head(), b"", None)[0]

@@ -1,5 +1,5 @@
 """``release`` (Typer signatures; lazy bodies): start, status (``--watch``), promote,
-abort, retry, pause, resume, skip-analysis, history."""
+abort, retry, pause, resume, skip-analysis, bypass, approve, history, queue, promote-to."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def release_start(
     context: ContextOpt = None,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Apply a Release manifest: the gateway starts it at once."""
+    """Apply a Release manifest: the gateway starts it (or queues it in its Environment)."""
     with cli_errors():
         from turnout.cli import releases as impl
 
@@ -113,3 +113,75 @@ _command("retry", "Start an aborted or degraded Release over from its first step
 _command("pause", "Stop advancing (the candidate is still judged).")
 _command("resume", "Go on from a pause.")
 _command("skip-analysis", "The emergency bypass: stop judging (needs --reason; audited).")
+_command(
+    "bypass",
+    "The emergency bypass of the environment's queue, schedule and blackout windows "
+    "(needs --reason; audited).",
+)
+
+
+@release_app.command("queue")
+def release_queue(
+    environment: Annotated[
+        str | None, typer.Argument(help="The Environment (all of them without).")
+    ] = None,
+    pause: Annotated[bool, typer.Option("--pause", help="Start no queued release.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Start them again.")] = False,
+    reason: ReasonOpt = "",
+    output: OutputOpt = "text",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """An Environment's release queue (live, then queued in order, with why); --pause/--resume."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.queue(
+            connection(server, token, context, timeout), environment, output, pause, resume, reason
+        )
+
+
+@release_app.command("promote-to")
+def release_promote_to(
+    name: NameArg,
+    environment: Annotated[str, typer.Argument(help="The Environment to promote to.")],
+    namespace: NamespaceOpt = None,
+    to_namespace: Annotated[
+        str | None,
+        typer.Option("--to-namespace", help="The target namespace (default: its first)."),
+    ] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Copy a Promoted Release (same spec) into the next Environment's queue."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.promote_to(
+            connection(server, token, context, timeout), name, environment, namespace, to_namespace
+        )
+
+
+@release_app.command("approve")
+def release_approve(
+    name: NameArg,
+    gate: Annotated[
+        str | None,
+        typer.Option("--gate", help="One of the Release's approvals (default: what is due)."),
+    ] = None,
+    namespace: NamespaceOpt = None,
+    reason: ReasonOpt = "",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Approve a manual gate (spec.approvals) or an untimed pause step; audited."""
+    with cli_errors():
+        from turnout.cli import releases as impl
+
+        impl.approve(connection(server, token, context, timeout), name, namespace, gate, reason)

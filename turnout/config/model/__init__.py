@@ -10,7 +10,8 @@ one module per area:
 - ``traffic``: ``TrafficPolicy`` and ``PolicyTargetRef``;
 - ``security``: ``SecurityPolicy``, ``Consumer``;
 - ``sandbox``: ``Sandbox``, ``RouteGroup``;
-- ``remediation``: ``Runbook``, ``Mitigation``.
+- ``remediation``: ``Runbook``, ``Mitigation``;
+- ``release``, ``environment``: ``Release``, ``Environment``.
 
 Import a model from the module that defines it. This package itself holds what spans every
 kind: ``ConfigObject`` (the union of all object models), ``KINDS`` (kind -> model, resolved
@@ -28,6 +29,7 @@ from turnout.config.kinds import KINDS as REGISTRY
 from turnout.config.kinds import KindRegistry
 from turnout.config.model.backend import BackendObject
 from turnout.config.model.base import Spec
+from turnout.config.model.environment import EnvironmentObject
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
 from turnout.config.model.release import ReleaseObject
@@ -62,6 +64,7 @@ ConfigObject = (
     | RunbookObject
     | MitigationObject
     | ReleaseObject
+    | EnvironmentObject
 )
 
 

@@ -12,9 +12,18 @@ in ``status`` and projects the traffic part into an annotation (see
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from turnout.config.model.backend import EndpointSpec
 from turnout.config.model.base import (
@@ -25,7 +34,9 @@ from turnout.config.model.base import (
     ObjectName,
     Percent,
     Spec,
+    Timestamp,
 )
+from turnout.config.model.environment import Cron, TimeZone
 from turnout.config.model.sandbox import RoutingKey
 
 # The annotation holding the release's state (JSON, written by the reconciler and the
@@ -50,11 +61,14 @@ class CandidateSpec(Spec):
 class SplitSpec(Spec):
     """What a request's version is chosen by. ``cookie`` (default): a cookie the gateway
     sets when absent, so a user stays on one version; ``header``: a header's value;
-    ``clientAddress``; ``random``: per request. With a key, users already on the
+    ``clientAddress``; ``consumer``: the Consumer a SecurityPolicy identified (API key,
+    Basic user or JWT subject); ``jwtClaim``: a claim of the validated JWT (``name``, a
+    dotted path for nested claims); ``random``: per request. A request without its
+    header, Consumer or claim is split at random. With a key, users already on the
     candidate stay there while the weight grows. ``pinSessionCookie``: a request without
     the release cookie that carries this (session) cookie is pinned to stable."""
 
-    by: Literal["cookie", "header", "clientAddress", "random"] = "cookie"
+    by: Literal["cookie", "header", "clientAddress", "random", "consumer", "jwtClaim"] = "cookie"
     name: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
     pin_session_cookie: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
 
@@ -62,6 +76,8 @@ class SplitSpec(Spec):
     def _named(self) -> SplitSpec:
         if self.by == "header" and self.name is None:
             raise ValueError("'by: header' needs 'name' (the header)")
+        if self.by == "jwtClaim" and self.name is None:
+            raise ValueError("'by: jwtClaim' needs 'name' (the claim, or a dotted path)")
         return self
 
 
@@ -139,6 +155,49 @@ class LatencySpec(Spec):
     dry_run: StrictBool = False
 
 
+Url = Annotated[StrictStr, Field(pattern=r"^https?://", max_length=2048)]
+
+
+class PrometheusMetric(Spec):
+    """An instant query (``GET address/api/v1/query``); the first sample is the value."""
+
+    address: Url
+    query: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+
+
+class WebMetric(Spec):
+    """``GET url``; the JSON value at ``jsonPath`` (dotted, numbers index lists; empty:
+    the whole body) is the value."""
+
+    url: Url
+    json_path: Annotated[StrictStr, Field(max_length=256)] = ""
+
+
+class MetricSpec(Spec):
+    """A metric read from another system every ``interval`` while the release is live:
+    it passes while the value is within [``min``, ``max``], fails after more than
+    ``failureLimit`` readings in a row outside, and is inconclusive without data (an
+    empty result, a provider error)."""
+
+    name: ObjectName
+    prometheus: PrometheusMetric | None = None
+    web: WebMetric | None = None
+    min: StrictFloat | StrictInt | None = None
+    max: StrictFloat | StrictInt | None = None
+    interval: Duration = "10s"
+    timeout: Duration = "5s"
+    failure_limit: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    dry_run: StrictBool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> MetricSpec:
+        if (self.prometheus is None) == (self.web is None):
+            raise ValueError("give exactly one of 'prometheus' and 'web'")
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both (the range the value must stay in)")
+        return self
+
+
 class AnalysisSpec(Spec):
     min_samples: Annotated[StrictInt, Field(ge=1, le=10_000_000)] = 100
     success_rate: SuccessRateSpec = SuccessRateSpec()
@@ -147,6 +206,11 @@ class AnalysisSpec(Spec):
     continuous: StrictBool = True
     on_failure: Literal["abort", "pause"] = "abort"
     on_inconclusive: Literal["pause", "abort"] = "pause"
+    # Also judge each route on its own: a candidate failing on one route fails even when
+    # the sum over the Backend's routes hides it.
+    per_route: StrictBool = False
+    # Metrics from other systems (Prometheus, a JSON URL), judged beside the gateway's.
+    metrics: tuple[MetricSpec, ...] = Field(default=(), max_length=16)
 
 
 class StrategySpec(Spec):
@@ -185,6 +249,35 @@ class WebhookSpec(Spec):
     metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
 
+def _release_ref(v: str) -> str:
+    parts = v.split("/")
+    if len(parts) > 2 or not all(_NAME.fullmatch(p) for p in parts):
+        raise ValueError(f"{v!r} is not a Release name or NAMESPACE/NAME")
+    return v
+
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+ReleaseRef = Annotated[StrictStr, Field(max_length=507), AfterValidator(_release_ref)]
+
+
+class ScheduleSpec(Spec):
+    """When a queued release may start: not before ``notBefore`` (RFC 3339) and, with
+    ``cron``, at the first cron time after it was queued (read in ``timeZone``). A start
+    held up by the queue or a blackout happens as soon as they allow."""
+
+    not_before: Timestamp | None = None
+    cron: Cron | None = None
+    time_zone: TimeZone = "UTC"
+
+
+class ApprovalSpec(Spec):
+    """A manual gate: the release holds before the transition of ``type`` until someone
+    approves it (``turnout release approve NAME --gate NAME``), once per step."""
+
+    name: ObjectName
+    type: Literal["confirm-rollout", "confirm-traffic-increase", "confirm-promotion"]
+
+
 class ReleaseSpec(Spec):
     backend: ObjectName
     candidate: CandidateSpec
@@ -192,6 +285,13 @@ class ReleaseSpec(Spec):
     split: SplitSpec = SplitSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     webhooks: tuple[WebhookSpec, ...] = Field(default=(), max_length=32)
+    approvals: tuple[ApprovalSpec, ...] = Field(default=(), max_length=16)
+    # In an Environment's queue: higher first (then first queued).
+    priority: Annotated[StrictInt, Field(ge=-1000, le=1000)] = 0
+    schedule: ScheduleSpec | None = None
+    # A release train: start only when every one of these Releases is Promoted; abort
+    # when one of them is Aborted or Degraded.
+    depends_on: tuple[ReleaseRef, ...] = Field(default=(), max_length=32)
     description: Annotated[StrictStr, Field(max_length=1024)] | None = None
 
 

@@ -32,7 +32,7 @@ from turnout.config.security import check_consumers
 from turnout.config.validate.backend import validate_backend
 from turnout.config.validate.gateway import validate_gateway
 from turnout.config.validate.policies import validate_security_policy, validate_traffic_policy
-from turnout.config.validate.releases import validate_releases
+from turnout.config.validate.releases import validate_environments, validate_releases
 from turnout.config.validate.routes import (
     validate_grpc_route,
     validate_http_route,
@@ -76,6 +76,7 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             validate_security_policy(res, obj, cs, problems)
     check_consumers(cs.resources, problems)
     validate_releases(cs.resources, backends, problems)
+    validate_environments(cs.resources, problems)
     problems.extend(resolve_sandboxes(cs.resources, set(backends))[1])
     return cs, problems
 

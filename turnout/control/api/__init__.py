@@ -14,6 +14,7 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
         apply,
         incidents,
         objects,
+        release_queues,
         releases,
         revisions,
         tokens,
@@ -25,6 +26,17 @@ def mount_api(app: FastAPI, control: ControlPlane) -> None:
     app.state.control = control
     install_error_handlers(app)
     # objects last: its paths are generic
-    routers = (tokens, revisions, apply, watch, trace, tunnels, alerts, incidents, releases)
+    routers = (
+        tokens,
+        revisions,
+        apply,
+        watch,
+        trace,
+        tunnels,
+        alerts,
+        incidents,
+        release_queues,  # before releases: its promote-to is not one of their commands
+        releases,
+    )
     for module in (*routers, objects):
         app.include_router(module.router, prefix="/api/v1")

@@ -1,6 +1,7 @@
 """Release commands and views: ``POST /api/v1/namespaces/{ns}/releases/{name}/{command}``
-(promote, abort, retry, pause, resume, skip-analysis; body ``{"reason": "..."}``,
-required for skip-analysis), ``GET .../{name}/state`` (phase, step, weights, why, the
+(promote, abort, retry, pause, resume, skip-analysis, bypass; body ``{"reason": "..."}``,
+required for skip-analysis and bypass), ``POST .../{name}/approve`` (``{"gate",
+"reason"}``: a manual gate), ``GET .../{name}/state`` (phase, step, weights, why, the
 analysis in numbers), ``GET .../{name}/history`` (the revisions that moved it) and
 ``GET .../{name}/measurements`` (per-version numbers for an Argo Rollouts web provider).
 
@@ -22,13 +23,14 @@ from turnout.control.api.deps import Control, Editor, Viewer, forbid
 from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.api.revisions import info_json
 from turnout.control.releases import commands
+from turnout.control.releases.approvals import ApprovalError
 from turnout.control.releases.measurements import measurements
 from turnout.control.releases.state import plan
 
 router = APIRouter(tags=["releases"], responses=FAILURES)
 
 Name = Annotated[str, Path(min_length=1, max_length=253)]
-CommandName = Literal["promote", "abort", "retry", "pause", "resume", "skip-analysis"]
+CommandName = Literal["promote", "abort", "retry", "pause", "resume", "skip-analysis", "bypass"]
 
 
 class CommandBody(BaseModel):
@@ -46,6 +48,43 @@ def _view(obj: Any) -> dict[str, Any]:
         "steps": [s.describe() for s in steps],
         "conditions": conditions,
     }
+
+
+class ApproveBody(BaseModel):
+    reason: str = Field(default="", max_length=1024)
+    gate: str | None = Field(default=None, min_length=1, max_length=253)
+
+
+@router.post("/namespaces/{namespace}/releases/{name}/approve")
+async def release_approve(
+    namespace: Name,
+    name: Name,
+    request: Request,
+    control: Control,
+    principal: Editor,
+    body: Annotated[ApproveBody | None, Body()] = None,
+) -> dict[str, Any]:
+    """Approve a manual gate (``gate``: one of ``spec.approvals``; without it, what the
+    release waits for now: its due gates or an untimed pause step)."""
+    if not principal.writes_namespace(namespace):
+        await forbid(
+            control, request, principal, f"token {principal.name!r} may not write {namespace}"
+        )
+    body = body or ApproveBody()
+    before = commands.current(await control.store.get("Release", namespace, name))
+    try:
+        after = await commands.approve(
+            control,
+            namespace,
+            name,
+            body.gate,
+            principal,
+            body.reason,
+            now=control.reconcile.clock.time(),
+        )
+    except ApprovalError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"command": "approve", "changed": after != before, "state": asdict(after)}
 
 
 @router.post("/namespaces/{namespace}/releases/{name}/{command}")

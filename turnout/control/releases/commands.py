@@ -8,19 +8,21 @@ naming the ``resourceVersion`` it read; on a conflict (the reconciler or another
 moved it meanwhile) they read again and retry. The commit is the audit record: actor =
 the caller's principal, action ``release-<command>``, message with the reason. An abort
 is a revision, so it reaches every worker of every replica like any config change.
-``skip_analysis`` (the emergency bypass) requires a reason.
+``skip_analysis`` (the emergency bypass of the analysis) and ``bypass`` (of the
+environment's queue, the schedule and blackout windows) require a reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from turnout.config.model.release import ReleaseSpec
 from turnout.control.auth import Principal
+from turnout.control.releases import approvals
 from turnout.control.releases.machine import Command, command
 from turnout.control.releases.reconciler import with_state
-from turnout.control.releases.state import PENDING, ReleaseState, plan
+from turnout.control.releases.state import PENDING, ReleaseState, Step, plan
 from turnout.control.store.errors import Conflict
 from turnout.control.store.records import Change, CommitResult, StoredObject
 
@@ -64,24 +66,59 @@ async def run(
     now: float,
 ) -> ReleaseState:
     """Apply one command; returns the state after it (unchanged if it changed nothing)."""
-    if name_of_command == "skip-analysis" and not reason.strip():
-        raise ReasonRequired("skip-analysis needs a reason (it is the audited emergency bypass)")
+    if name_of_command in ("skip-analysis", "bypass") and not reason.strip():
+        raise ReasonRequired(
+            f"{name_of_command} needs a reason (it is an audited emergency bypass)"
+        )
+
+    def change(spec: ReleaseSpec, steps: tuple[Step, ...], state: ReleaseState) -> ReleaseState:
+        return command(name_of_command, steps, state, now, principal.actor, reason)
+
+    return await _apply(host, namespace, name, name_of_command, principal, reason, change)
+
+
+async def approve(
+    host: ReleaseHost,
+    namespace: str,
+    name: str,
+    gate: str | None,
+    principal: Principal,
+    reason: str = "",
+    *,
+    now: float,
+) -> ReleaseState:
+    """Approve a manual gate (``approvals.approve``; raises ``ApprovalError``)."""
+
+    def change(spec: ReleaseSpec, steps: tuple[Step, ...], state: ReleaseState) -> ReleaseState:
+        return approvals.approve(spec, steps, state, gate, now, principal.actor, reason)
+
+    verb = "approve" + (f" {gate}" if gate else "")
+    return await _apply(host, namespace, name, verb, principal, reason, change)
+
+
+async def _apply(
+    host: ReleaseHost,
+    namespace: str,
+    name: str,
+    verb: str,
+    principal: Principal,
+    reason: str,
+    change: Callable[[ReleaseSpec, tuple[Step, ...], ReleaseState], ReleaseState],
+) -> ReleaseState:
     for attempt in range(ATTEMPTS):
         obj = await host.store.get("Release", namespace, name)
-        steps = plan(ReleaseSpec.model_validate(obj.spec))
+        spec = ReleaseSpec.model_validate(obj.spec)
         state = current(obj)
-        new = command(name_of_command, steps, state, now, principal.actor, reason)
+        new = change(spec, plan(spec), state)
         if new == state:
             return state
-        message = f"{name_of_command} release {namespace}/{name}" + (
-            f": {reason}" if reason else ""
-        )
+        message = f"{verb} release {namespace}/{name}" + (f": {reason}" if reason else "")
         try:
             await host.write(
                 [with_state(obj, new)],
                 principal,
                 message=message,
-                action=f"release-{name_of_command}",
+                action=f"release-{verb.split()[0]}",
             )
         except Conflict:
             if attempt == ATTEMPTS - 1:

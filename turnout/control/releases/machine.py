@@ -36,7 +36,7 @@ from turnout.control.releases.stats import Outcome
 TICK: Final = 0.5
 SYSTEM: Final = "system:release"
 
-Command = Literal["promote", "abort", "retry", "pause", "resume", "skip-analysis"]
+Command = Literal["promote", "abort", "retry", "pause", "resume", "skip-analysis", "bypass"]
 COMMANDS: Final[tuple[Command, ...]] = (
     "promote",
     "abort",
@@ -44,6 +44,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     "pause",
     "resume",
     "skip-analysis",
+    "bypass",
 )
 
 # judge("run" | "step") -> (outcome, message in numbers)
@@ -77,9 +78,11 @@ def tick(
     judge: Judge,
     analysis: AnalysisSpec,
     gates: dict[str, tuple[bool, str]] | None = None,
+    hold: str | None = None,
 ) -> tuple[ReleaseState, float | None]:
     """``gates``: (open, why) per configured webhook gate type (``webhooks.evaluate``);
-    a confirm gate is used up by the transition it opens."""
+    a confirm gate is used up by the transition it opens. ``hold``: why the release may
+    not move now (a blackout): it stays at its step, still judged and rolled back."""
     if state.phase not in LIVE:
         return state, None
     gates = dict(gates or {})
@@ -105,6 +108,10 @@ def tick(
             return new, (now + TICK if new.phase in LIVE else None)
     if state.phase == PAUSED:
         return state, now + TICK  # keep judging a candidate that still takes traffic
+    if hold is not None:
+        if state.reason == hold:
+            return state, now + TICK
+        return state.moved(now, reason=hold, by=SYSTEM), now + TICK
     notes: list[str] = []
     while True:
         gate = _gate_before(steps, state)
@@ -247,7 +254,11 @@ def command(
         return state.moved(
             now, phase=PROGRESSING, hold="", step=state.step + 1, reason=said, by=actor
         )
-    # skip-analysis: the audited emergency bypass
+    if name == "bypass":  # of the queue, the schedule and blackouts (queue.py)
+        if state.bypass:
+            return state
+        return state.moved(now, bypass=True, reason=said, by=actor)
+    # skip-analysis: the audited emergency bypass of the analysis
     if state.skip_analysis:
         return state
     new = state.moved(now, skip_analysis=True, reason=said, by=actor)

@@ -94,6 +94,9 @@ class ReleaseState:
     skip_analysis: bool = False
     reason: str = ""  # why the last transition happened, in numbers
     by: str = ""  # who made it: "system:release" or a user
+    queued_at: float = 0.0  # wall seconds it entered its environment's queue
+    bypass: bool = False  # the audited emergency bypass of queue, schedule and blackouts
+    approved: tuple[str, ...] = ()  # manual gates approved, as "gate@step"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -110,6 +113,8 @@ class ReleaseState:
         if not isinstance(data, dict) or data.get("phase") not in PHASES:
             return None
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if isinstance(known.get("approved"), list):
+            known["approved"] = tuple(str(a) for a in known["approved"])
         try:
             return cls(**known)
         except TypeError:

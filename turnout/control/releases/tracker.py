@@ -4,7 +4,8 @@ The reconciler reads the aggregate (``Context.observe()``: per (route, backend l
 ``RouteTotals``, cumulative) at every tick; a ``Tracker`` diffs each (route, label)
 against its previous reading and adds the difference to the windows of the version the
 label belongs to: the *run* window (since the release run started; continuous
-judgement) and the *step* window (since the current step began; analysis steps). The
+judgement) and the *step* window (since the current step began; analysis steps), each
+also per route (``analysis.perRoute``). The
 first reading after the tracker is created is a baseline only. Windows live in memory:
 after a restart or a leader change the release resumes at its persisted step and its
 windows start again from that moment.
@@ -37,28 +38,41 @@ class Tracker:
     step_window: Versions = field(default_factory=Versions)
     last: dict[tuple[str, ...], tuple[list[int], list[int]]] = field(default_factory=dict)
     primed: bool = False
+    # The same windows per route (the key's part before the label), for perRoute.
+    route_runs: dict[str, Versions] = field(default_factory=dict)
+    route_steps: dict[str, Versions] = field(default_factory=dict)
 
     def follow(self, run_id: tuple[int, int], step: int) -> None:
         """Start new windows when the run or the step changed."""
         if run_id != self.run_id:
             self.run_id = run_id
             self.run = Versions()
+            self.route_runs = {}
             self.step = -1
         if step != self.step:
             self.step = step
             self.step_window = Versions()
+            self.route_steps = {}
 
     def read(self, routes: Mapping[Any, RouteTotals]) -> None:
         """``routes``: cumulative totals by (..., backend label) keys, e.g. (route,
         backend) for one replica or (replica, route, backend) across replicas."""
         for key, totals in routes.items():
             label = key[-1]
-            if label == self.candidate_label:
-                windows = (self.run.candidate, self.step_window.candidate)
-            elif label == self.stable_label:
-                windows = (self.run.stable, self.step_window.stable)
-            else:
+            if label != self.candidate_label and label != self.stable_label:
                 continue
+            route = str(key[-2]) if len(key) >= 2 else ""
+            run = self.route_runs.setdefault(route, Versions())
+            step = self.route_steps.setdefault(route, Versions())
+            if label == self.candidate_label:
+                windows = (
+                    self.run.candidate,
+                    self.step_window.candidate,
+                    run.candidate,
+                    step.candidate,
+                )
+            else:
+                windows = (self.run.stable, self.step_window.stable, run.stable, step.stable)
             prev = self.last.get(key)
             codes, buckets = list(totals.codes), list(totals.buckets)
             self.last[key] = (codes, buckets)

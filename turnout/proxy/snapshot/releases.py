@@ -26,7 +26,9 @@ from turnout.config.model.release import (
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.snapshot.tables import (
     SPLIT_BUCKETS,
+    SPLIT_CLAIM,
     SPLIT_CLIENT,
+    SPLIT_CONSUMER,
     SPLIT_COOKIE,
     SPLIT_HEADER,
     SPLIT_RANDOM,
@@ -40,6 +42,8 @@ _BY: Final = {
     "cookie": SPLIT_COOKIE,
     "header": SPLIT_HEADER,
     "clientAddress": SPLIT_CLIENT,
+    "consumer": SPLIT_CONSUMER,
+    "jwtClaim": SPLIT_CLAIM,
     "random": SPLIT_RANDOM,
 }
 
@@ -78,12 +82,18 @@ class ReleaseTable:
         self.cluster_of = cluster_of
         self.make_cluster = make_cluster
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
-        # (namespace, stable backend) -> (release, phase, weight); the oldest name wins
+        # (namespace, stable backend) -> (release, phase, weight): a live release before
+        # a promoted one (an Environment's queue runs several of one Backend, one at a
+        # time), then the first name
         self.by_backend: dict[tuple[str, str], tuple[ReleaseObject, str, int]] = {}
-        for res in sorted(config.of_kind("Release"), key=lambda r: r.obj.metadata.name):
+        found = []
+        for res in config.of_kind("Release"):
             rel = res.obj
             assert isinstance(rel, ReleaseObject)
             phase, weight = traffic(rel)
+            found.append((phase not in LIVE_PHASES, rel.metadata.name, rel, phase, weight))
+        found.sort(key=lambda f: (f[0], f[1]))
+        for _, _, rel, phase, weight in found:
             if phase in LIVE_PHASES or phase == "Promoted":
                 key = (rel.metadata.namespace, rel.spec.backend)
                 self.by_backend.setdefault(key, (rel, phase, weight))

@@ -23,6 +23,7 @@ from turnout.config.tls import (
 )
 from turnout.observe.accesslog import json_string
 from turnout.observe.stats import RouteStats
+from turnout.proxy.filters.auth.chain import Principal, claim_key
 from turnout.proxy.filters.base import (
     ForwardFilter,
     ForwardHooks,
@@ -159,6 +160,8 @@ SPLIT_COOKIE: Final = 0
 SPLIT_HEADER: Final = 1
 SPLIT_CLIENT: Final = 2
 SPLIT_RANDOM: Final = 3
+SPLIT_CONSUMER: Final = 4
+SPLIT_CLAIM: Final = 5
 SPLIT_BUCKETS: Final = 10_000
 PINNED: Final = b"stable"
 
@@ -168,7 +171,9 @@ class ReleaseSplit:
 
     A keyed split hashes (key, release) into one of ``SPLIT_BUCKETS`` buckets and sends
     buckets below ``threshold`` to the candidate: every worker and replica agrees, and
-    as the weight grows a user already on the candidate stays there. ``by`` cookie: the
+    as the weight grows a user already on the candidate stays there (the key: a cookie, a
+    header, the client address, the authenticated Consumer or a JWT claim; a request
+    without it is split at random). ``by`` cookie: the
     gateway sets the cookie when absent (``pick`` returns its Set-Cookie value); a
     request without it that carries the ``pin`` session cookie gets the value
     ``stable`` and stays on stable. ``match``: header (name, value) pairs that all must
@@ -192,9 +197,13 @@ class ReleaseSplit:
         self.salt = salt
         self.pin = pin
         self.match = match
+        self.claim = name.decode() if by == SPLIT_CLAIM else ""
 
-    def pick(self, head: RequestHead, client_ip: bytes) -> tuple[bool, bytes]:
-        """(to the candidate?, a Set-Cookie value to add or b"")."""
+    def pick(
+        self, head: RequestHead, client_ip: bytes, principal: Principal | None = None
+    ) -> tuple[bool, bytes]:
+        """(to the candidate?, a Set-Cookie value to add or b""); ``principal``: who a
+        SecurityPolicy authenticated (the consumer and JWT-claim splits' key)."""
         if self.match:
             received = head.received
             for name, value in self.match:
@@ -225,6 +234,16 @@ class ReleaseSplit:
             if found is None:
                 return random.random() * SPLIT_BUCKETS < threshold, b""
             key = found
+        elif by in (SPLIT_CONSUMER, SPLIT_CLAIM):
+            who: bytes | None = None
+            if principal is not None:
+                if by == SPLIT_CONSUMER:
+                    who = principal.consumer_key
+                elif principal.claims is not None:
+                    who = claim_key(principal.claims, self.claim)
+            if who is None:
+                return random.random() * SPLIT_BUCKETS < threshold, b""
+            key = who
         else:
             key = client_ip
         return hash_bytes(self.salt + key) % SPLIT_BUCKETS < threshold, new

@@ -141,6 +141,16 @@ def _claim(claims: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def claim_key(claims: Mapping[str, Any], path: str) -> bytes | None:
+    """A claim's value as bytes (a release split's key), None when absent."""
+    value = _claim(claims, path)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, sort_keys=True).encode()
+
+
 def _claim_strings(value: Any) -> list[str]:
     if value is None:
         return []

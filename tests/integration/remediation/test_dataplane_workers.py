@@ -116,7 +116,11 @@ def test_eject_shift_and_open_circuit_reach_every_worker_and_revert(
     reply = get(port, "/")
     assert reply.json()["error"] == "upstream_overflow"
     wait_until(lambda: spread(port)[200] == 24, timeout=20, what="the circuit's lease to end")
-    assert gw.api("GET", "/api/v1/namespaces/default/mitigations")[1]["items"] == []
+    wait_until(
+        lambda: gw.api("GET", "/api/v1/namespaces/default/mitigations")[1]["items"] == [],
+        10,
+        "the expiry reconciler to delete every Mitigation",
+    )
 
 
 def _quiet(port: int, ep: Any) -> bool:

@@ -116,7 +116,11 @@ def test_eject_shift_and_open_circuit_reach_every_worker_and_revert(
     reply = get(port, "/")
     assert reply.json()["error"] == "upstream_overflow"
     wait_until(lambda: spread(port)[200] == 24, timeout=20, what="the circuit's lease to end")
-    assert gw.api("GET", "/api/v1/namespaces/default/mitigations")[1]["items"] == []
+    wait_until(
+        lambda: gw.api("GET", "/api/v1/namespaces/default/mitigations")[1]["items"] == [],
+        10,
+        "the expiry reconciler to delete every Mitigation",
+    )
 
 
 def _quiet(port: int, ep: Any) -> bool:
@@ -154,3 +158,31 @@ def test_rollback_config_restores_a_revision_as_system_remediation(
     assert gw.api("GET", "/api/v1/namespaces/default/runbooks/badconfig")[0] == 200
     audit = gw.api("GET", "/api/v1/audit?actor=system:remediation")[1]["items"]
     assert any(a.get("action") == "rollback" for a in audit), audit
+
+
+def test_restore_puts_an_ejected_endpoint_back_before_its_lease_ends(
+    serve: ServeFactory, port: int, echo: EchoFactory
+) -> None:
+    good, bad = echo("good-0"), echo("bad-0")
+    gw = serve(
+        dump(
+            gateway(port=port),
+            backend("svc", good.port, bad.port),
+            route("checkout", [to("svc")]),
+        ),
+        workers=2,
+    )
+    ep = {"backend": "svc", "endpoint": f"127.0.0.1:{bad.port}"}
+    apply(
+        gw,
+        runbook(
+            "EjectLong",
+            {"name": "eject", "action": "eject_endpoint", "params": {**ep, "ttl": "1h"}},
+        ),
+        runbook("RestoreBad", {"name": "restore", "action": "restore_endpoint", "params": ep}),
+    )
+    fire(gw, "EjectLong")
+    wait_until(lambda: _quiet(port, bad), timeout=5, what="the ejection in every worker")
+    fire(gw, "RestoreBad")
+    wait_until(lambda: _reaches(port, bad), timeout=5, what="the restore in every worker")
+    assert gw.api("GET", "/api/v1/namespaces/default/mitigations")[1]["items"] == []

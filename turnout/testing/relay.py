@@ -17,6 +17,8 @@ import contextlib
 import socket
 import struct
 
+from turnout.core.tasks import spawn
+
 
 class BlackHoleRelay:
     def __init__(self, target: tuple[str, int]) -> None:
@@ -51,9 +53,7 @@ class BlackHoleRelay:
             return
         self.writers.add(up_writer)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.get_running_loop().create_task(self._pipe(src, dst))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            spawn(self._pipe(src, dst), keep=self.tasks)
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:

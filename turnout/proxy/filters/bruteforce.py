@@ -36,6 +36,7 @@ from typing import Final
 from turnout.core.durations import parse_duration
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.auth.basic import BasicAuth
+from turnout.proxy.filters.auth.chain import AuthFilter
 from turnout.proxy.filters.auth.ipranges import ClientAddress
 from turnout.proxy.filters.base import FilterContext, LocalReply
 from turnout.proxy.ratelimit.algorithms import Decision, State
@@ -100,6 +101,14 @@ class BruteForceGuard:
         self.users: frozenset[bytes] = frozenset()  # byConsumer: the users to lock
         self.address = ClientAddress()  # the policy's clientIPDetection (``detect_with``)
         self.user_hasher = store.key_hasher("bruteForceConsumer:" + policy)
+
+    def follow(self, auth: AuthFilter, by_consumer: bool) -> BruteForceGuard:
+        """Take the policy's client-address detection, and with ``by_consumer`` its
+        Basic users to lock; returns the guard."""
+        self.detect_with(auth.address)
+        if by_consumer and auth.basic is not None:
+            self.lock_users(frozenset(auth.basic.users))
+        return self
 
     def detect_with(self, address: ClientAddress) -> None:
         """Count by the address ``clientIPDetection`` finds (X-Forwarded-For), as the

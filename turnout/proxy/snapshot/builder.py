@@ -283,12 +283,7 @@ class SnapshotBuilder:
                 local = LocalStore.private(1024)
             guard = self.guards[label] = BruteForceGuard(
                 label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
-            )
-            auth = self.policies.auth_filter(policy)
-            guard.detect_with(auth.address)
-            basic = auth.basic
-            if spec.by_consumer and basic is not None:
-                guard.lock_users(frozenset(basic.users))
+            ).follow(self.policies.auth_filter(policy), spec.by_consumer)
         return guard
 
     def _compile_limits(self) -> None:

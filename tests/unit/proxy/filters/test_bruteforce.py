@@ -77,3 +77,73 @@ def test_policies_count_apart() -> None:
     a.failed(ctx)
     assert a.check(ctx) is not None
     assert b.check(ctx) is None
+
+
+def test_by_consumer_locks_a_known_user_from_any_address_with_a_fake_clock() -> None:
+    import base64
+
+    from turnout.proxy.filters.bruteforce import USER_LOCKED
+
+    clock = FakeClock()
+    guard = BruteForceGuard(
+        "default/b", 2, "1m", "10m", LocalStore.private(1024), None, clock.monotonic
+    )
+    guard.lock_users(frozenset({b"alice"}))
+
+    def ctx(user: bytes, ip: bytes) -> FilterContext:
+        c = _ctx(ip)
+        auth = b"Basic " + base64.b64encode(user + b":pw")
+        c.head = RequestHead(b"GET", b"/", b"", [(b"authorization", auth)])
+        return c
+
+    guard.failed(ctx(b"alice", b"10.0.0.1"))
+    guard.failed(ctx(b"mallory", b"10.0.0.9"))  # unknown: not counted per user
+    assert guard.check(ctx(b"alice", b"10.0.0.3")) is None
+    guard.failed(ctx(b"alice", b"10.0.0.2"))  # the second, from another address
+    locked = guard.check(ctx(b"alice", b"10.0.0.3"))
+    assert locked is not None and locked.message == USER_LOCKED
+    assert guard.check(ctx(b"bob", b"10.0.0.3")) is None
+    assert guard.check(_ctx(b"10.0.0.3")) is None  # the address itself is not banned
+    clock.advance(601.0)
+    assert guard.check(ctx(b"alice", b"10.0.0.3")) is None
+
+
+class _Answering:
+    def on_request(self, ctx: FilterContext) -> Any:
+        from turnout.proxy.filters.base import LocalReply
+
+        return LocalReply(401, b"unauthorized")
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Any:
+        return None
+
+
+class _Passing:
+    def on_request(self, ctx: FilterContext) -> Any:
+        return None
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Any:
+        return None
+
+
+def test_a_traced_context_keeps_the_filters_that_ran_and_cuts_after_an_answer() -> None:
+    from turnout.proxy.filters.base import filter_name, request_filter
+
+    class Host:
+        def filter_answered(self, reply: object) -> None:
+            self.reply = reply
+
+    first, answering, never = (
+        request_filter(_Passing()),
+        request_filter(_Answering()),
+        request_filter(_Passing()),
+    )
+    traced = FilterContext(Host(), RequestHead(b"GET", b"/", b"", []), None, b"10.0.0.1")  # type: ignore[arg-type]
+    traced.ran = ()
+    traced.run((first,))
+    traced.run((first, answering, never))
+    assert traced.ran == (first, first, answering)
+    assert [filter_name(f) for f in traced.ran] == ["_Passing", "_Passing", "_Answering"]
+    untraced = FilterContext(Host(), RequestHead(b"GET", b"/", b"", []), None, b"10.0.0.1")  # type: ignore[arg-type]
+    untraced.run((first, answering))
+    assert untraced.ran is None

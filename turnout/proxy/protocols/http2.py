@@ -90,7 +90,7 @@ subclass; the ``h2`` pin in pyproject.toml follows it). Two parts of ``h2`` are 
 by modules compiled with the hot path: HPACK (``hpack_codec``) and the checks of received
 fields (``http2_fields``, with ``validate_inbound_headers`` off). Together they cut the
 codec's CPU per request by 1.65× compiled (93.1 → 56.5 µs in ``bench/h2codec.py
---reference``) and a proxied h2c request's by about a third (docs/benchmarks.md).
+--reference``) and a proxied h2c request's by 22-38 % (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ HOP_BY_HOP: Final = frozenset(
 # RFC 9113 §8.2.2: never generated in an HTTP/2 response (there is no TE exception there).
 H2_CONNECTION_SPECIFIC: Final = HOP_BY_HOP
 
+# Received in an HTTP/2 field block, these make the message malformed (RFC 9113 §8.2.2);
+# TE is checked apart (allowed as "trailers").
+H2_FORBIDDEN_RECEIVED: Final = HOP_BY_HOP - {b"te"}
+
 # Request fields not copied into an HTTP/2 upstream request: the connection-specific ones
 # (RFC 9113 §8.2.2; TE is kept as "trailers" by the caller) and Host, which becomes
 # :authority (RFC 9113 §8.3.1).

@@ -18,6 +18,16 @@ decoding, after each field, so an HPACK bomb (CVE-2016-6581) stops at the limit;
 at the start of a block; ``encode(headers)`` returns a block, preceded by the table size
 updates owed since ``header_table_size`` was last set (the peer's SETTINGS).
 
+Measured (``bench/h2codec.py --reference``: the server codec alone, an h2load-like GET
+and a 100-byte answer per stream, ten streams per read, compiled build, a 2-core machine
+shared with seven other busy sessions): 93.1 µs of CPU per request with ``hpack`` and
+h2's own field validation, 56.5 µs with this module and ``http2_fields`` (1.65× less).
+Uncompiled, 96.5 → 69.1 µs (1.40×). Of the options issue 17 names, this is the one that
+installs with the README's commands on a fresh machine (mypyc, as for the rest of the hot
+path, pure Python otherwise); a libnghttp2 binding would need ``libnghttp2-dev`` headers
+at install and a rewrite of the protections on nghttp2's callbacks, and the one faster
+HPACK on PyPI (``fast-hpack`` 0.1.0, a single 2024 release) is not a maintained library.
+
 Hardening beyond ``hpack``: integers are capped (``MAX_INTEGER``), a string longer than
 what is left of the block is refused before any copy, a Huffman string with EOS, more
 than 7 bits of padding or padding that is not all ones is refused (RFC 7541 §5.2), and

@@ -86,7 +86,11 @@ The codec's modules: this one (the connection, its receiving half and the limits
 advertises), ``http2_streams`` (per-stream state and the sending half: response framing,
 close and reset, shutdown), ``http2_request`` (header list → ``RequestHead``),
 ``http2_flood`` (the flood counters and limits) and ``http2_overrides`` (the ``h2``
-subclass; the ``h2`` pin in pyproject.toml follows it).
+subclass; the ``h2`` pin in pyproject.toml follows it). Two parts of ``h2`` are replaced
+by modules compiled with the hot path: HPACK (``hpack_codec``) and the checks of received
+fields (``http2_fields``, with ``validate_inbound_headers`` off). Together they cut the
+codec's CPU per request by 1.65× compiled (93.1 → 56.5 µs in ``bench/h2codec.py
+--reference``) and a proxied h2c request's by 22-38 % (docs/benchmarks.md).
 """
 
 from __future__ import annotations

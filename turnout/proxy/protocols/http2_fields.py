@@ -26,9 +26,9 @@ from typing import Final
 
 from h2.exceptions import ProtocolError
 
-CONNECTION_HEADERS: Final = frozenset(
-    (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
-)
+from turnout.core.headers import H2_FORBIDDEN_RECEIVED
+
+CONNECTION_HEADERS: Final = H2_FORBIDDEN_RECEIVED
 PSEUDO: Final = frozenset(
     (b":method", b":scheme", b":authority", b":path", b":status", b":protocol")
 )

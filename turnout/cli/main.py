@@ -185,6 +185,36 @@ def serve(
             help="Also record 5xx answers and failed attempts that were not sampled.",
         ),
     ] = True,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            envvar="TURNOUT_KUBERNETES",
+            help="Controller mode: serve the cluster's Gateway API objects (with any -f files) "
+            "and write their status back.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_KUBECONFIG",
+            help="Kubeconfig for --kubernetes (default: $KUBECONFIG, in-cluster, ~/.kube/config).",
+        ),
+    ] = "",
+    controller_name: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_CONTROLLER_NAME",
+            help="The GatewayClass controllerName this controller handles.",
+        ),
+    ] = "turnout.dev/gateway-controller",
+    kubernetes_address: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_KUBERNETES_ADDRESS",
+            help="Address written to Gateway status when spec.addresses is empty "
+            "(default: $POD_IP).",
+        ),
+    ] = "",
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -219,6 +249,10 @@ def serve(
         trace_endpoint=trace_endpoint,
         trace_sample_ratio=trace_sample_ratio,
         trace_keep_errors=trace_keep_errors,
+        kubernetes=kubernetes,
+        kubeconfig=kubeconfig,
+        controller_name=controller_name,
+        kubernetes_address=kubernetes_address,
     )
     raise typer.Exit(run_serve(flags))
 

@@ -1,0 +1,276 @@
+"""``turnout serve --kubernetes`` against a real API server, with real proxied requests.
+
+One Turnout process per module; the tests run in order and build on each other's
+objects (Gateway, route, Service + EndpointSlice pointing at echo servers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EchoFactory
+from tests.integration.kubernetes import gateway_crds
+from tests.integration.kubernetes.conftest import KubeCluster
+from turnout.testing import TurnoutProcess, free_port
+from turnout.testing.requests import get
+
+GW = "gateway.networking.k8s.io/v1"
+NS = "ctl"
+
+
+def _wait(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (OSError, AssertionError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+
+
+def _slice(name: str, service: str, port: int, ready: dict[str, bool]) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1beta1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": ok}} for ip, ok in ready.items()],
+    }
+
+
+@pytest.fixture(scope="module")
+def world(kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    gateway_crds.install(kube)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    port = free_port()
+    kube.apply(
+        {
+            "apiVersion": GW,
+            "kind": "GatewayClass",
+            "metadata": {"name": "turnout"},
+            "spec": {"controllerName": "turnout.dev/gateway-controller"},
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": GW,
+            "kind": "GatewayClass",
+            "metadata": {"name": "someone-else"},
+            "spec": {"controllerName": "example.com/other"},
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": GW,
+            "kind": "Gateway",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "gatewayClassName": "turnout",
+                "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
+                "listeners": [{"name": "http", "protocol": "HTTP", "port": port}],
+            },
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "orders", "namespace": NS},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        }
+    )
+    d = tmp_path_factory.mktemp("ctl")
+    yield {"port": port, "dir": d}
+
+
+@pytest.fixture(scope="module")
+def echo_module(bg: Any) -> Iterator[EchoFactory]:
+    from turnout.samples.echo import EchoIdentity, start_echo
+
+    servers = []
+
+    def start(pod: str = "echo", namespace: str = NS) -> Any:
+        server, state = bg.run(start_echo(identity=EchoIdentity(namespace, pod, pod)))
+        servers.append(server)
+        return state
+
+    yield start
+    for server in servers:
+        bg.call(server.close)
+
+
+@pytest.fixture(scope="module")
+def echo(echo_module: EchoFactory) -> EchoFactory:
+    return echo_module
+
+
+@pytest.fixture(scope="module")
+def turnout(kube: KubeCluster, world: dict[str, Any]) -> Iterator[TurnoutProcess]:
+    d: Path = world["dir"]
+    proc = TurnoutProcess(
+        d,
+        workers=2,
+        use_files=False,
+        extra_args=["--kubernetes", "--kubeconfig", kube.kubeconfig],
+    )
+    proc.start(timeout=30)
+    yield proc
+    proc.stop()
+
+
+def _route(name: str, path: str, service: str, generation_note: str = "") -> dict[str, Any]:
+    return {
+        "apiVersion": GW,
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "annotations": {"note": generation_note} if generation_note else {},
+        },
+        "spec": {
+            "parentRefs": [{"name": "web"}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                    "backendRefs": [{"name": service, "port": 80}],
+                }
+            ],
+        },
+    }
+
+
+def test_route_to_service_endpoints_is_served(
+    kube: KubeCluster, world: dict[str, Any], echo: EchoFactory, turnout: TurnoutProcess
+) -> None:
+    a = echo("orders-a")
+    world["a"] = a.port
+    kube.apply(_slice("orders-1", "orders", a.port, {"127.0.0.1": True}))
+    kube.apply(_route("orders", "/orders", "orders"))
+    reply = _wait(
+        lambda: (r := get(world["port"], "/orders/1")).status == 200 and r, what="a proxied 200"
+    )
+    assert reply.json()["pod"] == "orders-a"
+
+
+def test_status_is_written_back(
+    kube: KubeCluster, world: dict[str, Any], turnout: TurnoutProcess
+) -> None:
+    def route_status() -> Any:
+        got = kube.get(_route("orders", "/orders", "orders"))
+        assert got is not None
+        parents = (got.get("status") or {}).get("parents") or []
+        return parents and (got, parents)
+
+    route, parents = _wait(route_status, what="route status")
+    assert parents[0]["controllerName"] == "turnout.dev/gateway-controller"
+    conds = {c["type"]: c for c in parents[0]["conditions"]}
+    assert conds["Accepted"]["status"] == "True"
+    assert conds["ResolvedRefs"]["status"] == "True"
+    assert conds["Accepted"]["observedGeneration"] == route["metadata"]["generation"]
+    gc = kube.get({"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "turnout"}})
+    assert gc is not None
+    assert [c["status"] for c in gc["status"]["conditions"] if c["type"] == "Accepted"] == ["True"]
+    other = kube.get(
+        {"apiVersion": GW, "kind": "GatewayClass", "metadata": {"name": "someone-else"}}
+    )
+    assert other is not None and not (other.get("status") or {}).get("conditions")
+
+    def gateway_status() -> Any:
+        gw = kube.get(
+            {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "web", "namespace": NS}}
+        )
+        assert gw is not None
+        listeners = (gw.get("status") or {}).get("listeners") or []
+        return listeners and listeners[0]["attachedRoutes"] == 1 and gw
+
+    gw = _wait(gateway_status, what="gateway status with one attached route")
+    assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": "127.0.0.1"}]
+    assert {c["type"]: c["status"] for c in gw["status"]["conditions"]} == {
+        "Accepted": "True",
+        "Programmed": "True",
+    }
+    kinds = [k["kind"] for k in gw["status"]["listeners"][0]["supportedKinds"]]
+    assert kinds == ["HTTPRoute", "GRPCRoute"]
+
+
+def test_endpoint_changes_reach_workers_within_a_second(
+    kube: KubeCluster, world: dict[str, Any], echo: EchoFactory, turnout: TurnoutProcess
+) -> None:
+    b = echo("orders-b")
+    # a second slice with a new ready endpoint; the first endpoint stops being ready
+    start = time.monotonic()
+    kube.apply(_slice("orders-2", "orders", b.port, {"127.0.0.1": True}))
+    kube.apply(_slice("orders-1", "orders", world["a"], {"127.0.0.1": False}))
+    # each worker answers on its own connections: ask on fresh connections until every
+    # answer for a second's worth of tries comes from the new endpoint
+    _wait(
+        lambda: all(get(world["port"], "/orders").json()["pod"] == "orders-b" for _ in range(6)),
+        timeout=5.0,
+        what="every worker on the new endpoint",
+    )
+    assert time.monotonic() - start < 1.5  # under load: 1 s target plus the request time
+
+
+def test_invalid_route_is_refused_in_status_and_others_keep_serving(
+    kube: KubeCluster, world: dict[str, Any], turnout: TurnoutProcess
+) -> None:
+    bad = _route("bad", "/bad", "orders")
+    bad["spec"]["rules"][0]["matches"][0]["path"] = {"type": "RegularExpression", "value": "(["}
+    kube.apply(bad)
+
+    def refused() -> Any:
+        got = kube.get(bad) or {}
+        parents = (got.get("status") or {}).get("parents") or []
+        conds = {c["type"]: c for c in parents[0]["conditions"]} if parents else {}
+        return conds.get("Accepted", {}).get("status") == "False" and conds["Accepted"]
+
+    cond = _wait(refused, what="Accepted False on the bad route")
+    assert "regular expression" in cond["message"]
+    assert get(world["port"], "/orders").status == 200
+    kube.delete(bad)
+
+
+def test_api_server_restart_keeps_serving_and_watches_resume(
+    kube: KubeCluster, world: dict[str, Any], echo: EchoFactory, turnout: TurnoutProcess
+) -> None:
+    kube.stop_apiserver()
+    try:
+        for _ in range(5):  # the data plane keeps the last good revision
+            assert get(world["port"], "/orders").status == 200
+            time.sleep(0.2)
+        assert turnout.status()["ready"]
+    finally:
+        kube.start_apiserver()
+    c = echo("late")
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "late", "namespace": NS},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }
+    )
+    kube.apply(_slice("late-1", "late", c.port, {"127.0.0.1": True}))
+    kube.apply(_route("late", "/late", "late"))
+    reply = _wait(
+        lambda: (r := get(world["port"], "/late")).status == 200 and r,
+        timeout=20.0,
+        what="a route created after the restart",
+    )
+    assert reply.json()["pod"] == "late"
+    assert "watch failed" in turnout.stderr()

@@ -1,0 +1,82 @@
+"""``turnout serve --kubernetes``: the supervisor fed by the cluster (controller mode).
+
+Connects and lists everything before the supervisor starts (a cluster that cannot be
+reached at start-up is a clear start-up error, exit code 2); once serving, a lost API
+server only pauses updates: the data plane keeps the last good revision. After every
+reload the status of our GatewayClasses, Gateways and routes is written back; a failed
+status write is retried two seconds later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from turnout.control.kube.client import KubeAPIError
+from turnout.control.kube.connection import KubeConfigError, load_connection
+from turnout.control.kube.source import KubernetesSource
+from turnout.control.kube.status import StatusWriter
+from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
+
+log = logging.getLogger("turnout")
+STATUS_RETRY_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesOptions:
+    files: list[str]
+    kubeconfig: str = ""
+    controller_name: str = "turnout.dev/gateway-controller"
+    address: str = ""  # written to Gateway status when spec.addresses is empty
+
+
+async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> int:
+    try:
+        connection = load_connection(flags.kubeconfig)
+    except KubeConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    source = KubernetesSource(connection, flags.files, flags.controller_name)
+    try:
+        await source.connect()
+    except (httpx.HTTPError, KubeAPIError, KubeConfigError) as exc:
+        log.error("cannot read from the Kubernetes API server %s: %s", connection.server, exc)
+        await source.close()
+        return 2
+    address = flags.address or os.environ.get("POD_IP", "")
+    writer = StatusWriter(
+        source.client,
+        {inf.rt.kind: inf.rt for inf in source.informers.values()},
+        flags.controller_name,
+        address,
+    )
+    loop = asyncio.get_running_loop()
+
+    async def write_status() -> None:
+        if not await writer.write(source.translation, source.problems, source.rejected):
+            loop.call_later(STATUS_RETRY_SECONDS, source.poke)
+
+    tasks: list[asyncio.Task[Any]] = []
+    supervisor = Supervisor(source, options)
+
+    def started() -> None:
+        tasks.append(loop.create_task(source.run(supervisor.reload, write_status)))
+        log.info(
+            "controller %s watching %s", flags.controller_name, ", ".join(sorted(source.informers))
+        )
+
+    try:
+        return await supervisor.run(on_started=started)
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await source.close()

@@ -59,6 +59,7 @@ class ServeFlags:
     kubeconfig: str = ""
     controller_name: str = "turnout.dev/gateway-controller"
     kubernetes_address: str = ""
+    lease_duration: float = 15.0
 
     def tracing(self) -> TracingSettings:
         """``--trace-*`` over the OpenTelemetry environment variables."""
@@ -144,7 +145,11 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
         from turnout.supervisor.kube import KubernetesOptions, serve_kubernetes
 
         kube = KubernetesOptions(
-            files, flags.kubeconfig, flags.controller_name, flags.kubernetes_address
+            files,
+            flags.kubeconfig,
+            flags.controller_name,
+            flags.kubernetes_address,
+            lease_duration=flags.lease_duration,
         )
         return await serve_kubernetes(kube, options)
     samples: list[asyncio.Server] = []

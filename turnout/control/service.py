@@ -103,6 +103,7 @@ class ControlPlane:
         self._sync_again = False
         self.feed: Any = None
         self.leader: Any = None
+        self.leader_election: Any = None  # replaces the store's LeaderLock when set
         self.tunnel_dir = ""  # where `turnout connect` sockets live (set by the supervisor)
         self.tunnels: dict[str, str] = {}  # socket path -> actor, while a connect is open
         self.history: RequestHistory | None = None  # keyed requests (set by the supervisor)
@@ -123,7 +124,7 @@ class ControlPlane:
         self.feed = RevisionFeed(
             self.store, self.writes.on_feed_revision, poll_interval=self.feed_poll_interval
         )
-        self.leader = LeaderLock(self.store)
+        self.leader = self.leader_election or LeaderLock(self.store)
         for coro in (
             self.feed.run(),
             self.leader.run(self._on_leader_change),

@@ -3,8 +3,10 @@
 Connects and lists everything before the supervisor starts (a cluster that cannot be
 reached at start-up is a clear start-up error, exit code 2); once serving, a lost API
 server only pauses updates: the data plane keeps the last good revision. After every
-reload the status of our GatewayClasses, Gateways and routes is written back; a failed
-status write is retried two seconds later.
+reload the status of our GatewayClasses, Gateways and routes is written back, by the
+holder of the ``turnout-controller`` Lease only (it also runs the reconcilers: the
+Lease replaces the store's leader lock); a failed status write is retried two seconds
+later. Every replica serves traffic; only leadership is exclusive.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ import httpx
 
 from turnout.control.kube.client import KubeAPIError
 from turnout.control.kube.connection import KubeConfigError, load_connection
+from turnout.control.kube.lease import LeaseElector
 from turnout.control.kube.source import KubernetesSource
 from turnout.control.kube.status import StatusWriter
 from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
@@ -33,6 +37,8 @@ class KubernetesOptions:
     kubeconfig: str = ""
     controller_name: str = "turnout.dev/gateway-controller"
     address: str = ""  # written to Gateway status when spec.addresses is empty
+    identity: str = ""  # Lease holder identity; default $POD_NAME, else host name and pid
+    lease_duration: float = 15.0
 
 
 async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> int:
@@ -56,8 +62,23 @@ async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> i
         address,
     )
     loop = asyncio.get_running_loop()
+    identity = (
+        flags.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    )
+    elector = LeaseElector(
+        source.client,
+        connection.namespace,
+        identity,
+        duration=flags.lease_duration,
+        retry=max(0.2, flags.lease_duration / 7.5),
+    )
+    # the new leader writes every status at once
+    elector.listeners.append(lambda leader: source.poke() if leader else None)
+    options.leader = elector
 
     async def write_status() -> None:
+        if not elector.is_leader:
+            return  # status writes, like the reconcilers, are the leader's
         if not await writer.write(source.translation, source.problems, source.rejected):
             loop.call_later(STATUS_RETRY_SECONDS, source.poke)
 

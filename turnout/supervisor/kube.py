@@ -3,10 +3,10 @@
 Connects and lists everything before the supervisor starts (a cluster that cannot be
 reached at start-up is a clear start-up error, exit code 2); once serving, a lost API
 server only pauses updates: the data plane keeps the last good revision. After every
-reload the status of our GatewayClasses, Gateways and routes is written back, by the
-holder of the ``turnout-controller`` Lease only (it also runs the reconcilers: the
-Lease replaces the store's leader lock); a failed status write is retried two seconds
-later. Every replica serves traffic; only leadership is exclusive.
+reload the status of our GatewayClasses, Gateways and routes is written back, only by
+the holder of the controller's Lease (``turnout-<controller name>``), which also runs
+the reconcilers (the Lease replaces the store's leader lock); a failed status write is
+retried two seconds later. Every replica serves traffic; only leadership is exclusive.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,11 @@ class KubernetesOptions:
     address: str = ""  # written to Gateway status when spec.addresses is empty
     identity: str = ""  # Lease holder identity; default $POD_NAME, else host name and pid
     lease_duration: float = 15.0
+
+
+def lease_name(controller: str) -> str:
+    """One Lease per controller name, so two controllers in one namespace never share."""
+    return ("turnout-" + re.sub(r"[^a-z0-9.-]+", "-", controller.lower())).strip("-.")[:253]
 
 
 async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> int:
@@ -69,6 +75,7 @@ async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> i
         source.client,
         connection.namespace,
         identity,
+        name=lease_name(flags.controller_name),
         duration=flags.lease_duration,
         retry=max(0.2, flags.lease_duration / 7.5),
     )

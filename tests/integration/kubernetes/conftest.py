@@ -221,8 +221,13 @@ _PLURALS = {
     "TLSRoute": "tlsroutes",
     "ReferenceGrant": "referencegrants",
     "Backend": "backends",
+    "Lease": "leases",
+    "Deployment": "deployments",
+    "Pod": "pods",
+    "Node": "nodes",
+    "ServiceAccount": "serviceaccounts",
 }
-_CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "GatewayClass"}
+_CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "GatewayClass", "Node"}
 
 
 def object_path(obj: dict[str, Any]) -> str:

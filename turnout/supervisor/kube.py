@@ -26,6 +26,7 @@ from turnout.control.kube.connection import KubeConfigError, load_connection
 from turnout.control.kube.lease import LeaseElector
 from turnout.control.kube.source import KubernetesSource
 from turnout.control.kube.status import StatusWriter
+from turnout.control.remediation.k8s_actions import use_connection
 from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
 
 log = logging.getLogger("turnout")
@@ -53,6 +54,7 @@ async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> i
     except KubeConfigError as exc:
         log.error("%s", exc)
         return 2
+    use_connection(connection)  # remediation's Kubernetes actions act as the controller
     source = KubernetesSource(connection, flags.files, flags.controller_name)
     try:
         await source.connect()

@@ -146,6 +146,25 @@ class KubeCluster:
                     raise RuntimeError(f"apiserver not ready (exited: {dead}):\n{log[-3000:]}")
                 time.sleep(0.3)
 
+    def start_controllers(self, controllers: str) -> None:
+        """The real kube-controller-manager (e.g. ``deployment,replicaset``), once."""
+        if "kube-controller-manager" in self.procs:
+            return
+        self._start(
+            "kube-controller-manager",
+            [
+                str(BIN / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                f"--controllers={controllers}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={_port()}",
+                "--port=0",
+            ],
+        )
+
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
             self._stop(name)

@@ -79,13 +79,16 @@ class KubeClient:
     async def close(self) -> None:
         await self.http.aclose()
 
-    def _headers(self, content_type: str = "") -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, content_type: str = "") -> list[tuple[str, str]]:
+        headers = [("Accept", "application/json")]
         token = self.connection.bearer()
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers.append(("Authorization", f"Bearer {token}"))
         if content_type:
-            headers["Content-Type"] = content_type
+            headers.append(("Content-Type", content_type))
+        if self.connection.impersonate:
+            headers.append(("Impersonate-User", self.connection.impersonate))
+            headers.extend(("Impersonate-Group", g) for g in self.connection.impersonate_groups)
         return headers
 
     async def request(

@@ -2,7 +2,8 @@
 
 Supported credentials are the ones a controller meets: a bearer token (inline or
 ``tokenFile``), a client certificate (file or ``*-data``), the cluster CA (file or
-``certificate-authority-data``) and ``insecure-skip-tls-verify``. Exec and auth-provider
+``certificate-authority-data``), ``insecure-skip-tls-verify`` and impersonation
+(``as``/``as-groups``, how the tests run as the deployed service account). Exec and auth-provider
 plugins are refused with a clear error rather than half-supported. In a pod
 (``KUBERNETES_SERVICE_HOST`` set and no kubeconfig given) the service account token is
 re-read from its file on every connection, because the kubelet rotates it.
@@ -34,6 +35,8 @@ class KubeConnection:
     token: str = ""
     token_file: str = ""
     namespace: str = "default"  # the namespace we run in (for the Lease, events)
+    impersonate: str = ""  # kubeconfig ``as``: act as this user (e.g. a service account)
+    impersonate_groups: tuple[str, ...] = ()
 
     def bearer(self) -> str:
         if self.token_file:
@@ -134,4 +137,12 @@ def from_kubeconfig(data: dict[str, Any], base: Path, source: str) -> KubeConnec
     token = str(user.get("token") or "")
     token_file = user.get("tokenFile") or ""
     namespace = str(context.get("namespace") or "default")
-    return KubeConnection(server.rstrip("/"), verify, token, token_file, namespace)
+    return KubeConnection(
+        server.rstrip("/"),
+        verify,
+        token,
+        token_file,
+        namespace,
+        str(user.get("as") or ""),
+        tuple(str(g) for g in user.get("as-groups") or ()),
+    )

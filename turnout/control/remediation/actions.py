@@ -127,6 +127,7 @@ def load_builtin() -> None:
     _loaded = True
     from turnout.control.remediation import (  # noqa: F401  (registers)
         builtin_actions,
+        k8s_actions,
         release_actions,
         verify,
     )

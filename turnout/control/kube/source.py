@@ -41,37 +41,35 @@ log = logging.getLogger("turnout.kube")
 
 SOURCE = "kubernetes"
 DEBOUNCE = 0.05
-# kind -> (group, candidate versions, plural, namespaced); the first version served wins
-WATCHED: dict[str, tuple[str, tuple[str, ...], str, bool]] = {
-    "GatewayClass": (GATEWAY_API_GROUP, ("v1", "v1beta1"), "gatewayclasses", False),
-    "Gateway": (GATEWAY_API_GROUP, ("v1", "v1beta1"), "gateways", True),
-    "HTTPRoute": (GATEWAY_API_GROUP, ("v1", "v1beta1"), "httproutes", True),
-    "GRPCRoute": (GATEWAY_API_GROUP, ("v1", "v1alpha2"), "grpcroutes", True),
-    "TCPRoute": (GATEWAY_API_GROUP, ("v1alpha2",), "tcproutes", True),
-    "TLSRoute": (GATEWAY_API_GROUP, ("v1alpha2",), "tlsroutes", True),
+# Kinds read from the cluster that Turnout's registry does not model as objects:
+# kind -> (group, candidate versions (the first served wins), plural, namespaced)
+EXTRA: dict[str, tuple[str, tuple[str, ...], str, bool]] = {
     "ReferenceGrant": (GATEWAY_API_GROUP, ("v1beta1", "v1alpha2"), "referencegrants", True),
-    "Secret": ("", ("v1",), "secrets", True),
     "Service": ("", ("v1",), "services", True),
-    "Namespace": ("", ("v1",), "namespaces", False),
     "EndpointSlice": ("discovery.k8s.io", ("v1", "v1beta1"), "endpointslices", True),
 }
+
+
+def candidates() -> dict[str, tuple[str, tuple[str, ...], str, bool]]:
+    """Every kind to watch (from the kinds registry, plus ``EXTRA``); Turnout's own kinds
+    are keyed ``turnout.dev/<Kind>``."""
+    out: dict[str, tuple[str, tuple[str, ...], str, bool]] = {}
+    for e in KINDS.values():
+        key = f"{TURNOUT_GROUP}/{e.kind}" if e.group == TURNOUT_GROUP else e.kind
+        out[key] = (e.group, (e.version, *e.also_accepted), e.plural, e.namespaced)
+    out.update(EXTRA)
+    return out
 
 
 def watched_types(served: dict[tuple[str, str], set[str]]) -> dict[str, ResourceType]:
     """The resource types to watch, given what each group/version serves."""
     out: dict[str, ResourceType] = {}
-    for kind, (group, versions, plural, namespaced) in WATCHED.items():
+    for key, (group, versions, plural, namespaced) in candidates().items():
         for version in versions:
             if plural in served.get((group, version), set()):
-                out[kind] = ResourceType(group, version, plural, kind, namespaced)
+                kind = key.rpartition("/")[2]
+                out[key] = ResourceType(group, version, plural, kind, namespaced)
                 break
-    for entry in KINDS.values():
-        if entry.group == TURNOUT_GROUP and entry.plural in served.get(
-            (TURNOUT_GROUP, entry.version), set()
-        ):
-            out[f"{TURNOUT_GROUP}/{entry.kind}"] = ResourceType(
-                TURNOUT_GROUP, entry.version, entry.plural, entry.kind, entry.namespaced
-            )
     return out
 
 
@@ -147,12 +145,12 @@ class KubernetesSource:
     async def connect(self) -> None:
         """Discover what the server serves and list every watched kind once."""
         served: dict[tuple[str, str], set[str]] = {}
-        pairs = {(g, v) for g, versions, _, _ in WATCHED.values() for v in versions}
-        pairs |= {(e.group, e.version) for e in KINDS.values() if e.group == TURNOUT_GROUP}
+        wanted = candidates()
+        pairs = {(g, v) for g, versions, _, _ in wanted.values() for v in versions}
         for group, version in sorted(pairs):
             served[(group, version)] = await self.client.served(group, version)
         types = watched_types(served)
-        missing = sorted(set(WATCHED) - set(types))
+        missing = sorted(set(wanted) - set(types))
         if missing:
             log.info("not served by this cluster (CRDs not installed?): %s", ", ".join(missing))
         self.informers = {kind: Informer(self.client, rt, self.poke) for kind, rt in types.items()}

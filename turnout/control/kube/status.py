@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from turnout.config.kinds import route_kinds_by_protocol
 from turnout.config.problems import Problem
 from turnout.control.gateway_status import problem_conditions
 from turnout.control.kube.client import KubeAPIError, KubeClient, ResourceType
@@ -32,12 +33,7 @@ from turnout.control.kube.translate import Translation
 
 log = logging.getLogger("turnout.kube")
 
-SUPPORTED_KINDS = {
-    "HTTP": ("HTTPRoute", "GRPCRoute"),
-    "HTTPS": ("HTTPRoute", "GRPCRoute"),
-    "TLS": ("TLSRoute",),
-    "TCP": ("TCPRoute",),
-}
+SUPPORTED_KINDS = route_kinds_by_protocol()
 
 
 def _now() -> str:

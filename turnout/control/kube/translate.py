@@ -17,11 +17,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from turnout.config.kinds import GATEWAY_API_GROUP
+from turnout.config.kinds import GATEWAY_API_GROUP, KINDS
 from turnout.control.kube.services import Objects, ServiceResolver, granted
 
 DEFAULT_CONTROLLER = "turnout.dev/gateway-controller"
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
+ROUTE_KINDS = tuple(e.kind for e in KINDS.values() if e.listener_protocols)
 KEPT_METADATA = ("name", "namespace", "labels", "annotations", "creationTimestamp", "generation")
 # kubectl's copy of the whole object: large, and nothing here reads it
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

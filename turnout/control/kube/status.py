@@ -90,6 +90,9 @@ class StatusWriter:
         self.controller = controller
         self.address = address
         self.writes = 0
+        # (uid, kind) -> the status last written: with the official CRDs the server adds
+        # defaults to what we write, so "equal to the stored status" alone could loop
+        self.written: dict[tuple[str, str], Any] = {}
 
     def desired(
         self, t: Translation, problems: dict[str, list[Problem]], rejected: set[str]
@@ -237,9 +240,23 @@ class StatusWriter:
     ) -> bool:
         """Patch every status that changed; False when some write failed (retry later)."""
         ok = True
-        for obj, status in self.desired(t, problems, rejected):
+        desired = self.desired(t, problems, rejected)
+        live = {
+            (
+                str((o.get("metadata") or {}).get("uid") or (o.get("metadata") or {}).get("name")),
+                str(o.get("kind")),
+            )
+            for o, _ in desired
+        }
+        self.written = {k: v for k, v in self.written.items() if k in live}
+        for obj, status in desired:
             old = obj.get("status") or {}
-            if _strip_times(status) == _strip_times({k: old.get(k) for k in status if k in old}):
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("uid") or meta.get("name")), str(obj.get("kind")))
+            wanted = _strip_times(status)
+            if wanted == _strip_times({k: old.get(k) for k in status if k in old}):
+                continue
+            if self.written.get(key) == wanted:
                 continue
             _stamp(status.get("conditions", []), old.get("conditions"))
             for i, listener in enumerate(status.get("listeners", [])):
@@ -255,12 +272,12 @@ class StatusWriter:
                     prev = old_parents.get(repr(sorted(parent["parentRef"].items())), {})
                     _stamp(parent["conditions"], prev.get("conditions"))
             rt = self.types[str(obj.get("kind"))]
-            meta = obj.get("metadata") or {}
             try:
                 await self.client.patch_status(
                     rt, str(meta.get("namespace") or ""), str(meta["name"]), status
                 )
                 self.writes += 1
+                self.written[key] = wanted
             except KubeAPIError as exc:
                 if exc.status != 404:  # deleted meanwhile: nothing to report on
                     log.warning("status of %s not written: %s", _ref_of(obj), exc)

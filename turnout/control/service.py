@@ -103,7 +103,6 @@ class ControlPlane:
         self._sync_again = False
         self.feed: Any = None
         self.leader: Any = None
-        self.leader_election: Any = None  # replaces the store's LeaderLock when set
         self.tunnel_dir = ""  # where `turnout connect` sockets live (set by the supervisor)
         self.tunnels: dict[str, str] = {}  # socket path -> actor, while a connect is open
         self.history: RequestHistory | None = None  # keyed requests (set by the supervisor)
@@ -117,14 +116,15 @@ class ControlPlane:
         self.state.set_stored(revision, objects)
         await self.tokens.bootstrap(self.data_dir)
 
-    def start_background(self) -> None:
+    def start_background(self, leader: Any = None) -> None:
+        """``leader``: an elector replacing the store's LeaderLock (a Kubernetes Lease)."""
         from turnout.control.store.feed import RevisionFeed
         from turnout.control.store.leader import LeaderLock
 
         self.feed = RevisionFeed(
             self.store, self.writes.on_feed_revision, poll_interval=self.feed_poll_interval
         )
-        self.leader = self.leader_election or LeaderLock(self.store)
+        self.leader = leader or LeaderLock(self.store)
         for coro in (
             self.feed.run(),
             self.leader.run(self._on_leader_change),

@@ -27,6 +27,7 @@ from turnout.control.kube.lease import LeaseElector
 from turnout.control.kube.source import KubernetesSource
 from turnout.control.kube.status import StatusWriter
 from turnout.control.remediation.k8s_actions import use_connection
+from turnout.core.tasks import spawn
 from turnout.supervisor.main import ServeOptions, StartupError, Supervisor
 
 log = logging.getLogger("turnout")
@@ -95,7 +96,7 @@ async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> i
     supervisor = Supervisor(source, options)
 
     def started() -> None:
-        tasks.append(loop.create_task(source.run(supervisor.reload, write_status)))
+        tasks.append(spawn(source.run(supervisor.reload, write_status), name="kubernetes-source"))
         log.info(
             "controller %s watching %s", flags.controller_name, ", ".join(sorted(source.informers))
         )

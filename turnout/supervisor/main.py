@@ -256,8 +256,7 @@ class Supervisor:
         self.health.configure(config)
         self._admin = make_server(self, self._admin_sock, self.control, admin_ssl)
         if self.control is not None:
-            self.control.leader_election = self.options.leader
-            self.control.start_background()
+            self.control.start_background(self.options.leader)
         self._spawn(self._admin.serve(sockets=[self._admin_sock]))
         for index in range(self.options.workers):
             self._spawn(self._keep_worker(index))

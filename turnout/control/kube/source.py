@@ -36,6 +36,7 @@ from turnout.control.kube.client import KubeClient, ResourceType
 from turnout.control.kube.connection import KubeConnection
 from turnout.control.kube.informer import Informer
 from turnout.control.kube.translate import DEFAULT_CONTROLLER, Translation, translate
+from turnout.core.tasks import spawn
 
 log = logging.getLogger("turnout.kube")
 
@@ -171,7 +172,7 @@ class KubernetesSource:
         after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Watch forever; reload on changes; call ``after`` after each reload (status)."""
-        tasks = [asyncio.ensure_future(inf.run()) for inf in self.informers.values()]
+        tasks = [spawn(inf.run(), name=f"watch-{kind}") for kind, inf in self.informers.items()]
         try:
             if after is not None:
                 await after()

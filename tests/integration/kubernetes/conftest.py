@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -189,13 +190,16 @@ class KubeCluster:
         """A synchronous REST client (tests arrange objects with it)."""
         return httpx.Client(
             base_url=self.host,
-            verify=str(self.dir / "certs" / "apiserver.crt"),
+            verify=ssl.create_default_context(cafile=str(self.dir / "certs" / "apiserver.crt")),
             headers={"Authorization": f"Bearer {token or self.token}"},
             timeout=10.0,
         )
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace one object (server-side apply, field manager ``tests``)."""
+        if obj["kind"] == "Service":  # 1.20's apply needs the list key the server defaults
+            for port in obj["spec"].get("ports", []):
+                port.setdefault("protocol", "TCP")
         with self.client() as http:
             resp = http.patch(
                 object_path(obj),

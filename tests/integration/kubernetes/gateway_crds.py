@@ -30,7 +30,13 @@ def crd(kind: str, plural: str, versions: list[str], namespaced: bool) -> dict[s
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            # *.k8s.io groups are protected; the official CRDs carry the same annotation
+            "annotations": {
+                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
+            },
+        },
         "spec": {
             "group": GROUP,
             "names": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ def _run(kubectl: str, kube: KubeCluster, *args: str) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def applied(kubectl: str, kube: KubeCluster) -> list[dict[str, Any]]:
     gateway_crds.install(kube)
+    # as docs/kubernetes.md says: `turnout crds | kubectl apply -f -`
+    crds = subprocess.run(
+        [sys.executable, "-m", "turnout", "crds"], capture_output=True, text=True, check=True
+    ).stdout
+    out = subprocess.run(
+        [kubectl, "--kubeconfig", kube.kubeconfig, "apply", "-f", "-"],
+        input=crds,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
     out = _run(kubectl, kube, "apply", "-k", str(OVERLAY))
     assert out.returncode == 0, out.stderr
     built = _run(kubectl, kube, "kustomize", str(OVERLAY))

@@ -7,6 +7,8 @@ once and only then lets the supervisor start, so the first revision already hold
 cluster's routes. ``run`` then keeps one ``Informer`` per kind watching; any change
 schedules one reload (changes arriving within ``DEBOUNCE`` are coalesced), and after each
 reload the ``StatusWriter`` writes what Turnout made of each object back to the cluster.
+A change that leaves the translated manifests as they were (a status write, often our
+own, or an object that is not ours) skips the reload and only refreshes the status pass.
 
 ``load`` is synchronous and does no I/O: it translates the informers' caches
 (``translate``) and validates them together with the ``-f`` files. Unlike a file, one bad
@@ -20,6 +22,8 @@ they were.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -180,7 +184,11 @@ class KubernetesSource:
                 await self._dirty.wait()
                 await asyncio.sleep(DEBOUNCE)
                 self._dirty.clear()
-                await reload("kubernetes change")
+                fresh = translate(self.cluster(), self.controller)
+                if _digest(fresh) != _digest(self.translation):
+                    await reload("kubernetes change")
+                else:  # only statuses (often our own writes) or ignored objects changed
+                    self.translation = fresh
                 if after is not None:
                     await after()
         finally:
@@ -190,6 +198,10 @@ class KubernetesSource:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _digest(t: Translation) -> str:
+    return hashlib.sha256(json.dumps(t.manifests, sort_keys=True).encode()).hexdigest()
 
 
 def _short(p: Problem) -> str:

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import EchoFactory
 from tests.integration.kubernetes import gateway_crds
 from tests.integration.kubernetes.conftest import KubeCluster
+from turnout.config.crds import turnout_crds
 from turnout.testing import TurnoutProcess, free_port
 from turnout.testing.requests import get
 
@@ -56,6 +57,7 @@ def _slice(name: str, service: str, port: int, ready: dict[str, bool]) -> dict[s
 @pytest.fixture(scope="module")
 def world(kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     gateway_crds.install(kube)
+    gateway_crds.install(kube, turnout_crds())  # before Turnout starts: it discovers them once
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     port = free_port()
     kube.apply(
@@ -274,3 +276,50 @@ def test_api_server_restart_keeps_serving_and_watches_resume(
     )
     assert reply.json()["pod"] == "late"
     assert "watch failed" in turnout.stderr()
+
+
+def test_turnout_kinds_as_crds_are_served_and_refusals_reach_their_status(
+    kube: KubeCluster, world: dict[str, Any], echo: EchoFactory, turnout: TurnoutProcess
+) -> None:
+    d = echo("direct")
+    backend = {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Backend",
+        "metadata": {"name": "direct", "namespace": NS},
+        "spec": {"endpoints": [{"address": f"127.0.0.1:{d.port}"}]},
+    }
+    kube.apply(backend)
+    route = _route("direct", "/direct", "direct")
+    route["spec"]["rules"][0]["backendRefs"] = [
+        {"group": "turnout.dev", "kind": "Backend", "name": "direct"}
+    ]
+    kube.apply(route)
+    reply = _wait(
+        lambda: (r := get(world["port"], "/direct")).status == 200 and r, what="the CRD Backend"
+    )
+    assert reply.json()["pod"] == "direct"
+    # a value the CRD schema lets through (no Python pattern in it) but Turnout refuses
+    broken = {
+        **backend,
+        "metadata": {"name": "broken", "namespace": NS},
+        "spec": {"endpoints": [{"address": "not an address"}]},
+    }
+    kube.apply(broken)
+
+    def refused() -> Any:
+        got = kube.get(broken) or {}
+        conds = (got.get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Accepted" and c["status"] == "False"), None)
+
+    cond = _wait(refused, what="Accepted False on the broken Backend")
+    assert "spec.endpoints[0].address" in cond["message"]
+    ok = _wait(
+        lambda: [
+            c
+            for c in ((kube.get(backend) or {}).get("status") or {}).get("conditions", [])
+            if c["status"] == "True"
+        ],
+        what="Accepted True on the good Backend",
+    )
+    assert ok[0]["observedGeneration"] == 1
+    assert get(world["port"], "/direct").status == 200

@@ -132,6 +132,7 @@ def test_pod_spec_meets_the_restricted_pod_security_standard(applied: list[dict[
         ("list", "endpointslices.discovery.k8s.io", "--all-namespaces"),
         ("watch", "secrets", "--all-namespaces"),
         ("list", "backends.turnout.dev", "--all-namespaces"),
+        ("patch", "backends.turnout.dev", "--subresource=status", "-n", "x"),
         ("update", "leases/turnout-turnout.dev-gateway-controller", "-n", "turnout"),
         ("create", "leases", "-n", "turnout"),
     ],

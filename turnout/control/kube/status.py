@@ -10,6 +10,8 @@ object's validation problems), as the Gateway API specifies:
 - Routes: one ``status.parents`` entry per parentRef to a Gateway of ours, with
   ``controllerName`` and ``Accepted``/``ResolvedRefs``; entries written by other
   controllers are kept.
+- Turnout's own kinds (CRDs): ``Accepted``, ``False`` with the located errors of the checks
+  the CRD schema cannot express (Turnout's own validation; CEL is not available on 1.20).
 
 Every condition carries the object's ``observedGeneration``. A condition keeps its
 ``lastTransitionTime`` while its status does not change, and nothing is written when the
@@ -108,6 +110,16 @@ class StatusWriter:
             out.append((gw, self._gateway(gw, problems, rejected, attached)))
         for route in t.routes:
             out.append((route, self._route(route, t, problems, rejected)))
+        for obj in t.own:  # Turnout's kinds: what the API server's schema could not check
+            ref, gen = _ref_of(obj), _generation(obj)
+            errors = [p for p in problems.get(ref, []) if p.severity == "error"]
+            ok = ref not in rejected
+            message = _messages(errors) if not ok else "accepted"
+            warnings = [p for p in problems.get(ref, []) if p.severity != "error"]
+            if ok and warnings:
+                message = "accepted; " + _messages(warnings)
+            reason = "Accepted" if ok else "Invalid"
+            out.append((obj, {"conditions": [_condition("Accepted", ok, reason, message, gen)]}))
         return out
 
     @staticmethod

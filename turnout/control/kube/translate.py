@@ -33,6 +33,7 @@ class Translation:
     classes: list[dict[str, Any]] = field(default_factory=list)  # our GatewayClasses
     gateways: list[dict[str, Any]] = field(default_factory=list)  # our Gateways (as stored)
     routes: list[dict[str, Any]] = field(default_factory=list)  # routes with a parent of ours
+    own: list[dict[str, Any]] = field(default_factory=list)  # objects of Turnout's CRDs
     # route (kind, ns, name) -> its parentRefs that point at our Gateways (for status)
     parents: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -111,6 +112,7 @@ def translate(cluster: dict[str, Objects], controller: str = DEFAULT_CONTROLLER)
         )
     for kind, objects in sorted(cluster.items()):
         if kind.startswith("turnout.dev/"):
+            out.own.extend(obj for _, obj in sorted(objects.items()))
             out.manifests.extend(clean(obj) for _, obj in sorted(objects.items()))
     return out
 

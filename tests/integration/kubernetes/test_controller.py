@@ -323,3 +323,35 @@ def test_turnout_kinds_as_crds_are_served_and_refusals_reach_their_status(
     )
     assert ok[0]["observedGeneration"] == 1
     assert get(world["port"], "/direct").status == 200
+
+
+def test_tcp_route_to_a_service_through_a_listener_added_later(
+    kube: KubeCluster, world: dict[str, Any], turnout: TurnoutProcess
+) -> None:
+    tcp_port = free_port()
+    gw = kube.get(
+        {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "web", "namespace": NS}}
+    )
+    assert gw is not None
+    listeners = [*gw["spec"]["listeners"], {"name": "tcp", "protocol": "TCP", "port": tcp_port}]
+    kube.apply(
+        {
+            "apiVersion": GW,
+            "kind": "Gateway",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {**gw["spec"], "listeners": listeners},
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+            "kind": "TCPRoute",
+            "metadata": {"name": "raw", "namespace": NS},
+            "spec": {
+                "parentRefs": [{"name": "web", "sectionName": "tcp"}],
+                "rules": [{"backendRefs": [{"name": "orders", "port": 80}]}],
+            },
+        }
+    )
+    reply = _wait(lambda: (r := get(tcp_port, "/any")).status == 200 and r, what="TCP proxying")
+    assert reply.json()["pod"] in ("orders-a", "orders-b")

@@ -89,6 +89,8 @@ async def serve_kubernetes(flags: KubernetesOptions, options: ServeOptions) -> i
     async def write_status() -> None:
         if not elector.is_leader:
             return  # status writes, like the reconcilers, are the leader's
+        # an "unchanged" reload leaves the supervisor's last error in place: ask the source
+        writer.serving_error = "" if source.reload_ok else supervisor.last_reload_error
         if not await writer.write(source.translation, source.problems, source.rejected):
             loop.call_later(STATUS_RETRY_SECONDS, source.poke)
 

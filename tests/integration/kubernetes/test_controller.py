@@ -355,3 +355,43 @@ def test_tcp_route_to_a_service_through_a_listener_added_later(
     )
     reply = _wait(lambda: (r := get(tcp_port, "/any")).status == 200 and r, what="TCP proxying")
     assert reply.json()["pod"] in ("orders-a", "orders-b")
+
+
+def test_a_listener_that_cannot_bind_is_not_programmed_and_the_old_revision_serves(
+    kube: KubeCluster, world: dict[str, Any], turnout: TurnoutProcess
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        gw = {
+            "apiVersion": GW,
+            "kind": "Gateway",
+            "metadata": {"name": "busy", "namespace": NS},
+            "spec": {
+                "gatewayClassName": "turnout",
+                "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
+                "listeners": [{"name": "http", "protocol": "HTTP", "port": taken}],
+            },
+        }
+        kube.apply(gw)
+
+        def pending() -> Any:
+            got = kube.get(gw) or {}
+            conds = {c["type"]: c for c in (got.get("status") or {}).get("conditions") or []}
+            return conds.get("Programmed", {}).get("reason") == "Pending" and conds["Programmed"]
+
+        cond = _wait(pending, what="Programmed False (Pending) on the Gateway")
+        assert cond["status"] == "False" and str(taken) in cond["message"]
+        assert get(world["port"], "/orders").status == 200  # the last good revision
+        kube.delete(gw)
+    web = {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "web", "namespace": NS}}
+
+    def programmed_again() -> Any:
+        got = kube.get(web) or {}
+        conds = {c["type"]: c for c in (got.get("status") or {}).get("conditions") or []}
+        return conds.get("Programmed", {}).get("status") == "True"
+
+    _wait(programmed_again, what="the Gateway Programmed again after the bad one left")

@@ -97,6 +97,7 @@ class KubernetesSource:
         self.problems: dict[str, list[Problem]] = {}  # "Kind ns/name" -> its problems
         self.rejected: set[str] = set()  # refs left out of the revision for their errors
         self._dirty = asyncio.Event()
+        self.reload_ok = True  # whether the supervisor took the latest translation
 
     # -- ConfigSource ---------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class KubernetesSource:
                 self._dirty.clear()
                 fresh = translate(self.cluster(), self.controller)
                 if _digest(fresh) != _digest(self.translation):
-                    await reload("kubernetes change")
+                    self.reload_ok = await reload("kubernetes change")
                 else:  # only statuses (often our own writes) or ignored objects changed
                     self.translation = fresh
                 if after is not None:

@@ -4,8 +4,9 @@ Computed from the last ``KubernetesSource.load`` (which objects were left out, a
 object's validation problems), as the Gateway API specifies:
 
 - GatewayClass: ``Accepted``.
-- Gateway: ``Accepted`` and ``Programmed``, ``addresses`` (``spec.addresses``, else the
-  publish address: ``--kubernetes-address``/``$POD_IP``), and per listener
+- Gateway: ``Accepted`` and ``Programmed`` (``False``, reason ``Pending``, while the
+  supervisor refuses the latest revision, e.g. a listener port in use), ``addresses``
+  (``spec.addresses``, else ``--kubernetes-address``/``$POD_IP``), and per listener
   ``supportedKinds``, ``attachedRoutes`` and ``Accepted``/``Programmed``/``ResolvedRefs``.
 - Routes: one ``status.parents`` entry per parentRef to a Gateway of ours, with
   ``controllerName`` and ``Accepted``/``ResolvedRefs``; entries written by other
@@ -92,6 +93,9 @@ class StatusWriter:
         self.controller = controller
         self.address = address
         self.writes = 0
+        # why the supervisor refused the latest revision (a listener that cannot bind…);
+        # "" while it serves it. Gateways are not Programmed meanwhile.
+        self.serving_error = ""
         # (uid, kind) -> the status last written: with the official CRDs the server adds
         # defaults to what we write, so "equal to the stored status" alone could loop
         self.written: dict[tuple[str, str], Any] = {}
@@ -152,16 +156,17 @@ class StatusWriter:
         meta, spec = gw.get("metadata") or {}, gw.get("spec") or {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         message = _messages([p for p in mine if p.severity == "error"]) or "accepted"
+        programmed = ok and not self.serving_error
+        if programmed:
+            served = ("Programmed", "serving")
+        elif ok:
+            served = ("Pending", f"not serving the latest revision: {self.serving_error}")
+        else:
+            served = ("Invalid", message)
         status: dict[str, Any] = {
             "conditions": [
                 _condition("Accepted", ok, "Accepted" if ok else "Invalid", message, gen),
-                _condition(
-                    "Programmed",
-                    ok,
-                    "Programmed" if ok else "Invalid",
-                    "serving" if ok else message,
-                    gen,
-                ),
+                _condition("Programmed", programmed, served[0], served[1], gen),
             ],
             "listeners": [],
         }
@@ -188,9 +193,7 @@ class StatusWriter:
                     "attachedRoutes": count,
                     "conditions": [
                         _condition("Accepted", ok, "Accepted" if ok else "Invalid", message, gen),
-                        _condition(
-                            "Programmed", ok, "Programmed" if ok else "Invalid", message, gen
-                        ),
+                        _condition("Programmed", programmed, served[0], served[1], gen),
                         _condition(
                             "ResolvedRefs",
                             not bad_refs,

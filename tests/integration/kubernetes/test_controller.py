@@ -395,3 +395,85 @@ def test_a_listener_that_cannot_bind_is_not_programmed_and_the_old_revision_serv
         return conds.get("Programmed", {}).get("status") == "True"
 
     _wait(programmed_again, what="the Gateway Programmed again after the bad one left")
+
+
+def test_https_listener_with_a_certificate_from_another_namespace_by_reference_grant(
+    kube: KubeCluster, world: dict[str, Any], turnout: TurnoutProcess
+) -> None:
+    import socket
+    import ssl
+
+    from turnout.testing.certs import CertificateAuthority
+
+    ca = CertificateAuthority()
+    secret = ca.issue("secure.test").secret("site-cert", "certs")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "certs"}})
+    kube.apply(secret)
+    tls_port = free_port()
+    kube.apply(
+        {
+            "apiVersion": GW,
+            "kind": "Gateway",
+            "metadata": {"name": "secure", "namespace": NS},
+            "spec": {
+                "gatewayClassName": "turnout",
+                "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
+                "listeners": [
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": tls_port,
+                        "hostname": "secure.test",
+                        "tls": {"certificateRefs": [{"name": "site-cert", "namespace": "certs"}]},
+                    }
+                ],
+            },
+        }
+    )
+    route = _route("secure", "/", "orders")
+    route["spec"]["parentRefs"] = [{"name": "secure"}]
+    kube.apply(route)
+
+    def listener_refs() -> Any:
+        got = (
+            kube.get(
+                {
+                    "apiVersion": GW,
+                    "kind": "Gateway",
+                    "metadata": {"name": "secure", "namespace": NS},
+                }
+            )
+            or {}
+        )
+        listeners = (got.get("status") or {}).get("listeners") or []
+        conds = {c["type"]: c for c in listeners[0]["conditions"]} if listeners else {}
+        return conds.get("ResolvedRefs")
+
+    # without a ReferenceGrant the certificate is not used, and the status says so
+    refused = _wait(listener_refs, what="listener ResolvedRefs")
+    assert refused["status"] == "False"
+    kube.apply(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1beta1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": "gateways-may-use-certs", "namespace": "certs"},
+            "spec": {
+                "from": [
+                    {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": NS}
+                ],
+                "to": [{"group": "", "kind": "Secret"}],
+            },
+        }
+    )
+    context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+
+    def https_status() -> Any:
+        with (
+            socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="secure.test") as tls,
+        ):
+            tls.sendall(b"GET /x HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
+            return tls.recv(64).startswith(b"HTTP/1.1 200")
+
+    _wait(https_status, timeout=15, what="an HTTPS answer with the granted certificate")
+    _wait(lambda: (listener_refs() or {}).get("status") == "True", what="ResolvedRefs True")

@@ -104,3 +104,15 @@ def test_only_the_leader_writes_and_a_forced_takeover_moves_it(
     assert lease is not None
     assert lease["spec"]["holderIdentity"] == standby.env["POD_NAME"]
     assert lease["spec"]["leaseTransitions"] >= 1
+
+
+def test_a_leader_that_stops_normally_hands_over_at_once(
+    kube: KubeCluster, pair: list[TurnoutProcess]
+) -> None:
+    _wait(lambda: len(_leader(pair)) == 1, 15, "a leader")
+    leader = next(p for p in pair if p.env["POD_NAME"] == _leader(pair)[0])
+    standby = next(p for p in pair if p is not leader)
+    leader.stop()  # SIGTERM: releases the Lease on the way out
+    stopped = time.monotonic()
+    _wait(lambda: "became leader" in standby.stderr(), 15, "the standby to take over")
+    assert time.monotonic() - stopped < 2.0  # well before the 3 s lease could run out

@@ -185,6 +185,44 @@ def serve(
             help="Also record 5xx answers and failed attempts that were not sampled.",
         ),
     ] = True,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            envvar="TURNOUT_KUBERNETES",
+            help="Controller mode: serve the cluster's Gateway API objects (with any -f files) "
+            "and write their status back.",
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_KUBECONFIG",
+            help="Kubeconfig for --kubernetes (default: $KUBECONFIG, in-cluster, ~/.kube/config).",
+        ),
+    ] = "",
+    controller_name: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_CONTROLLER_NAME",
+            help="The GatewayClass controllerName this controller handles.",
+        ),
+    ] = "turnout.dev/gateway-controller",
+    kubernetes_address: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_KUBERNETES_ADDRESS",
+            help="Address written to Gateway status when spec.addresses is empty "
+            "(default: $POD_IP).",
+        ),
+    ] = "",
+    lease_duration: Annotated[
+        str,
+        typer.Option(
+            envvar="TURNOUT_LEASE_DURATION",
+            help="--kubernetes: how long a silent leader keeps the Lease before a standby "
+            "takes over.",
+        ),
+    ] = "15s",
 ) -> None:
     """Run the gateway. Without -f, serve the embedded sample configuration and services."""
     from turnout.cli.serve import ServeFlags, run_serve
@@ -219,6 +257,11 @@ def serve(
         trace_endpoint=trace_endpoint,
         trace_sample_ratio=trace_sample_ratio,
         trace_keep_errors=trace_keep_errors,
+        kubernetes=kubernetes,
+        kubeconfig=kubeconfig,
+        controller_name=controller_name,
+        kubernetes_address=kubernetes_address,
+        lease_duration=duration(lease_duration),
     )
     raise typer.Exit(run_serve(flags))
 
@@ -246,6 +289,26 @@ def check(file: FileOpt = None) -> None:
         kinds[res.kind] = kinds.get(res.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no objects"
     Console(highlight=False).print(f"OK: {summary}")
+
+
+@app.command()
+def crds(
+    output: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
+) -> None:
+    """Print CustomResourceDefinitions for Turnout's kinds (pipe into `kubectl apply -f -`)."""
+    import json
+
+    import yaml
+
+    from turnout.config.crds import turnout_crds
+
+    docs = turnout_crds()
+    if output == "json":
+        typer.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}, indent=2))
+    elif output == "yaml":
+        typer.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+    else:
+        raise typer.BadParameter("yaml or json", param_hint="-o")
 
 
 @app.command()

@@ -55,6 +55,11 @@ class ServeFlags:
     trace_endpoint: str = ""
     trace_sample_ratio: float = 1.0
     trace_keep_errors: bool = True
+    kubernetes: bool = False
+    kubeconfig: str = ""
+    controller_name: str = "turnout.dev/gateway-controller"
+    kubernetes_address: str = ""
+    lease_duration: float = 15.0
 
     def tracing(self) -> TracingSettings:
         """``--trace-*`` over the OpenTelemetry environment variables."""
@@ -133,7 +138,20 @@ def default_fields(tracing: TracingSettings) -> tuple[str, ...]:
     return DEFAULT_FIELDS
 
 
-async def _serve(files: list[str], options: ServeOptions) -> int:
+async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
+    files = flags.files
+    if flags.kubernetes:
+        # imported here: plain `turnout serve` and the workers never load the Kubernetes code
+        from turnout.supervisor.kube import KubernetesOptions, serve_kubernetes
+
+        kube = KubernetesOptions(
+            files,
+            flags.kubeconfig,
+            flags.controller_name,
+            flags.kubernetes_address,
+            lease_duration=flags.lease_duration,
+        )
+        return await serve_kubernetes(kube, options)
     samples: list[asyncio.Server] = []
     source: ConfigSource
     if files:
@@ -178,4 +196,4 @@ def run_serve(flags: ServeFlags) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    return uvloop.run(_serve(flags.files, options))
+    return uvloop.run(_serve(flags, options))

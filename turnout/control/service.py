@@ -116,14 +116,15 @@ class ControlPlane:
         self.state.set_stored(revision, objects)
         await self.tokens.bootstrap(self.data_dir)
 
-    def start_background(self) -> None:
+    def start_background(self, leader: Any = None) -> None:
+        """``leader``: an elector replacing the store's LeaderLock (a Kubernetes Lease)."""
         from turnout.control.store.feed import RevisionFeed
         from turnout.control.store.leader import LeaderLock
 
         self.feed = RevisionFeed(
             self.store, self.writes.on_feed_revision, poll_interval=self.feed_poll_interval
         )
-        self.leader = LeaderLock(self.store)
+        self.leader = leader or LeaderLock(self.store)
         for coro in (
             self.feed.run(),
             self.leader.run(self._on_leader_change),

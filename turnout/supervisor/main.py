@@ -103,6 +103,9 @@ class ServeOptions:
     redis: str = ""  # redis:// URL for Global rate limits; "" = none
     secrets_key_file: str = ""  # "" = TURNOUT_SECRETS_KEY, else <data dir>/secrets.key
     admin_tls: AdminTLSOptions = field(default_factory=AdminTLSOptions)
+    # Who leads the reconcilers instead of the store's lock (a Kubernetes Lease elector
+    # in controller mode): anything with ``run(on_change)`` and ``is_leader``.
+    leader: Any = None
 
 
 class StartupError(Exception):
@@ -253,7 +256,7 @@ class Supervisor:
         self.health.configure(config)
         self._admin = make_server(self, self._admin_sock, self.control, admin_ssl)
         if self.control is not None:
-            self.control.start_background()
+            self.control.start_background(self.options.leader)
         self._spawn(self._admin.serve(sockets=[self._admin_sock]))
         for index in range(self.options.workers):
             self._spawn(self._keep_worker(index))

@@ -35,8 +35,10 @@ class TurnoutProcess:
         env: dict[str, str] | None = None,
         data_dir: Path | None = None,
         store: str = "",
+        use_files: bool = True,
     ) -> None:
-        self.config = config
+        self.config = config  # a manifest file or directory; with use_files=False only the
+        self.use_files = use_files  # place for logs and data (e.g. with --kubernetes)
         self.workers = workers
         self.admin_port = free_port()
         self.extra_args = list(extra_args or [])
@@ -58,8 +60,7 @@ class TurnoutProcess:
             "-m",
             "turnout",
             "serve",
-            "-f",
-            str(self.config),
+            *(["-f", str(self.config)] if self.use_files else []),
             "--workers",
             str(self.workers),
             "--admin-address",

@@ -132,6 +132,7 @@ def load_builtin() -> None:
     from turnout.control.remediation import (  # noqa: F401  (registers)
         builtin_actions,
         dataplane_actions,
+        k8s_actions,
         release_actions,
         verify,
     )

@@ -204,6 +204,8 @@ def main() -> None:
             browser.close()
     finally:
         stop.set()
+        if worker.is_alive():
+            worker.join(timeout=10)
         bed.stop()
         bg.close()
 

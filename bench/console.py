@@ -154,6 +154,12 @@ def main() -> None:
                 page.click("#explain-form button")
                 page.wait_for_selector("#explain")
                 page.screenshot(path=str(args.screenshots / "explain.png"))
+                page.goto(admin + "/ui/config/default/httproutes/orders")  # a located error
+                text = page.locator("#yaml").input_value()
+                page.locator("#yaml").fill(text.replace("type: PathPrefix", "type: Prefix", 1))
+                page.click("#save")
+                page.wait_for_selector("#problems")
+                page.screenshot(path=str(args.screenshots / "object-error.png"))
             print(f"warm page load (Navigation Timing, request → load event), {args.rounds} rounds")
             print("  (server CPU: the supervisor's user+system time per load, /proc, which")
             print("   includes its other work: stats, health, reconcilers)")
@@ -204,6 +210,8 @@ def main() -> None:
             browser.close()
     finally:
         stop.set()
+        if worker.is_alive():
+            worker.join(timeout=10)
         bed.stop()
         bg.close()
 

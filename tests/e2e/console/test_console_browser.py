@@ -96,8 +96,8 @@ def test_create_a_sandbox_and_see_a_keyed_request_arrive(page: Any, bed: Console
     form = page.locator("#create-sandbox")
     form.locator("input[name=name]").fill("feature-x")
     form.locator("input[name=routingKey]").fill("fx-key")
-    form.locator("select[name=backend]").select_option("orders")
-    form.locator("input[name=address]").fill(f"127.0.0.1:{bed.candidate}")
+    form.locator("#override-default-orders").check()
+    form.locator("input[name='address.orders']").fill(f"127.0.0.1:{bed.candidate}")
     form.locator("button").click()
     expect()(page.locator("#done")).to_contain_text("created: sandbox default/feature-x")
     page.click("a.key:has-text('fx-key')")
@@ -108,6 +108,8 @@ def test_create_a_sandbox_and_see_a_keyed_request_arrive(page: Any, bed: Console
     expect()(row).to_contain_text(f"127.0.0.1:{bed.candidate}")  # served by the override
     row.locator("a").click()  # its request flow, from the same history
     expect()(page.locator("#waterfall")).to_contain_text("/orders/seen-by-the-sandbox")
+    page.goto(f"{bed.server.admin}/ui/traces?key=fx-key")  # the key's recent requests
+    expect()(page.locator("table.stream")).to_contain_text("/orders/seen-by-the-sandbox")
 
 
 def test_promote_one_release_and_abort_another(page: Any, bed: ConsoleBed) -> None:

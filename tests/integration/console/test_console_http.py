@@ -77,12 +77,13 @@ def run(tmp_path: Path, body: Body) -> None:
                     )
                     assert r.status_code == 201, r.text
                     tokens[role] = r.json()["token"]
-                r = await c.post(
-                    "/api/v1/namespaces/default/backends",
-                    json=backend("orders", 9),
-                    headers={"authorization": f"Bearer {admin}"},
-                )
-                assert r.status_code == 201, r.text
+                for name in ("orders", "payments"):
+                    r = await c.post(
+                        "/api/v1/namespaces/default/backends",
+                        json=backend(name, 9),
+                        headers={"authorization": f"Bearer {admin}"},
+                    )
+                    assert r.status_code == 201, r.text
             await body(app, control, tokens)
         finally:
             # audit records are written in the background: let them land before closing
@@ -169,7 +170,7 @@ def test_every_write_needs_the_csrf_token(tmp_path: Path) -> None:
     async def body(app: FastAPI, control: ControlPlane, tokens: dict[str, str]) -> None:
         async with client(app) as c:
             csrf = await login(c, tokens["editor"])
-            form = {"name": "fx", "namespace": "default", "backend": "orders", "ttl": "1h"}
+            form = {"name": "fx", "namespace": "default", "override": "orders", "ttl": "1h"}
             for bad in ({}, {"csrf": "wrong"}, {"csrf": csrf[:-1]}):
                 r = await c.post("/ui/sandboxes", data={**form, **bad})
                 assert r.status_code == 403 and "CSRF" in r.text
@@ -181,10 +182,17 @@ def test_every_write_needs_the_csrf_token(tmp_path: Path) -> None:
                              headers={"origin": "https://evil.example"})  # fmt: skip
             assert r.status_code == 403 and "set-cookie" not in r.headers
             assert ("Sandbox", "default", "fx") not in control.stored
-            r = await c.post("/ui/sandboxes", data={**form, "address": "127.0.0.1:9100"},
-                             headers={"x-csrf-token": csrf})  # fmt: skip
+            two = {**form, "override": ["orders", "payments"], "address.orders": "127.0.0.1:9100"}
+            r = await c.post("/ui/sandboxes", data=two, headers={"x-csrf-token": csrf})
             assert r.status_code == 303, r.text
-            assert ("Sandbox", "default", "fx") in control.stored
+            spec = control.stored[("Sandbox", "default", "fx")].spec
+            assert spec["overrides"] == [
+                {"backend": "orders", "endpoints": [{"address": "127.0.0.1:9100"}]},
+                {"backend": "payments", "local": {}},
+            ]
+            assert spec["ttl"] == "1h"
+            r = await c.post("/ui/sandboxes", data={"csrf": csrf, "name": "none"})
+            assert r.status_code == 400 and "pick at least one backend" in r.text
             entries = await audit(c, tokens["admin"], control)
             create = next(a for a in entries if a["target"] == "Sandbox default/fx")
             assert create["actor"] == "token:editor" and create["result"] == "ok"
@@ -209,7 +217,12 @@ def test_a_viewer_sees_no_write_controls_and_is_refused_if_it_tries(tmp_path: Pa
             for path in ("/ui/revisions", "/ui/releases", "/ui/config/default/backends/orders"):
                 text = (await c.get(path)).text
                 assert "<textarea" not in text and "rollback-" not in text, path
-            form = {"csrf": csrf, "name": "fx", "backend": "orders", "address": "127.0.0.1:1"}
+            form = {
+                "csrf": csrf,
+                "name": "fx",
+                "override": "orders",
+                "address.orders": "127.0.0.1:1",
+            }
             r = await c.post("/ui/sandboxes", data=form)
             assert r.status_code == 403 and "needs editor" in r.text
             assert ("Sandbox", "default", "fx") not in control.stored

@@ -102,13 +102,19 @@ async def create_sandbox(request: Request) -> Response:
     session, form = await console.writer(request)
     namespace = str(form.get("namespace") or "default")
     name = str(form.get("name") or "")
-    override: dict[str, Any] = {"backend": str(form.get("backend") or "")}
-    address = str(form.get("address") or "").strip()
-    if address:
-        override["endpoints"] = [{"address": address}]
-    else:
-        override["local"] = {}
-    spec: dict[str, Any] = {"overrides": [override]}
+    overrides: list[dict[str, Any]] = []
+    for backend in (str(b) for b in form.getlist("override")):
+        # endpoints for this backend ("host:port", comma-separated), or none: `local`
+        addresses = [a.strip() for a in str(form.get(f"address.{backend}") or "").split(",")]
+        if any(addresses):
+            overrides.append(
+                {"backend": backend, "endpoints": [{"address": a} for a in addresses if a]}
+            )
+        else:
+            overrides.append({"backend": backend, "local": {}})
+    if not overrides:
+        raise ApiFailure(400, "pick at least one backend to override", [])
+    spec: dict[str, Any] = {"overrides": overrides}
     for field in ("ttl", "routingKey"):
         value = str(form.get(field) or "").strip()
         if value:

@@ -227,6 +227,14 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         "ReleaseObject",
         short_names=("rel",),
     ),
+    KindEntry(
+        "FilterPlugin",
+        "filterplugins",
+        _TD,
+        "v1alpha1",
+        "FilterPluginObject",
+        short_names=("fp",),
+    ),
 )
 
 

@@ -10,7 +10,8 @@ one module per area:
 - ``traffic``: ``TrafficPolicy`` and ``PolicyTargetRef``;
 - ``security``: ``SecurityPolicy``, ``Consumer``;
 - ``sandbox``: ``Sandbox``, ``RouteGroup``;
-- ``remediation``: ``Runbook``, ``Mitigation``.
+- ``remediation``: ``Runbook``, ``Mitigation``;
+- ``plugins``: ``FilterPlugin``.
 
 Import a model from the module that defines it. This package itself holds what spans every
 kind: ``ConfigObject`` (the union of all object models), ``KINDS`` (kind -> model, resolved
@@ -30,6 +31,7 @@ from turnout.config.model.backend import BackendObject
 from turnout.config.model.base import Spec
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.plugins import FilterPluginObject
 from turnout.config.model.release import ReleaseObject
 from turnout.config.model.remediation import MitigationObject, RunbookObject
 from turnout.config.model.routes import (
@@ -62,6 +64,7 @@ ConfigObject = (
     | RunbookObject
     | MitigationObject
     | ReleaseObject
+    | FilterPluginObject
 )
 
 

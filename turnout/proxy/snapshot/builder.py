@@ -60,6 +60,8 @@ from turnout.proxy.filters.headers import (
     ResponseHeaderFilter,
 )
 from turnout.proxy.filters.mirror import MirrorFilter
+from turnout.proxy.filters.plugin import MissingPluginFilter
+from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
@@ -143,6 +145,7 @@ class SnapshotBuilder:
         state: BackendState | None = None,
         limits: LimitStores | None = None,
         tunnel_dir: str = "",
+        plugins: PluginHost | None = None,
     ) -> None:
         self.config = config
         self.tunnel_dir = tunnel_dir
@@ -152,6 +155,8 @@ class SnapshotBuilder:
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
         self.mitigations = mitigation_filters(config)
+        # FilterPlugin instances by (namespace, name); a scratch host for a trial build
+        self.plugins = (plugins if plugins is not None else PluginHost(stats)).stage(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
         self.backends = config.backends()
@@ -390,6 +395,8 @@ class SnapshotBuilder:
         request_mod: RequestFilter | None = None
         response_mod: ResponseFilter | None = None
         mirrors: list[ForwardFilter] = []
+        plugin_request: list[RequestFilter] = []
+        plugin_response: list[ResponseFilter] = []
         for flt in rule.filters:
             if flt.request_redirect is not None:
                 redirect = RedirectFilter(Redirect(flt.request_redirect))
@@ -403,6 +410,8 @@ class SnapshotBuilder:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
                     mirrors.append(target)
+            elif flt.extension_ref is not None:
+                self._plugin(route, flt.extension_ref.name, plugin_request, plugin_response)
         action.body_limit = policy.body_limit
         if rule.timeouts is not None:
             if rule.timeouts.request:
@@ -444,6 +453,9 @@ class SnapshotBuilder:
             request.append(request_mod)
         if rewrite is not None:
             request.append(rewrite)
+        # Plugins see the request as it will be forwarded, and the response first.
+        request.extend(plugin_request)
+        response.extend(plugin_response)
         if response_mod is not None:
             response.append(response_mod)
         action.request_filters = tuple(request)
@@ -467,6 +479,25 @@ class SnapshotBuilder:
         weighted = [c for c, w in zip(choices, weights, strict=True) if w > 0]
         action.single = weighted[0] if len(weighted) == 1 else None
         return action
+
+    def _plugin(
+        self,
+        route: HTTPRouteObject,
+        name: str,
+        request: list[RequestFilter],
+        response: list[ResponseFilter],
+    ) -> None:
+        """One ExtensionRef: the FilterPlugin's hooks, in the rule's filter order (the
+        reference's group and kind were checked by validation)."""
+        loaded = self.plugins.get((route.metadata.namespace, name))
+        if loaded is None:
+            request.append(MissingPluginFilter(f"{route.metadata.namespace}/{name}"))
+            return
+        on_request, on_response = loaded.filters()
+        if on_request is not None:
+            request.append(on_request)
+        if on_response is not None:
+            response.append(on_response)
 
     def _choice(
         self, route: HTTPRouteObject, route_label: str, ref: HTTPBackendRef

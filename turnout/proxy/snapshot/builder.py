@@ -35,7 +35,6 @@ from turnout.config.model.routes import (
     TCPRouteObject,
     TLSRouteObject,
 )
-from turnout.config.model.security import SecurityPolicyObject
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import (
@@ -53,6 +52,7 @@ from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
+from turnout.proxy.filters.extauth import ExtAuthFilter
 from turnout.proxy.filters.fault import FaultFilter
 from turnout.proxy.filters.headers import (
     HeaderModifier,
@@ -60,14 +60,12 @@ from turnout.proxy.filters.headers import (
     ResponseHeaderFilter,
 )
 from turnout.proxy.filters.mirror import MirrorFilter
-from turnout.proxy.filters.plugin import MissingPluginFilter
 from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
 from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
-from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -77,6 +75,7 @@ from turnout.proxy.routing.build import (
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
+from turnout.proxy.snapshot.extensions import add_plugin, brute_force_guard, ext_auth_for
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
 from turnout.proxy.snapshot.mitigations import mitigation_filters
 from turnout.proxy.snapshot.releases import ReleaseTable
@@ -155,10 +154,11 @@ class SnapshotBuilder:
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
         self.mitigations = mitigation_filters(config)
-        # FilterPlugin instances by (namespace, name); a scratch host for a trial build
-        self.plugins = (plugins if plugins is not None else PluginHost(stats)).stage(config)
+        # FilterPlugins by (namespace, name); a trial build stages into a scratch host
+        self.plugins = (plugins or PluginHost(stats)).stage(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
+        self.ext_auths: dict[str, ExtAuthFilter] = {}  # SecurityPolicy extAuth, by policy
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}
@@ -274,22 +274,6 @@ class SnapshotBuilder:
             for route in routes:
                 table.add(host, route)
         return table
-
-    def _guard(self, policy: SecurityPolicyObject) -> BruteForceGuard | None:
-        """The policy's bruteForce bans, in the host-wide table (one guard per policy)."""
-        spec = policy.spec.brute_force
-        if spec is None:
-            return None
-        label = f"{policy.metadata.namespace}/{policy.metadata.name}"
-        guard = self.guards.get(label)
-        if guard is None:
-            local = self.limit_stores.local
-            if local is None:  # a trial build or a test: a small table of its own
-                local = LocalStore.private(1024)
-            guard = self.guards[label] = BruteForceGuard(
-                label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
-            )
-        return guard
 
     def _compile_limits(self) -> None:
         if self.limited:
@@ -411,7 +395,7 @@ class SnapshotBuilder:
                 if target is not None:
                     mirrors.append(target)
             elif flt.extension_ref is not None:
-                self._plugin(route, flt.extension_ref.name, plugin_request, plugin_response)
+                add_plugin(self.plugins, route, flt.extension_ref, plugin_request, plugin_response)
         action.body_limit = policy.body_limit
         if rule.timeouts is not None:
             if rule.timeouts.request:
@@ -434,9 +418,13 @@ class SnapshotBuilder:
         mitigation = self.mitigations.get((route.metadata.namespace, route.metadata.name))
         if mitigation is not None:  # first: a shed request costs the least
             request.append(mitigation)
-        if policy.security is not None:
-            auth = self.policies.auth_filter(policy.security)
-            request.append(SecurityFilter(auth, self._guard(policy.security)))
+        sec = policy.security
+        if sec is not None:
+            auth = self.policies.auth_filter(sec)
+            guard = brute_force_guard(self.guards, sec, self.limit_stores.local, self.stats)
+            request.append(SecurityFilter(auth, guard))
+            if sec.spec.ext_auth is not None:  # after the policy's own authentication
+                request.append(ext_auth_for(self.ext_auths, sec, self.backends))
             response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
@@ -453,8 +441,7 @@ class SnapshotBuilder:
             request.append(request_mod)
         if rewrite is not None:
             request.append(rewrite)
-        # Plugins see the request as it will be forwarded, and the response first.
-        request.extend(plugin_request)
+        request.extend(plugin_request)  # plugins see the request as it will be forwarded
         response.extend(plugin_response)
         if response_mod is not None:
             response.append(response_mod)
@@ -479,25 +466,6 @@ class SnapshotBuilder:
         weighted = [c for c, w in zip(choices, weights, strict=True) if w > 0]
         action.single = weighted[0] if len(weighted) == 1 else None
         return action
-
-    def _plugin(
-        self,
-        route: HTTPRouteObject,
-        name: str,
-        request: list[RequestFilter],
-        response: list[ResponseFilter],
-    ) -> None:
-        """One ExtensionRef: the FilterPlugin's hooks, in the rule's filter order (the
-        reference's group and kind were checked by validation)."""
-        loaded = self.plugins.get((route.metadata.namespace, name))
-        if loaded is None:
-            request.append(MissingPluginFilter(f"{route.metadata.namespace}/{name}"))
-            return
-        on_request, on_response = loaded.filters()
-        if on_request is not None:
-            request.append(on_request)
-        if on_response is not None:
-            response.append(on_response)
 
     def _choice(
         self, route: HTTPRouteObject, route_label: str, ref: HTTPBackendRef

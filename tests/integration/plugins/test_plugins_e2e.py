@@ -79,6 +79,7 @@ def test_example_plugins_and_failures(
         to("svc", "/enriched", filters=[ext("enrich")]),
         to("svc", "/faulty", filters=[ext("faulty")]),
         to("svc", "/open", filters=[ext("faulty-open")]),
+        to("svc", "/v1", filters=[ext("transform")]),
     ]
     proc = serve(
         dump(
@@ -97,6 +98,19 @@ def test_example_plugins_and_failures(
             ),
             plugin("faulty", "test-faulty", {}, timeout="300ms"),
             plugin("faulty-open", "test-faulty", {}, failOpen=True),
+            plugin(
+                "transform",
+                "transform",  # built in: turnout's own entry point
+                {
+                    "request": {
+                        "method": "PUT",
+                        "path": {"pattern": "^/v1/(.*)$", "substitution": "/v2/\\1"},
+                        "query": {"rename": {"q": "search"}},
+                        "headers": {"set": {"x-caller": "{client_ip} {header.x-user}"}},
+                    },
+                    "response": {"headers": {"set": {"x-transformed": "{status}"}}},
+                },
+            ),
         )
     )
     pids = proc.worker_pids()
@@ -115,6 +129,12 @@ def test_example_plugins_and_failures(
     assert enriched.json()["headers"]["X-User-Plan"] == ["gold"]
     refused = request(port, "/enriched")  # the lookup answers 404: the plugin refuses
     assert refused.status == 403 and refused.json()["error"] == "lookup_refused"
+
+    moved = request(port, "/v1/items?q=red", headers={"x-user": "ann"})
+    assert moved.status == 200 and moved.headers["x-transformed"] == "200"
+    echoed = moved.json()
+    assert (echoed["method"], echoed["path"]) == ("PUT", "/v2/items?search=red")
+    assert echoed["headers"]["X-Caller"] == ["127.0.0.1 ann"]
 
     for fault, code in (
         ("raise", "plugin_error"),

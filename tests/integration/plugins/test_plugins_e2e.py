@@ -24,7 +24,8 @@ from turnout.testing.requests import request
 
 SECRET = "integration-test-secret-0123"
 
-pytestmark = pytest.mark.usefixtures("plugin_packages")
+# The first test also pays for installing the plugin packages (pip, on a shared machine).
+pytestmark = [pytest.mark.usefixtures("plugin_packages"), pytest.mark.timeout(600)]
 
 
 def plugin(name: str, kind: str, config: dict[str, Any] | None = None, **spec: Any) -> Any:
@@ -230,3 +231,27 @@ def test_plugin_new_generates_a_package_whose_test_passes(tmp_path: Path) -> Non
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "2 passed" in tested.stdout
+
+
+def test_apply_through_the_admin_api(serve: ServeFactory, port: int, echo: EchoFactory) -> None:
+    """``turnout apply`` path: a bad plugin config is refused with its line, a good one
+    (and the route attaching it) takes effect without a restart."""
+    e = echo("e-0")
+    proc = serve(dump(gateway(port=port), backend("svc", e.port), route("api", [to("svc")])))
+    bad = dump(plugin("tag", "transform", {"request": {"headers": {"set": {"x-a": "{nope}"}}}}))
+    code, body = proc.api("POST", "/api/v1/apply", bad, content_type="application/yaml")
+    assert code == 422, body
+    (problem,) = body["problems"]
+    assert problem["path"] == "spec.config.request.headers.set.x-a", problem
+    assert "unknown placeholder" in problem["message"]
+    assert bad.splitlines()[problem["line"] - 1].strip().startswith("x-a:"), problem
+    good = dump(
+        plugin("tag", "transform", {"request": {"headers": {"set": {"x-a": "{method}"}}}}),
+        route("tagged", [to("svc", "/tagged", filters=[ext("tag")])]),
+    )
+    code, body = proc.api("POST", "/api/v1/apply", good, content_type="application/yaml")
+    assert code == 200, body
+    assert eventually(
+        lambda: request(port, "/tagged").json()["headers"].get("X-A") == ["GET"], 10.0
+    )
+    assert "X-A" not in request(port, "/").json()["headers"]

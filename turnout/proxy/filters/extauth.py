@@ -27,7 +27,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
-from turnout.proxy.filters.base import FilterContext, LocalReply, RequestFilter, Suspend, Verdict
+from turnout.proxy.filters.base import FilterContext, LocalReply, Suspend, Verdict
 from turnout.proxy.protocols.heads import Headers
 
 if TYPE_CHECKING:
@@ -69,7 +69,10 @@ class _Client:
         return cls.client
 
 
-class ExtAuthFilter(RequestFilter):
+class ExtAuthFilter:
+    """The request hooks (wrapped by ``filters.base.request_filter`` at build time: this
+    module is not compiled, and compiled base classes take no interpreted subclasses)."""
+
     __slots__ = (
         "cache",
         "copy",

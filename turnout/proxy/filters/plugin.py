@@ -18,6 +18,11 @@ and answered with the FilterPlugin's ``failureStatus`` — or ignored with ``fai
 Nothing a plugin raises (short of ``BaseException``) leaves the wrapper, so a plugin
 never takes a worker down. Whether the hook is a coroutine function is decided once, at
 snapshot build; a plugin without ``on_response`` gets no response filter at all.
+
+These classes satisfy the hooks protocols of ``filters.base`` and are wrapped once, at
+build time, by ``request_filter``/``response_filter``: they stay interpreted Python (a
+compiled data plane's base classes cannot be subclassed by interpreted ones), as plugins
+themselves are.
 """
 
 from __future__ import annotations
@@ -29,14 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 from turnout.observe.stats import WorkerStats
-from turnout.proxy.filters.base import (
-    FilterContext,
-    LocalReply,
-    RequestFilter,
-    ResponseFilter,
-    Suspend,
-    Verdict,
-)
+from turnout.proxy.filters.base import FilterContext, LocalReply, Suspend, Verdict
 from turnout.proxy.protocols.heads import ResponseHead
 
 log = logging.getLogger("turnout.plugins")
@@ -117,7 +115,7 @@ class PluginFailures:
         return None if self.fail_open else self.replies[reason]
 
 
-class PluginRequestFilter(RequestFilter):
+class PluginRequestFilter:
     __slots__ = ("failures", "hook", "is_async", "timeout")
 
     def __init__(
@@ -162,7 +160,7 @@ class PluginRequestFilter(RequestFilter):
         return f"<PluginRequestFilter {self.failures.label}>"
 
 
-class PluginResponseFilter(ResponseFilter):
+class PluginResponseFilter:
     __slots__ = ("failures", "hook")
 
     def __init__(
@@ -184,7 +182,7 @@ class PluginResponseFilter(ResponseFilter):
         return f"<PluginResponseFilter {self.failures.label}>"
 
 
-class MissingPluginFilter(RequestFilter):
+class MissingPluginFilter:
     """An ExtensionRef to a FilterPlugin that does not exist: the rule answers 500, as
     the Gateway API asks of an unresolved filter reference."""
 
@@ -197,6 +195,9 @@ class MissingPluginFilter(RequestFilter):
 
     def on_request(self, ctx: FilterContext) -> Verdict:
         return self.reply
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
+        return None
 
 
 def overrides(plugin: object, hook: str) -> bool:

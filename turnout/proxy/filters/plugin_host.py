@@ -29,7 +29,12 @@ from turnout.config.plugins import PluginLoadError, load_plugin_class, parse_plu
 from turnout.config.problems import ConfigError, Problem
 from turnout.core.durations import parse_duration
 from turnout.observe.stats import WorkerStats
-from turnout.proxy.filters.base import RequestFilter, ResponseFilter
+from turnout.proxy.filters.base import (
+    RequestFilter,
+    ResponseFilter,
+    request_filter,
+    response_filter,
+)
 from turnout.proxy.filters.plugin import (
     PluginFailures,
     PluginRequestFilter,
@@ -72,12 +77,14 @@ class LoadedPlugin:
         inst = self.instance
         request = None
         if overrides(inst, "on_request"):
-            request = PluginRequestFilter(
-                inst.on_request, self.failures, parse_duration(self.spec.timeout)
+            request = request_filter(
+                PluginRequestFilter(
+                    inst.on_request, self.failures, parse_duration(self.spec.timeout)
+                )
             )
         response = None
         if overrides(inst, "on_response"):
-            response = PluginResponseFilter(inst.on_response, self.failures)
+            response = response_filter(PluginResponseFilter(inst.on_response, self.failures))
         return request, response
 
 

@@ -52,7 +52,6 @@ from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
-from turnout.proxy.filters.extauth import ExtAuthFilter
 from turnout.proxy.filters.fault import FaultFilter
 from turnout.proxy.filters.headers import (
     HeaderModifier,
@@ -158,7 +157,7 @@ class SnapshotBuilder:
         self.plugins = (plugins or PluginHost(stats)).stage(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
-        self.ext_auths: dict[str, ExtAuthFilter] = {}  # SecurityPolicy extAuth, by policy
+        self.ext_auths: dict[str, RequestFilter] = {}  # SecurityPolicy extAuth, by policy
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}

@@ -10,7 +10,7 @@ from turnout.config.model.security import SecurityPolicyObject
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 from turnout.observe.stats import WorkerStats
-from turnout.proxy.filters.base import RequestFilter, ResponseFilter
+from turnout.proxy.filters.base import RequestFilter, ResponseFilter, request_filter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
 from turnout.proxy.filters.extauth import ExtAuthFilter
 from turnout.proxy.filters.plugin import MissingPluginFilter
@@ -19,16 +19,16 @@ from turnout.proxy.ratelimit.local import LocalStore
 
 
 def ext_auth_for(
-    compiled: dict[str, ExtAuthFilter],
+    compiled: dict[str, RequestFilter],
     policy: SecurityPolicyObject,
     backends: dict[tuple[str, str], BackendObject],
-) -> ExtAuthFilter:
+) -> RequestFilter:
     """One per policy and snapshot: its decision cache is shared by every rule the policy
     covers."""
     label = f"{policy.metadata.namespace}/{policy.metadata.name}"
     found = compiled.get(label)
     if found is None:
-        found = compiled[label] = compile_ext_auth(policy, backends)
+        found = compiled[label] = request_filter(compile_ext_auth(policy, backends))
     return found
 
 
@@ -77,7 +77,7 @@ def add_plugin(
     namespace, name = route.metadata.namespace, ref.name
     loaded = plugins.get((namespace, name))
     if loaded is None:
-        request.append(MissingPluginFilter(f"{namespace}/{name}"))
+        request.append(request_filter(MissingPluginFilter(f"{namespace}/{name}")))
         return
     on_request, on_response = loaded.filters()
     if on_request is not None:

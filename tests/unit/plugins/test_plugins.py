@@ -58,6 +58,7 @@ class TagPlugin(Plugin[TagConfig]):
 
     def on_response(self, ctx: Context, head: ResponseHead) -> LocalReply | None:
         head.headers.append((b"x-tag-route", str(ctx.values()["seen"]).encode()))
+        head.headers.append((b"x-tag-backend", ctx.backend.encode()))
         return None
 
 
@@ -301,6 +302,7 @@ def test_plugin_on_the_exchange_and_a_missing_plugin_answers_500() -> None:
     h.respond(up, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     assert call.down.status == 200
     assert call.down.header(b"x-tag-route") == b"default/r"
+    assert call.down.header(b"x-tag-backend") == b"default/svc"  # the chosen backendRef
     gone = h.request(b"GET", b"/gone")
     assert gone.down.status == 500
 

@@ -255,3 +255,26 @@ def test_apply_through_the_admin_api(serve: ServeFactory, port: int, echo: EchoF
         lambda: request(port, "/tagged").json()["headers"].get("X-A") == ["GET"], 10.0
     )
     assert "X-A" not in request(port, "/").json()["headers"]
+
+
+def test_the_examples_own_tests_pass() -> None:
+    """Each example ships harness tests (no sockets but the enrichment's lookup server)."""
+    root = Path(__file__).resolve().parents[3] / "examples"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(root / "request-signing" / "tests"),
+            str(root / "header-enrichment" / "tests"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout

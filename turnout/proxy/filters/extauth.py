@@ -78,6 +78,7 @@ class ExtAuthFilter:
         "copy",
         "error",
         "fail_open",
+        "failures",
         "max_entries",
         "name",
         "next",
@@ -111,6 +112,7 @@ class ExtAuthFilter:
         self.ttl = ttl
         self.max_entries = max_entries
         self.cache: dict[bytes, tuple[float, Decision]] = {}
+        self.failures = 0  # failed checks in this worker (logged 1st, 2nd, 4th, ...)
         self.error = LocalReply(403, b"ext_auth_error", b"the authorization service failed")
         import httpx  # noqa: F401 - now, at snapshot build, not inside the first check's timeout
 
@@ -150,7 +152,15 @@ class ExtAuthFilter:
         return None
 
     def _failed(self, why: str) -> Verdict:
-        log.warning("extAuth %s: %s%s", self.name, why, "; failing open" if self.fail_open else "")
+        n = self.failures = self.failures + 1
+        if n & (n - 1) == 0:  # an outage must not flood the log
+            log.warning(
+                "extAuth %s: %s (%d failed checks so far in this worker)%s",
+                self.name,
+                why,
+                n,
+                "; failing open" if self.fail_open else "",
+            )
         return None if self.fail_open else self.error
 
     async def _check(self, ctx: FilterContext, key: bytes | None) -> object:

@@ -11,6 +11,8 @@ Turnout's own work (codecs, routing, filters, the exchange, counters, access log
     python bench/inproc.py              # 50 000 requests per loop, log off and on,
                                         # then tracing off, sampled at 1 % and 100 %
     python bench/inproc.py --profile    # cProfile: calls and own time per request
+    python bench/inproc.py --features plugin-empty transform-headers extauth-cached
+                                        # bench/features/ variants beside the baseline
 
 Traced runs count what a worker spends per request on tracing: the records, and every
 512 requests what the export task and the stats ticker do with them between requests
@@ -28,11 +30,13 @@ import pickle
 import pstats
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
 from typing import Any
 
 import uvloop
+from run import overlay  # bench/run.py beside this script: the --features overlay
 
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
@@ -47,6 +51,7 @@ from turnout.proxy.upstream.connection import UpstreamConnection
 from turnout.proxy.worker import settle_garbage_collector
 
 CONFIG = Path(__file__).with_name("turnout-gateway.yaml")
+FEATURES_DIR = CONFIG.with_name("features")
 REQUEST = b"GET /api/items/42 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 22 Nov 2026 01:00:00 GMT\r\n"
@@ -87,15 +92,49 @@ class FakeTransport:
         self.closing = True
 
 
+def feature_text(name: str) -> str:
+    """The --features configuration of variant ``name`` (bench/run.py's overlay), with
+    both upstream endpoints on the one fake pool."""
+    files = [CONFIG, FEATURES_DIR / "baseline.yaml"]
+    if name != "baseline":
+        files.append(FEATURES_DIR / f"{name}.yaml")
+    values = {
+        "gateway_port": 18999,
+        "upstream": "127.0.0.1:18998",
+        "upstream2": "127.0.0.1:18998",
+    }
+    base, *layers = (Template(f.read_text()).safe_substitute(values) for f in files)
+    return overlay(base, *layers)
+
+
+async def _answer_200(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An authorization service stub for the extAuth variant's first (uncached) check."""
+    try:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nx-auth-user: bench\r\ncontent-length: 0\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        pass  # the variant's loop ends with the stub's connection open
+    finally:
+        writer.close()
+
+
 async def measure(
-    requests: int, access_log: bool, profile: bool, sample: float = 1.0, ratio: float = -1.0
+    requests: int,
+    access_log: bool,
+    profile: bool,
+    sample: float = 1.0,
+    ratio: float = -1.0,
+    feature: str = "",
+    clock: Callable[[], float] = time.process_time,
 ) -> float:
     """µs per request; ``sample`` is the access log's sampling rate, ``ratio`` >= 0 turns
-    tracing on with that sampling ratio."""
+    tracing on with that sampling ratio; ``feature``: a bench/features variant."""
     loop = asyncio.get_running_loop()
     text = Template(CONFIG.read_text()).safe_substitute(
         gateway_port=18999, upstream="127.0.0.1:18998"
     )
+    if feature:
+        text = feature_text(feature)
     resources, _ = parse_text(text, str(CONFIG))
     config, _ = validate(resources)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -115,6 +154,18 @@ async def measure(
     up.connection_made(FakeTransport())  # type: ignore[arg-type]
     pool.open_count += 1
     pool.idle.append(up)
+    upstream_side = up.transport
+    if feature:
+        # One request first: a variant that waits for something on its first request
+        # (extAuth's first check, answered by a local stub) has it done before timing.
+        stub = await asyncio.start_server(_answer_200, "127.0.0.1", 18998)
+        down.data_received(REQUEST)
+        for _ in range(200):
+            if upstream_side.written:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        up.data_received(RESPONSE)
+        stub.close()
 
     def run(n: int) -> None:
         for i in range(n):
@@ -145,9 +196,9 @@ async def measure(
     best = float("inf")
     for _ in range(7):
         # CPU time of this process: on a shared machine, time spent descheduled is not ours
-        started = time.process_time()
+        started = clock()
         run(requests)
-        best = min(best, time.process_time() - started)
+        best = min(best, clock() - started)
         if log is not None:
             log.flush()
     return best / requests * 1e6
@@ -159,8 +210,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved tracing rounds")
     parser.add_argument("--tracing-only", action="store_true", help="skip the access-log runs")
+    parser.add_argument("--features", nargs="+", default=[], help="bench/features variants")
     args = parser.parse_args()
     print(f"data plane: {accel.describe()}")
+    if args.features:
+        measure_features(args)
+        return
     for access_log in () if args.tracing_only else (False, True):
         us = uvloop.run(measure(args.requests, access_log, args.profile))
         print(f"access log {'on ' if access_log else 'off'}: {us:.2f} us per request")
@@ -173,6 +228,27 @@ def main() -> None:
     for label, us in runs.items():
         each = ", ".join(f"{u:.2f}" for u in us)
         print(f"tracing {label:<5}: {statistics.median(us):.2f} us per request (median; {each})")
+
+
+def measure_features(args: argparse.Namespace) -> None:
+    """Each variant beside the baseline, interleaved (B v1 v2 ... per round), medians of
+    the best of 7 loops' CPU time per request."""
+    names = ["baseline", *[f for f in args.features if f != "baseline"]]
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            # CPU time of this process: the machine may be shared, and waiting for a core
+            # is not the feature's cost.
+            us = measure(args.requests, False, False, feature=name, clock=time.process_time)
+            runs[name].append(uvloop.run(us))
+    base = statistics.median(runs["baseline"])
+    for name, us in runs.items():
+        median = statistics.median(us)
+        each = ", ".join(f"{u:.2f}" for u in us)
+        print(
+            f"{name:<18} {median:6.2f} us per request  +{median - base:5.2f} us "
+            f"({median / base:.2f}x baseline; {each})"
+        )
 
 
 if __name__ == "__main__":

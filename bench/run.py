@@ -1421,6 +1421,14 @@ FEATURES = (
         "20 Sandboxes; requests carry `baggage: turnout-routing-key=sb-7` (its override)",
         headers=("baggage: turnout-routing-key=sb-7",),
     ),
+    Feature("plugin-empty", "a FilterPlugin (ExtensionRef) whose hooks do nothing"),
+    Feature(
+        "transform-headers",
+        "header-only transform: 2 request headers set (templated), 1 removed, 1 renamed, "
+        "1 response header",
+        response_header="x-served-for",
+    ),
+    Feature("extauth-cached", "SecurityPolicy extAuth, every decision from the cache"),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 

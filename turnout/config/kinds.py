@@ -238,6 +238,14 @@ REGISTRY: Final[tuple[KindEntry, ...]] = (
         columns=("NAMESPACES", "NEXT"),
         wide_columns=("BLACKOUTS",),
     ),
+    KindEntry(
+        "FilterPlugin",
+        "filterplugins",
+        _TD,
+        "v1alpha1",
+        "FilterPluginObject",
+        short_names=("fp",),
+    ),
 )
 
 

@@ -335,13 +335,14 @@ def check_security_policy(
             spec.ip_rules,
             spec.cors,
             spec.response_headers,
+            spec.ext_auth,
         )
     ):
         add(
             res.problem(
                 ("spec",),
                 "the policy sets nothing (clientCertificate, jwt, apiKeyAuth, basicAuth, "
-                "authorization, ipRules, cors or responseHeaders)",
+                "authorization, ipRules, cors, responseHeaders or extAuth)",
                 "warning",
             )
         )

@@ -54,6 +54,7 @@ class Aggregate:
     # L4 counters: (kind, label, label) -> count, see WorkerStats.l4
     l4: dict[tuple[str, str, str], int] = field(default_factory=dict)
     refusals: dict[tuple[int, str], int] = field(default_factory=dict)
+    plugin_failures: dict[tuple[str, str], int] = field(default_factory=dict)
     keyed: dict[str, int] = field(default_factory=dict)  # routing key -> requests
     # consumer -> [requests, bytes received, bytes sent]
     consumers: dict[str, list[int]] = field(default_factory=dict)
@@ -72,6 +73,9 @@ class Aggregate:
         for key, n in stats.get("refusals", {}).items():
             key = tuple(key)
             self.refusals[key] = self.refusals.get(key, 0) + n
+        for key, n in stats.get("plugin_failures", {}).items():
+            key = tuple(key)
+            self.plugin_failures[key] = self.plugin_failures.get(key, 0) + n
         for name, n in stats.get("keyed", {}).items():
             self.keyed[name] = self.keyed.get(name, 0) + n
         for name, usage in stats.get("consumers", {}).items():
@@ -332,6 +336,16 @@ def _usage(agg: Aggregate) -> Iterator[Metric]:
     for (code, reason), n in sorted(agg.refusals.items()):
         refusals.add_metric([str(code), reason], n)
     yield refusals
+    plugin_failures = CounterMetricFamily(
+        "turnout_plugin_failures",
+        "Filter plugin hooks that raised, timed out or returned something other than None "
+        "or a LocalReply, by FilterPlugin (namespace/name) and reason (error, timeout, "
+        "verdict)",
+        labels=["plugin", "reason"],
+    )
+    for (plugin, reason), n in sorted(agg.plugin_failures.items()):
+        plugin_failures.add_metric([plugin, reason], n)
+    yield plugin_failures
     keyed = CounterMetricFamily(
         "turnout_sandbox_requests",
         "Requests that carried a Sandbox's or RouteGroup's routing key",

@@ -62,6 +62,7 @@ class WorkerStats:
         "internal_errors",
         "keyed",
         "l4",
+        "plugin_failures",
         "protocol_errors",
         "refusals",
         "routes",
@@ -87,6 +88,8 @@ class WorkerStats:
         self.history_dropped = 0
         # answers the gateway made itself with status >= 400: (status, reason code) -> count
         self.refusals: dict[tuple[int, str], int] = {}
+        # filter plugins that raised, timed out or answered nonsense: (plugin, reason) -> n
+        self.plugin_failures: dict[tuple[str, str], int] = {}
         # requests per sandbox routing key in force
         self.keyed: dict[str, int] = {}
         # per authenticated Consumer: [requests, bytes received, bytes sent]
@@ -127,6 +130,13 @@ class WorkerStats:
     def refusal(self, status: int, code: bytes) -> None:
         key = (status, code.decode("ascii", "replace") or "none")
         self.refusals[key] = self.refusals.get(key, 0) + 1
+
+    def plugin_failure(self, plugin: str, reason: str) -> int:
+        """Count one failure of a filter plugin; the count so far in this worker."""
+        key = (plugin, reason)
+        n = self.plugin_failures.get(key, 0) + 1
+        self.plugin_failures[key] = n
+        return n
 
     def keyed_request(self, key: bytes) -> None:
         name = key.decode("ascii", "replace")
@@ -171,6 +181,7 @@ class WorkerStats:
             "upstream_timeouts": self.upstream_timeouts,
             "l4": dict(self.l4),
             "refusals": dict(self.refusals),
+            "plugin_failures": dict(self.plugin_failures),
             "keyed": dict(self.keyed),
             "consumers": {k: tuple(v) for k, v in self.consumers.items()},
             "access_log_sampled_out": self.access_log_sampled_out,

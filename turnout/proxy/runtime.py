@@ -27,6 +27,7 @@ from turnout.observe.accesslog import AccessLog
 from turnout.observe.stats import WorkerStats
 from turnout.observe.tracing import Tracer, TracingSettings
 from turnout.proxy.compile import compile_snapshot
+from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.protocols.http1 import Limits
 from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.ratelimit.redis_store import RedisStore
@@ -77,6 +78,8 @@ class Runtime:
         self.tls_contexts = ContextCache()
         # Circuit breakers and outlier detectors by backend, kept across snapshots.
         self.backend_state = BackendState(self.stats)
+        # Filter plugin instances, set up once and kept across revisions (plugin_host.py)
+        self.plugins = PluginHost(self.stats)
         # Rate-limit stores: the host-wide table (shared with the other workers) and Redis
         self.limits = LimitStores(None, None)
         # Verdicts of the supervisor's active health checks, by endpoint key; pools
@@ -103,6 +106,7 @@ class Runtime:
             self.backend_state,
             limits=self.limits,
             tunnel_dir=self.settings.tunnel_dir,
+            plugins=self.plugins,
         )
 
     def open_limit_stores(self, table_path: str, redis_url: str) -> None:

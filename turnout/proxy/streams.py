@@ -156,11 +156,12 @@ class Exchange(ExchangeCore):
             # Found where services do not look: pass it on where they do.
             head.headers.append((b"baggage", b"turnout-routing-key=" + key))
             head.headers.append((b"x-turnout-routing-key", key))
+        ctx = self.ctx
+        if ctx is not None:  # response filters and plugins see the chosen backend too
+            ctx.backend = choice.label
         filters = choice.request_filters
         if filters:
-            ctx = self.ctx
             assert ctx is not None
-            ctx.backend = choice.label
             self.stage = 1
             if ctx.run(filters) != PROCEED:
                 return

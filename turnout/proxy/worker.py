@@ -71,6 +71,9 @@ class Worker:
     ) -> None:
         """Build, then swap. Raises if the snapshot cannot be built (nothing changes then)."""
         snapshot = self.rt.build(config, revision)
+        # Filter plugins: set up the new, reconfigure the changed, close the unused
+        # (raises, naming the FilterPlugin, when a setup fails: nothing changes then).
+        await self.rt.plugins.commit()
         self.sockets.update(new_sockets)
         for key in snapshot.bindings:
             tls = key in snapshot.tls
@@ -164,6 +167,7 @@ class Worker:
             if transport is not None:
                 transport.abort()
         self.rt.stop()
+        await self.rt.plugins.close_all()
         if self.exporter is not None:
             await self.exporter.close(min(grace, 2.0))
             self.exporter = None

@@ -204,7 +204,12 @@ FILTER_CASES = [
                 {"type": "ExtensionRef", "extensionRef": {"group": "g", "kind": "K", "name": "n"}}
             ]
         ),
-        [("spec.rules[0].filters[0].type", "ExtensionRef filters are not supported")],
+        [
+            (
+                "spec.rules[0].filters[0].extensionRef.kind",
+                "unsupported extension g/K (use group turnout.dev, kind FilterPlugin)",
+            )
+        ],
     ),
     (
         rule(filters=[{"type": "RequestHeaderModifier"}]),

@@ -12,6 +12,7 @@ one module per area:
 - ``sandbox``: ``Sandbox``, ``RouteGroup``;
 - ``remediation``: ``Runbook``, ``Mitigation``;
 - ``release``, ``environment``: ``Release``, ``Environment``.
+- ``plugins``: ``FilterPlugin``.
 
 Import a model from the module that defines it. This package itself holds what spans every
 kind: ``ConfigObject`` (the union of all object models), ``KINDS`` (kind -> model, resolved
@@ -32,6 +33,7 @@ from turnout.config.model.base import Spec
 from turnout.config.model.environment import EnvironmentObject
 from turnout.config.model.gateway import GatewayClassObject, GatewayObject
 from turnout.config.model.kubernetes import NamespaceObject, SecretObject
+from turnout.config.model.plugins import FilterPluginObject
 from turnout.config.model.release import ReleaseObject
 from turnout.config.model.remediation import MitigationObject, RunbookObject
 from turnout.config.model.routes import (
@@ -65,6 +67,7 @@ ConfigObject = (
     | MitigationObject
     | ReleaseObject
     | EnvironmentObject
+    | FilterPluginObject
 )
 
 

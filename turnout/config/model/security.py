@@ -8,7 +8,7 @@ import hashlib
 import re
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictInt, StrictStr
 
 from turnout.config.model.base import (
     Duration,
@@ -267,6 +267,41 @@ class BruteForceSpec(Spec):
     by_consumer: bool = False
 
 
+class ExtAuthBackendRef(Spec):
+    group: StrictStr = ""
+    kind: StrictStr = "Service"
+    name: ObjectName
+    namespace: ObjectName | None = None
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = None
+
+
+class ExtAuthHTTPSpec(Spec):
+    """Envoy Gateway's ``extAuth.http``: the authorization service (a Backend) and the
+    prefix of the path the check is sent to."""
+
+    backend_ref: ExtAuthBackendRef
+    path: Annotated[StrictStr, Field(max_length=1024)] = ""
+    headers_to_backend: tuple[HeaderName, ...] = Field(default=(), max_length=32)
+
+
+class ExtAuthCacheSpec(Spec):
+    """Turnout's: keep decisions (allow and deny, never errors) for ``ttl``, per worker."""
+
+    ttl: Duration = "30s"
+    max_entries: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 10_000
+
+
+class ExtAuthSpec(Spec):
+    """External authorization (Envoy Gateway's ``extAuth``, HTTP only), plus Turnout's
+    ``timeout`` and decision ``cache``."""
+
+    http: ExtAuthHTTPSpec
+    headers_to_ext_auth: tuple[HeaderName, ...] = Field(default=(), max_length=32)
+    fail_open: StrictBool = False
+    timeout: Duration = "1s"
+    cache: ExtAuthCacheSpec | None = None
+
+
 class SecurityPolicySpec(Spec):
     """Envoy Gateway's ``SecurityPolicy`` fields (``jwt``, ``apiKeyAuth``, ``basicAuth``,
     ``authorization``, ``cors``) plus client certificates, IP rules and security response
@@ -285,6 +320,7 @@ class SecurityPolicySpec(Spec):
     cors: CORSSpec | None = None
     response_headers: SecurityHeadersSpec | None = None
     brute_force: BruteForceSpec | None = None  # bans after repeated failed authentications
+    ext_auth: ExtAuthSpec | None = None  # an HTTP authorization service per request
 
 
 class SecurityPolicyObject(Spec):

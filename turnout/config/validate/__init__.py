@@ -8,15 +8,17 @@ backend that must answer 500), so they are reported but do not block a reload.
 
 The checks live by the kind they check: ``gateway`` (listeners, TLS, L4 ports),
 ``routes`` (HTTP, gRPC and L4 routes, attachment), ``backend``, ``policies``
-(TrafficPolicy, SecurityPolicy); ``validate`` here is the one entry point, dispatching
-each object to them in configuration order.
+(TrafficPolicy, SecurityPolicy), ``plugins`` (FilterPlugin, ExtensionRef); ``validate``
+here is the one entry point, dispatching each object to them in configuration order.
 """
 
 from __future__ import annotations
 
 from turnout.config.configset import ConfigSet
+from turnout.config.grpcroute import as_http
 from turnout.config.model.backend import BackendObject
 from turnout.config.model.gateway import GatewayObject
+from turnout.config.model.plugins import FilterPluginObject
 from turnout.config.model.routes import (
     GRPCRouteObject,
     HTTPRouteObject,
@@ -31,6 +33,11 @@ from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.security import check_consumers
 from turnout.config.validate.backend import validate_backend
 from turnout.config.validate.gateway import validate_gateway
+from turnout.config.validate.plugins import (
+    plugin_names,
+    validate_extension_refs,
+    validate_filter_plugin,
+)
 from turnout.config.validate.policies import validate_security_policy, validate_traffic_policy
 from turnout.config.validate.releases import validate_environments, validate_releases
 from turnout.config.validate.routes import (
@@ -58,14 +65,17 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
     backends = cs.backends()
     secrets = cs.secrets()
     namespaces = cs.namespace_labels()
+    plugins = plugin_names(cs)
     for res in cs.resources:
         obj = res.obj
         if isinstance(obj, GatewayObject):
             validate_gateway(res, obj, secrets, problems)
         elif isinstance(obj, HTTPRouteObject):
             validate_http_route(res, obj, backends, gateways, namespaces, problems)
+            validate_extension_refs(res, obj, plugins, problems)
         elif isinstance(obj, GRPCRouteObject):
             validate_grpc_route(res, obj, backends, gateways, namespaces, problems)
+            validate_extension_refs(res, as_http(obj), plugins, problems)
         elif isinstance(obj, TCPRouteObject | TLSRouteObject):
             validate_l4_route(res, obj, backends, gateways, namespaces, problems)
         elif isinstance(obj, BackendObject):
@@ -74,6 +84,8 @@ def validate(resources: list[Resource]) -> tuple[ConfigSet, list[Problem]]:
             validate_traffic_policy(res, obj, cs, problems)
         elif isinstance(obj, SecurityPolicyObject):
             validate_security_policy(res, obj, cs, problems)
+        elif isinstance(obj, FilterPluginObject):
+            validate_filter_plugin(res, obj, problems)
     check_consumers(cs.resources, problems)
     validate_releases(cs.resources, backends, problems)
     validate_environments(cs.resources, problems)

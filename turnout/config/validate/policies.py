@@ -15,6 +15,7 @@ from turnout.config.security import (
     check_target_refs,
     rate_limit_key_problem,
 )
+from turnout.config.validate.extauth import check_ext_auth
 
 # --- TrafficPolicy ------------------------------------------------------------------------
 
@@ -90,3 +91,4 @@ def validate_security_policy(
         if isinstance(r.obj, ConsumerObject)
     }
     check_security_policy(res, policy, cs.gateways(), routes, consumers, problems)
+    check_ext_auth(res, policy, cs.backends(), problems)

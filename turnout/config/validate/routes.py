@@ -30,7 +30,6 @@ from turnout.core.netaddr import parse_address
 UNSUPPORTED_FILTERS = {
     "CORS": "the CORS filter is not supported yet",
     "ExternalAuth": "the ExternalAuth filter is not supported yet",
-    "ExtensionRef": "ExtensionRef filters are not supported",
 }
 _FILTER_FIELD = {
     "RequestHeaderModifier": "request_header_modifier",

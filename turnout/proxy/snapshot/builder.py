@@ -35,7 +35,6 @@ from turnout.config.model.routes import (
     TCPRouteObject,
     TLSRouteObject,
 )
-from turnout.config.model.security import SecurityPolicyObject
 from turnout.config.sandboxes import Override, tunnel_socket
 from turnout.config.sandboxes import resolve as resolve_sandboxes
 from turnout.config.tls import (
@@ -60,12 +59,12 @@ from turnout.proxy.filters.headers import (
     ResponseHeaderFilter,
 )
 from turnout.proxy.filters.mirror import MirrorFilter
+from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
 from turnout.proxy.filters.security import SecurityFilter, SecurityResponseFilter
-from turnout.proxy.ratelimit.local import LocalStore
 from turnout.proxy.routing.build import (
     MatchEntry,
     build_host_index,
@@ -75,6 +74,7 @@ from turnout.proxy.routing.build import (
 from turnout.proxy.routing.l4 import L4Table
 from turnout.proxy.routing.table import ListenerTable, PortTable, VirtualHost
 from turnout.proxy.routing.tls import CipherStringError, ListenerId, TlsTable, server_context
+from turnout.proxy.snapshot.extensions import add_plugin, brute_force_guard, ext_auth_for
 from turnout.proxy.snapshot.limits import LimitStores, compile_limiter
 from turnout.proxy.snapshot.mitigations import MitigationIndex
 from turnout.proxy.snapshot.releases import ReleaseTable
@@ -143,6 +143,7 @@ class SnapshotBuilder:
         state: BackendState | None = None,
         limits: LimitStores | None = None,
         tunnel_dir: str = "",
+        plugins: PluginHost | None = None,
     ) -> None:
         self.config = config
         self.tunnel_dir = tunnel_dir
@@ -152,8 +153,11 @@ class SnapshotBuilder:
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
         self.policies = PolicyIndex(config)
         self.mitigations = MitigationIndex(config)
+        # FilterPlugins by (namespace, name); a trial build stages into a scratch host
+        self.plugins = (plugins or PluginHost(stats)).stage(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
+        self.ext_auths: dict[str, RequestFilter] = {}  # SecurityPolicy extAuth, by policy
         self.backends = config.backends()
         self.clusters: dict[tuple[str, str, int | None], Cluster] = {}
         self.upstream_tls: dict[tuple[str, str], UpstreamTLS] = {}
@@ -270,22 +274,6 @@ class SnapshotBuilder:
                 table.add(host, route)
         return table
 
-    def _guard(self, policy: SecurityPolicyObject) -> BruteForceGuard | None:
-        """The policy's bruteForce bans, in the host-wide table (one guard per policy)."""
-        spec = policy.spec.brute_force
-        if spec is None:
-            return None
-        label = f"{policy.metadata.namespace}/{policy.metadata.name}"
-        guard = self.guards.get(label)
-        if guard is None:
-            local = self.limit_stores.local
-            if local is None:  # a trial build or a test: a small table of its own
-                local = LocalStore.private(1024)
-            guard = self.guards[label] = BruteForceGuard(
-                label, spec.max_failures, spec.window, spec.ban_for, local, self.stats
-            ).follow(self.policies.auth_filter(policy), spec.by_consumer)
-        return guard
-
     def _compile_limits(self) -> None:
         if self.limited:
             compile_limiter(self.limited, self.limit_stores)
@@ -390,6 +378,8 @@ class SnapshotBuilder:
         request_mod: RequestFilter | None = None
         response_mod: ResponseFilter | None = None
         mirrors: list[ForwardFilter] = []
+        plugin_request: list[RequestFilter] = []
+        plugin_response: list[ResponseFilter] = []
         for flt in rule.filters:
             if flt.request_redirect is not None:
                 redirect = RedirectFilter(Redirect(flt.request_redirect))
@@ -403,6 +393,8 @@ class SnapshotBuilder:
                 target = self._mirror(route, flt.request_mirror)
                 if target is not None:
                     mirrors.append(target)
+            elif flt.extension_ref is not None:
+                add_plugin(self.plugins, route, flt.extension_ref, plugin_request, plugin_response)
         action.body_limit = policy.body_limit
         if rule.timeouts is not None:
             if rule.timeouts.request:
@@ -422,9 +414,13 @@ class SnapshotBuilder:
         # redirect, fault injection, and the modifications of what is forwarded.
         request: list[RequestFilter] = []
         response: list[ResponseFilter] = []
-        if policy.security is not None:
-            auth = self.policies.auth_filter(policy.security)
-            request.append(SecurityFilter(auth, self._guard(policy.security)))
+        sec = policy.security
+        if sec is not None:
+            auth = self.policies.auth_filter(sec)
+            guard = brute_force_guard(self.guards, sec, auth, self.limit_stores.local, self.stats)
+            request.append(SecurityFilter(auth, guard))
+            if sec.spec.ext_auth is not None:  # after the policy's own authentication
+                request.append(ext_auth_for(self.ext_auths, sec, self.backends))
             response.append(SecurityResponseFilter(auth))
         if policy.rate_limit is not None:
             action.rate_limit = policy.rate_limit
@@ -441,6 +437,8 @@ class SnapshotBuilder:
             request.append(request_mod)
         if rewrite is not None:
             request.append(rewrite)
+        request.extend(plugin_request)  # plugins see the request as it will be forwarded
+        response.extend(plugin_response)
         if response_mod is not None:
             response.append(response_mod)
         action.request_filters = tuple(request)

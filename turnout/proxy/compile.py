@@ -25,6 +25,7 @@ from turnout.config.problems import ConfigError, Problem, format_path
 from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.routing.tls import CipherStringError
 from turnout.proxy.snapshot import (
     BackendState,
@@ -49,6 +50,7 @@ def compile_snapshot(
     *,
     limits: LimitStores | None = None,
     tunnel_dir: str = "",
+    caches: CacheStores | None = None,
 ) -> Snapshot:
     """Compile ``config`` as revision ``revision``. Raises ``CompileError`` (located) when
     TLS material is refused, other exceptions for compiler bugs."""
@@ -60,6 +62,7 @@ def compile_snapshot(
             state,
             limits=limits,
             tunnel_dir=tunnel_dir,
+            caches=caches,
         ).build(revision)
     except CipherStringError as exc:
         raise CompileError([_locate_listener(config, exc)]) from exc

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 from turnout.proxy.downstream import PAUSE_BUFFER
 from turnout.proxy.exchange_core import ExchangeCore
-from turnout.proxy.filters.base import PROCEED, FilterContext, LocalReply
+from turnout.proxy.filters.base import PROCEED, FilterContext, LocalReply, StoredReply
 from turnout.proxy.forward import BUFFER_LIMIT, Forwarder
 from turnout.proxy.protocols.grpc import parse_timeout
-from turnout.proxy.protocols.heads import Headers
+from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, ResponseHead
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.routing.keys import FROM_COOKIE, find_key
 from turnout.proxy.taps import open_taps
@@ -118,7 +118,43 @@ class Exchange(ExchangeCore):
             self._forward()
 
     def filter_answered(self, reply: LocalReply) -> None:
-        self.local_reply(reply.status, reply.code, reply.message, reply.headers)
+        if isinstance(reply, StoredReply):
+            self._send_stored(reply.head, reply.body)
+        else:
+            self.local_reply(reply.status, reply.code, reply.message, reply.headers)
+
+    def _send_stored(self, head: ResponseHead, body: bytes) -> None:
+        """A whole stored response (a cache hit), through the rule's response filters."""
+        if self.response_started or self.response_done:
+            return
+        fw = self.forward
+        if fw is not None:
+            fw.stop()  # a revalidation answered from the store: the upstream is not read on
+        self.pending = None
+        ctx = self.ctx
+        action = self.action
+        if ctx is not None and action is not None and action.choices:
+            if ctx.response_headers is not None:
+                head.headers.extend(ctx.response_headers)
+            choice = self.choice or action.single or action.choices[0]
+            if choice.response_filters and self._response_filters(
+                ctx, choice.response_filters, head
+            ):
+                return
+        self.status = head.status
+        head.content_length = len(body)
+        req = self.head
+        if not self.request_done and req.has_body:
+            self.keep_alive = False  # the rest of the request body will not be read
+        self.response_started = True
+        self.down.send_response(head, req)
+        if body and req.method != b"HEAD" and head.status not in NO_BODY_STATUSES:
+            self.down.send_body(body)
+            self.bytes_out += len(body)
+        self.response_done = True
+        self._cancel_timers()
+        self.down.end_response(None)
+        self._finish()
 
     # -- backend choice and forwarding ------------------------------------------------
 

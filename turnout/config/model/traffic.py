@@ -92,6 +92,37 @@ def body_limit_bytes(value: int | str) -> int:
     return int(digits) * _SIZE_UNITS[value[len(digits) :]]
 
 
+class CacheKeySpec(Spec):
+    """What the cache key is made of (besides the method and the Vary-selected headers)."""
+
+    host: bool = True
+    path: bool = True
+    query: bool = True
+    headers: tuple[HeaderName, ...] = Field(default=(), max_length=16)
+    consumer: bool = False  # the authenticated Consumer (a SecurityPolicy must set it)
+
+
+class CacheSpec(Spec):
+    """Response caching (RFC 9111, a shared cache): a per-worker memory tier bounded in
+    bytes, and with ``redis: true`` a shared Redis tier behind it."""
+
+    memory_size: BodyLimit = "64Mi"  # per worker, bodies and headers counted
+    max_object_size: BodyLimit = "1Mi"  # larger responses pass uncached
+    default_ttl: Duration | None = None  # heuristic freshness when the response gives none
+    methods: tuple[Literal["GET", "HEAD"], ...] = ("GET", "HEAD")
+    statuses: tuple[Annotated[StrictInt, Field(ge=200, le=599)], ...] = Field(
+        default=(200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501), max_length=32
+    )
+    key: CacheKeySpec = CacheKeySpec()
+    redis: bool = False  # the shared tier (needs --redis)
+    redis_timeout: Duration = "50ms"  # per Redis call; beyond it, memory or upstream
+    cache_authorized: bool = False  # store responses to requests with Authorization
+    cache_set_cookie: bool = False  # store responses carrying Set-Cookie (sent on hits too)
+    tags_header: HeaderName = "cache-tag"  # the response field naming the purge tags
+    coalesce: bool = True  # one upstream fetch for concurrent misses of a key
+    coalesce_timeout: Duration = "10s"  # how long a follower waits for the leader
+
+
 class TrafficPolicySpec(Spec):
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
     rate_limit: RateLimitSpec | None = None
@@ -100,6 +131,7 @@ class TrafficPolicySpec(Spec):
     # the largest request body the targets accept (413 beyond it), below the gateway's
     # own --max-body-bytes
     request_body_limit: BodyLimit | None = None
+    cache: CacheSpec | None = None  # response caching (docs/caching.md)
 
 
 class TrafficPolicyObject(Spec):

@@ -105,6 +105,45 @@ class Suspend:
         self.token = token
 
 
+class StoredReply(LocalReply):
+    """Answer with a whole stored response (a cache hit): ``head`` and ``body`` go to the
+    client through the rule's response filters, as an upstream's response would."""
+
+    __slots__ = ("body", "head")
+
+    def __init__(self, head: ResponseHead, body: bytes) -> None:
+        super().__init__(head.status)
+        self.head = head
+        self.body = body
+
+
+class ResponseTap:
+    """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
+    filter, per request: a cache filling its store). ``head`` sees the upstream's head
+    first of all (before added fields and response filters) and may answer instead
+    (a ``StoredReply``: the upstream connection is then dropped); ``failed`` sees an
+    upstream failure before any head (a 502/503/504 about to be sent) and may answer
+    instead; then ``body`` per chunk and ``end``; ``abort`` when the request ended any
+    other way (called at the end of every request, so it must ignore a tap that ended)."""
+
+    __slots__ = ()
+
+    def head(self, head: ResponseHead) -> LocalReply | None:
+        return None
+
+    def failed(self, status: int) -> LocalReply | None:
+        return None
+
+    def body(self, data: bytes) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
 # A request-phase verdict: None continues.
 Verdict = LocalReply | Suspend | None
 CONTINUE: Final = None
@@ -249,7 +288,8 @@ class FilterContext:
     match types); ``scheme`` and ``port``: the listener's; ``loop``: the event loop;
     ``principal``: who a SecurityPolicy authenticated; ``backend``: the chosen
     backendRef's label once chosen ("" before); ``response_headers``: headers to add to
-    the upstream's response; ``state``: a dict for filters' own per-request values.
+    the upstream's response; ``response_tap``: a per-request ``ResponseTap``;
+    ``state``: a dict for filters' own per-request values.
     """
 
     __slots__ = (
@@ -267,6 +307,7 @@ class FilterContext:
         "prefix",
         "principal",
         "response_headers",
+        "response_tap",
         "route",
         "route_json",
         "scheme",
@@ -302,6 +343,7 @@ class FilterContext:
         self.principal: Principal | None = None
         self.backend = ""
         self.response_headers: Headers | None = None
+        self.response_tap: ResponseTap | None = None
         self.state: dict[str, object] | None = None
         self._chain: tuple[RequestFilter, ...] = ()
         self._index = 0

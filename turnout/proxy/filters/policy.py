@@ -2,7 +2,7 @@
 
 A policy names its targets with ``targetRefs`` (a Gateway, optionally one listener by
 ``sectionName``; or an HTTPRoute, optionally one rule by its ``name``), in its own
-namespace. For each feature (``rateLimit``, ``faultInjection``, ``retry``) the most
+namespace. For each feature (``rateLimit``, ``faultInjection``, ``retry``, ``cache``, …) the most
 specific policy that sets it wins: rule, then route, then listener, then Gateway. Among
 policies at the same level the oldest wins (creation time, then namespace/name), as for
 route conflicts; ``validate`` warns about the losers.
@@ -23,13 +23,16 @@ from turnout.config.model.backend import RetrySpec
 from turnout.config.model.routes import HTTPRouteObject, HTTPRouteRule
 from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
 from turnout.config.model.traffic import (
+    CacheSpec,
     FaultInjectionSpec,
     RateLimitSpec,
     TrafficPolicyObject,
     body_limit_bytes,
 )
 from turnout.core.durations import parse_duration
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.auth import AuthFilter
+from turnout.proxy.filters.cache import CacheFilter, CacheKeying
 from turnout.proxy.filters.fault import FaultInjector
 
 ObjectId = tuple[str, str]  # (namespace, name)
@@ -57,6 +60,8 @@ class Effective:
     retry: RetrySpec | None = None
     body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
+    cache: CacheSpec | None = None
+    cache_name: str = ""  # "namespace/name" of the policy that set it (names its zone)
 
 
 class PolicyIndex:
@@ -129,6 +134,9 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
+                if out.cache is None and spec.cache is not None:
+                    out.cache = spec.cache
+                    out.cache_name = f"{policy.metadata.namespace}/{policy.metadata.name}"
                 if not out.body_limit and spec.request_body_limit is not None:
                     out.body_limit = body_limit_bytes(spec.request_body_limit)
         out.security = self._security(route, rule, gateway)
@@ -182,4 +190,30 @@ def fault_injector(spec: FaultInjectionSpec) -> FaultInjector:
         abort.http_status if abort is not None else 0,
         abort.percentage if abort is not None else 0.0,
         tuple((h.name.lower().encode(), h.value.encode()) for h in spec.headers),
+    )
+
+
+def cache_filter(spec: CacheSpec, name: str, stores: CacheStores) -> CacheFilter:
+    """A policy's ``cache`` over its zone (kept across snapshots by policy name)."""
+    key = spec.key
+    return CacheFilter(
+        stores.zone(name, body_limit_bytes(spec.memory_size)),
+        CacheKeying(
+            key.host,
+            key.path,
+            key.query,
+            tuple(h.lower().encode() for h in key.headers),
+            key.consumer,
+        ),
+        stores.redis if spec.redis else None,
+        methods=frozenset(m.encode() for m in spec.methods),
+        statuses=frozenset(spec.statuses),
+        max_object=body_limit_bytes(spec.max_object_size),
+        default_ttl=parse_duration(spec.default_ttl) if spec.default_ttl else None,
+        cache_authorized=spec.cache_authorized,
+        cache_set_cookie=spec.cache_set_cookie,
+        tags_header=spec.tags_header.lower().encode(),
+        coalesce=spec.coalesce,
+        coalesce_timeout=parse_duration(spec.coalesce_timeout),
+        redis_timeout=parse_duration(spec.redis_timeout),
     )

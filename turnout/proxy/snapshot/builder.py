@@ -51,6 +51,7 @@ from turnout.config.validate.gateway import L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
 from turnout.proxy.filters.fault import FaultFilter
@@ -60,7 +61,7 @@ from turnout.proxy.filters.headers import (
     ResponseHeaderFilter,
 )
 from turnout.proxy.filters.mirror import MirrorFilter
-from turnout.proxy.filters.policy import PolicyIndex, fault_injector
+from turnout.proxy.filters.policy import PolicyIndex, cache_filter, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
@@ -143,6 +144,7 @@ class SnapshotBuilder:
         state: BackendState | None = None,
         limits: LimitStores | None = None,
         tunnel_dir: str = "",
+        caches: CacheStores | None = None,
     ) -> None:
         self.config = config
         self.tunnel_dir = tunnel_dir
@@ -150,6 +152,7 @@ class SnapshotBuilder:
         self.pool_for = pool_for
         self.state = state if state is not None else BackendState()
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
+        self.caches = caches if caches is not None else CacheStores()
         self.policies = PolicyIndex(config)
         self.mitigations = mitigation_filters(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
@@ -444,6 +447,8 @@ class SnapshotBuilder:
             request.append(request_mod)
         if rewrite is not None:
             request.append(rewrite)
+        if policy.cache is not None:  # last: it keys on the request as forwarded
+            request.append(cache_filter(policy.cache, policy.cache_name, self.caches))
         if response_mod is not None:
             response.append(response_mod)
         action.request_filters = tuple(request)

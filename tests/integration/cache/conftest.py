@@ -1,0 +1,99 @@
+"""Fixtures for the cache tests: an origin whose answers each test scripts.
+
+``origin()`` starts a threaded HTTP/1.1 server on a free loopback port. ``origin.answer(path,
+status, headers, body, delay)`` sets what a path answers; every request is counted per
+path (``origin.hits[path]``) and its request fields are kept (``origin.seen[path]``, the
+last one). An ``If-None-Match`` equal to the scripted ``ETag`` is answered 304 (counted
+in ``origin.not_modified``), as a real origin would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"hello"
+    delay: float = 0.0
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.answers: dict[str, Answer] = {}
+        self.hits: dict[str, int] = {}
+        self.not_modified = 0
+        self.seen: dict[str, dict[str, str]] = {}
+        self.lock = threading.Lock()
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path
+                with origin.lock:
+                    origin.hits[path] = origin.hits.get(path, 0) + 1
+                    origin.seen[path] = {k.lower(): v for k, v in self.headers.items()}
+                    answer = origin.answers.get(path.split("?")[0], Answer())
+                if answer.delay:
+                    time.sleep(answer.delay)
+                etag = answer.headers.get("ETag")
+                if etag is not None and self.headers.get("If-None-Match") == etag:
+                    with origin.lock:
+                        origin.not_modified += 1
+                    self.send_response(304)
+                    for k, v in answer.headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    return
+                self.send_response(answer.status)
+                for k, v in answer.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(
+        self,
+        path: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"hello",
+        delay: float = 0.0,
+    ) -> None:
+        self.answers[path] = Answer(status, headers or {}, body, delay)
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return sum(n for p, n in self.hits.items() if p.split("?")[0] == path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    o = Origin()
+    yield o
+    o.close()

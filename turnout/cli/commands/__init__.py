@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from turnout.cli.commands import admin, objects, observe, remediation, sandboxes, tunnels
+from turnout.cli.commands import admin, cache, objects, observe, remediation, sandboxes, tunnels
 from turnout.cli.commands import releases as release_commands
 from turnout.cli.commands import store as store_commands
 
@@ -24,3 +24,4 @@ def register(app: typer.Typer) -> None:
     remediation.register(app)
     release_commands.register(app)
     observe.register(app)
+    cache.register(app)

@@ -97,3 +97,10 @@ def origin() -> Iterator[Origin]:
     o = Origin()
     yield o
     o.close()
+
+
+@pytest.fixture(scope="module")
+def origin_module() -> Iterator[Origin]:
+    o = Origin()
+    yield o
+    o.close()

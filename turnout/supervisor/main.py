@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from turnout.config.configset import ConfigSet
 from turnout.config.problems import Problem
 from turnout.config.sources import ConfigSource
@@ -47,7 +45,6 @@ from turnout.observe.accesslog import DEFAULT_FIELDS
 from turnout.observe.history import RequestHistory
 from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate
-from turnout.proxy.cache.shared import RedisCache
 from turnout.proxy.compile import CompileError
 from turnout.proxy.explain import ExplainRequest, explain
 from turnout.proxy.messages import (
@@ -56,7 +53,6 @@ from turnout.proxy.messages import (
     Drain,
     HealthVerdicts,
     InitWorker,
-    PurgeCache,
     StatsReport,
     ToSupervisor,
 )
@@ -188,7 +184,6 @@ class Supervisor:
         self.tunnel_dir = ""
         # Trial builds need a Redis client object to accept Global rate limits (it never
         # connects: the supervisor makes no decisions).
-        self._purger: RedisCache | None = None  # the shared cache tier, for purges
         self.trial_limits = LimitStores(None, RedisStore(options.redis) if options.redis else None)
         self.store_revision_of: dict[int, int] = {}  # data-plane revision -> store revision
         self.history = RequestHistory()  # keyed requests, from the workers' stats
@@ -623,29 +618,6 @@ class Supervisor:
         return lambda: explain(
             config, revision, request, settings=settings, limits=limits, health=health
         )
-
-    async def purge_cache(
-        self, keys: tuple[bytes, ...], prefixes: tuple[bytes, ...], tags: tuple[bytes, ...]
-    ) -> dict[str, Any]:
-        """Purge this replica's workers, then (with Redis) the shared tier and, through
-        its channel, every replica's workers (``supervisor/cache.py``)."""
-        sent = 0
-        for worker in self.workers.values():
-            if worker.channel is not None:
-                worker.send(PurgeCache(keys, prefixes, tags))
-                sent += 1
-        result: dict[str, Any] = {"workers": sent, "redis": None}
-        if self.options.redis:
-            if self._purger is None:
-                self._purger = RedisCache(self.options.redis)
-            try:
-                result["redis"] = {"deleted": await self._purger.purge(keys, prefixes, tags)}
-            except (RedisError, OSError, TimeoutError) as exc:
-                result["error"] = (
-                    f"purged on this replica's {sent} workers, but not in Redis nor on "
-                    f"other replicas: Redis failed ({exc!r}); retry"
-                )
-        return result
 
     def runtime(self) -> dict[str, Any]:
         """What the data plane runs, for the control plane's object status."""

@@ -60,12 +60,13 @@ class Effective:
     retry: RetrySpec | None = None
     body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
-    cache: CacheSpec | None = None
-    cache_name: str = ""  # "namespace/name" of the policy that set it (names its zone)
+    cache_filter: CacheFilter | None = None  # the TrafficPolicy cache (one per policy)
 
 
 class PolicyIndex:
-    def __init__(self, config: ConfigSet) -> None:
+    def __init__(self, config: ConfigSet, caches: CacheStores | None = None) -> None:
+        self.caches = caches if caches is not None else CacheStores()
+        self._cache_filters: dict[str, CacheFilter] = {}
         self.gateway: dict[ObjectId, Attached] = {}
         self.route: dict[ObjectId, Attached] = {}
         policies = sorted(
@@ -134,9 +135,8 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
-                if out.cache is None and spec.cache is not None:
-                    out.cache = spec.cache
-                    out.cache_name = f"{policy.metadata.namespace}/{policy.metadata.name}"
+                if out.cache_filter is None and spec.cache is not None:
+                    out.cache_filter = self._cache(policy, spec.cache)
                 if not out.body_limit and spec.request_body_limit is not None:
                     out.body_limit = body_limit_bytes(spec.request_body_limit)
         out.security = self._security(route, rule, gateway)
@@ -170,6 +170,14 @@ class PolicyIndex:
                 if section is None:
                     return sp
         return None
+
+    def _cache(self, policy: TrafficPolicyObject, spec: CacheSpec) -> CacheFilter:
+        """The policy's cache filter, once per snapshot (its zone outlives snapshots)."""
+        name = f"{policy.metadata.namespace}/{policy.metadata.name}"
+        compiled = self._cache_filters.get(name)
+        if compiled is None:
+            compiled = self._cache_filters[name] = cache_filter(spec, name, self.caches)
+        return compiled
 
     def auth_filter(self, policy: SecurityPolicyObject) -> AuthFilter:
         """The compiled policy, once per snapshot (shared by every rule it covers)."""

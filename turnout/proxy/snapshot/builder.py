@@ -61,7 +61,7 @@ from turnout.proxy.filters.headers import (
     ResponseHeaderFilter,
 )
 from turnout.proxy.filters.mirror import MirrorFilter
-from turnout.proxy.filters.policy import PolicyIndex, cache_filter, fault_injector
+from turnout.proxy.filters.policy import PolicyIndex, fault_injector
 from turnout.proxy.filters.ratelimit import RateLimitFilter
 from turnout.proxy.filters.redirect import Redirect, RedirectFilter
 from turnout.proxy.filters.rewrite import RewriteFilter, UrlRewrite
@@ -152,8 +152,7 @@ class SnapshotBuilder:
         self.pool_for = pool_for
         self.state = state if state is not None else BackendState()
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
-        self.caches = caches if caches is not None else CacheStores()
-        self.policies = PolicyIndex(config)
+        self.policies = PolicyIndex(config, caches if caches is not None else CacheStores())
         self.mitigations = mitigation_filters(config)
         self.limited: list[RouteAction] = []  # actions with a rateLimit to compile
         self.guards: dict[str, BruteForceGuard] = {}  # SecurityPolicy bruteForce, by policy
@@ -422,7 +421,8 @@ class SnapshotBuilder:
             for choice in choices:
                 choice.retry = compiled
         # Security before rate limits (they may count by Consumer or claim), then the
-        # redirect, fault injection, and the modifications of what is forwarded.
+        # redirect, fault injection, the modifications of what is forwarded, and the cache
+        # last (it keys on the request as forwarded).
         request: list[RequestFilter] = []
         response: list[ResponseFilter] = []
         mitigation = self.mitigations.get((route.metadata.namespace, route.metadata.name))
@@ -443,12 +443,7 @@ class SnapshotBuilder:
         fault = policy.fault_injection
         if fault is not None:
             request.append(FaultFilter(fault_injector(fault)))
-        if request_mod is not None:
-            request.append(request_mod)
-        if rewrite is not None:
-            request.append(rewrite)
-        if policy.cache is not None:  # last: it keys on the request as forwarded
-            request.append(cache_filter(policy.cache, policy.cache_name, self.caches))
+        request += [f for f in (request_mod, rewrite, policy.cache_filter) if f is not None]
         if response_mod is not None:
             response.append(response_mod)
         action.request_filters = tuple(request)

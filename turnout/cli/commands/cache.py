@@ -60,4 +60,4 @@ def purge(
             raise CliError("the server sent an unexpected answer to POST /api/v1/cache/purge")
         redis = body.get("redis")
         shared = f"; {redis['deleted']} keys deleted in Redis" if redis else " (no Redis)"
-        typer.echo(f"purged on {body.get('workers', 0)} workers{shared}")
+        typer.echo(f"purged on {body.get('workers', 0)} worker(s){shared}")

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 from turnout.proxy.accounting import record_request
 from turnout.proxy.attempts import UpstreamSink
 from turnout.proxy.downstream import PAUSE_BUFFER, PAUSE_UPSTREAM, Downstream
-from turnout.proxy.filters.base import BodyTap, FilterContext, LocalReply, ResponseTap
+from turnout.proxy.filters.base import (
+    BodyTap,
+    BodyTransform,
+    FilterContext,
+    LocalReply,
+    ResponseTap,
+)
 from turnout.proxy.forward import Forwarder
 from turnout.proxy.protocols.grpc import is_grpc
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
@@ -64,6 +70,7 @@ class ExchangeCore(UpstreamSink):
         "routing_key",
         "rt",
         "rtap",
+        "rtransform",
         "stage",
         "start_time",
         "status",
@@ -114,6 +121,7 @@ class ExchangeCore(UpstreamSink):
         self.overridden = False  # a Sandbox's endpoints replaced the baseline's
         self.reply_code = b""  # why the gateway answered itself (local_reply), if it did
         self.rtap: ResponseTap | None = None  # a filter's copy of the response (a cache fill)
+        self.rtransform: BodyTransform | None = None  # rewrites the body (compression)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -158,6 +166,7 @@ class ExchangeCore(UpstreamSink):
                 and self._response_filters(ctx, choice.response_filters, head)
             ):
                 return
+            self.rtransform = ctx.body_transform
         if self.head.upgrade is not None:
             # The upstream refused the upgrade: answer normally, then close, because the
             # client may already have sent bytes for the protocol it asked for.
@@ -179,9 +188,13 @@ class ExchangeCore(UpstreamSink):
         return False
 
     def upstream_body(self, data: bytes) -> None:
-        self.bytes_out += len(data)
         if self.rtap is not None:
             self.rtap.body(data)
+        if self.rtransform is not None:
+            data = self.rtransform.chunk(data)
+            if not data:
+                return
+        self.bytes_out += len(data)
         self.down.send_body(data)
 
     def upstream_end(self, trailers: Headers | None) -> None:
@@ -191,6 +204,11 @@ class ExchangeCore(UpstreamSink):
             self.request_timer = None
         if self.rtap is not None:
             self.rtap.end()
+        if self.rtransform is not None:
+            tail = self.rtransform.end()
+            self.bytes_out += len(tail)
+            if tail:
+                self.down.send_body(tail)
         self.down.end_response(trailers)
         if not self.request_done:
             self.keep_alive = False  # answered before the whole request arrived

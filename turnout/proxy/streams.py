@@ -133,6 +133,7 @@ class Exchange(ExchangeCore):
         self.pending = None
         ctx = self.ctx
         action = self.action
+        head.content_length = None if head.status in NO_BODY_STATUSES else len(body)
         if ctx is not None and action is not None and action.choices:
             if ctx.response_headers is not None:
                 head.headers.extend(ctx.response_headers)
@@ -141,8 +142,10 @@ class Exchange(ExchangeCore):
                 ctx, choice.response_filters, head
             ):
                 return
+            if ctx.body_transform is not None:  # compression
+                body = ctx.body_transform.chunk(body) + ctx.body_transform.end()
+                head.content_length = len(body)
         self.status = head.status
-        head.content_length = len(body)
         req = self.head
         if not self.request_done and req.has_body:
             self.keep_alive = False  # the rest of the request body will not be read

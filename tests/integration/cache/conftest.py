@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from turnout.testing import free_port
+from turnout.testing.process import TurnoutProcess
 
 
 @dataclass
@@ -164,3 +165,43 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
     server.start()
     yield server
     server.kill()
+
+
+# Gateways for these tests: like tests/conftest.py's ``serve`` / ``serve_module``, with a
+# longer start-up allowance (workers import slowly on a loaded machine).
+START_TIMEOUT = 90.0
+Serve = Callable[..., TurnoutProcess]
+
+
+def _factory(make_dir: Callable[[], Path], procs: list[TurnoutProcess]) -> Serve:
+    def start(config: str, workers: int = 1, args: list[str] | None = None) -> TurnoutProcess:
+        conf_dir = make_dir()
+        (conf_dir / "gateway.yaml").write_text(config)
+        proc = TurnoutProcess(conf_dir, workers=workers, extra_args=args)
+        procs.append(proc)
+        return proc.start(timeout=START_TIMEOUT)
+
+    return start
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    procs: list[TurnoutProcess] = []
+    counter = iter(range(1000))
+
+    def make_dir() -> Path:
+        d = tmp_path / f"conf{next(counter)}"
+        d.mkdir()
+        return d
+
+    yield _factory(make_dir, procs)
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    procs: list[TurnoutProcess] = []
+    yield _factory(lambda: tmp_path_factory.mktemp("conf"), procs)
+    for proc in procs:
+        proc.stop()

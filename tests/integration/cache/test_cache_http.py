@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServeFactory
-from tests.integration.cache.conftest import Origin
+from tests.integration.cache.conftest import Origin, Serve
 from turnout.testing import free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
 
@@ -32,7 +31,7 @@ def cache_policy(name: str = "cache", route_name: str = "r", **cache: Any) -> di
 
 
 @pytest.fixture(scope="module")
-def client(serve_module: ServeFactory, origin_module: Origin) -> Iterator[httpx.Client]:
+def client(serve_module: Serve, origin_module: Origin) -> Iterator[httpx.Client]:
     port = free_port()
     serve_module(
         dump(

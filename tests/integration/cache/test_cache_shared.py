@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ServeFactory
-from tests.integration.cache.conftest import Origin, RedisProcess
+from tests.integration.cache.conftest import Origin, RedisProcess, Serve
 from turnout.testing import free_port
 from turnout.testing.manifests import backend, dump, gateway, route, to
 from turnout.testing.process import TurnoutProcess
@@ -41,7 +40,7 @@ def get(port: int, path: str) -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": HOST}, timeout=10)
 
 
-def test_purge_reaches_every_worker_without_redis(serve: ServeFactory, origin: Origin) -> None:
+def test_purge_reaches_every_worker_without_redis(serve: Serve, origin: Origin) -> None:
     port = free_port()
     gw = serve(config(port, origin), workers=2)
     origin.answer("/p/a", headers={"Cache-Control": "max-age=600", "Cache-Tag": "t1"}, body=b"v1")
@@ -58,7 +57,7 @@ def test_purge_reaches_every_worker_without_redis(serve: ServeFactory, origin: O
 
 
 def test_two_replicas_share_redis_and_purge(
-    serve: ServeFactory, origin: Origin, redis_proc: RedisProcess
+    serve: Serve, origin: Origin, redis_proc: RedisProcess
 ) -> None:
     port_a, port_b = free_port(), free_port()
     args = ["--redis", redis_proc.url]
@@ -84,7 +83,7 @@ def test_two_replicas_share_redis_and_purge(
 
 
 def test_redis_killed_and_restarted_under_load(
-    serve: ServeFactory, origin: Origin, redis_proc: RedisProcess
+    serve: Serve, origin: Origin, redis_proc: RedisProcess
 ) -> None:
     port_a, port_b = free_port(), free_port()
     args = ["--redis", redis_proc.url]

@@ -123,6 +123,28 @@ class CacheSpec(Spec):
     coalesce_timeout: Duration = "10s"  # how long a follower waits for the leader
 
 
+class CompressionSpec(Spec):
+    """Response compression chosen by Accept-Encoding (docs/caching.md#compression)."""
+
+    algorithms: tuple[Literal["zstd", "br", "gzip"], ...] = Field(
+        default=("zstd", "br", "gzip"), min_length=1, max_length=3
+    )  # the gateway's order of preference among codings the client weighs equally
+    content_types: tuple[
+        Annotated[StrictStr, Field(pattern=r"^[a-z0-9.+-]+/([a-z0-9.+-]+|\*)$")], ...
+    ] = (
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "application/problem+json",
+        "image/svg+xml",
+    )
+    min_size: BodyLimit = 1024  # a smaller Content-Length is sent as it is
+    gzip_level: Annotated[StrictInt, Field(ge=1, le=9)] = 6
+    brotli_quality: Annotated[StrictInt, Field(ge=0, le=11)] = 4
+    zstd_level: Annotated[StrictInt, Field(ge=1, le=19)] = 3
+
+
 class TrafficPolicySpec(Spec):
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
     rate_limit: RateLimitSpec | None = None
@@ -132,6 +154,7 @@ class TrafficPolicySpec(Spec):
     # own --max-body-bytes
     request_body_limit: BodyLimit | None = None
     cache: CacheSpec | None = None  # response caching (docs/caching.md)
+    compression: CompressionSpec | None = None  # response compression (docs/caching.md)
 
 
 class TrafficPolicyObject(Spec):

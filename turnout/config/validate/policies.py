@@ -64,12 +64,13 @@ def validate_traffic_policy(
         and policy.spec.retry is None
         and policy.spec.request_body_limit is None
         and policy.spec.cache is None
+        and policy.spec.compression is None
     ):
         problems.append(
             res.problem(
                 ("spec",),
                 "the policy sets nothing "
-                "(rateLimit, faultInjection, retry, requestBodyLimit or cache)",
+                "(rateLimit, faultInjection, retry, requestBodyLimit, cache or compression)",
                 "warning",
             )
         )

@@ -117,6 +117,14 @@ class StoredReply(LocalReply):
         self.body = body
 
 
+class BodyTransform(Protocol):
+    """Rewrites the response body as it streams (set as ``ctx.body_transform`` by a
+    response filter, per request: compression): ``chunk`` per chunk, ``end`` for the tail."""
+
+    def chunk(self, data: bytes) -> bytes: ...
+    def end(self) -> bytes: ...
+
+
 class ResponseTap:
     """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
     filter, per request: a cache filling its store). ``head`` sees the upstream's head
@@ -289,6 +297,7 @@ class FilterContext:
     ``principal``: who a SecurityPolicy authenticated; ``backend``: the chosen
     backendRef's label once chosen ("" before); ``response_headers``: headers to add to
     the upstream's response; ``response_tap``: a per-request ``ResponseTap``;
+    ``body_transform``: a per-request ``BodyTransform`` of the response body;
     ``state``: a dict for filters' own per-request values.
     """
 
@@ -299,6 +308,7 @@ class FilterContext:
         "_task",
         "_timer",
         "backend",
+        "body_transform",
         "client_cert",
         "client_ip",
         "head",
@@ -344,6 +354,7 @@ class FilterContext:
         self.backend = ""
         self.response_headers: Headers | None = None
         self.response_tap: ResponseTap | None = None
+        self.body_transform: BodyTransform | None = None
         self.state: dict[str, object] | None = None
         self._chain: tuple[RequestFilter, ...] = ()
         self._index = 0

@@ -24,6 +24,7 @@ from turnout.config.model.routes import HTTPRouteObject, HTTPRouteRule
 from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
 from turnout.config.model.traffic import (
     CacheSpec,
+    CompressionSpec,
     FaultInjectionSpec,
     RateLimitSpec,
     TrafficPolicyObject,
@@ -33,6 +34,7 @@ from turnout.core.durations import parse_duration
 from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.cache import CacheFilter, CacheKeying
+from turnout.proxy.filters.compress import BROTLI, GZIP, ZSTD, CompressFilter
 from turnout.proxy.filters.fault import FaultInjector
 
 ObjectId = tuple[str, str]  # (namespace, name)
@@ -61,6 +63,7 @@ class Effective:
     body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
     cache_filter: CacheFilter | None = None  # the TrafficPolicy cache (one per policy)
+    compress_filter: CompressFilter | None = None  # the TrafficPolicy compression
 
 
 class PolicyIndex:
@@ -135,6 +138,8 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
+                if out.compress_filter is None and spec.compression is not None:
+                    out.compress_filter = compress_filter(spec.compression)
                 if out.cache_filter is None and spec.cache is not None:
                     out.cache_filter = self._cache(policy, spec.cache)
                 if not out.body_limit and spec.request_body_limit is not None:
@@ -224,4 +229,14 @@ def cache_filter(spec: CacheSpec, name: str, stores: CacheStores) -> CacheFilter
         coalesce=spec.coalesce,
         coalesce_timeout=parse_duration(spec.coalesce_timeout),
         redis_timeout=parse_duration(spec.redis_timeout),
+    )
+
+
+def compress_filter(spec: CompressionSpec) -> CompressFilter:
+    """A policy's ``compression`` (stateless but for its negotiation memo)."""
+    return CompressFilter(
+        tuple(a.encode() for a in spec.algorithms),
+        tuple(t.encode() for t in spec.content_types),
+        body_limit_bytes(spec.min_size),
+        {GZIP: spec.gzip_level, BROTLI: spec.brotli_quality, ZSTD: spec.zstd_level},
     )

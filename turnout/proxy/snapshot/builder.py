@@ -444,8 +444,7 @@ class SnapshotBuilder:
         if fault is not None:
             request.append(FaultFilter(fault_injector(fault)))
         request += [f for f in (request_mod, rewrite, policy.cache_filter) if f is not None]
-        if response_mod is not None:
-            response.append(response_mod)
+        response += [f for f in (response_mod, policy.compress_filter) if f is not None]
         action.request_filters = tuple(request)
         action.forward_filters = tuple(mirrors)
         for choice in choices:

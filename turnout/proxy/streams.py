@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING
 
 from turnout.proxy.downstream import PAUSE_BUFFER
 from turnout.proxy.exchange_core import ExchangeCore
-from turnout.proxy.filters.base import PROCEED, FilterContext, LocalReply, StoredReply
+from turnout.proxy.filters.base import (
+    PROCEED,
+    BodyRefused,
+    BodyTransform,
+    FilterContext,
+    LocalReply,
+    StoredReply,
+)
 from turnout.proxy.forward import BUFFER_LIMIT, Forwarder
 from turnout.proxy.protocols.grpc import parse_timeout
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, ResponseHead
@@ -285,6 +292,33 @@ class Exchange(ExchangeCore):
         if action is not None and action.body_limit and self.bytes_in > action.body_limit:
             self._body_too_large()
             return
+        ctx = self.ctx
+        if ctx is not None and ctx.request_transform is not None:
+            decoded = self._decoded(ctx.request_transform, data, False)
+            if not decoded:
+                return
+            data = decoded
+        self._body_on(data)
+
+    def _decoded(self, rx: BodyTransform, data: bytes, last: bool) -> bytes | None:
+        """The request body through a filter's transform (decompression); None when it
+        refused the body (answered, or aborted once the response began)."""
+        try:
+            return rx.end() if last else rx.chunk(data)
+        except BodyRefused as exc:
+            if self.ctx is not None:
+                self.ctx.request_transform = None
+            if self.response_started:
+                if not self.response_done:
+                    fw = self.forward
+                    if fw is not None:
+                        fw.stop()
+                    self.down.abort()
+            elif not self.status:
+                self.local_reply(exc.status, exc.code, exc.message)
+            return None
+
+    def _body_on(self, data: bytes) -> None:
         taps = self.taps
         if taps is not None:
             framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
@@ -316,6 +350,13 @@ class Exchange(ExchangeCore):
         self.progress += 1
         if self.finished:
             return
+        ctx = self.ctx
+        if ctx is not None and ctx.request_transform is not None:
+            tail = self._decoded(ctx.request_transform, b"", True)
+            if tail is None:
+                return  # refused
+            if tail:
+                self._body_on(tail)
         taps = self.taps
         if taps is not None and self.head.chunked:
             data = last_chunk(trailers)

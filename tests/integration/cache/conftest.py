@@ -39,6 +39,7 @@ class Origin:
         self.hits: dict[str, int] = {}
         self.not_modified = 0
         self.seen: dict[str, dict[str, str]] = {}
+        self.bodies: dict[str, bytes] = {}
         self.lock = threading.Lock()
         origin = self
 
@@ -73,6 +74,30 @@ class Origin:
                 self.wfile.write(answer.body)
 
             do_HEAD = do_GET
+
+            def do_POST(self) -> None:
+                # echo what arrived: the body's size and digest, and its framing
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b""):
+                                pass
+                            break
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    body = b"".join(parts)
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with origin.lock:
+                    origin.hits[self.path] = origin.hits.get(self.path, 0) + 1
+                    origin.seen[self.path] = {k.lower(): v for k, v in self.headers.items()}
+                    origin.bodies[self.path] = body
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -157,3 +157,80 @@ def test_curl_compressed(base: str) -> None:
     head, _, body = out.partition(b"\r\n\r\n")
     assert b"content-encoding: " in head.lower()
     assert body == BODY
+
+
+@pytest.fixture(scope="module")
+def decoding(serve_module: Serve, origin_module: Origin) -> Iterator[str]:
+    port = free_port()
+    serve_module(
+        dump(
+            gateway(port=port),
+            backend("origin", origin_module.port),
+            route("up", [to("origin", "/up")]),
+            policy(
+                "decode",
+                "up",
+                compression={"requestDecompression": {"maxSize": "64Ki"}},
+            ),
+        )
+    )
+    yield f"http://127.0.0.1:{port}"
+
+
+PAYLOAD = b"hello " * 5000  # 30,000 bytes
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("br", brotli.compress),
+        ("zstd", lambda b: zstandard.ZstdCompressor().compress(b)),
+    ],
+)
+def test_request_decompression(
+    decoding: str, origin_module: Origin, coding: str, encode: Any
+) -> None:
+    path = f"/up/{coding}"
+    r = httpx.post(decoding + path, content=encode(PAYLOAD), headers={"Content-Encoding": coding})
+    assert r.status_code == 200
+    assert origin_module.bodies[path] == PAYLOAD
+    seen = origin_module.seen[path]
+    assert "content-encoding" not in seen and seen["transfer-encoding"] == "chunked"
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("br", brotli.compress),
+        ("zstd", lambda b: zstandard.ZstdCompressor().compress(b)),
+    ],
+)
+def test_decompression_bomb_refused(
+    decoding: str, origin_module: Origin, coding: str, encode: Any
+) -> None:
+    path = f"/up/bomb-{coding}"
+    bomb = encode(b"\0" * (64 << 20))  # 64 MiB of zeros: a few KiB compressed
+    assert len(bomb) < 100_000
+    r = httpx.post(decoding + path, content=bomb, headers={"Content-Encoding": coding})
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    assert path not in origin_module.bodies  # the upstream never got a complete request
+
+
+def test_bad_and_unknown_encodings(decoding: str, origin_module: Origin) -> None:
+    r = httpx.post(
+        decoding + "/up/bad", content=b"not gzip at all", headers={"Content-Encoding": "gzip"}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "bad_content_encoding"
+    r = httpx.post(
+        decoding + "/up/trunc",
+        content=gzip.compress(PAYLOAD)[:-20],
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 400
+    assert "/up/trunc" not in origin_module.bodies
+    r = httpx.post(decoding + "/up/lzw", content=b"x", headers={"Content-Encoding": "compress"})
+    assert r.status_code == 415 and r.headers["accept-encoding"] == "gzip, br, zstd"
+    plain = httpx.post(decoding + "/up/plain", content=PAYLOAD)
+    assert plain.status_code == 200 and origin_module.bodies["/up/plain"] == PAYLOAD

@@ -123,6 +123,12 @@ class CacheSpec(Spec):
     coalesce_timeout: Duration = "10s"  # how long a follower waits for the leader
 
 
+class RequestDecompressionSpec(Spec):
+    """Decode request bodies sent with Content-Encoding gzip, br or zstd."""
+
+    max_size: BodyLimit = "10Mi"  # decoded; beyond it the request is refused (413)
+
+
 class CompressionSpec(Spec):
     """Response compression chosen by Accept-Encoding (docs/caching.md#compression)."""
 
@@ -143,6 +149,7 @@ class CompressionSpec(Spec):
     gzip_level: Annotated[StrictInt, Field(ge=1, le=9)] = 6
     brotli_quality: Annotated[StrictInt, Field(ge=0, le=11)] = 4
     zstd_level: Annotated[StrictInt, Field(ge=1, le=19)] = 3
+    request_decompression: RequestDecompressionSpec | None = None
 
 
 class TrafficPolicySpec(Spec):

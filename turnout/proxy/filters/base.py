@@ -125,6 +125,17 @@ class BodyTransform(Protocol):
     def end(self) -> bytes: ...
 
 
+class BodyRefused(Exception):
+    """Raised by a request ``BodyTransform`` (decompression) to refuse the body: the
+    exchange answers ``status`` with the JSON error ``code``/``message`` (or aborts)."""
+
+    def __init__(self, status: int, code: bytes, message: bytes) -> None:
+        super().__init__(message.decode("latin-1"))
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 class ResponseTap:
     """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
     filter, per request: a cache filling its store). ``head`` sees the upstream's head
@@ -297,7 +308,8 @@ class FilterContext:
     ``principal``: who a SecurityPolicy authenticated; ``backend``: the chosen
     backendRef's label once chosen ("" before); ``response_headers``: headers to add to
     the upstream's response; ``response_tap``: a per-request ``ResponseTap``;
-    ``body_transform``: a per-request ``BodyTransform`` of the response body;
+    ``body_transform`` / ``request_transform``: per-request ``BodyTransform`` of the
+    response / request body (the request's may raise ``BodyRefused``);
     ``state``: a dict for filters' own per-request values.
     """
 
@@ -316,6 +328,7 @@ class FilterContext:
         "port",
         "prefix",
         "principal",
+        "request_transform",
         "response_headers",
         "response_tap",
         "route",
@@ -355,6 +368,7 @@ class FilterContext:
         self.response_headers: Headers | None = None
         self.response_tap: ResponseTap | None = None
         self.body_transform: BodyTransform | None = None
+        self.request_transform: BodyTransform | None = None
         self.state: dict[str, object] | None = None
         self._chain: tuple[RequestFilter, ...] = ()
         self._index = 0

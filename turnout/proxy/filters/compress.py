@@ -13,6 +13,14 @@ the exchange passes every upstream chunk through it and sends what comes out, th
 tail. ``Vary: Accept-Encoding`` is added to every response of a configured media type,
 compressed or not, so caches downstream keep the representations apart.
 
+``DecompressFilter`` (``requestDecompression``) is the request side: a body with
+``Content-Encoding`` gzip, br or zstd is decoded as it streams and forwarded without the
+field (chunked: its length is unknown); a decoded size beyond ``maxSize`` — a
+decompression bomb — or undecodable bytes refuse the request (413 / 400, or an abort once
+the response began), and the upstream never receives a complete request. Another coding
+is refused with 415. Each decoder gets at most ``maxSize`` + 1 bytes of output per call
+(``max_length`` / ``max_output_size``), so a bomb is caught before it is inflated.
+
 Negotiation results are memoised per distinct ``Accept-Encoding`` value (clients send
 few), so a request pays one dict lookup for it. Codecs: the stdlib ``zlib`` (gzip
 framing), ``brotli`` and ``zstandard`` — each compressor object is made per response.
@@ -21,12 +29,19 @@ framing), ``brotli`` and ``zstandard`` — each compressor object is made per re
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import IO, Final, cast
 
 import brotli
 import zstandard
 
-from turnout.proxy.filters.base import FilterContext, LocalReply, ResponseFilter
+from turnout.proxy.filters.base import (
+    BodyRefused,
+    FilterContext,
+    LocalReply,
+    RequestFilter,
+    ResponseFilter,
+    Verdict,
+)
 from turnout.proxy.protocols.heads import ResponseHead
 
 GZIP: Final = b"gzip"
@@ -162,3 +177,129 @@ def _add_vary(headers: list[tuple[bytes, bytes]]) -> None:
             headers[i] = (name, value + b", Accept-Encoding")
             return
     headers.append((b"vary", b"Accept-Encoding"))
+
+
+class _Sink:
+    """Collects a zstd stream writer's output, refusing it past the limit."""
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _too_large()
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts = []
+        return out
+
+
+def _too_large() -> BodyRefused:
+    return BodyRefused(
+        413, b"body_too_large", b"the decompressed request body is larger than this route accepts"
+    )
+
+
+def _undecodable(why: bytes) -> BodyRefused:
+    return BodyRefused(400, b"bad_content_encoding", why)
+
+
+class Decompressor:
+    """One request body's decoder, refusing output beyond ``limit`` bytes. No call
+    produces more than the room left (+1 byte, or one zstd block), so a bomb is refused
+    before it is inflated."""
+
+    __slots__ = ("br", "coding", "gz", "limit", "size", "zsink", "zst")
+
+    def __init__(self, coding: bytes, limit: int) -> None:
+        self.coding = coding
+        self.limit = limit
+        self.size = 0
+        self.gz = zlib.decompressobj(31) if coding == GZIP else None
+        self.br = brotli.Decompressor() if coding == BROTLI else None
+        self.zsink = _Sink(limit)
+        self.zst = (
+            zstandard.ZstdDecompressor().stream_writer(
+                cast("IO[bytes]", self.zsink), write_size=65536
+            )
+            if coding == ZSTD
+            else None
+        )
+
+    def _count(self, out: bytes) -> bytes:
+        self.size += len(out)
+        if self.size > self.limit:
+            raise _too_large()
+        return out
+
+    def chunk(self, data: bytes) -> bytes:
+        try:
+            if self.gz is not None:
+                out = self.gz.decompress(data, self.limit - self.size + 1)
+                if self.gz.unconsumed_tail:
+                    raise _too_large()  # the room is full and input is left
+                return self._count(out)
+            if self.br is not None:
+                room = self.limit - self.size + 1
+                parts = [self._count(bytes(self.br.process(data, output_buffer_limit=room)))]
+                while not self.br.can_accept_more_data():
+                    room = self.limit - self.size + 1
+                    parts.append(self._count(bytes(self.br.process(b"", output_buffer_limit=room))))
+                return b"".join(parts)
+            assert self.zst is not None
+            self.zst.write(data)
+            self.zst.flush()  # type: ignore[no-untyped-call]
+            return self._count(self.zsink.take())
+        except (zlib.error, brotli.error, zstandard.ZstdError) as exc:
+            raise _undecodable(b"the request body could not be decompressed") from exc
+
+    def end(self) -> bytes:
+        if self.gz is not None:
+            if not self.gz.eof:
+                raise _undecodable(b"the compressed request body is truncated")
+            return self._count(self.gz.flush())
+        if self.br is not None and not self.br.is_finished():
+            raise _undecodable(b"the compressed request body is truncated")
+        return b""
+
+
+_DECODABLE: Final = {GZIP: GZIP, b"x-gzip": GZIP, BROTLI: BROTLI, ZSTD: ZSTD}
+
+
+class DecompressFilter(RequestFilter):
+    """``requestDecompression``: decode compressed request bodies, at most ``limit``."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"<DecompressFilter max {self.limit}>"
+
+    def on_request(self, ctx: FilterContext) -> Verdict:
+        head = ctx.head
+        value = head.received.get(b"content-encoding")
+        if value is None or not head.has_body:
+            return None
+        coding = _DECODABLE.get(value.strip().lower())
+        if coding is None:
+            return LocalReply(
+                415,
+                b"unsupported_content_encoding",
+                b"request bodies may be encoded with gzip, br or zstd only",
+                [(b"accept-encoding", b"gzip, br, zstd")],
+            )
+        head.headers = [h for h in head.headers if h[0] != b"content-encoding"]
+        head.content_length = None
+        head.chunked = True  # the decoded length is unknown: chunked upstream
+        ctx.request_transform = Decompressor(coding, self.limit)
+        return None

@@ -34,7 +34,13 @@ from turnout.core.durations import parse_duration
 from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.auth import AuthFilter
 from turnout.proxy.filters.cache import CacheFilter, CacheKeying
-from turnout.proxy.filters.compress import BROTLI, GZIP, ZSTD, CompressFilter
+from turnout.proxy.filters.compress import (
+    BROTLI,
+    GZIP,
+    ZSTD,
+    CompressFilter,
+    DecompressFilter,
+)
 from turnout.proxy.filters.fault import FaultInjector
 
 ObjectId = tuple[str, str]  # (namespace, name)
@@ -64,6 +70,7 @@ class Effective:
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
     cache_filter: CacheFilter | None = None  # the TrafficPolicy cache (one per policy)
     compress_filter: CompressFilter | None = None  # the TrafficPolicy compression
+    decompress_filter: DecompressFilter | None = None  # its requestDecompression
 
 
 class PolicyIndex:
@@ -140,6 +147,10 @@ class PolicyIndex:
                     out.retry = spec.retry
                 if out.compress_filter is None and spec.compression is not None:
                     out.compress_filter = compress_filter(spec.compression)
+                    decode = spec.compression.request_decompression
+                    if decode is not None:
+                        limit = body_limit_bytes(decode.max_size)
+                        out.decompress_filter = DecompressFilter(limit)
                 if out.cache_filter is None and spec.cache is not None:
                     out.cache_filter = self._cache(policy, spec.cache)
                 if not out.body_limit and spec.request_body_limit is not None:

@@ -420,10 +420,10 @@ class SnapshotBuilder:
             compiled = backend_policy(policy.retry)
             for choice in choices:
                 choice.retry = compiled
-        # Security before rate limits (they may count by Consumer or claim), then the
-        # redirect, fault injection, the modifications of what is forwarded, and the cache
-        # last (it keys on the request as forwarded).
-        request: list[RequestFilter] = []
+        # Decompression first, security before rate limits (they may count by Consumer or
+        # claim), then the redirect, fault injection, the modifications of what is
+        # forwarded, and the cache last (it keys on the request as forwarded).
+        request: list[RequestFilter] = [f for f in (policy.decompress_filter,) if f is not None]
         response: list[ResponseFilter] = []
         mitigation = self.mitigations.get((route.metadata.namespace, route.metadata.name))
         if mitigation is not None:  # first: a shed request costs the least

@@ -33,12 +33,12 @@ from turnout.proxy.downstream import PAUSE_BUFFER
 from turnout.proxy.exchange_core import ExchangeCore
 from turnout.proxy.filters.base import (
     PROCEED,
-    BodyRefused,
     BodyTransform,
     FilterContext,
     LocalReply,
     StoredReply,
 )
+from turnout.proxy.filters.refusals import BodyRefused
 from turnout.proxy.forward import BUFFER_LIMIT, Forwarder
 from turnout.proxy.protocols.grpc import parse_timeout
 from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, ResponseHead

@@ -125,17 +125,6 @@ class BodyTransform(Protocol):
     def end(self) -> bytes: ...
 
 
-class BodyRefused(Exception):
-    """Raised by a request ``BodyTransform`` (decompression) to refuse the body: the
-    exchange answers ``status`` with the JSON error ``code``/``message`` (or aborts)."""
-
-    def __init__(self, status: int, code: bytes, message: bytes) -> None:
-        super().__init__(message.decode("latin-1"))
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 class ResponseTap:
     """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
     filter, per request: a cache filling its store). ``head`` sees the upstream's head
@@ -309,7 +298,7 @@ class FilterContext:
     backendRef's label once chosen ("" before); ``response_headers``: headers to add to
     the upstream's response; ``response_tap``: a per-request ``ResponseTap``;
     ``body_transform`` / ``request_transform``: per-request ``BodyTransform`` of the
-    response / request body (the request's may raise ``BodyRefused``);
+    response / request body (the request's may raise ``refusals.BodyRefused``);
     ``state``: a dict for filters' own per-request values.
     """
 

@@ -35,13 +35,13 @@ import brotli
 import zstandard
 
 from turnout.proxy.filters.base import (
-    BodyRefused,
     FilterContext,
     LocalReply,
     RequestFilter,
     ResponseFilter,
     Verdict,
 )
+from turnout.proxy.filters.refusals import BodyRefused
 from turnout.proxy.protocols.heads import ResponseHead
 
 GZIP: Final = b"gzip"

@@ -125,31 +125,21 @@ class BodyTransform(Protocol):
     def end(self) -> bytes: ...
 
 
-class ResponseTap:
+class ResponseTap(Protocol):
     """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
     filter, per request: a cache filling its store). ``head`` sees the upstream's head
     first of all (before added fields and response filters) and may answer instead
     (a ``StoredReply``: the upstream connection is then dropped); ``failed`` sees an
     upstream failure before any head (a 502/503/504 about to be sent) and may answer
     instead; then ``body`` per chunk and ``end``; ``abort`` when the request ended any
-    other way (called at the end of every request, so it must ignore a tap that ended)."""
+    other way (called at the end of every request, so it must ignore a tap that ended).
+    A protocol, not a base class: taps live in modules that are not compiled."""
 
-    __slots__ = ()
-
-    def head(self, head: ResponseHead) -> LocalReply | None:
-        return None
-
-    def failed(self, status: int) -> LocalReply | None:
-        return None
-
-    def body(self, data: bytes) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
+    def head(self, head: ResponseHead) -> LocalReply | None: ...
+    def failed(self, status: int) -> LocalReply | None: ...
+    def body(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 # A request-phase verdict: None continues.

@@ -44,8 +44,6 @@ from turnout.proxy.cache.zone import (
 from turnout.proxy.filters.base import (
     FilterContext,
     LocalReply,
-    RequestFilter,
-    ResponseTap,
     StoredReply,
     Suspend,
     Verdict,
@@ -96,7 +94,10 @@ class CacheKeying:
         return b"".join(parts)
 
 
-class CacheFilter(RequestFilter):
+class CacheFilter:
+    """The request hooks (wrapped by ``request_filter`` at build: this module is not
+    compiled, and interpreted classes cannot derive from the compiled base classes)."""
+
     __slots__ = (
         "clock",
         "coalesce",
@@ -278,7 +279,7 @@ class CacheFilter(RequestFilter):
             self.redis.put(entry, loop, max(self.redis_timeout, 0.25))
 
 
-class CacheFill(ResponseTap):
+class CacheFill:
     """One miss's or revalidation's upstream response, stored when it may be."""
 
     __slots__ = (

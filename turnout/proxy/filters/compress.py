@@ -37,8 +37,6 @@ import zstandard
 from turnout.proxy.filters.base import (
     FilterContext,
     LocalReply,
-    RequestFilter,
-    ResponseFilter,
     Verdict,
 )
 from turnout.proxy.filters.refusals import BodyRefused
@@ -108,7 +106,10 @@ def negotiate(accept: bytes, offered: tuple[bytes, ...]) -> bytes | None:
     return best
 
 
-class CompressFilter(ResponseFilter):
+class CompressFilter:
+    """Response hooks (wrapped by ``response_filter`` at build, like every filter of a
+    module that is not compiled)."""
+
     __slots__ = ("exact", "levels", "memo", "min_size", "offered", "prefixes")
 
     def __init__(
@@ -274,7 +275,7 @@ class Decompressor:
 _DECODABLE: Final = {GZIP: GZIP, b"x-gzip": GZIP, BROTLI: BROTLI, ZSTD: ZSTD}
 
 
-class DecompressFilter(RequestFilter):
+class DecompressFilter:
     """``requestDecompression``: decode compressed request bodies, at most ``limit``."""
 
     __slots__ = ("limit",)
@@ -284,6 +285,9 @@ class DecompressFilter(RequestFilter):
 
     def __repr__(self) -> str:
         return f"<DecompressFilter max {self.limit}>"
+
+    def resume(self, ctx: FilterContext, outcome: object) -> Verdict:
+        return None  # never suspends
 
     def on_request(self, ctx: FilterContext) -> Verdict:
         head = ctx.head

@@ -33,6 +33,12 @@ from turnout.config.model.traffic import (
 from turnout.core.durations import parse_duration
 from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.auth import AuthFilter
+from turnout.proxy.filters.base import (
+    RequestFilter,
+    ResponseFilter,
+    request_filter,
+    response_filter,
+)
 from turnout.proxy.filters.cache import CacheFilter, CacheKeying
 from turnout.proxy.filters.compress import (
     BROTLI,
@@ -68,9 +74,11 @@ class Effective:
     retry: RetrySpec | None = None
     body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
-    cache_filter: CacheFilter | None = None  # the TrafficPolicy cache (one per policy)
-    compress_filter: CompressFilter | None = None  # the TrafficPolicy compression
-    decompress_filter: DecompressFilter | None = None  # its requestDecompression
+    # the TrafficPolicy cache (one per policy), compression and request decompression,
+    # wrapped for the chains (their modules are not compiled)
+    cache_filter: RequestFilter | None = None
+    compress_filter: ResponseFilter | None = None
+    decompress_filter: RequestFilter | None = None
 
 
 class PolicyIndex:
@@ -146,13 +154,13 @@ class PolicyIndex:
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
                 if out.compress_filter is None and spec.compression is not None:
-                    out.compress_filter = compress_filter(spec.compression)
+                    out.compress_filter = response_filter(compress_filter(spec.compression))
                     decode = spec.compression.request_decompression
                     if decode is not None:
                         limit = body_limit_bytes(decode.max_size)
-                        out.decompress_filter = DecompressFilter(limit)
+                        out.decompress_filter = request_filter(DecompressFilter(limit))
                 if out.cache_filter is None and spec.cache is not None:
-                    out.cache_filter = self._cache(policy, spec.cache)
+                    out.cache_filter = request_filter(self._cache(policy, spec.cache))
                 if not out.body_limit and spec.request_body_limit is not None:
                     out.body_limit = body_limit_bytes(spec.request_body_limit)
         out.security = self._security(route, rule, gateway)

@@ -66,7 +66,7 @@ _X_CACHE_BYPASS: Final = (b"x-cache", b"BYPASS")
 class CacheKeying:
     """How a request's primary key is made (compiled from ``CacheKeySpec``)."""
 
-    __slots__ = ("consumer", "headers", "host", "path", "query")
+    __slots__ = ("consumer", "headers", "host", "path", "plain", "query")
 
     def __init__(
         self, host: bool, path: bool, query: bool, headers: tuple[bytes, ...], consumer: bool
@@ -76,9 +76,14 @@ class CacheKeying:
         self.query = query
         self.headers = headers
         self.consumer = consumer
+        self.plain = host and path and query and not headers and not consumer  # the default
 
     def key(self, ctx: FilterContext) -> bytes:
         head = ctx.head
+        if self.plain:
+            if head.query:
+                return head.original_authority.lower() + head.path + b"?" + head.query
+            return head.original_authority.lower() + head.path
         parts: list[bytes] = [
             head.original_authority.lower() if self.host else b"",
             head.path if self.path else b"/",
@@ -208,7 +213,9 @@ class CacheFilter:
         if entry is not None:
             now = self.clock()
             fresh = entry.fresh
-            wants_fresh = rfc.request_wants_fresh(received)
+            wants_fresh = (
+                b"cache-control" in received or b"pragma" in received
+            ) and rfc.request_wants_fresh(received)
             if not wants_fresh and fresh.fresh(now):
                 zone.counts[HIT] += 1
                 zone.counts[REDIS_HIT] += from_redis
@@ -262,7 +269,9 @@ class CacheFilter:
         now = self.clock()
         age = (b"age", b"%d" % int(entry.fresh.age(now)))
         request = ctx.head.received if conditional is None else conditional
-        if rfc.not_modified(request, entry.etag, entry.last_modified):
+        if (b"if-none-match" in request or b"if-modified-since" in request) and rfc.not_modified(
+            request, entry.etag, entry.last_modified
+        ):
             headers = rfc.not_modified_headers(entry.headers)
             headers.append(age)
             headers.append((b"x-cache", status))

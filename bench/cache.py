@@ -233,7 +233,7 @@ def main() -> int:
             for name, (port, argv) in starts.items():
                 proc = harness.Spawned(f"{name}-{rep}", argv, run)
                 try:
-                    harness.wait_ready(port, proc)
+                    harness.wait_ready(port, proc, timeout=120.0)
                     harness.pin_all_threads(proc.pids(), harness.PROXY_CPU)
                     for label, target, path in ROWS:
                         if target != name:

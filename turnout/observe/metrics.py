@@ -58,6 +58,9 @@ class Aggregate:
     keyed: dict[str, int] = field(default_factory=dict)  # routing key -> requests
     # consumer -> [requests, bytes received, bytes sent]
     consumers: dict[str, list[int]] = field(default_factory=dict)
+    # (cache policy, outcome) -> count; (cache policy, "entries"|"bytes") -> gauge
+    cache: dict[tuple[str, str], int] = field(default_factory=dict)
+    cache_gauges: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add_worker(self, stats: dict[str, Any], *, include_gauges: bool = True) -> None:
         for key, (codes, buckets, total) in stats.get("routes", {}).items():
@@ -82,6 +85,15 @@ class Aggregate:
             slot = self.consumers.setdefault(name, [0, 0, 0])
             for i, v in enumerate(usage):
                 slot[i] += v
+        for zone, counts in stats.get("cache", {}).items():
+            for outcome, n in counts.items():
+                if outcome in ("entries", "bytes"):
+                    if include_gauges:
+                        key = (zone, outcome)
+                        self.cache_gauges[key] = self.cache_gauges.get(key, 0) + n
+                else:
+                    key = (zone, outcome)
+                    self.cache[key] = self.cache.get(key, 0) + n
         for name in (
             "connections_total",
             "protocol_errors",
@@ -172,6 +184,7 @@ class TurnoutCollector(Collector):
             agg.counters.get("internal_errors", 0),
         )
         yield from _usage(agg)
+        yield from _cache(agg)
         yield from _certificates(status.get("certificates", ()))
         yield _counter(
             "turnout_access_log_sampled_out",
@@ -323,6 +336,26 @@ def _endpoint_health(health: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         checks.add_metric([backend, endpoint, "failure"], failures)
     yield healthy
     yield checks
+
+
+def _cache(agg: Aggregate) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "turnout_cache",
+        "Response cache outcomes per TrafficPolicy: hit, miss, stale, bypass, revalidated, "
+        "coalesced (requests); stored, redis_hit, evictions (responses)",
+        labels=["policy", "outcome"],
+    )
+    for (zone, outcome), n in sorted(agg.cache.items()):
+        requests.add_metric([zone, outcome], n)
+    yield requests
+    stored = GaugeMetricFamily(
+        "turnout_cache_memory",
+        "Responses kept in the workers' memory caches (entries, bytes), summed over workers",
+        labels=["policy", "unit"],
+    )
+    for (zone, unit), n in sorted(agg.cache_gauges.items()):
+        stored.add_metric([zone, unit], n)
+    yield stored
 
 
 def _usage(agg: Aggregate) -> Iterator[Metric]:

@@ -26,6 +26,7 @@ from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address
 from turnout.observe.stats import WorkerStats
 from turnout.proxy.filters.plugin_host import PluginHost
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.routing.tls import CipherStringError
 from turnout.proxy.snapshot import (
     BackendState,
@@ -51,6 +52,7 @@ def compile_snapshot(
     limits: LimitStores | None = None,
     tunnel_dir: str = "",
     plugins: PluginHost | None = None,
+    caches: CacheStores | None = None,
 ) -> Snapshot:
     """Compile ``config`` as revision ``revision``. Raises ``CompileError`` (located) when
     TLS material is refused, other exceptions for compiler bugs."""
@@ -63,6 +65,7 @@ def compile_snapshot(
             limits=limits,
             tunnel_dir=tunnel_dir,
             plugins=plugins,
+            caches=caches,
         ).build(revision)
     except CipherStringError as exc:
         raise CompileError([_locate_listener(config, exc)]) from exc

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from turnout.proxy.accounting import record_request
 from turnout.proxy.attempts import UpstreamSink
 from turnout.proxy.downstream import PAUSE_BUFFER, PAUSE_UPSTREAM, Downstream
-from turnout.proxy.filters.base import BodyTap, FilterContext, filter_name
+from turnout.proxy.filters.base import (
+    BodyTap,
+    BodyTransform,
+    FilterContext,
+    LocalReply,
+    ResponseTap,
+    filter_name,
+)
 from turnout.proxy.forward import Forwarder
 from turnout.proxy.protocols.grpc import is_grpc
 from turnout.proxy.protocols.heads import Headers, RequestHead, ResponseHead
@@ -63,6 +70,8 @@ class ExchangeCore(UpstreamSink):
         "response_started",
         "routing_key",
         "rt",
+        "rtap",
+        "rtransform",
         "stage",
         "start_time",
         "status",
@@ -112,6 +121,8 @@ class ExchangeCore(UpstreamSink):
         self.listener: ListenerTable[RouteAction] | None = None  # for a trace only
         self.overridden = False  # a Sandbox's endpoints replaced the baseline's
         self.reply_code = b""  # why the gateway answered itself (local_reply), if it did
+        self.rtap: ResponseTap | None = None  # a filter's copy of the response (a cache fill)
+        self.rtransform: BodyTransform | None = None  # rewrites the body (compression)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -135,11 +146,17 @@ class ExchangeCore(UpstreamSink):
             self.down.send_response(head, self.head)
 
     def upstream_head(self, head: ResponseHead) -> None:
+        ctx = self.ctx
+        if ctx is not None and ctx.response_tap is not None:
+            reply = ctx.response_tap.head(head)
+            if reply is not None:
+                self.filter_answered(reply)
+                return
+            self.rtap = ctx.response_tap
         if self.key_source == FROM_QUERY:
             head.headers.append((b"set-cookie", preview_cookie(self.routing_key)))
         if self.release_cookie:
             head.headers.append((b"set-cookie", self.release_cookie))
-        ctx = self.ctx
         if ctx is not None:
             if ctx.response_headers is not None:
                 head.headers.extend(ctx.response_headers)
@@ -150,6 +167,7 @@ class ExchangeCore(UpstreamSink):
                 and self._response_filters(ctx, choice.response_filters, head)
             ):
                 return
+            self.rtransform = ctx.body_transform
         if self.head.upgrade is not None:
             # The upstream refused the upgrade: answer normally, then close, because the
             # client may already have sent bytes for the protocol it asked for.
@@ -174,6 +192,12 @@ class ExchangeCore(UpstreamSink):
         return False
 
     def upstream_body(self, data: bytes) -> None:
+        if self.rtap is not None:
+            self.rtap.body(data)
+        if self.rtransform is not None:
+            data = self.rtransform.chunk(data)
+            if not data:
+                return
         self.bytes_out += len(data)
         self.down.send_body(data)
 
@@ -182,6 +206,13 @@ class ExchangeCore(UpstreamSink):
         if self.request_timer is not None:
             self.request_timer.cancel()
             self.request_timer = None
+        if self.rtap is not None:
+            self.rtap.end()
+        if self.rtransform is not None:
+            tail = self.rtransform.end()
+            self.bytes_out += len(tail)
+            if tail:
+                self.down.send_body(tail)
         self.down.end_response(trailers)
         if not self.request_done:
             self.keep_alive = False  # answered before the whole request arrived
@@ -210,7 +241,17 @@ class ExchangeCore(UpstreamSink):
     def upstream_failed(
         self, status: int, code: bytes, message: bytes, extra: Headers | None
     ) -> None:
+        ctx = self.ctx
+        if ctx is not None and ctx.response_tap is not None:
+            reply = ctx.response_tap.failed(status)  # e.g. a cache's stale-if-error
+            if reply is not None:
+                self.filter_answered(reply)
+                return
         self.local_reply(status, code, message, extra)
+
+    def filter_answered(self, reply: LocalReply) -> None:
+        """A filter's answer (``streams.Exchange`` also sends stored responses)."""
+        self.local_reply(reply.status, reply.code, reply.message, reply.headers)
 
     def upstream_broken(self) -> None:
         self.response_done = self.request_done = True
@@ -349,6 +390,10 @@ class ExchangeCore(UpstreamSink):
             ctx.cancel()
             if self.trace is not None and ctx.ran:
                 self.trace.filters = tuple([filter_name(f) for f in ctx.ran])
+            if ctx.response_tap is not None:
+                ctx.response_tap.abort()  # ignored by a tap that ended
+                ctx.response_tap = None
+            self.rtap = None
             principal = ctx.principal
             if principal is not None and principal.consumer is not None:
                 consumer = principal.consumer

@@ -68,6 +68,16 @@ class Drain:
     grace: float
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeCache:
+    """Drop stored responses from the worker's memory caches (``turnout cache purge``):
+    keys named exactly, keys starting with a prefix, keys tagged."""
+
+    keys: tuple[bytes, ...]
+    prefixes: tuple[bytes, ...]
+    tags: tuple[bytes, ...]
+
+
 # -- worker → supervisor ----------------------------------------------------------------
 
 
@@ -101,7 +111,7 @@ class Drained:
     """The worker finished draining and is about to exit."""
 
 
-ToWorker = InitWorker | ApplyConfig | Ping | HealthVerdicts | Drain
+ToWorker = InitWorker | ApplyConfig | Ping | HealthVerdicts | Drain | PurgeCache
 ToSupervisor = WorkerReady | Applied | Pong | StatsReport | Drained
 Message = ToWorker | ToSupervisor
 

@@ -26,6 +26,8 @@ from turnout.core.netaddr import Address
 from turnout.observe.accesslog import AccessLog
 from turnout.observe.stats import WorkerStats
 from turnout.observe.tracing import Tracer, TracingSettings
+from turnout.proxy.cache.shared import RedisCache
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.compile import compile_snapshot
 from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.protocols.http1 import Limits
@@ -82,6 +84,8 @@ class Runtime:
         self.plugins = PluginHost(self.stats)
         # Rate-limit stores: the host-wide table (shared with the other workers) and Redis
         self.limits = LimitStores(None, None)
+        # Response caches by TrafficPolicy, and the Redis tier (proxy/cache)
+        self.caches = CacheStores()
         # Verdicts of the supervisor's active health checks, by endpoint key; pools
         # created later start from them.
         self.active_health: dict[str, bool] = {}
@@ -107,6 +111,7 @@ class Runtime:
             limits=self.limits,
             tunnel_dir=self.settings.tunnel_dir,
             plugins=self.plugins,
+            caches=self.caches,
         )
 
     def open_limit_stores(self, table_path: str, redis_url: str) -> None:
@@ -114,6 +119,9 @@ class Runtime:
         local = LocalStore.open(table_path) if table_path else LocalStore.private()
         redis = RedisStore(redis_url) if redis_url else None
         self.limits = LimitStores(local, redis)
+        if redis_url:
+            self.caches = CacheStores(RedisCache(redis_url))
+            self.caches.start(self.loop)
 
     def open_ejection_table(self, path: str) -> None:
         """The host-wide outlier table (shared with the other workers); "" = per worker."""
@@ -122,6 +130,9 @@ class Runtime:
     async def close_limit_stores(self) -> None:
         local, redis = self.limits.local, self.limits.redis
         self.limits = LimitStores(None, None)
+        caches = self.caches
+        self.caches = CacheStores()
+        await caches.aclose()
         if redis is not None:
             await redis.aclose()
         if local is not None:

@@ -31,10 +31,17 @@ from typing import TYPE_CHECKING
 
 from turnout.proxy.downstream import PAUSE_BUFFER
 from turnout.proxy.exchange_core import ExchangeCore
-from turnout.proxy.filters.base import PROCEED, FilterContext, LocalReply
+from turnout.proxy.filters.base import (
+    PROCEED,
+    BodyTransform,
+    FilterContext,
+    LocalReply,
+    StoredReply,
+)
+from turnout.proxy.filters.refusals import BodyRefused
 from turnout.proxy.forward import BUFFER_LIMIT, Forwarder
 from turnout.proxy.protocols.grpc import parse_timeout
-from turnout.proxy.protocols.heads import Headers
+from turnout.proxy.protocols.heads import NO_BODY_STATUSES, Headers, ResponseHead
 from turnout.proxy.protocols.http1_wire import chunk, last_chunk
 from turnout.proxy.routing.keys import FROM_COOKIE, find_key
 from turnout.proxy.taps import open_taps
@@ -120,7 +127,46 @@ class Exchange(ExchangeCore):
             self._forward()
 
     def filter_answered(self, reply: LocalReply) -> None:
-        self.local_reply(reply.status, reply.code, reply.message, reply.headers)
+        if isinstance(reply, StoredReply):
+            self._send_stored(reply.head, reply.body)
+        else:
+            self.local_reply(reply.status, reply.code, reply.message, reply.headers)
+
+    def _send_stored(self, head: ResponseHead, body: bytes) -> None:
+        """A whole stored response (a cache hit), through the rule's response filters."""
+        if self.response_started or self.response_done:
+            return
+        fw = self.forward
+        if fw is not None:
+            fw.stop()  # a revalidation answered from the store: the upstream is not read on
+        self.pending = None
+        ctx = self.ctx
+        action = self.action
+        head.content_length = None if head.status in NO_BODY_STATUSES else len(body)
+        if ctx is not None and action is not None and action.choices:
+            if ctx.response_headers is not None:
+                head.headers.extend(ctx.response_headers)
+            choice = self.choice or action.single or action.choices[0]
+            if choice.response_filters and self._response_filters(
+                ctx, choice.response_filters, head
+            ):
+                return
+            if ctx.body_transform is not None:  # compression
+                body = ctx.body_transform.chunk(body) + ctx.body_transform.end()
+                head.content_length = len(body)
+        self.status = head.status
+        req = self.head
+        if not self.request_done and req.has_body:
+            self.keep_alive = False  # the rest of the request body will not be read
+        self.response_started = True
+        self.down.send_response(head, req)
+        if body and req.method != b"HEAD" and head.status not in NO_BODY_STATUSES:
+            self.down.send_body(body)
+            self.bytes_out += len(body)
+        self.response_done = True
+        self._cancel_timers()
+        self.down.end_response(None)
+        self._finish()
 
     # -- backend choice and forwarding ------------------------------------------------
 
@@ -252,6 +298,33 @@ class Exchange(ExchangeCore):
         if action is not None and action.body_limit and self.bytes_in > action.body_limit:
             self._body_too_large()
             return
+        ctx = self.ctx
+        if ctx is not None and ctx.request_transform is not None:
+            decoded = self._decoded(ctx.request_transform, data, False)
+            if not decoded:
+                return
+            data = decoded
+        self._body_on(data)
+
+    def _decoded(self, rx: BodyTransform, data: bytes, last: bool) -> bytes | None:
+        """The request body through a filter's transform (decompression); None when it
+        refused the body (answered, or aborted once the response began)."""
+        try:
+            return rx.end() if last else rx.chunk(data)
+        except BodyRefused as exc:
+            if self.ctx is not None:
+                self.ctx.request_transform = None
+            if self.response_started:
+                if not self.response_done:
+                    fw = self.forward
+                    if fw is not None:
+                        fw.stop()
+                    self.down.abort()
+            elif not self.status:
+                self.local_reply(exc.status, exc.code, exc.message)
+            return None
+
+    def _body_on(self, data: bytes) -> None:
         taps = self.taps
         if taps is not None:
             framed = chunk(data) if self.head.chunked else data  # taps get the wire bytes
@@ -283,6 +356,13 @@ class Exchange(ExchangeCore):
         self.progress += 1
         if self.finished:
             return
+        ctx = self.ctx
+        if ctx is not None and ctx.request_transform is not None:
+            tail = self._decoded(ctx.request_transform, b"", True)
+            if tail is None:
+                return  # refused
+            if tail:
+                self._body_on(tail)
         taps = self.taps
         if taps is not None and self.head.chunked:
             data = last_chunk(trailers)

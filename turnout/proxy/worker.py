@@ -176,6 +176,7 @@ class Worker:
     def stats(self) -> dict[str, object]:
         data = self.rt.stats.export()
         data["revision"] = self.revision
+        data["cache"] = self.rt.caches.export()
         data["pools"] = {key: (len(p.idle), p.open_count) for key, p in self.rt.pools.items()}
         if self.rt.access_log is not None:
             data["access_log_dropped"] = self.rt.access_log.dropped

@@ -31,6 +31,7 @@ from turnout.control.remediation.metrics import BreakerCollector
 from turnout.control.service import ControlPlane
 from turnout.observe.logring import LogRing
 from turnout.observe.metrics import Aggregate, TurnoutCollector
+from turnout.supervisor.cache import CacheSource, cache_router
 from turnout.supervisor.explain import ExplainSource, explain_router
 from turnout.supervisor.logs import logs_router
 
@@ -71,6 +72,8 @@ def create_app(source: AdminSource, control: ControlPlane | None = None) -> Fast
         # before the control plane's routers: their generic /{plural} paths would shadow it
         if isinstance(source, ExplainSource):
             app.include_router(explain_router(source), prefix="/api/v1")
+        if isinstance(source, CacheSource):
+            app.include_router(cache_router(source), prefix="/api/v1")
         ring = getattr(source, "logs", None)
         if isinstance(ring, LogRing):
             app.include_router(logs_router(ring), prefix="/api/v1")

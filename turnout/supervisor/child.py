@@ -38,6 +38,7 @@ from turnout.proxy.messages import (
     InitWorker,
     Ping,
     Pong,
+    PurgeCache,
     StatsReport,
     UnknownMessages,
     WorkerReady,
@@ -76,6 +77,9 @@ class WorkerMain:
                 # {endpoint key: healthy} from the supervisor's active health checks
                 if self.worker is not None:
                     self.worker.rt.set_active_health(verdicts)
+            case PurgeCache(keys, prefixes, tags):
+                if self.worker is not None:
+                    self.worker.rt.caches.purge(keys, prefixes, tags)
             case Drain(grace):
                 self.grace = grace
                 self.start_drain()

@@ -55,6 +55,7 @@ def aggregate(sup: Supervisor) -> Aggregate:
     agg.l4.update(sup.retired.l4)
     agg.refusals.update(sup.retired.refusals)
     agg.plugin_failures.update(sup.retired.plugin_failures)
+    agg.cache.update(sup.retired.cache)
     agg.keyed.update(sup.retired.keyed)
     agg.consumers.update({k: list(v) for k, v in sup.retired.consumers.items()})
     agg.endpoint_health = sup.health.snapshot()

@@ -12,6 +12,7 @@ import typer
 
 from turnout.cli.commands import (
     admin,
+    cache,
     objects,
     observe,
     plugins,
@@ -33,3 +34,4 @@ def register(app: typer.Typer) -> None:
     release_commands.register(app)
     observe.register(app)
     plugins.register(app)
+    cache.register(app)

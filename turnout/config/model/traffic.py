@@ -92,6 +92,66 @@ def body_limit_bytes(value: int | str) -> int:
     return int(digits) * _SIZE_UNITS[value[len(digits) :]]
 
 
+class CacheKeySpec(Spec):
+    """What the cache key is made of (besides the method and the Vary-selected headers)."""
+
+    host: bool = True
+    path: bool = True
+    query: bool = True
+    headers: tuple[HeaderName, ...] = Field(default=(), max_length=16)
+    consumer: bool = False  # the authenticated Consumer (a SecurityPolicy must set it)
+
+
+class CacheSpec(Spec):
+    """Response caching (RFC 9111, a shared cache): a per-worker memory tier bounded in
+    bytes, and with ``redis: true`` a shared Redis tier behind it."""
+
+    memory_size: BodyLimit = "64Mi"  # per worker, bodies and headers counted
+    max_object_size: BodyLimit = "1Mi"  # larger responses pass uncached
+    default_ttl: Duration | None = None  # heuristic freshness when the response gives none
+    methods: tuple[Literal["GET", "HEAD"], ...] = ("GET", "HEAD")
+    statuses: tuple[Annotated[StrictInt, Field(ge=200, le=599)], ...] = Field(
+        default=(200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501), max_length=32
+    )
+    key: CacheKeySpec = CacheKeySpec()
+    redis: bool = False  # the shared tier (needs --redis)
+    redis_timeout: Duration = "50ms"  # per Redis call; beyond it, memory or upstream
+    cache_authorized: bool = False  # store responses to requests with Authorization
+    cache_set_cookie: bool = False  # store responses carrying Set-Cookie (sent on hits too)
+    tags_header: HeaderName = "cache-tag"  # the response field naming the purge tags
+    coalesce: bool = True  # one upstream fetch for concurrent misses of a key
+    coalesce_timeout: Duration = "10s"  # how long a follower waits for the leader
+
+
+class RequestDecompressionSpec(Spec):
+    """Decode request bodies sent with Content-Encoding gzip, br or zstd."""
+
+    max_size: BodyLimit = "10Mi"  # decoded; beyond it the request is refused (413)
+
+
+class CompressionSpec(Spec):
+    """Response compression chosen by Accept-Encoding (docs/caching.md#compression)."""
+
+    algorithms: tuple[Literal["zstd", "br", "gzip"], ...] = Field(
+        default=("zstd", "br", "gzip"), min_length=1, max_length=3
+    )  # the gateway's order of preference among codings the client weighs equally
+    content_types: tuple[
+        Annotated[StrictStr, Field(pattern=r"^[a-z0-9.+-]+/([a-z0-9.+-]+|\*)$")], ...
+    ] = (
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "application/problem+json",
+        "image/svg+xml",
+    )
+    min_size: BodyLimit = 1024  # a smaller Content-Length is sent as it is
+    gzip_level: Annotated[StrictInt, Field(ge=1, le=9)] = 6
+    brotli_quality: Annotated[StrictInt, Field(ge=0, le=11)] = 4
+    zstd_level: Annotated[StrictInt, Field(ge=1, le=19)] = 3
+    request_decompression: RequestDecompressionSpec | None = None
+
+
 class TrafficPolicySpec(Spec):
     target_refs: tuple[PolicyTargetRef, ...] = Field(min_length=1, max_length=16)
     rate_limit: RateLimitSpec | None = None
@@ -100,6 +160,8 @@ class TrafficPolicySpec(Spec):
     # the largest request body the targets accept (413 beyond it), below the gateway's
     # own --max-body-bytes
     request_body_limit: BodyLimit | None = None
+    cache: CacheSpec | None = None  # response caching (docs/caching.md)
+    compression: CompressionSpec | None = None  # response compression (docs/caching.md)
 
 
 class TrafficPolicyObject(Spec):

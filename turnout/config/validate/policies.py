@@ -64,11 +64,14 @@ def validate_traffic_policy(
         and fault is None
         and policy.spec.retry is None
         and policy.spec.request_body_limit is None
+        and policy.spec.cache is None
+        and policy.spec.compression is None
     ):
         problems.append(
             res.problem(
                 ("spec",),
-                "the policy sets nothing (rateLimit, faultInjection, retry or requestBodyLimit)",
+                "the policy sets nothing "
+                "(rateLimit, faultInjection, retry, requestBodyLimit, cache or compression)",
                 "warning",
             )
         )

@@ -105,6 +105,43 @@ class Suspend:
         self.token = token
 
 
+class StoredReply(LocalReply):
+    """Answer with a whole stored response (a cache hit): ``head`` and ``body`` go to the
+    client through the rule's response filters, as an upstream's response would."""
+
+    __slots__ = ("body", "head")
+
+    def __init__(self, head: ResponseHead, body: bytes) -> None:
+        super().__init__(head.status)
+        self.head = head
+        self.body = body
+
+
+class BodyTransform(Protocol):
+    """Rewrites the response body as it streams (set as ``ctx.body_transform`` by a
+    response filter, per request: compression): ``chunk`` per chunk, ``end`` for the tail."""
+
+    def chunk(self, data: bytes) -> bytes: ...
+    def end(self) -> bytes: ...
+
+
+class ResponseTap(Protocol):
+    """Follows one request's upstream response (set as ``ctx.response_tap`` by a request
+    filter, per request: a cache filling its store). ``head`` sees the upstream's head
+    first of all (before added fields and response filters) and may answer instead
+    (a ``StoredReply``: the upstream connection is then dropped); ``failed`` sees an
+    upstream failure before any head (a 502/503/504 about to be sent) and may answer
+    instead; then ``body`` per chunk and ``end``; ``abort`` when the request ended any
+    other way (called at the end of every request, so it must ignore a tap that ended).
+    A protocol, not a base class: taps live in modules that are not compiled."""
+
+    def head(self, head: ResponseHead) -> LocalReply | None: ...
+    def failed(self, status: int) -> LocalReply | None: ...
+    def body(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 # A request-phase verdict: None continues.
 Verdict = LocalReply | Suspend | None
 CONTINUE: Final = None
@@ -257,7 +294,10 @@ class FilterContext:
     match types); ``scheme`` and ``port``: the listener's; ``loop``: the event loop;
     ``principal``: who a SecurityPolicy authenticated; ``backend``: the chosen
     backendRef's label once chosen ("" before); ``response_headers``: headers to add to
-    the upstream's response; ``state``: a dict for filters' own per-request values.
+    the upstream's response; ``response_tap``: a per-request ``ResponseTap``;
+    ``body_transform`` / ``request_transform``: per-request ``BodyTransform`` of the
+    response / request body (the request's may raise ``refusals.BodyRefused``);
+    ``state``: a dict for filters' own per-request values.
     """
 
     __slots__ = (
@@ -267,6 +307,7 @@ class FilterContext:
         "_task",
         "_timer",
         "backend",
+        "body_transform",
         "client_cert",
         "client_ip",
         "head",
@@ -275,7 +316,9 @@ class FilterContext:
         "prefix",
         "principal",
         "ran",
+        "request_transform",
         "response_headers",
+        "response_tap",
         "route",
         "route_json",
         "scheme",
@@ -311,6 +354,9 @@ class FilterContext:
         self.principal: Principal | None = None
         self.backend = ""
         self.response_headers: Headers | None = None
+        self.response_tap: ResponseTap | None = None
+        self.body_transform: BodyTransform | None = None
+        self.request_transform: BodyTransform | None = None
         self.state: dict[str, object] | None = None
         self._chain: tuple[RequestFilter, ...] = ()
         self._index = 0

@@ -2,7 +2,7 @@
 
 A policy names its targets with ``targetRefs`` (a Gateway, optionally one listener by
 ``sectionName``; or an HTTPRoute, optionally one rule by its ``name``), in its own
-namespace. For each feature (``rateLimit``, ``faultInjection``, ``retry``) the most
+namespace. For each feature (``rateLimit``, ``faultInjection``, ``retry``, ``cache``, …) the most
 specific policy that sets it wins: rule, then route, then listener, then Gateway. Among
 policies at the same level the oldest wins (creation time, then namespace/name), as for
 route conflicts; ``validate`` warns about the losers.
@@ -23,13 +23,30 @@ from turnout.config.model.backend import RetrySpec
 from turnout.config.model.routes import HTTPRouteObject, HTTPRouteRule
 from turnout.config.model.security import ConsumerObject, SecurityPolicyObject
 from turnout.config.model.traffic import (
+    CacheSpec,
+    CompressionSpec,
     FaultInjectionSpec,
     RateLimitSpec,
     TrafficPolicyObject,
     body_limit_bytes,
 )
 from turnout.core.durations import parse_duration
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.auth import AuthFilter
+from turnout.proxy.filters.base import (
+    RequestFilter,
+    ResponseFilter,
+    request_filter,
+    response_filter,
+)
+from turnout.proxy.filters.cache import CacheFilter, CacheKeying
+from turnout.proxy.filters.compress import (
+    BROTLI,
+    GZIP,
+    ZSTD,
+    CompressFilter,
+    DecompressFilter,
+)
 from turnout.proxy.filters.fault import FaultInjector
 
 ObjectId = tuple[str, str]  # (namespace, name)
@@ -57,10 +74,17 @@ class Effective:
     retry: RetrySpec | None = None
     body_limit: int = 0  # requestBodyLimit in bytes (0 = only the gateway's own limit)
     security: SecurityPolicyObject | None = None  # the SecurityPolicy of the rule
+    # the TrafficPolicy cache (one per policy), compression and request decompression,
+    # wrapped for the chains (their modules are not compiled)
+    cache_filter: RequestFilter | None = None
+    compress_filter: ResponseFilter | None = None
+    decompress_filter: RequestFilter | None = None
 
 
 class PolicyIndex:
-    def __init__(self, config: ConfigSet) -> None:
+    def __init__(self, config: ConfigSet, caches: CacheStores | None = None) -> None:
+        self.caches = caches if caches is not None else CacheStores()
+        self._cache_filters: dict[str, CacheFilter] = {}
         self.gateway: dict[ObjectId, Attached] = {}
         self.route: dict[ObjectId, Attached] = {}
         policies = sorted(
@@ -129,6 +153,14 @@ class PolicyIndex:
                     out.fault_injection = spec.fault_injection
                 if out.retry is None and spec.retry is not None:
                     out.retry = spec.retry
+                if out.compress_filter is None and spec.compression is not None:
+                    out.compress_filter = response_filter(compress_filter(spec.compression))
+                    decode = spec.compression.request_decompression
+                    if decode is not None:
+                        limit = body_limit_bytes(decode.max_size)
+                        out.decompress_filter = request_filter(DecompressFilter(limit))
+                if out.cache_filter is None and spec.cache is not None:
+                    out.cache_filter = request_filter(self._cache(policy, spec.cache))
                 if not out.body_limit and spec.request_body_limit is not None:
                     out.body_limit = body_limit_bytes(spec.request_body_limit)
         out.security = self._security(route, rule, gateway)
@@ -163,6 +195,14 @@ class PolicyIndex:
                     return sp
         return None
 
+    def _cache(self, policy: TrafficPolicyObject, spec: CacheSpec) -> CacheFilter:
+        """The policy's cache filter, once per snapshot (its zone outlives snapshots)."""
+        name = f"{policy.metadata.namespace}/{policy.metadata.name}"
+        compiled = self._cache_filters.get(name)
+        if compiled is None:
+            compiled = self._cache_filters[name] = cache_filter(spec, name, self.caches)
+        return compiled
+
     def auth_filter(self, policy: SecurityPolicyObject) -> AuthFilter:
         """The compiled policy, once per snapshot (shared by every rule it covers)."""
         key = (policy.metadata.namespace, policy.metadata.name)
@@ -182,4 +222,40 @@ def fault_injector(spec: FaultInjectionSpec) -> FaultInjector:
         abort.http_status if abort is not None else 0,
         abort.percentage if abort is not None else 0.0,
         tuple((h.name.lower().encode(), h.value.encode()) for h in spec.headers),
+    )
+
+
+def cache_filter(spec: CacheSpec, name: str, stores: CacheStores) -> CacheFilter:
+    """A policy's ``cache`` over its zone (kept across snapshots by policy name)."""
+    key = spec.key
+    return CacheFilter(
+        stores.zone(name, body_limit_bytes(spec.memory_size)),
+        CacheKeying(
+            key.host,
+            key.path,
+            key.query,
+            tuple(h.lower().encode() for h in key.headers),
+            key.consumer,
+        ),
+        stores.redis if spec.redis else None,
+        methods=frozenset(m.encode() for m in spec.methods),
+        statuses=frozenset(spec.statuses),
+        max_object=body_limit_bytes(spec.max_object_size),
+        default_ttl=parse_duration(spec.default_ttl) if spec.default_ttl else None,
+        cache_authorized=spec.cache_authorized,
+        cache_set_cookie=spec.cache_set_cookie,
+        tags_header=spec.tags_header.lower().encode(),
+        coalesce=spec.coalesce,
+        coalesce_timeout=parse_duration(spec.coalesce_timeout),
+        redis_timeout=parse_duration(spec.redis_timeout),
+    )
+
+
+def compress_filter(spec: CompressionSpec) -> CompressFilter:
+    """A policy's ``compression`` (stateless but for its negotiation memo)."""
+    return CompressFilter(
+        tuple(a.encode() for a in spec.algorithms),
+        tuple(t.encode() for t in spec.content_types),
+        body_limit_bytes(spec.min_size),
+        {GZIP: spec.gzip_level, BROTLI: spec.brotli_quality, ZSTD: spec.zstd_level},
     )

@@ -50,6 +50,7 @@ from turnout.config.validate.gateway import L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
+from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
 from turnout.proxy.filters.fault import FaultFilter
@@ -144,6 +145,7 @@ class SnapshotBuilder:
         limits: LimitStores | None = None,
         tunnel_dir: str = "",
         plugins: PluginHost | None = None,
+        caches: CacheStores | None = None,
     ) -> None:
         self.config = config
         self.tunnel_dir = tunnel_dir
@@ -151,7 +153,7 @@ class SnapshotBuilder:
         self.pool_for = pool_for
         self.state = state if state is not None else BackendState()
         self.limit_stores = limits if limits is not None else LimitStores(None, None)
-        self.policies = PolicyIndex(config)
+        self.policies = PolicyIndex(config, caches if caches is not None else CacheStores())
         self.mitigations = MitigationIndex(config)
         # FilterPlugins by (namespace, name); a trial build stages into a scratch host
         self.plugins = (plugins or PluginHost(stats)).stage(config)
@@ -410,9 +412,10 @@ class SnapshotBuilder:
             compiled = backend_policy(policy.retry)
             for choice in choices:
                 choice.retry = compiled
-        # Security before rate limits (they may count by Consumer or claim), then the
-        # redirect, fault injection, and the modifications of what is forwarded.
-        request: list[RequestFilter] = []
+        # Decompression first, security before rate limits (they may count by Consumer or
+        # claim), then the redirect, fault injection, the modifications of what is
+        # forwarded, and the cache last (it keys on the request as forwarded).
+        request: list[RequestFilter] = [f for f in (policy.decompress_filter,) if f is not None]
         response: list[ResponseFilter] = []
         sec = policy.security
         if sec is not None:
@@ -433,14 +436,12 @@ class SnapshotBuilder:
         fault = policy.fault_injection
         if fault is not None:
             request.append(FaultFilter(fault_injector(fault)))
-        if request_mod is not None:
-            request.append(request_mod)
-        if rewrite is not None:
-            request.append(rewrite)
+        request += [f for f in (request_mod, rewrite) if f is not None]
         request.extend(plugin_request)  # plugins see the request as it will be forwarded
+        if policy.cache_filter is not None:  # last: it keys on the request as forwarded
+            request.append(policy.cache_filter)
         response.extend(plugin_response)
-        if response_mod is not None:
-            response.append(response_mod)
+        response += [f for f in (response_mod, policy.compress_filter) if f is not None]
         action.request_filters = tuple(request)
         action.forward_filters = tuple(mirrors)
         for choice in choices:

@@ -1,7 +1,8 @@
 """The web console in a real browser (Debian's Chromium via playwright) against a real
 ``turnout serve``: log in, live numbers while traffic runs, a sandbox and its keyed
-requests, promote and abort releases, pause a release queue, approve a runbook step, a located edit error,
-a rollback, and a viewer refused a write. Each test is one user story on one page."""
+requests, promote and abort releases, pause a release queue, approve a runbook step,
+a located edit error, a rollback, and a viewer refused a write. Each test is one user
+story on one page."""
 
 from __future__ import annotations
 

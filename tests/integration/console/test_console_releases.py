@@ -13,8 +13,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from tests.integration.console.test_console_http import audit, client, login, run
+from tests.integration.console.test_console_http import pytestmark as needs_vendor
 from turnout.control.service import ControlPlane
 from turnout.testing.manifests import backend
+
+pytestmark = needs_vendor  # skips, saying why, without the browser libraries
 
 
 def release(name: str, stable: str, **spec: Any) -> dict[str, Any]:

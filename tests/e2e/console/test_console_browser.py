@@ -1,7 +1,8 @@
 """The web console in a real browser (Debian's Chromium via playwright) against a real
 ``turnout serve``: log in, live numbers while traffic runs, a sandbox and its keyed
-requests, promote and abort releases, approve a runbook step, a located edit error,
-a rollback, and a viewer refused a write. Each test is one user story on one page."""
+requests, promote and abort releases, pause a release queue, approve a runbook step,
+a located edit error, a rollback, and a viewer refused a write. Each test is one user
+story on one page."""
 
 from __future__ import annotations
 
@@ -128,6 +129,32 @@ def test_promote_one_release_and_abort_another(page: Any, bed: ConsoleBed) -> No
     expect()(payments.locator(".weight")).to_have_text("0%")
     _, history = bed.server.api("GET", "/api/v1/namespaces/default/releases/payments-v2/history")
     assert any("abort" in str(h) for h in history["items"])
+
+
+def test_pause_and_resume_an_environments_release_queue(page: Any, bed: ConsoleBed) -> None:
+    environment = {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": "prod"},
+        "spec": {"namespaces": ["shop"]},  # its own namespace: the other stories' releases
+    }
+    bed.api("POST", "/api/v1/apply", {"manifests": [environment]}, 200)
+    login(page, bed.server.admin, bed.server.token)
+    page.goto(f"{bed.server.admin}/ui/releases")
+    queue = page.locator("#queue-prod")
+    expect()(queue.locator(".queue-state")).to_have_text("open")
+    queue.locator("input[name=reason]").fill("code freeze")
+    page.click("#pause-queue-prod")
+    expect()(page.locator("#done")).to_contain_text("pause: queue prod")
+    expect()(queue.locator(".queue-state")).to_contain_text("paused by")
+    expect()(queue.locator(".queue-state")).to_contain_text("code freeze")
+    _, found = bed.server.api("GET", "/api/v1/release-queues/prod")
+    assert found["paused"]["reason"] == "code freeze"
+    page.click("#resume-queue-prod")
+    expect()(page.locator("#done")).to_contain_text("resume: queue prod")
+    expect()(queue.locator(".queue-state")).to_have_text("open")
+    _, found = bed.server.api("GET", "/api/v1/release-queues/prod")
+    assert found["paused"] is None
 
 
 def test_approve_a_pending_runbook_step(page: Any, bed: ConsoleBed) -> None:

@@ -22,7 +22,7 @@ from turnout.config.model.release import ReleaseSpec
 from turnout.control.api.deps import Control, Editor, Viewer, forbid
 from turnout.control.api.errors import FAILURES, ApiError
 from turnout.control.api.revisions import info_json
-from turnout.control.releases import commands
+from turnout.control.releases import approvals, commands
 from turnout.control.releases.approvals import ApprovalError
 from turnout.control.releases.measurements import measurements
 from turnout.control.releases.state import plan
@@ -39,7 +39,8 @@ class CommandBody(BaseModel):
 
 def _view(obj: Any) -> dict[str, Any]:
     state = commands.current(obj)
-    steps = plan(ReleaseSpec.model_validate(obj.spec))
+    spec = ReleaseSpec.model_validate(obj.spec)
+    steps = plan(spec)
     conditions = (obj.status or {}).get("conditions") or []
     return {
         "namespace": obj.namespace,
@@ -47,6 +48,10 @@ def _view(obj: Any) -> dict[str, Any]:
         "state": asdict(state),
         "steps": [s.describe() for s in steps],
         "conditions": conditions,
+        # the manual gates its next move waits for (what a console's Approve button opens)
+        "dueApprovals": [
+            {"name": a.name, "type": a.type} for a in approvals.due(spec, steps, state)
+        ],
     }
 
 

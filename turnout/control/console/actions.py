@@ -29,7 +29,7 @@ from turnout.control.service import AuthError
 
 router = APIRouter(include_in_schema=False)
 
-RELEASE_COMMANDS = ("promote", "abort", "pause", "resume", "retry")
+RELEASE_COMMANDS = ("promote", "abort", "pause", "resume", "retry", "approve")
 
 
 @router.post("/ui/login")
@@ -80,10 +80,25 @@ async def release_command(request: Request, namespace: str, name: str, command: 
     if command not in RELEASE_COMMANDS:
         raise ApiFailure(404, f"unknown release command {command!r}", [])
     body = {"reason": str(form.get("reason") or "")}
+    gate = str(form.get("gate") or "")
+    if command == "approve" and gate:  # without one: what the release waits for now
+        body["gate"] = gate
     await console.api(request, session).post(
         f"/namespaces/{namespace}/releases/{name}/{command}", body
     )
-    return back("/ui/releases", done=f"{command}: {namespace}/{name}")
+    what = f"{command} {gate}" if command == "approve" and gate else command
+    return back("/ui/releases", done=f"{what}: {namespace}/{name}")
+
+
+@router.post("/ui/release-queues/{environment}/{verb}")
+async def release_queue_command(request: Request, environment: str, verb: str) -> Response:
+    console = console_of(request)
+    session, form = await console.writer(request)
+    if verb not in ("pause", "resume"):
+        raise ApiFailure(404, f"unknown queue command {verb!r}", [])
+    body = {"reason": str(form.get("reason") or "")}
+    await console.api(request, session).post(f"/release-queues/{environment}/{verb}", body)
+    return back("/ui/releases", done=f"{verb}: queue {environment}")
 
 
 @router.post("/ui/incidents/{run_id}/{decision}")

@@ -125,9 +125,11 @@ async def releases(request: Request) -> Response:
         ns, name = meta.get("namespace", "default"), meta["name"]
         state = await api.get(f"/namespaces/{ns}/releases/{name}/state")
         numbers = await api.get(f"/namespaces/{ns}/releases/{name}/measurements")
-        views.append({"item": item, "view": state, "numbers": numbers})
+        depends = (item.get("spec") or {}).get("dependsOn") or []
+        views.append({"item": item, "view": state, "numbers": numbers, "depends": depends})
+    queues = (await api.get("/release-queues"))["items"]
     return console.render(
-        request, "releases.html", session, views=views,
+        request, "releases.html", session, views=views, queues=queues,
         done=request.query_params.get("done", ""),
     )  # fmt: skip
 

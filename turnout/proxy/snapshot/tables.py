@@ -198,6 +198,10 @@ class ReleaseSplit:
         self.pin = pin
         self.match = match
         self.claim = name.decode() if by == SPLIT_CLAIM else ""
+        # what a traced request records as its release version (built once, read only
+        # when the request is traced): "namespace/release:stable" or ":candidate"
+        self.stable_version = ""
+        self.candidate_version = ""
 
     def pick(
         self, head: RequestHead, client_ip: bytes, principal: Principal | None = None

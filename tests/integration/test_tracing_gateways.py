@@ -52,6 +52,9 @@ def test_each_gateway_samples_as_annotated_and_spans_name_the_release_version(
                 backend("orders", stable.port),
                 backend("orders-v2", candidate.port),
                 backend("gone", dead),
+                backend("pay", stable.port),
+                backend("pay-v2", candidate.port),
+                route("pay", [to("pay", "/pay")], gateway_name="loud"),
                 *[
                     route(f"r-{gw}", [to("gone", "/gone"), to("orders")], gateway_name=gw)
                     for gw in ("gw", "loud", "quiet")
@@ -69,7 +72,14 @@ def test_each_gateway_samples_as_annotated_and_spans_name_the_release_version(
                 strategy={"abTest": {"headers": [{"name": "X-Beta", "value": "yes"}]}},
             ),
         )
+        apply(
+            proc,
+            release(
+                "pay-v2", "pay", "pay-v2", strategy={"blueGreen": {"previewKey": "pay-preview"}}
+            ),
+        )
         wait_phase(proc, "orders-v2", "Paused")
+        wait_phase(proc, "pay-v2", "Paused")
         wait_until(
             lambda: request(loud, "/", headers=beta).json()["pod"] == "orders-v2",
             10.0,
@@ -96,6 +106,20 @@ def test_each_gateway_samples_as_annotated_and_spans_name_the_release_version(
         code, body = proc.api("GET", f"/api/v1/trace/requests/{on_candidate}")
         assert code == 200, body
         assert body["request"]["releaseVersion"] == "default/orders-v2:candidate"
+
+        # a blue-green preview request (its preview key) went to the candidate too
+        key = {"x-turnout-routing-key": "pay-preview"}
+        wait_until(
+            lambda: request(loud, "/pay", headers=key).json()["pod"] == "orders-v2",
+            10.0,
+            "the blue-green preview in force",
+        )
+        preview = _rid()
+        headers = {"x-request-id": preview, **key}
+        assert request(loud, "/pay", headers=headers).json()["pod"] == "orders-v2"
+        assert _server(recv, preview).attributes["turnout.release.version"] == (
+            "default/pay-v2:candidate"
+        )
 
         # errors: kept on the plain Gateway (serve default), not on "quiet"
         dropped, kept = _rid(), _rid()

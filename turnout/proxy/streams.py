@@ -140,6 +140,9 @@ class Exchange(ExchangeCore):
             baseline = choice
             choice = self.choice = choice.overrides.get(key, choice)
             self.overridden = choice is not baseline
+            trace = self.trace
+            if trace is not None and choice.version:  # a blue-green preview request
+                trace.release = choice.version
         release = choice.release
         if release is not None:
             ctx = self.ctx

@@ -150,6 +150,7 @@ class ReleaseTable:
         release = ReleaseSplit(candidate, threshold, by, name_b, salt, pin, match)
         release.stable_version = f"{ns}/{rel.metadata.name}:stable"
         release.candidate_version = f"{ns}/{rel.metadata.name}:candidate"
+        candidate.version = release.candidate_version
         choice.release = release
         bg = strategy.blue_green
         if bg is not None and phase in LIVE_PHASES:

@@ -129,6 +129,7 @@ class BackendChoice:
         "response_filters",
         "retry",
         "stats",
+        "version",
     )
 
     def __init__(self, cluster: Cluster | None, label: str, stats: RouteStats) -> None:
@@ -146,6 +147,8 @@ class BackendChoice:
         self.overrides: dict[bytes, BackendChoice] | None = None
         # a Release of this backend: sends some requests to its candidate
         self.release: ReleaseSplit | None = None
+        # a Release candidate's version, for a blue-green preview request's trace
+        self.version = ""
 
     def overridden(self, cluster: Cluster) -> BackendChoice:
         """This choice, filters and all, with ``cluster`` in place of the baseline."""

@@ -58,6 +58,19 @@ class TracingSettings:
     timeout: float = 5.0  # one export request, connect to answer
 
 
+class GatewayTracing:
+    """A Gateway's own sampling (its ``turnout.dev/trace-*`` annotations), compiled
+    once per snapshot onto each of its listeners: ``None`` keeps the serve flag's value.
+    Where the spans go (endpoint, service name) stays per process: one exporter per
+    worker."""
+
+    __slots__ = ("keep_errors", "ratio")
+
+    def __init__(self, ratio: float | None = None, keep_errors: bool | None = None) -> None:
+        self.ratio = ratio
+        self.keep_errors = keep_errors
+
+
 class ClientAttempt:
     """One upstream attempt of a traced request (a client span once finished)."""
 
@@ -98,6 +111,7 @@ class RequestTrace:
         "failed",
         "filters",
         "header_at",
+        "keep_errors",
         "parent_id",
         "release",
         "sampled",
@@ -117,6 +131,7 @@ class RequestTrace:
         self.release = ""  # the release version the request went to ("" = no release)
         self.carried = 0  # CARRIED_* bits: the context headers the request came with
         self.header_at = -1  # where ``attempt`` put the traceparent it added
+        self.keep_errors = True  # record it when it fails, sampled or not (``Tracer.keep``)
 
     def attempt(
         self,
@@ -247,20 +262,31 @@ class Tracer:
         self.exported = 0
         self.export_failures = 0
 
-    def begin(self, received: dict[bytes, bytes]) -> RequestTrace:
+    def begin(
+        self, received: dict[bytes, bytes], own: GatewayTracing | None = None
+    ) -> RequestTrace:
+        """A request's trace context; ``own``: its Gateway's sampling, if it has one."""
         found = incoming_context(received) if received else None
         span_id = getrandbits(64) or 1
+        ratio = self.ratio
+        keep_errors = self.keep_errors
+        if own is not None:
+            if own.ratio is not None:
+                ratio = own.ratio
+            if own.keep_errors is not None:
+                keep_errors = own.keep_errors
         if found is None:
-            trace = RequestTrace(getrandbits(128) or 1, span_id, 0, random() < self.ratio)
+            trace = RequestTrace(getrandbits(128) or 1, span_id, 0, random() < ratio)
         else:
             trace = RequestTrace(found[0], span_id, found[1], found[2])
+        trace.keep_errors = keep_errors
         if received:
             trace.carried = carried(received, found is not None)
         return trace
 
     def keep(self, trace: RequestTrace, status: int) -> bool:
         """Whether the request's spans are recorded (sampled, or an error kept)."""
-        return trace.sampled or (self.keep_errors and (status >= 500 or trace.failed))
+        return trace.sampled or (trace.keep_errors and (status >= 500 or trace.failed))
 
     def add(self, record: tuple[Any, ...], spans: int) -> None:
         """Queue one kept request's record, worth ``spans`` spans (1 + its attempts)."""

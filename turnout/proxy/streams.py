@@ -64,7 +64,9 @@ class Exchange(ExchangeCore):
         listener, cand = table.route(head) if table is not None else (None, None)
         tracer = self.rt.tracer
         if tracer is not None:
-            self.trace = tracer.begin(head.received)
+            self.trace = tracer.begin(
+                head.received, listener.tracing if listener is not None else None
+            )
             self.listener = listener
         chosen = self.down.tls_listener
         if chosen is not None and (listener is None or listener.ident != chosen):
@@ -184,6 +186,9 @@ class Exchange(ExchangeCore):
             baseline = choice
             choice = self.choice = choice.overrides.get(key, choice)
             self.overridden = choice is not baseline
+            trace = self.trace
+            if trace is not None and choice.version:  # a blue-green preview request
+                trace.release = choice.version
         release = choice.release
         if release is not None:
             ctx = self.ctx
@@ -192,6 +197,11 @@ class Exchange(ExchangeCore):
             )
             if to_candidate:
                 choice = self.choice = release.candidate
+            trace = self.trace
+            if trace is not None:  # only a traced request records which version it got
+                trace.release = (
+                    release.candidate_version if to_candidate else release.stable_version
+                )
         if b"x-forwarded-client-cert" in head.received:
             # Only the gateway vouches for client certificates: never pass a client's claim.
             head.headers = [h for h in head.headers if h[0] != b"x-forwarded-client-cert"]

@@ -57,7 +57,7 @@ def test_errors_are_kept_unless_told_not_to() -> None:
     trace = keep.begin({})
     assert not keep.keep(trace, 200)
     assert keep.keep(trace, 503)
-    assert not drop.keep(trace, 503)
+    assert not drop.keep(drop.begin({}), 503)  # decided when the request begins
     trace.attempt([], "127.0.0.1:1", "127.0.0.1", 1, 1.0)
     trace.attempt_end(0, "connect failed", 2.0)
     assert keep.keep(trace, 200)  # a failed attempt, even when a retry then succeeded

@@ -131,3 +131,16 @@ class GatewayObject(Spec):
 # no field for these, so they are a ``turnout.dev`` extension (see docs/l4.md).
 L4_IDLE_TIMEOUT_ANNOTATION: Final = "turnout.dev/l4-idle-timeout"
 L4_MAX_CONNECTIONS_ANNOTATION: Final = "turnout.dev/l4-max-connections"
+# A Gateway's own trace sampling, in place of ``turnout serve --trace-sample-ratio`` /
+# ``--trace-keep-errors`` for the requests it receives (docs/observability.md).
+TRACE_SAMPLE_RATIO_ANNOTATION: Final = "turnout.dev/trace-sample-ratio"
+TRACE_KEEP_ERRORS_ANNOTATION: Final = "turnout.dev/trace-keep-errors"
+TRACE_BOOLEANS: Final = {"true": True, "false": False}
+
+
+def trace_ratio(value: str) -> float:
+    """A ``turnout.dev/trace-sample-ratio`` value: a number from 0 to 1 (ValueError)."""
+    ratio = float(value)
+    if not 0.0 <= ratio <= 1.0:  # also refuses nan
+        raise ValueError("must be a number from 0 to 1")
+    return ratio

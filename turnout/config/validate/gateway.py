@@ -13,8 +13,12 @@ from turnout.config.model.gateway import (
     L4_MAX_CONNECTIONS_ANNOTATION,
     TLS_CERT_FILE_OPTION,
     TLS_KEY_FILE_OPTION,
+    TRACE_BOOLEANS,
+    TRACE_KEEP_ERRORS_ANNOTATION,
+    TRACE_SAMPLE_RATIO_ANNOTATION,
     GatewayObject,
     GatewayTLSConfig,
+    trace_ratio,
 )
 from turnout.config.model.kubernetes import SecretObject
 from turnout.config.parse import Resource
@@ -254,5 +258,24 @@ def _check_l4_ports(res: Resource, gw: GatewayObject, problems: list[Problem]) -
             res.problem(
                 ("metadata", "annotations", L4_MAX_CONNECTIONS_ANNOTATION),
                 f"{cap!r} is not a whole number of connections between 1 and 10000000",
+            )
+        )
+    ratio = notes.get(TRACE_SAMPLE_RATIO_ANNOTATION)
+    if ratio is not None:
+        try:
+            trace_ratio(ratio)
+        except ValueError:
+            problems.append(
+                res.problem(
+                    ("metadata", "annotations", TRACE_SAMPLE_RATIO_ANNOTATION),
+                    f"{ratio!r} is not a sampling ratio: give a number from 0 to 1",
+                )
+            )
+    keep = notes.get(TRACE_KEEP_ERRORS_ANNOTATION)
+    if keep is not None and keep not in TRACE_BOOLEANS:
+        problems.append(
+            res.problem(
+                ("metadata", "annotations", TRACE_KEEP_ERRORS_ANNOTATION),
+                f'{keep!r} is neither "true" nor "false"',
             )
         )

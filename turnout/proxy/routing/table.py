@@ -23,6 +23,7 @@ import re
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
+from turnout.observe.tracing import GatewayTracing
 from turnout.proxy.protocols.heads import RequestHead
 
 A = TypeVar("A")
@@ -182,7 +183,7 @@ class HostIndex(Generic[A]):
 class ListenerTable(Generic[A]):
     """One Gateway listener: its identity (for redirects and logs) and its hosts."""
 
-    __slots__ = ("gateway", "hosts", "ident", "label", "name", "port", "scheme")
+    __slots__ = ("gateway", "hosts", "ident", "label", "name", "port", "scheme", "tracing")
 
     def __init__(
         self, gateway: str, name: str, port: int, hosts: HostIndex[VirtualHost[A]]
@@ -194,6 +195,8 @@ class ListenerTable(Generic[A]):
         self.port = port  # the declared port (redirect defaults use it, not the bound one)
         self.scheme = b"http"
         self.hosts = hosts
+        # the Gateway's own trace sampling (``turnout.dev/trace-*``); None: the serve flags
+        self.tracing: GatewayTracing | None = None
 
 
 class PortTable(Generic[A]):

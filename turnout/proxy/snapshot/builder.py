@@ -25,7 +25,11 @@ from turnout.config.model.backend import BackendObject, EndpointSpec
 from turnout.config.model.gateway import (
     L4_IDLE_TIMEOUT_ANNOTATION,
     L4_MAX_CONNECTIONS_ANNOTATION,
+    TRACE_BOOLEANS,
+    TRACE_KEEP_ERRORS_ANNOTATION,
+    TRACE_SAMPLE_RATIO_ANNOTATION,
     GatewayObject,
+    trace_ratio,
 )
 from turnout.config.model.routes import (
     HTTPBackendRef,
@@ -50,6 +54,7 @@ from turnout.config.validate.gateway import L4_PROTOCOLS
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import Address, parse_address
 from turnout.observe.stats import WorkerStats
+from turnout.observe.tracing import GatewayTracing
 from turnout.proxy.cache.zone import CacheStores
 from turnout.proxy.filters.base import ForwardFilter, RequestFilter, ResponseFilter
 from turnout.proxy.filters.bruteforce import BruteForceGuard
@@ -297,6 +302,7 @@ class SnapshotBuilder:
         for (gw_ns, gw_name), gw in sorted(gateways.items()):
             gw_key = f"{gw_ns}/{gw_name}"
             listeners = {lst.name: lst for lst in gw.spec.listeners}
+            tracing = gateway_tracing(gw)
             contexts: dict[str, tuple[ssl.SSLContext, list[Certificate]]] = {}
             for ip, port, lname in gateway_bindings(gw):
                 lst = listeners[lname]
@@ -317,6 +323,7 @@ class SnapshotBuilder:
                     h: build_vhost(e) for h, e in hosts.items()
                 }
                 table = ListenerTable(gw_key, lname, port, build_host_index(vhosts))
+                table.tracing = tracing
                 key = socket_key(ip, port)
                 bindings[key] = (ip, port)
                 # Listeners of several Gateways on one socket share it, split by hostname;
@@ -647,3 +654,17 @@ class SnapshotBuilder:
                 for token, e in cluster.sticky_tokens.items()
             }
         return cluster
+
+
+def gateway_tracing(gw: GatewayObject) -> GatewayTracing | None:
+    """The Gateway's own trace sampling from its annotations (validated: a bad value
+    never gets here); None when it has neither."""
+    notes = gw.metadata.annotations
+    ratio = notes.get(TRACE_SAMPLE_RATIO_ANNOTATION)
+    keep = notes.get(TRACE_KEEP_ERRORS_ANNOTATION)
+    if ratio is None and keep is None:
+        return None
+    return GatewayTracing(
+        trace_ratio(ratio) if ratio is not None else None,
+        TRACE_BOOLEANS[keep] if keep is not None else None,
+    )

@@ -147,7 +147,11 @@ class ReleaseTable:
                 (h.name.lower().encode(), h.value.encode()) for h in strategy.ab_test.headers
             )
         salt = f"{ns}/{rel.metadata.name}\0".encode()
-        choice.release = ReleaseSplit(candidate, threshold, by, name_b, salt, pin, match)
+        release = ReleaseSplit(candidate, threshold, by, name_b, salt, pin, match)
+        release.stable_version = f"{ns}/{rel.metadata.name}:stable"
+        release.candidate_version = f"{ns}/{rel.metadata.name}:candidate"
+        candidate.version = release.candidate_version
+        choice.release = release
         bg = strategy.blue_green
         if bg is not None and phase in LIVE_PHASES:
             choice.overrides = {**(choice.overrides or {}), bg.preview_key.encode(): candidate}

@@ -129,6 +129,7 @@ class BackendChoice:
         "response_filters",
         "retry",
         "stats",
+        "version",
     )
 
     def __init__(self, cluster: Cluster | None, label: str, stats: RouteStats) -> None:
@@ -146,6 +147,8 @@ class BackendChoice:
         self.overrides: dict[bytes, BackendChoice] | None = None
         # a Release of this backend: sends some requests to its candidate
         self.release: ReleaseSplit | None = None
+        # a Release candidate's version, for a blue-green preview request's trace
+        self.version = ""
 
     def overridden(self, cluster: Cluster) -> BackendChoice:
         """This choice, filters and all, with ``cluster`` in place of the baseline."""
@@ -198,6 +201,10 @@ class ReleaseSplit:
         self.pin = pin
         self.match = match
         self.claim = name.decode() if by == SPLIT_CLAIM else ""
+        # what a traced request records as its release version (built once, read only
+        # when the request is traced): "namespace/release:stable" or ":candidate"
+        self.stable_version = ""
+        self.candidate_version = ""
 
     def pick(
         self, head: RequestHead, client_ip: bytes, principal: Principal | None = None

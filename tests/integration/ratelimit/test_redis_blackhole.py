@@ -1,9 +1,10 @@
 """Redis black-holed (reachable, silent) under load, then back: a private
 ``redis-server`` behind a ``BlackHoleRelay`` that keeps accepting and reading but
 forwards nothing. Every decision returns within the call timeout plus a small slack,
-fail-open rules allow and fail-closed rules refuse, the breaker opens, and decisions
-should be exact again within a few breaker cooldowns after the partition ends. That
-last part held in some runs and not in others (xfail; docs/reliability.md)."""
+fail-open rules allow and fail-closed rules refuse, the breaker opens, and it closes for
+good at the first probe after the partition ends. (It used to re-open every few seconds
+on a loaded machine: a stall of the test's own process timed out all 8 calls in flight
+at once, late, and they counted as 8 failures; they now count once: breaker.py.)"""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.integration.ratelimit.conftest import RedisServer
 from tests.integration.ratelimit.test_redis_store import TIMEOUT, Load, Sample, rule
 from turnout.proxy.ratelimit.algorithms import Decision, SlidingWindow, TokenBucket
@@ -27,13 +26,6 @@ from turnout.proxy.ratelimit.redis_store import RedisStore
 SLACK = 0.15  # event-loop scheduling on a loaded machine
 
 
-@pytest.mark.xfail(
-    reason=(
-        "not diagnosed (docs/reliability.md): after the hole ends, recovery took 0.9 s in "
-        "some runs, while in others the breaker kept reopening for 6 s and more"
-    ),
-    strict=False,
-)
 def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) -> None:
     cooldown = 1.0
     lanes = 8
@@ -47,7 +39,7 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     assert relay.stdout is not None
     port = int(relay.stdout.readline())
 
-    async def main() -> tuple[Load, float, float, RedisStore]:
+    async def main() -> tuple[Load, float, float, RedisStore, int]:
         store = RedisStore(
             f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT, breaker=Breaker(5, cooldown)
         )
@@ -83,17 +75,19 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
             finally:
                 restored_at = time.perf_counter()
                 relay.send_signal(signal.SIGUSR2)
-            await asyncio.sleep(6.0)
+            await asyncio.sleep(cooldown + TIMEOUT + SLACK + 0.5)
+            opens_after_recovery = store.breaker.opens
+            await asyncio.sleep(4.5)
             running = False
             await asyncio.gather(*tasks)
         finally:
             limiter.close()
             await store.aclose()
-        return load, holed_at, restored_at, store
+        return load, holed_at, restored_at, store, opens_after_recovery
 
     gc.disable()
     try:
-        load, holed_at, restored_at, store = asyncio.run(main())
+        load, holed_at, restored_at, store, opens_after_recovery = asyncio.run(main())
     finally:
         gc.enable()
         relay.terminate()
@@ -111,7 +105,8 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     last_degraded = max(s.start - restored_at for s in samples if s.decision.degraded)
     print(
         f"\nblack hole: {len(samples)} decisions, worst {worst * 1000:.1f} ms at {when:+.2f}s, "
-        f"{store.timeouts} timeouts, {store.short_circuits} short-circuited, "
+        f"{store.timeouts} timeouts ({store.late_timeouts} late), "
+        f"{store.short_circuits} short-circuited, "
         f"{store.breaker.opens} breaker opens; first exact decision "
         f"{recovered_after * 1000:.0f} ms after the relay forwarded again, last degraded "
         f"{last_degraded * 1000:.0f} ms after"
@@ -132,9 +127,15 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     assert statistics.median(s.latency for s in during) < 0.005  # short-circuited
 
     assert healthy, "never recovered"
-    # Recovery: the first probe after the hole ends succeeds within about a cooldown;
-    # connections dropped during the hole are re-made one failed call at a time, so the
-    # breaker may open again a few times: exact for good within a few cooldowns.
+    # Recovery: the first probe after the hole ends succeeds within about a cooldown, and
+    # the breaker stays closed from then on. A call may still time out now and then on
+    # this loaded machine (a real call, degraded on its own), but nothing is
+    # short-circuited any more.
     assert recovered_after <= cooldown + TIMEOUT + SLACK + 0.5
-    assert last_degraded <= 4 * cooldown
+    assert store.breaker.opens == opens_after_recovery
+    settled = restored_at + cooldown + TIMEOUT + SLACK + 0.5
+    short_circuited = [
+        s for s in samples if s.start > settled and s.decision.degraded and s.latency < TIMEOUT
+    ]
+    assert not short_circuited
     assert store.breaker.state_name == "closed"

@@ -26,7 +26,9 @@ most its timeout. redis-py drops a connection whose command was cancelled (it wo
 otherwise hand the late reply to the next command; the stop/resume test checks that
 every reply reaches its own call). The ``Breaker`` opens after 5 consecutive failures for
 1 s and then lets a single probe through, so while Redis is gone requests stop waiting
-altogether.
+altogether. A timeout that fires more than ``LATE`` past its deadline shows this worker's
+own loop was held up; it is passed to the breaker with its start time, so one such stall
+counts once however many calls were in flight (see ``breaker.py``).
 
 **While Redis fails** (timeout, connection refused, an error reply, breaker open) the rule's
 ``failure_mode`` decides: ``open`` allows with ``degraded=True`` and

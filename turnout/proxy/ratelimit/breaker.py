@@ -9,6 +9,15 @@ in flight every other call is still short-circuited. A successful probe closes t
 breaker, a failed one opens it for another ``cooldown``. Any success resets the
 consecutive-failure count.
 
+**A stall of our own counts once.** When the worker's event loop (or its whole process)
+is held up past a call's deadline, every call in flight times out at the same instant,
+late: with 8 concurrent calls that was 8 "consecutive" failures, enough to open the
+breaker although the store had answered nothing wrong. That is what kept re-opening it
+after a Redis partition ended, on a loaded machine (docs/reliability.md). So the caller
+passes ``since`` (when the call started) for such a late timeout, and it is counted only
+if the call started after the last counted failure: one stall seen by N calls counts
+once. Timeouts that fire on time (a frozen or partitioned store) still count one each.
+
 States and transitions (KrakenD's ``max_errors``/``timeout`` breaker and APISIX
 ``api-breaker`` work the same way; Tyk's is rate-based instead)::
 
@@ -34,7 +43,15 @@ _NAMES: Final = ("closed", "open", "half-open")
 
 
 class Breaker:
-    __slots__ = ("cooldown", "failures", "opened_at", "opens", "state", "threshold")
+    __slots__ = (
+        "cooldown",
+        "failed_at",
+        "failures",
+        "opened_at",
+        "opens",
+        "state",
+        "threshold",
+    )
 
     def __init__(self, threshold: int = 5, cooldown: float = 1.0) -> None:
         if threshold < 1:
@@ -46,6 +63,7 @@ class Breaker:
         self.state = CLOSED
         self.failures = 0  # consecutive
         self.opened_at = 0.0
+        self.failed_at = float("-inf")  # when the last counted failure was recorded
         self.opens = 0  # how many times it opened (a counter for stats)
 
     @property
@@ -66,7 +84,13 @@ class Breaker:
         self.failures = 0
         self.state = CLOSED
 
-    def failure(self, now: float) -> None:
+    def failure(self, now: float, since: float | None = None) -> None:
+        """A call failed. ``since``: when it started, given only for a timeout that fired
+        late (the caller's own stall); it is then ignored if the call was already in
+        flight when the last failure was counted."""
+        if since is not None and since < self.failed_at:
+            return
+        self.failed_at = now
         self.failures += 1
         if self.state == HALF_OPEN or self.failures >= self.threshold:
             if self.state != OPEN:

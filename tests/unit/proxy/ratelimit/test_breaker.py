@@ -72,3 +72,46 @@ def test_bad_parameters() -> None:
         Breaker(threshold=0)
     with pytest.raises(ValueError):
         Breaker(cooldown=-1.0)
+
+
+def test_late_timeouts_of_one_stall_count_once() -> None:
+    # 8 calls started between t=0.00 and t=0.02; the worker's loop stalls and all their
+    # 50 ms timeouts fire late, together, at t=0.09: one stall, one failure.
+    b = Breaker(threshold=5, cooldown=1.0)
+    for i in range(8):
+        b.failure(0.09, since=i * 0.0025)
+    assert b.state == CLOSED and b.failures == 1
+    # A later stall counts again; five separate stalls in a row do open it.
+    for n in range(1, 5):
+        for i in range(8):
+            b.failure(0.09 + n, since=n + i * 0.0025)
+    assert b.state == OPEN and b.opens == 1
+
+
+def test_on_time_timeouts_each_count() -> None:
+    # A frozen store: the same 8 concurrent calls time out on time: 8 failures, open.
+    b = Breaker(threshold=5, cooldown=1.0)
+    for _ in range(8):
+        b.failure(0.05)
+    assert b.state == OPEN and b.opens == 1
+
+
+def test_a_late_probe_timeout_reopens() -> None:
+    b = Breaker(threshold=1, cooldown=1.0)
+    b.failure(0.0)
+    assert b.allow(1.0)
+    b.failure(1.08, since=1.0)  # the probe started after the failure that opened it
+    assert b.state == OPEN and b.retry_in(1.08) == pytest.approx(1.0)
+
+
+def test_a_stall_after_recovery_does_not_reopen() -> None:
+    # The hole ends, the probe succeeds; a stall of the worker's own loop then times
+    # out every call in flight: before the fix that was 8 failures and a re-open.
+    b = Breaker(threshold=5, cooldown=1.0)
+    for i in range(5):
+        b.failure(float(i) * 0.01)
+    assert b.allow(1.05)
+    b.success()
+    for i in range(8):
+        b.failure(4.07, since=4.0 + i * 0.001)
+    assert b.state == CLOSED and b.opens == 1

@@ -25,8 +25,8 @@ from turnout.config.problems import ConfigError, Problem, format_path
 from turnout.config.tls import TLSMaterialError, UpstreamTLS, backend_tls
 from turnout.core.netaddr import Address
 from turnout.observe.stats import WorkerStats
-from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.cache.zone import CacheStores
+from turnout.proxy.filters.plugin_host import PluginHost
 from turnout.proxy.routing.tls import CipherStringError
 from turnout.proxy.snapshot import (
     BackendState,

@@ -136,5 +136,9 @@ class SdistWithConsole(sdist):
 
 setup(
     ext_modules=_extensions(),
-    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithConsole, "sdist": SdistWithConsole},
+    cmdclass={
+        "build_ext": OptionalBuildExt,
+        "build_py": BuildPyWithConsole,
+        "sdist": SdistWithConsole,
+    },
 )

@@ -122,13 +122,17 @@ def test_wheel_installs_and_runs_without_node(dist: Path, tmp_path: Path) -> Non
     assert version.stdout.strip() == __version__
 
     manifest = tmp_path / "gateway.yaml"
-    manifest.write_text(dump(gateway("gw", 8080), backend("orders", 9000), route("r", [to("orders")])))
+    manifest.write_text(
+        dump(gateway("gw", 8080), backend("orders", 9000), route("r", [to("orders")]))
+    )
     check = turnout("check", "-f", str(manifest))
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.startswith("OK:")
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: turnout.dev/v1alpha1\nkind: Backend\nmetadata: {name: x}\nspec: 7\n")
+    bad.write_text(
+        "apiVersion: turnout.dev/v1alpha1\nkind: Backend\nmetadata: {name: x}\nspec: 7\n"
+    )
     assert turnout("check", "-f", str(bad)).returncode == 1
 
     # The installed package (not the source tree) carries the console's libraries.

@@ -18,6 +18,7 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from turnout.core.accel import HOT_MODULES  # the one list of compiled modules
@@ -125,7 +126,19 @@ class BuildPyWithConsole(build_py):
         super().run()
 
 
+class SdistWithConsole(sdist):
+    # An sdist carries the console's libraries too, so building a wheel from it (what
+    # `python -m build` does) or installing it needs no Node.js.
+    def run(self) -> None:
+        build_console_assets(os.path.dirname(os.path.abspath(__file__)))
+        super().run()
+
+
 setup(
     ext_modules=_extensions(),
-    cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithConsole},
+    cmdclass={
+        "build_ext": OptionalBuildExt,
+        "build_py": BuildPyWithConsole,
+        "sdist": SdistWithConsole,
+    },
 )

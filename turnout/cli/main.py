@@ -22,6 +22,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """A Python-native API gateway and traffic control plane."""
+
+
 FileOpt = Annotated[
     list[str] | None,
     typer.Option("--file", "-f", help="Manifest file or directory (repeatable); '-' is stdin."),

@@ -6,6 +6,7 @@ import no I/O modules (import-linter cannot see imports of the standard library 
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,20 @@ def test_compiled_modules_are_not_stale() -> None:
     from turnout.core import accel
 
     assert accel.stale() == [], "rebuild the compiled data plane: pip install -e ."
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CI") or os.environ.get("TURNOUT_COMPILE") == "0",
+    reason="only CI installs with the compiler on; a dev tree uses TURNOUT_COMPILE=0",
+)
+def test_ci_runs_the_compiled_data_plane() -> None:
+    """setup.py falls back to pure Python with a warning when mypyc fails (a missing
+    typed build requirement is enough); in CI that fallback must fail loudly instead of
+    testing a data plane users would not get."""
+    from turnout.core import accel
+
+    missing = [m for m in accel.HOT_MODULES if accel.compiled_path(m) is None]
+    assert missing == [], "not compiled (see the install's warnings): " + ", ".join(missing)
 
 
 def test_tasks_start_only_through_spawn() -> None:

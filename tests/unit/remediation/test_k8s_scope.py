@@ -14,6 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from turnout.config.model.remediation import BlastRadius, KubernetesScope, RunbookSpec
+from turnout.config.parse import parse_text
+from turnout.config.validate import validate
 from turnout.control.remediation import k8s_actions as k8s
 from turnout.control.remediation.actions import ActionContext, ActionError, lookup
 from turnout.control.remediation.breaker import Breakers
@@ -104,6 +106,30 @@ def test_the_scope_is_validated_naming_the_field() -> None:
         RunbookSpec.model_validate({"steps": step, "kubernetes": {"nodes": "yes"}})
     with pytest.raises(ValidationError, match=r"kubernetes\.namespace\n"):
         RunbookSpec.model_validate({"steps": step, "kubernetes": {"namespace": ["a"]}})
+
+
+RUNBOOK = """\
+apiVersion: turnout.dev/v1alpha1
+kind: Runbook
+metadata:
+  name: rb
+spec:
+  kubernetes:
+    namespaces: [shop, Bad_NS]
+  steps:
+  - name: s
+    action: k8s_scale
+"""
+
+
+def test_a_bad_namespace_in_a_file_names_file_line_and_field() -> None:
+    resources, problems = parse_text(RUNBOOK, "rb.yaml")
+    if not problems:
+        _, problems = validate(resources)
+    text = [str(p) for p in problems]
+    assert any(
+        t.startswith("rb.yaml:7:") and "spec.kubernetes.namespaces[1]: 'Bad_NS'" in t for t in text
+    ), text
 
 
 def test_quantities() -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.integration.kubernetes.conftest import REQUIRED, KubeCluster
-from turnout.config.model.remediation import BlastRadius
+from turnout.config.model.remediation import BlastRadius, KubernetesScope
 from turnout.control.kube.connection import load_connection
 from turnout.control.remediation import k8s_actions as k8s
 from turnout.control.remediation.actions import ActionContext, ActionError, lookup
@@ -69,7 +69,12 @@ def restricted(kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> I
     k8s.use_connection(None)
 
 
-def _ctx(key: str, breakers: Breakers | None = None) -> ActionContext:
+NODES = KubernetesScope.model_validate({"nodes": True})
+
+
+def _ctx(
+    key: str, breakers: Breakers | None = None, scope: KubernetesScope | None = None
+) -> ActionContext:
     return ActionContext(
         key=key,
         run_id="run1",
@@ -80,6 +85,7 @@ def _ctx(key: str, breakers: Breakers | None = None) -> ActionContext:
         limits=BlastRadius(),
         breakers=breakers or Breakers(),
         timeout=5.0,
+        kubernetes=scope or KubernetesScope(),
     )
 
 
@@ -128,6 +134,7 @@ def test_all_actions_are_registered() -> None:
         "k8s_cordon",
         "k8s_uncordon",
         "k8s_drain",
+        "k8s_patch_resources",
     ):
         assert lookup(name).name == name
 
@@ -158,6 +165,51 @@ def test_deployment_actions(kube: KubeCluster, restricted: str) -> None:
         _run("k8s_scale", {"deployment": "nope", "replicas": 1}, _ctx("run1-3"))
     assert missing.value.retry is False and "404" in str(missing.value)
 
+    resources = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+    params = {"deployment": "web", "container": "web", **resources}
+    summary = _run("k8s_patch_resources", params, _ctx("run1-4"))
+    assert "limits memory=128Mi" in summary and "requests cpu=100m, memory=64Mi" in summary
+    got = kube.get(_deployment("")) or {}
+    container = got["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == resources and container["image"] == "web:1"
+    _run("k8s_patch_resources", params, _ctx("run1-4"))  # a repeated step changes nothing
+    assert (kube.get(_deployment("")) or {})["metadata"]["generation"] == got["metadata"][
+        "generation"
+    ]
+    with pytest.raises(ActionError) as no_container:
+        _run("k8s_patch_resources", {**params, "container": "side"}, _ctx("run1-5"))
+    assert no_container.value.retry is False and "no container 'side' (it has: web)" in str(
+        no_container.value
+    )
+
+
+def test_a_namespace_the_runbook_is_not_allowed_is_refused_before_any_call(
+    kube: KubeCluster, restricted: str
+) -> None:
+    """The service account may scale in every namespace (a ClusterRoleBinding), yet a
+    Runbook in ``rem`` may not reach into ``default``: refused, and nothing changes."""
+    other = {**_deployment("one"), "metadata": {"name": "web", "namespace": "default"}}
+    kube.apply(other)
+    k8s.use_connection(load_connection(restricted))
+    breakers = Breakers()
+    with pytest.raises(ActionError) as refused:
+        _run(
+            "k8s_scale",
+            {"deployment": "web", "namespace": "default", "replicas": 0},
+            _ctx("run5-0", breakers),
+        )
+    assert refused.value.retry is False
+    assert "namespace 'default' is not allowed to this Runbook (allowed: rem" in str(refused.value)
+    assert not breakers.by_name  # no call left the process
+    assert (kube.get(other) or {})["spec"]["replicas"] == 1
+    allowed = KubernetesScope.model_validate({"namespaces": ["rem", "default"]})
+    _run(
+        "k8s_scale",
+        {"deployment": "web", "namespace": "default", "replicas": 0},
+        _ctx("run5-1", scope=allowed),
+    )
+    assert (kube.get(other) or {})["spec"]["replicas"] == 0
+
 
 def test_node_and_pod_actions(kube: KubeCluster, restricted: str) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
@@ -180,9 +232,9 @@ def test_node_and_pod_actions(kube: KubeCluster, restricted: str) -> None:
     k8s.use_connection(load_connection(restricted))
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
 
-    _run("k8s_cordon", {"node": "n1"}, _ctx("run2-0"))
+    _run("k8s_cordon", {"node": "n1"}, _ctx("run2-0", scope=NODES))
     assert (kube.get(node) or {})["spec"]["unschedulable"] is True
-    _run("k8s_uncordon", {"node": "n1"}, _ctx("run2-1"))
+    _run("k8s_uncordon", {"node": "n1"}, _ctx("run2-1", scope=NODES))
     assert not (kube.get(node) or {})["spec"].get("unschedulable")
 
     assert "deleted" in _run("k8s_delete_pod", {"pod": "p2"}, _ctx("run2-2"))
@@ -190,7 +242,7 @@ def test_node_and_pod_actions(kube: KubeCluster, restricted: str) -> None:
     p2 = kube.get({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p2", "namespace": NS}})
     assert p2 is None or p2["metadata"].get("deletionTimestamp")
 
-    summary = _run("k8s_drain", {"node": "n1"}, _ctx("run2-3"))
+    summary = _run("k8s_drain", {"node": "n1"}, _ctx("run2-3", scope=NODES))
     assert "drained node n1" in summary
     assert (kube.get(node) or {})["spec"]["unschedulable"] is True
     p1 = kube.get({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1", "namespace": NS}})
@@ -203,7 +255,7 @@ def test_outside_the_granted_rights_is_refused(
     nobody = _as(kube, "nobody", tmp_path / "nobody.kubeconfig", ["system:authenticated"])
     k8s.use_connection(load_connection(nobody))
     with pytest.raises(ActionError) as refused:
-        _run("k8s_cordon", {"node": "n1"}, _ctx("run3-0"))
+        _run("k8s_cordon", {"node": "n1"}, _ctx("run3-0", scope=NODES))
     assert refused.value.retry is False and "403" in str(refused.value)
 
 

@@ -312,3 +312,23 @@ def test_a_dry_run_runbook_plans_and_does_nothing(tmp_path: Path) -> None:
         assert b.mitigations() == {}
 
     run_bench(tmp_path, scenario)
+
+
+def test_a_kubernetes_step_outside_the_runbooks_namespaces_fails_the_run(tmp_path: Path) -> None:
+    """Refused before any call (no cluster here: a call would fail differently), and the
+    run's reason and timeline say which namespace and what is allowed."""
+
+    async def scenario(b: Bench) -> None:
+        scale = {"deployment": "web", "namespace": "kube-system", "replicas": 0}
+        steps = [{"name": "scale", "action": "k8s_scale", "params": scale, "retries": 3}]
+        spec = runbook_spec(steps=steps, kubernetes={"namespaces": ["shop"]})
+        b.control.put("Runbook", "scaler", spec)
+        await b.deliver(alert_payload(b.ago(5)))
+        await b.tick()
+        (run,) = await b.runs()
+        assert run.state == "failed" and run.attempt == 0  # a refusal is not retried
+        refusal = "namespace 'kube-system' is not allowed to this Runbook (allowed: shop;"
+        assert refusal in run.reason
+        assert any(refusal in e["detail"] for e in run.timeline if e["event"] == "failed")
+
+    run_bench(tmp_path, scenario)

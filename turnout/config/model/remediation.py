@@ -144,6 +144,38 @@ class MetricCondition(Spec):
         return self
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespace(v: str) -> str:
+    if not _NAMESPACE.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a Kubernetes namespace name: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters"
+        )
+    return v
+
+
+KubeNamespace = Annotated[StrictStr, AfterValidator(_namespace)]
+
+
+class KubernetesScope(Spec):
+    """Where the Runbook's Kubernetes actions (``k8s_*``) may act, checked before any call
+    to the API server (least privilege on top of the identity's RBAC): the namespaces a
+    step's ``namespace`` may name (empty: the Runbook's own namespace only), and whether
+    the node actions (cordon, uncordon, drain: cluster-wide, a drain evicts pods of every
+    namespace on the node) are allowed at all."""
+
+    namespaces: tuple[KubeNamespace, ...] = Field(default=(), max_length=256)
+    nodes: StrictBool = False
+
+    def allows(self, namespace: str, own: str) -> bool:
+        return namespace in self.namespaces if self.namespaces else namespace == own
+
+    def allowed(self, own: str) -> tuple[str, ...]:
+        return self.namespaces or (own,)
+
+
 class RunbookSpec(Spec):
     description: Text | None = None
     match: AlertMatch = Field(default_factory=AlertMatch)
@@ -156,6 +188,7 @@ class RunbookSpec(Spec):
     approve_risk: Literal["medium", "high", "never"] = "high"  # risk that needs approval
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: BlastRadius = Field(default_factory=BlastRadius)
+    kubernetes: KubernetesScope = Field(default_factory=KubernetesScope)
     steps: tuple[RunbookStep, ...] = Field(min_length=1, max_length=32)
 
 

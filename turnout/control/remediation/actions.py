@@ -22,12 +22,12 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from turnout.config.model.remediation import BlastRadius
+from turnout.config.model.remediation import BlastRadius, KubernetesScope
 from turnout.control.reconcile.base import Committer
 from turnout.control.remediation.breaker import Breakers
 from turnout.control.store.records import ObjectKey, StoredObject
@@ -64,6 +64,8 @@ class ActionContext:
     revision: Callable[[int], Awaitable[list[dict[str, Any]]]] | None = None
     # when the run's alert was resolved (epoch seconds), None while it fires
     resolved: Callable[[], Awaitable[float | None]] | None = None
+    # where the Kubernetes actions may act (default: the Runbook's namespace, no nodes)
+    kubernetes: KubernetesScope = field(default_factory=KubernetesScope)
 
     @property
     def now(self) -> float:

@@ -212,6 +212,7 @@ class RemediationReconciler:
             observe=ctx.observe,
             revision=_manifests_of(ctx),
             resolved=_resolution_of(ctx, run),
+            kubernetes=spec.kubernetes,
         )
         try:
             entry = lookup(str(step["action"]))

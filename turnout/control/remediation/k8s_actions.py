@@ -1,4 +1,11 @@
-"""Kubernetes actions for runbooks: rollout restart/undo, scale, delete pod, cordon/uncordon, drain.
+"""Kubernetes actions for runbooks: rollout restart/undo, scale, patch resources, delete pod,
+cordon/uncordon, drain.
+
+Before any call, a step is held to its Runbook's ``spec.kubernetes`` (``ctx.kubernetes``):
+the namespace it names must be one the Runbook allows (by default only its own), and the
+node actions need ``nodes: true``. A refusal is not retried and fails the run naming the
+namespace and what is allowed, like a blast-radius refusal (the run's timeline and a
+warning in the log are its audit trail).
 
 Each call to the API server goes through the ``kubernetes`` circuit breaker (a dead API
 server fails a step at once with a clear reason instead of hanging every run) and is
@@ -16,11 +23,13 @@ already gone succeeds. A 403 (RBAC) or 404 (no such object) is a refusal, not re
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Annotated, Any
 
 import httpx
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import AfterValidator, Field, StrictInt, StrictStr, model_validator
 
 from turnout.control.kube.client import KubeAPIError, KubeClient, ResourceType
 from turnout.control.kube.connection import KubeConfigError, KubeConnection, load_connection
@@ -35,6 +44,7 @@ REPLICASETS = ResourceType("apps", "v1", "replicasets", "ReplicaSet")
 PODS = ResourceType("", "v1", "pods", "Pod")
 NODES = ResourceType("", "v1", "nodes", "Node", namespaced=False)
 MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"  # merges containers by name
 
 _connection: KubeConnection | None = None
 
@@ -69,6 +79,30 @@ async def _call(ctx: ActionContext, what: str, make: Callable[[KubeClient], Awai
         await client.close()
 
 
+def _namespace(ctx: ActionContext, asked: str | None, what: str) -> str:
+    """The namespace a step acts in, refused unless the Runbook allows it."""
+    ns = asked or ctx.namespace
+    scope = ctx.kubernetes
+    if not scope.allows(ns, ctx.namespace):
+        allowed = ", ".join(scope.allowed(ctx.namespace))
+        where = "spec.kubernetes.namespaces" if scope.namespaces else "its own namespace only"
+        raise ActionError(
+            f"{what}: namespace {ns!r} is not allowed to this Runbook "
+            f"(allowed: {allowed}; {where})",
+            retry=False,
+        )
+    return ns
+
+
+def _nodes_allowed(ctx: ActionContext, what: str) -> None:
+    if not ctx.kubernetes.nodes:
+        raise ActionError(
+            f"{what}: node actions are not allowed to this Runbook "
+            "(set spec.kubernetes.nodes: true to allow cordon, uncordon and drain)",
+            retry=False,
+        )
+
+
 class WorkloadParams(ActionParams):
     deployment: StrictStr
     namespace: StrictStr | None = None  # default: the Runbook's namespace
@@ -87,10 +121,64 @@ class NodeParams(ActionParams):
     node: StrictStr
 
 
+# a Kubernetes quantity (as resource.Quantity parses it), never negative
+_QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE]\d+)?")
+_SUFFIX = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(10) ** e for s, e in (("n", -9), ("u", -6), ("m", -3), ("", 0))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+}
+_RESOURCE = re.compile(
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?"
+)
+
+
+def quantity_value(v: str) -> Decimal:
+    """The value of a quantity (``"500m"`` → 0.5, ``"1Gi"`` → 1073741824)."""
+    m = _QUANTITY.fullmatch(v)
+    if m is None:
+        raise ValueError(f"{v!r} is not a Kubernetes quantity (e.g. 500m, 2, 256Mi, 1Gi, 1e3)")
+    number, suffix = Decimal(m.group(1)), m.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _SUFFIX[suffix]
+
+
+def _quantity(v: str) -> str:
+    quantity_value(v)
+    return v
+
+
+def _resource_name(v: str) -> str:
+    if len(v) > 253 or not _RESOURCE.fullmatch(v):
+        raise ValueError(f"{v!r} is not a resource name (cpu, memory, example.com/gpu)")
+    return v
+
+
+Quantity = Annotated[StrictStr, AfterValidator(_quantity)]
+ResourceName = Annotated[StrictStr, AfterValidator(_resource_name)]
+
+
+class ResourcesParams(WorkloadParams):
+    container: StrictStr
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=16)
+
+    @model_validator(mode="after")
+    def _sane(self) -> ResourcesParams:
+        if not self.requests and not self.limits:
+            raise ValueError("give requests and/or limits to set")
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and quantity_value(request) > quantity_value(limit):
+                raise ValueError(f"the {name} request {request} is above its limit {limit}")
+        return self
+
+
 @action("k8s_rollout_restart", WorkloadParams)
 async def rollout_restart(params: WorkloadParams, ctx: ActionContext) -> str:
     """Restart a Deployment's pods (as ``kubectl rollout restart``)."""
-    ns = params.namespace or ctx.namespace
+    ns = _namespace(ctx, params.namespace, f"restart deployment {params.deployment}")
     path = DEPLOYMENTS.path(ns, params.deployment)
     current = await _call(
         ctx, f"get deployment {ns}/{params.deployment}", lambda c: c.request("GET", path)
@@ -119,7 +207,7 @@ async def rollout_restart(params: WorkloadParams, ctx: ActionContext) -> str:
 @action("k8s_scale", ScaleParams)
 async def scale(params: ScaleParams, ctx: ActionContext) -> str:
     """Set a Deployment's replica count (through its scale subresource)."""
-    ns = params.namespace or ctx.namespace
+    ns = _namespace(ctx, params.namespace, f"scale deployment {params.deployment}")
     path = DEPLOYMENTS.path(ns, params.deployment) + "/scale"
     await _call(
         ctx,
@@ -132,7 +220,7 @@ async def scale(params: ScaleParams, ctx: ActionContext) -> str:
 @action("k8s_rollout_undo", WorkloadParams)
 async def rollout_undo(params: WorkloadParams, ctx: ActionContext) -> str:
     """Roll a Deployment back to its previous revision (as ``kubectl rollout undo``)."""
-    ns = params.namespace or ctx.namespace
+    ns = _namespace(ctx, params.namespace, f"undo deployment {params.deployment}")
     path = DEPLOYMENTS.path(ns, params.deployment)
     what = f"undo deployment {ns}/{params.deployment}"
     dep = await _call(ctx, what, lambda c: c.request("GET", path))
@@ -158,10 +246,45 @@ async def rollout_undo(params: WorkloadParams, ctx: ActionContext) -> str:
     return f"rolled deployment {ns}/{params.deployment} back to revision {revision}"
 
 
+@action("k8s_patch_resources", ResourcesParams)
+async def patch_resources(params: ResourcesParams, ctx: ActionContext) -> str:
+    """Set a Deployment container's resource requests/limits (others are left as they are)."""
+    what = f"patch resources of deployment {params.deployment}"
+    ns = _namespace(ctx, params.namespace, what)
+    what = f"patch resources of deployment {ns}/{params.deployment}"
+    path = DEPLOYMENTS.path(ns, params.deployment)
+    dep = await _call(ctx, what, lambda c: c.request("GET", path))
+    containers = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+    names = [c.get("name") for c in containers.get("containers") or []]
+    if params.container not in names:  # a strategic merge would add a new, invalid one
+        raise ActionError(
+            f"{what}: no container {params.container!r} (it has: {', '.join(map(str, names))})",
+            retry=False,
+        )
+    resources: dict[str, Any] = {}
+    if params.requests:
+        resources["requests"] = dict(params.requests)
+    if params.limits:
+        resources["limits"] = dict(params.limits)
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": params.container, "resources": resources}]}
+            }
+        }
+    }
+    await _call(ctx, what, lambda c: c.request("PATCH", path, patch, STRATEGIC))
+    shown = "; ".join(
+        f"{kind} " + ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+        for kind, values in resources.items()
+    )
+    return f"set container {params.container} of deployment {ns}/{params.deployment}: {shown}"
+
+
 @action("k8s_delete_pod", PodParams)
 async def delete_pod(params: PodParams, ctx: ActionContext) -> str:
     """Delete one pod (its controller replaces it)."""
-    ns = params.namespace or ctx.namespace
+    ns = _namespace(ctx, params.namespace, f"delete pod {params.pod}")
     path = PODS.path(ns, params.pod)
 
     async def delete(c: KubeClient) -> str:
@@ -190,6 +313,7 @@ async def _set_unschedulable(ctx: ActionContext, node: str, value: bool) -> None
 @action("k8s_cordon", NodeParams)
 async def cordon(params: NodeParams, ctx: ActionContext) -> str:
     """Mark a node unschedulable."""
+    _nodes_allowed(ctx, f"cordon node {params.node}")
     await _set_unschedulable(ctx, params.node, True)
     return f"cordoned node {params.node}"
 
@@ -197,6 +321,7 @@ async def cordon(params: NodeParams, ctx: ActionContext) -> str:
 @action("k8s_uncordon", NodeParams)
 async def uncordon(params: NodeParams, ctx: ActionContext) -> str:
     """Mark a node schedulable again."""
+    _nodes_allowed(ctx, f"uncordon node {params.node}")
     await _set_unschedulable(ctx, params.node, False)
     return f"uncordoned node {params.node}"
 
@@ -204,6 +329,7 @@ async def uncordon(params: NodeParams, ctx: ActionContext) -> str:
 @action("k8s_drain", NodeParams)
 async def drain(params: NodeParams, ctx: ActionContext) -> str:
     """Cordon a node and evict its pods (DaemonSet and mirror pods stay), PDBs respected."""
+    _nodes_allowed(ctx, f"drain node {params.node}")
     await _set_unschedulable(ctx, params.node, True)
     found = await _call(
         ctx,

@@ -208,3 +208,37 @@ def test_cross_namespace_service_needs_a_reference_grant() -> None:
     t = translate(cluster)
     copied = next(m for m in t.manifests if m["kind"] == "HTTPRoute")
     assert copied["spec"]["rules"][0]["backendRefs"][0]["name"] == "pay.billing.80"
+
+
+def _grpc_route(name: str, service: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": GW,
+        "kind": "GRPCRoute",
+        "metadata": _meta(name),
+        "spec": {
+            "parentRefs": [{"name": "web"}],
+            "rules": [{"backendRefs": [{"name": service, "port": port}]}],
+        },
+    }
+
+
+def test_grpc_route_service_backend_speaks_http2_and_http_route_keeps_http1() -> None:
+    # the Service port names no appProtocol; the HTTPRoute "orders" uses the same one
+    t = translate(_cluster(GRPCRoute={"g": _grpc_route("g", "orders", 80)}))
+    backends = {m["metadata"]["name"]: m for m in t.manifests if m["kind"] == "Backend"}
+    assert backends["orders.default.80.grpc"]["spec"]["appProtocol"] == "grpc"
+    assert "appProtocol" not in backends["orders.default.80"]["spec"]
+    grpc_route = next(m for m in t.manifests if m["kind"] == "GRPCRoute")
+    ref = grpc_route["spec"]["rules"][0]["backendRefs"][0]
+    assert ref["name"] == "orders.default.80.grpc"
+    _config, problems = _validated(t.manifests)
+    assert [p for p in problems if p.severity == "error"] == []
+
+
+def test_a_service_port_app_protocol_is_kept_for_a_grpc_route() -> None:
+    cluster = _cluster(GRPCRoute={"g": _grpc_route("g", "orders", 9000)})
+    cluster["Service"][("default", "orders")]["spec"]["ports"][1]["appProtocol"] = "grpc"
+    t = translate(cluster)
+    backends = {m["metadata"]["name"]: m for m in t.manifests if m["kind"] == "Backend"}
+    assert backends["orders.default.9000"]["spec"]["appProtocol"] == "grpc"
+    assert "orders.default.9000.grpc" not in backends

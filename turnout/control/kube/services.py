@@ -7,8 +7,10 @@ never collides with a real Backend). Its endpoints are the EndpointSlice endpoin
 Service (label ``kubernetes.io/service-name``) that are ready and not terminating
 (a terminating endpoint is drained: no new requests), with the endpoint port whose name
 matches the Service port the backendRef chose (by number, or the only port when it names
-none). The Service port's ``appProtocol`` (``kubernetes.io/h2c``, ``kubernetes.io/ws``)
-becomes the Backend's.
+none). The Service port's ``appProtocol`` (``kubernetes.io/h2c``, ``kubernetes.io/ws``,
+``grpc``) becomes the Backend's. A GRPCRoute's Service without one gets ``grpc`` (gRPC is
+HTTP/2 only; HTTP/1.1 to it fails every call), in a Backend of its own named
+``<service>.<namespace>.<port>.grpc`` so an HTTPRoute to the same Service keeps HTTP/1.1.
 
 A cross-namespace Service is used only when a ReferenceGrant in the Service's namespace
 allows the route's kind from the route's namespace; otherwise the ref is left alone and
@@ -25,7 +27,12 @@ from typing import Any
 from turnout.config.kinds import GATEWAY_API_GROUP, TURNOUT_GROUP
 
 SERVICE_LABEL = "kubernetes.io/service-name"
-APP_PROTOCOLS = {"kubernetes.io/h2c": "h2c", "kubernetes.io/ws": "kubernetes.io/ws", "h2c": "h2c"}
+APP_PROTOCOLS = {
+    "kubernetes.io/h2c": "h2c",
+    "kubernetes.io/ws": "kubernetes.io/ws",
+    "h2c": "h2c",
+    "grpc": "grpc",
+}
 
 Objects = dict[tuple[str, str], dict[str, Any]]
 
@@ -151,6 +158,9 @@ class ServiceResolver:
             return
         number = int(sport.get("port", 0))
         target = backend_name(name, svc_ns, number)
+        proto = APP_PROTOCOLS.get(str(sport.get("appProtocol") or ""))
+        if proto is None and route_kind == "GRPCRoute":
+            proto, target = "grpc", f"{target}.grpc"
         if (route_ns, target) not in self.backends:
             spec: dict[str, Any] = {
                 "endpoints": [
@@ -160,7 +170,6 @@ class ServiceResolver:
                     )
                 ]
             }
-            proto = APP_PROTOCOLS.get(str(sport.get("appProtocol") or ""))
             if proto:
                 spec["appProtocol"] = proto
             self.backends[(route_ns, target)] = {

@@ -158,7 +158,7 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
     source: ConfigSource
     tasks: list[asyncio.Task[object]] = []
     if files:
-        source = await discovery.prepare(FileSource(files))
+        source = FileSource(files)
     else:
         from turnout.samples import start_samples
 
@@ -167,8 +167,7 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
         options.watch = False
 
     def greet() -> None:
-        if isinstance(source, discovery.DiscoverySource):
-            tasks.append(discovery.start(source, supervisor))
+        tasks.append(discovery.start(srv, supervisor))
         if not samples:
             return
         from turnout.samples import sample_curls
@@ -184,6 +183,7 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
         )
 
     supervisor = Supervisor(source, options)
+    srv = await discovery.prepare(supervisor)  # Backend spec.discovery: DNS SRV endpoints
     try:
         return await supervisor.run(on_started=greet)
     except StartupError as exc:

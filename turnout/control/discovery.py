@@ -10,10 +10,10 @@ until that name resolves again. Resolution maps the SRV answer's lowest-priority
 to ``address:port`` endpoints (each target's A, else AAAA, addresses), SRV weight as
 endpoint weight (0 becomes 1: weight 0 would take the endpoint out).
 
-``DiscoverySource`` wraps the supervisor's ``ConfigSource`` so every load — start-up,
-file change, SIGHUP — is served with the discovered endpoints, and ``run`` is the loop
-that refreshes and asks the supervisor to reload when the endpoints changed. dnspython
-is imported only when a Backend uses discovery.
+The supervisor passes every revision — files and stored objects alike — through
+``fill`` (track, then apply); ``run`` is the loop that refreshes and asks the supervisor
+to reload when the endpoints changed. dnspython is imported only when a Backend uses
+discovery.
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turnout.config.configset import ConfigSet
 from turnout.config.model.backend import BackendObject, DiscoverySpec, EndpointSpec
 from turnout.config.parse import Resource
-from turnout.config.problems import Problem
-from turnout.config.sources import ConfigSource
 from turnout.core.durations import parse_duration
 from turnout.core.netaddr import parse_address
 
@@ -125,6 +122,11 @@ class SRVDiscovery:
             return "no endpoints in the answer"
         return found
 
+    def fill(self, config: ConfigSet) -> ConfigSet:
+        """Track what ``config`` asks for and return it with the endpoints filled in."""
+        self.track(config)
+        return self.apply(config)
+
     def apply(self, config: ConfigSet) -> ConfigSet:
         """The configuration with each discovering Backend's endpoints filled in."""
         out: list[Resource] = []
@@ -181,28 +183,6 @@ async def _addresses(resolver: dns.asyncresolver.Resolver, target: str) -> list[
             continue
         return sorted(r.address for r in answer)
     return []
-
-
-class DiscoverySource:
-    """A ``ConfigSource`` whose Backends carry the discovered endpoints."""
-
-    def __init__(self, inner: ConfigSource, discovery: SRVDiscovery) -> None:
-        self.inner = inner
-        self.discovery = discovery
-        self.name = inner.name
-
-    def load(self) -> tuple[ConfigSet, list[Problem]]:
-        config, problems = self.inner.load()
-        if any(p.severity == "error" for p in problems):
-            return config, problems
-        self.discovery.track(config)
-        return self.discovery.apply(config), problems
-
-    def watch_paths(self) -> list[Path]:
-        return self.inner.watch_paths()
-
-    def is_relevant(self, changed: Path) -> bool:
-        return self.inner.is_relevant(changed)
 
 
 async def run(discovery: SRVDiscovery, reload: Callable[[str], Awaitable[bool]]) -> None:

@@ -194,6 +194,8 @@ class Supervisor:
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
         self.certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
+        # Fills in derived fields of every revision (DNS SRV discovery's endpoints)
+        self.rewrite: Callable[[ConfigSet], ConfigSet] | None = None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -214,6 +216,8 @@ class Supervisor:
                 raise StartupError(
                     f"the stored objects and {self.source.name} do not validate together"
                 )
+        if self.rewrite is not None:
+            config = self.rewrite(config)
         try:
             self._trial_build(config, 1)
         except CompileError as exc:
@@ -497,6 +501,8 @@ class Supervisor:
                     return self._reload_failed(
                         f"{len(errors)} error(s) validating files and stored objects together"
                     )
+            if self.rewrite is not None:
+                config = self.rewrite(config)
             fingerprint = _fingerprint(config)
             if fingerprint == self.fingerprint:
                 log.info("reload (%s): configuration unchanged", reason)

@@ -12,7 +12,7 @@ from turnout.config.configset import ConfigSet
 from turnout.config.model.backend import DiscoverySpec
 from turnout.config.parse import parse_text
 from turnout.config.validate import validate
-from turnout.control.discovery import DiscoveryError, DiscoverySource, Endpoints, SRVDiscovery
+from turnout.control.discovery import DiscoveryError, Endpoints, SRVDiscovery
 from turnout.testing.clock import FakeClock
 
 MANIFEST = """\
@@ -140,29 +140,14 @@ def test_tracking_forgets_removed_names_and_wakes_for_new_ones() -> None:
     assert d.entries == {} and d.next_due() is None
 
 
-def test_the_source_wrapper_serves_discovered_endpoints() -> None:
-    class Fixed:
-        name = "fixed"
-
-        def load(self):  # type: ignore[no-untyped-def]
-            resources, problems = parse_text(MANIFEST, "b.yaml")
-            config, more = validate(resources)
-            return config, problems + more
-
-        def watch_paths(self):  # type: ignore[no-untyped-def]
-            return []
-
-        def is_relevant(self, changed):  # type: ignore[no-untyped-def]
-            return False
-
+def test_fill_tracks_and_fills_each_revision() -> None:
     clock = FakeClock()
     d = SRVDiscovery(Script((("10.0.0.1:80", 2),)), clock.monotonic)
-    source = DiscoverySource(Fixed(), d)
-    config, _ = source.load()
-    assert config.backends()[("default", "orders")].spec.endpoints == ()
+    config = _config()
+    assert d.fill(config).backends()[("default", "orders")].spec.endpoints == ()
     asyncio.run(d.refresh())
-    config, _ = source.load()
-    assert config.backends()[("default", "orders")].spec.endpoints[0].weight == 2
+    assert d.fill(config).backends()[("default", "orders")].spec.endpoints[0].weight == 2
+    assert config.backends()[("default", "orders")].spec.endpoints == ()  # not mutated
 
 
 def test_endpoints_and_discovery_together_is_a_located_error() -> None:

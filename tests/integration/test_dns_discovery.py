@@ -124,3 +124,25 @@ def test_serve_follows_srv_records_and_keeps_the_last_good(
 
     zone.failing = False
     wait_until(lambda: "works again" in gw.stderr(), 10, "recovery logged")
+
+
+def test_a_discovering_backend_applied_through_the_api_is_resolved(
+    dns: tuple[Zone, int], echo: EchoFactory, serve: ServeFactory
+) -> None:
+    zone, dns_port = dns
+    one = echo("one")
+    zone.set((10, 1, one.port, "one.test."))
+    port = free_port()
+    gw = serve(dump(gateway("gw", port)))  # no Backend yet: nothing is looked up
+    orders = {
+        "apiVersion": "turnout.dev/v1alpha1",
+        "kind": "Backend",
+        "metadata": {"name": "orders", "namespace": "default"},
+        "spec": {"discovery": {"dnsSRV": NAME, "server": f"127.0.0.1:{dns_port}"}},
+    }
+    code, body = gw.api(
+        "POST", "/api/v1/apply", {"manifests": [orders, route("r", [to("orders", "/")])]}
+    )
+    assert code == 200, body
+    # a new name is looked up at once (not after the 30 s default refresh)
+    wait_until(lambda: get(port).status == 200 and one.requests > 0, 10, "discovered endpoint")

@@ -118,6 +118,8 @@ class SRVDiscovery:
             return f"no answer within {spec.timeout}"
         except DiscoveryError as exc:
             return str(exc)
+        except Exception as exc:  # a resolver bug or socket error must not stop the loop
+            return f"{type(exc).__name__}: {exc}"
         if not found:
             return "no endpoints in the answer"
         return found
@@ -149,13 +151,13 @@ async def resolve_srv(spec: DiscoverySpec) -> Endpoints:
     import dns.asyncresolver  # only when a Backend uses discovery
     import dns.exception
 
-    resolver = dns.asyncresolver.Resolver(configure=spec.server is None)
-    if spec.server is not None:
-        addr = parse_address(spec.server, allow_missing_port=True)
-        resolver.nameservers = [addr.host]
-        resolver.port = addr.port or 53
-    resolver.lifetime = parse_duration(spec.timeout)
     try:
+        resolver = dns.asyncresolver.Resolver(configure=spec.server is None)
+        if spec.server is not None:
+            addr = parse_address(spec.server, allow_missing_port=True)
+            resolver.nameservers = [addr.host]
+            resolver.port = addr.port or 53
+        resolver.lifetime = parse_duration(spec.timeout)
         answer = await resolver.resolve(spec.dns_srv, "SRV")
         records = list(answer)
         if not records:

@@ -167,3 +167,13 @@ def test_a_bad_srv_name_is_a_located_error() -> None:
     _, more = validate(resources)
     errors = [str(p) for p in problems + more if p.severity == "error"]
     assert errors and "b.yaml:5" in errors[0] and "spec.discovery.dnsSRV" in errors[0], errors
+
+
+def test_an_unexpected_resolver_error_is_a_failed_lookup(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    d = SRVDiscovery(Script(OSError("network is unreachable")), clock.monotonic)
+    d.track(_config())
+    with caplog.at_level(logging.WARNING, logger="turnout"):
+        assert asyncio.run(d.refresh()) is False
+    assert "OSError: network is unreachable" in caplog.text
+    assert d.next_due() == clock.monotonic() + 10  # tried again after refresh

@@ -24,7 +24,7 @@ async def prepare(supervisor: Supervisor) -> SRVDiscovery:
     if not any(p.severity == "error" for p in problems):
         discovery.track(config)
         await discovery.refresh()  # start-up errors are the supervisor's to report
-    supervisor.rewrite = discovery.fill
+    supervisor.options.rewrite = discovery.fill
     return discovery
 
 

@@ -106,6 +106,9 @@ class ServeOptions:
     # Who leads the reconcilers instead of the store's lock (a Kubernetes Lease elector
     # in controller mode): anything with ``run(on_change)`` and ``is_leader``.
     leader: Any = None
+    # Fills in derived fields of every revision, files and stored objects alike (the
+    # endpoints of DNS SRV discovery); applied before the fingerprint and trial build.
+    rewrite: Callable[[ConfigSet], ConfigSet] = lambda config: config
 
 
 class StartupError(Exception):
@@ -194,8 +197,6 @@ class Supervisor:
         # worker pid -> (store revision, wall time) of each revision it applied, newest last
         self.applied: dict[int, deque[tuple[int, float]]] = {}
         self.certs: tuple[ConfigSet, list[tuple[str, str, str, float]]] | None = None
-        # Fills in derived fields of every revision (DNS SRV discovery's endpoints)
-        self.rewrite: Callable[[ConfigSet], ConfigSet] | None = None
 
     # -- start ----------------------------------------------------------------------------
 
@@ -216,10 +217,8 @@ class Supervisor:
                 raise StartupError(
                     f"the stored objects and {self.source.name} do not validate together"
                 )
-        if self.rewrite is not None:
-            config = self.rewrite(config)
         try:
-            self._trial_build(config, 1)
+            self._trial_build(config := self.options.rewrite(config), 1)
         except CompileError as exc:
             log_problems(exc.problems)
             if self.control is not None:
@@ -501,9 +500,7 @@ class Supervisor:
                     return self._reload_failed(
                         f"{len(errors)} error(s) validating files and stored objects together"
                     )
-            if self.rewrite is not None:
-                config = self.rewrite(config)
-            fingerprint = _fingerprint(config)
+            fingerprint = _fingerprint(config := self.options.rewrite(config))
             if fingerprint == self.fingerprint:
                 log.info("reload (%s): configuration unchanged", reason)
                 return True

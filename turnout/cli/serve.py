@@ -152,8 +152,11 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
             lease_duration=flags.lease_duration,
         )
         return await serve_kubernetes(kube, options)
+    from turnout.supervisor import discovery
+
     samples: list[asyncio.Server] = []
     source: ConfigSource
+    tasks: list[asyncio.Task[object]] = []
     if files:
         source = FileSource(files)
     else:
@@ -164,6 +167,7 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
         options.watch = False
 
     def greet() -> None:
+        tasks.append(discovery.start(srv, supervisor))
         if not samples:
             return
         from turnout.samples import sample_curls
@@ -178,12 +182,16 @@ async def _serve(flags: ServeFlags, options: ServeOptions) -> int:
             flush=True,
         )
 
+    supervisor = Supervisor(source, options)
+    srv = await discovery.prepare(supervisor)  # Backend spec.discovery: DNS SRV endpoints
     try:
-        return await Supervisor(source, options).run(on_started=greet)
+        return await supervisor.run(on_started=greet)
     except StartupError as exc:
         log.error("%s", exc)
         return 2
     finally:
+        for task in tasks:
+            task.cancel()
         for server in samples:
             server.close()
 

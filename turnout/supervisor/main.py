@@ -106,6 +106,9 @@ class ServeOptions:
     # Who leads the reconcilers instead of the store's lock (a Kubernetes Lease elector
     # in controller mode): anything with ``run(on_change)`` and ``is_leader``.
     leader: Any = None
+    # Fills in derived fields of every revision, files and stored objects alike (the
+    # endpoints of DNS SRV discovery); applied before the fingerprint and trial build.
+    rewrite: Callable[[ConfigSet], ConfigSet] = lambda config: config
 
 
 class StartupError(Exception):
@@ -215,7 +218,7 @@ class Supervisor:
                     f"the stored objects and {self.source.name} do not validate together"
                 )
         try:
-            self._trial_build(config, 1)
+            self._trial_build(config := self.options.rewrite(config), 1)
         except CompileError as exc:
             log_problems(exc.problems)
             if self.control is not None:
@@ -497,7 +500,7 @@ class Supervisor:
                     return self._reload_failed(
                         f"{len(errors)} error(s) validating files and stored objects together"
                     )
-            fingerprint = _fingerprint(config)
+            fingerprint = _fingerprint(config := self.options.rewrite(config))
             if fingerprint == self.fingerprint:
                 log.info("reload (%s): configuration unchanged", reason)
                 return True

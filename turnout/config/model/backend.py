@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from turnout.config.model.base import (
     Count,
@@ -217,6 +224,32 @@ class BackendTLSSpec(Spec):
     insecure_skip_verify: bool = False  # tests only: says so loudly in `turnout check`
 
 
+def _dns_server(v: str) -> str:
+    try:
+        parse_address(v, allow_missing_port=True)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+class DiscoverySpec(Spec):
+    """Endpoints from a DNS SRV record, looked up by the supervisor every ``refresh``
+    (never on the request path): the lowest-priority targets, SRV weight as endpoint weight."""
+
+    dns_srv: Annotated[
+        StrictStr,
+        Field(
+            alias="dnsSRV",
+            min_length=1,
+            max_length=253,
+            pattern=r"^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$",
+        ),
+    ]
+    refresh: Duration = "30s"
+    timeout: Duration = "2s"  # for the whole lookup (SRV and the targets' addresses)
+    server: Annotated[StrictStr, AfterValidator(_dns_server)] | None = None  # default: system
+
+
 class BackendSpec(Spec):
     endpoints: tuple[EndpointSpec, ...] = Field(default=(), max_length=4096)
     load_balancer: Annotated[LoadBalancerSpec, BeforeValidator(_lb_shorthand)] = LoadBalancerSpec()
@@ -228,6 +261,16 @@ class BackendSpec(Spec):
     circuit_breaker: CircuitBreakerSpec | None = None
     retry: RetrySpec | None = None
     tls: BackendTLSSpec | None = None
+    discovery: DiscoverySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source_of_endpoints(self) -> BackendSpec:
+        if self.discovery is not None and self.endpoints:
+            raise ValueError(
+                "endpoints and discovery are mutually exclusive: discovery replaces the "
+                "endpoint list with what DNS returns"
+            )
+        return self
 
 
 class BackendObject(Spec):
